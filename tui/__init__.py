@@ -1,0 +1,3 @@
+"""lmdesk: a full-screen terminal workstation for local language models."""
+
+__version__ = "0.1.0"

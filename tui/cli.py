@@ -1,0 +1,236 @@
+"""The ``lmdesk`` command: the app (default), ask, bench.
+
+Everything is built in ``main()``; importing this module does nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import TextIO
+
+from tui import __version__
+from tui.config import Paths, Settings, load_settings, resolve_paths
+from tui.engine.errors import EngineError
+from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
+from tui.models.registry import ModelNotFound, ModelRef, resolve_model
+
+
+def _add_load_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model", help="a GGUF path or a model name (default: smollm2-135m)")
+    p.add_argument("--n-ctx", type=int, help="context window in tokens")
+    p.add_argument("--threads", type=int, help="generation threads (default: physical cores)")
+    p.add_argument("--gpu-layers", type=int, help="layers on the GPU (-1: all)")
+
+
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--min-p", type=float, default=None)
+    p.add_argument("--repeat-penalty", type=float, default=None)
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmdesk", description="A terminal workstation for local language models."
+    )
+    parser.add_argument("--version", action="version", version=f"lmdesk {__version__}")
+    parser.add_argument("--data-dir", help="data folder (default: platform data dir)")
+    parser.add_argument("--config-dir", help="config folder (default: platform config dir)")
+    sub = parser.add_subparsers(dest="command")
+
+    app = sub.add_parser("app", help="the full-screen app (the default)")
+    _add_load_options(app)
+
+    ask = sub.add_parser("ask", help="answer one prompt, streamed to stdout")
+    ask.add_argument("prompt", nargs="*", help="the prompt (read from stdin when absent)")
+    ask.add_argument("-s", "--system", help="system prompt")
+    ask.add_argument("--raw", action="store_true", help="plain completion: no chat template")
+    ask.add_argument("--json", action="store_true", help="print one JSON object with the stats")
+    _add_load_options(ask)
+    _add_sampling_options(ask)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
+    bench.add_argument("what", nargs="?", default="engine", choices=["engine", "ui", "store"])
+    bench.add_argument("--reps", type=int, default=3, help="repetitions (engine)")
+    bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
+    _add_load_options(bench)
+    return parser
+
+
+class CliError(Exception):
+    """A failure to report on stderr with a non-zero exit."""
+
+
+def _model(args: argparse.Namespace, settings: Settings) -> ModelRef:
+    try:
+        return resolve_model(args.model or settings.model, settings.model_dirs)
+    except ModelNotFound as exc:
+        raise CliError(str(exc)) from None
+
+
+def load_params(args: argparse.Namespace, settings: Settings, model: ModelRef) -> LoadParams:
+    return LoadParams(
+        model_path=str(model.path),
+        n_ctx=args.n_ctx if args.n_ctx is not None else settings.n_ctx,
+        n_threads=args.threads if args.threads is not None else settings.n_threads,
+        n_gpu_layers=args.gpu_layers if args.gpu_layers is not None else settings.n_gpu_layers,
+    )
+
+
+def sampling_params(args: argparse.Namespace, settings: Settings) -> SamplingParams:
+    base = SamplingParams(temperature=settings.temperature, max_tokens=settings.max_tokens)
+    overrides = {
+        name: getattr(args, name)
+        for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
+        if getattr(args, name) is not None
+    }
+    values = {**asdict(base), **overrides, "stop": tuple(args.stop), "seed": args.seed}
+    return SamplingParams(**values)
+
+
+def _read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
+    if args.prompt and args.prompt != ["-"]:
+        return " ".join(args.prompt)
+    if stdin.isatty() and args.prompt != ["-"]:
+        raise CliError('no prompt: lmdesk ask "your question", or pipe text into it')
+    text = stdin.read()
+    if not text.strip():
+        raise CliError("the prompt read from stdin is empty")
+    return text
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings, out: TextIO, stdin: TextIO) -> int:
+    from tui.engine.local import LocalEngine
+
+    prompt = _read_prompt(args, stdin)
+    model = _model(args, settings)
+    sampling = sampling_params(args, settings)
+    sampling.validate()
+    system = args.system if args.system is not None else None
+    messages = [ChatMessage("system", system)] if system else []
+    messages.append(ChatMessage("user", prompt))
+    engine = LocalEngine(load_params(args, settings, model))
+    interrupted = False
+    try:
+        info = engine.load()
+        raw = prompt if args.raw else None
+        done: Done | None = None
+        stream = engine.generate(messages, sampling, raw_prompt=raw)
+        while True:
+            try:
+                event = next(stream)
+            except StopIteration:
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+                engine.cancel()
+                continue
+            if isinstance(event, Done):
+                done = event
+            elif not args.json:
+                out.write(event.text)
+                out.flush()
+    finally:
+        engine.unload()
+    if done is None:
+        raise CliError("the model ended without a reply")
+    if args.json:
+        record = {
+            "model": model.name,
+            "model_path": str(model.path),
+            "base_model": info.is_base_model,
+            "reply": done.text,
+            "stats": asdict(done.stats),
+            "error": done.error,
+        }
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    elif not done.text.endswith("\n"):
+        out.write("\n")
+    out.flush()
+    if done.error:
+        raise CliError(done.error)
+    return 130 if interrupted else 0
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int:
+    if args.what == "engine":
+        from tui.engine.bench import run_engine_bench
+
+        model = _model(args, settings)
+        run_engine_bench(
+            load_params(args, settings, model), reps=args.reps, max_tokens=args.tokens
+        )
+    elif args.what == "ui":
+        from tui.app.bench_ui import run_ui_bench
+
+        run_ui_bench()
+    else:
+        from tui.store.bench import run_store_bench
+
+        run_store_bench()
+    return 0
+
+
+def cmd_app(args: argparse.Namespace, settings: Settings, paths: Paths, notes: list[str]) -> int:
+    from tui.app.main import run_app
+
+    model = _model(args, settings)
+    return run_app(settings, paths, load_params(args, settings, model), model.name, notes)
+
+
+COMMANDS = ("app", "ask", "bench")
+_GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
+
+
+def with_default_command(argv: Sequence[str]) -> list[str]:
+    """``lmdesk [global options] [app options]`` means ``lmdesk ... app ...``."""
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _GLOBAL_WITH_VALUE:
+            i += 2
+        elif arg.startswith(tuple(f"{g}=" for g in _GLOBAL_WITH_VALUE)):
+            i += 1
+        elif arg in ("-h", "--help", "--version"):
+            return args
+        else:
+            break
+    if i >= len(args) or args[i] not in COMMANDS:
+        args.insert(min(i, len(args)), "app")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(with_default_command(sys.argv[1:] if argv is None else argv))
+    paths = resolve_paths(args.data_dir, args.config_dir)
+    settings, notes = load_settings(paths)
+    command = args.command
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lmdesk ask ... | head` ends quietly
+    try:
+        if command == "ask":
+            for note in notes:
+                print(f"lmdesk: {note}", file=sys.stderr)
+            return cmd_ask(args, settings, sys.stdout, sys.stdin)
+        if command == "bench":
+            return cmd_bench(args, settings, paths)
+        return cmd_app(args, settings, paths, notes)
+    except (CliError, EngineError) as exc:
+        print(f"lmdesk: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""Settings and paths. Built once in ``main()`` and passed down; nothing happens at import.
+
+Paths come from platformdirs, overridden by ``LMDESK_DATA_DIR`` / ``LMDESK_CONFIG_DIR`` and the
+``--data-dir`` / ``--config-dir`` flags. User settings live in ``config.toml`` in the config
+folder; a bad file is reported (the defaults are used) rather than fatal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+APP_NAME = "lmdesk"
+
+
+@dataclass(frozen=True)
+class Paths:
+    data_dir: Path
+    """Conversations, templates, memory, model profiles (private: 0700)."""
+    config_dir: Path
+    """config.toml, user themes."""
+    cache_dir: Path
+    """Disposable caches (GGUF header cache)."""
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def themes_dir(self) -> Path:
+        return self.config_dir / "themes"
+
+
+def resolve_paths(data_dir: str | None = None, config_dir: str | None = None) -> Paths:
+    import platformdirs
+
+    data = data_dir or os.environ.get("LMDESK_DATA_DIR") or platformdirs.user_data_dir(APP_NAME)
+    conf = (
+        config_dir
+        or os.environ.get("LMDESK_CONFIG_DIR")
+        or platformdirs.user_config_dir(APP_NAME)
+    )
+    cache = os.environ.get("LMDESK_CACHE_DIR") or platformdirs.user_cache_dir(APP_NAME)
+    return Paths(Path(data).expanduser(), Path(conf).expanduser(), Path(cache).expanduser())
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) readable by the owner only."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):
+        path.chmod(0o700)
+    return path
+
+
+@dataclass
+class Settings:
+    """What a user may set in config.toml. Unknown keys are reported, not fatal."""
+
+    model: str | None = None
+    """Default model: a GGUF path or a name from `lmdesk models list`. Empty: the packaged one."""
+    model_dirs: list[str] = field(default_factory=list)
+    """Extra folders scanned for GGUF files."""
+    n_ctx: int | None = None
+    """Context window for loads; empty: the model's trained context capped at 8192."""
+    n_threads: int | None = None
+    """Generation threads; empty: physical cores."""
+    n_gpu_layers: int | None = None
+    """Layers on the GPU; empty: all when the llama.cpp build has a GPU backend."""
+    temperature: float = 0.7
+    """Default sampling temperature."""
+    max_tokens: int = 1024
+    """Longest reply in tokens."""
+    system_prompt: str = "You are a helpful assistant."
+    """System prompt for new conversations."""
+    theme: str | None = None
+    """Theme name; empty: the last one chosen in the app."""
+    offline: bool = True
+    """Refuse network use unless the user starts a download or uses a remote endpoint."""
+    keymap: dict[str, str] = field(default_factory=dict)
+    """Binding id -> keys, e.g. {"new_conversation" = "ctrl+n"}."""
+
+
+def load_settings(paths: Paths) -> tuple[Settings, list[str]]:
+    """Read config.toml. Returns the settings and a list of problems to show the user."""
+    problems: list[str] = []
+    path = paths.config_file
+    if not path.exists():
+        return Settings(), problems
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return Settings(), [f"{path}: {exc}; using the defaults"]
+    known = {f.name for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in known:
+            values[key] = value
+        else:
+            problems.append(f"{path}: unknown setting {key!r} ignored")
+    defaults = Settings()
+    for key, value in list(values.items()):
+        default = getattr(defaults, key)
+        expected = type(default) if default is not None else None
+        if expected is not None and not isinstance(value, expected):
+            problems.append(f"{path}: {key} should be {expected.__name__}, got {value!r}")
+            del values[key]
+    return Settings(**values), problems

@@ -1,0 +1,311 @@
+"""LocalEngine: a model in its own worker process (multiprocessing, spawn), driven over a pipe."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from tui.engine.errors import EngineError, ModelLoadError, WorkerDied
+from tui.engine.protocol import (
+    DEFAULT_CTX_CAP,
+    CancelRequest,
+    ChatMessage,
+    Done,
+    EngineEvent,
+    GenerateRequest,
+    GenerationStats,
+    Loaded,
+    LoadParams,
+    LoadRequest,
+    ModelInfo,
+    Request,
+    SamplingParams,
+    TextDelta,
+    TokenCount,
+    TokenizeRequest,
+    UnloadRequest,
+    WorkerError,
+    WorkerEvent,
+)
+from tui.models.gguf import GGUFError, read_header
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def resolve_load_params(params: LoadParams) -> LoadParams:
+    """Validate ``params`` and the file, and fill in the defaults the caller can decide.
+
+    Raises ``InvalidParameter`` or ``ModelLoadError`` with a one-line message.
+    """
+    params.validate()
+    try:
+        header = read_header(params.model_path)
+    except GGUFError as exc:
+        raise ModelLoadError(str(exc)) from None
+    n_ctx = params.n_ctx or min(header.context_length or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
+    n_threads = params.n_threads or physical_cores()
+    n_threads_batch = params.n_threads_batch or os.cpu_count() or n_threads
+    return replace(params, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch)
+
+
+class LocalEngine:
+    """One model, one worker process. Thread-safe: ``cancel`` may come from any thread."""
+
+    def __init__(
+        self,
+        params: LoadParams,
+        *,
+        load_timeout_s: float = 600.0,
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.params = params
+        self.log_path = str(log_path) if log_path is not None else _default_log_path()
+        self._load_timeout_s = load_timeout_s
+        self._info: ModelInfo | None = None
+        self._proc: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._send_lock = threading.Lock()
+        self._use_lock = threading.Lock()  # one generation or tokenize at a time
+        self._ids = itertools.count(1)
+        self._current: int | None = None
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self._info
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive() and self._info is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def load(self) -> ModelInfo:
+        """Start the worker and load the model; raise ``EngineError`` with a clear message."""
+        if self.alive and self._info is not None:
+            return self._info
+        self.params = resolve_load_params(self.params)
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        from tui.engine.worker import worker_main
+
+        proc = ctx.Process(
+            target=worker_main, args=(child, self.log_path), name="lmdesk-model", daemon=True
+        )
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        try:
+            self._send(LoadRequest(self.params))
+            event = self._recv(timeout_s=self._load_timeout_s)
+        except WorkerDied as exc:
+            self._reap()
+            raise ModelLoadError(
+                f"the model worker crashed while loading {self.params.model_path} ({exc}"
+                f"{self._log_hint()}); the file may be damaged or need more memory than is free"
+            ) from None
+        except TimeoutError:
+            self._reap()
+            raise ModelLoadError(
+                f"loading {self.params.model_path} took over {self._load_timeout_s:.0f} s; gave up"
+            ) from None
+        if isinstance(event, WorkerError):
+            self._reap()
+            raise ModelLoadError(event.message)
+        if not isinstance(event, Loaded):
+            self._reap()
+            raise ModelLoadError(f"unexpected answer from the model worker: {event!r}")
+        self._info = event.info
+        return event.info
+
+    def unload(self) -> None:
+        """Stop the worker; all of the model's memory goes with it."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(EngineError, OSError):
+            self._send(UnloadRequest())
+        self._proc.join(timeout=5)
+        self._reap()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """For tests and emergencies: kill the worker outright."""
+        if self._proc is not None and self._proc.pid is not None:
+            os.kill(self._proc.pid, sig)
+
+    def __enter__(self) -> LocalEngine:
+        self.load()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unload()
+
+    # --- requests ------------------------------------------------------------------------
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        sampling: SamplingParams,
+        *,
+        raw_prompt: str | None = None,
+    ) -> Iterator[EngineEvent]:
+        """Stream a reply: ``TextDelta`` events, then one ``Done`` (also on failure)."""
+        sampling.validate()
+        with self._use_lock:
+            rid = next(self._ids)
+            parts: list[str] = []
+            try:
+                self._require_loaded()
+                self._current = rid
+                self._send(GenerateRequest(rid, tuple(messages), sampling, raw_prompt))
+                while True:
+                    event = self._recv()
+                    if isinstance(event, TextDelta) and event.request_id == rid:
+                        parts.append(event.text)
+                        yield event
+                    elif isinstance(event, Done) and event.request_id == rid:
+                        yield event
+                        return
+                    elif isinstance(event, WorkerError):
+                        yield _failed(rid, parts, event.message)
+                        return
+            except WorkerDied as exc:
+                self._reap()
+                yield _failed(
+                    rid,
+                    parts,
+                    f"the model worker died mid-reply ({exc}{self._log_hint()}); "
+                    "reload the model to go on",
+                )
+            except EngineError as exc:
+                yield _failed(rid, parts, str(exc))
+            finally:
+                self._current = None
+
+    def cancel(self) -> None:
+        rid = self._current
+        if rid is not None:
+            with contextlib.suppress(EngineError, OSError):
+                self._send(CancelRequest(rid))
+
+    def count_tokens(self, text: str = "", messages: Sequence[ChatMessage] = ()) -> int:
+        """Tokens in ``text``, or in the chat-formatted prompt of ``messages``."""
+        with self._use_lock:
+            self._require_loaded()
+            rid = next(self._ids)
+            self._send(TokenizeRequest(rid, text, tuple(messages)))
+            while True:
+                event = self._recv()
+                if isinstance(event, TokenCount) and event.request_id == rid:
+                    return event.count
+                if isinstance(event, WorkerError):
+                    raise EngineError(event.message)
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _require_loaded(self) -> None:
+        if not self.alive:
+            raise EngineError("no model is loaded (the worker is not running): load it first")
+
+    def _send(self, request: Request) -> None:
+        conn = self._conn
+        if conn is None:
+            raise EngineError("no model worker is running")
+        with self._send_lock:
+            try:
+                conn.send(request)
+            except (BrokenPipeError, ConnectionResetError, OSError):
+                raise WorkerDied(self._exit_description()) from None
+
+    def _recv(self, timeout_s: float | None = None) -> WorkerEvent:
+        conn = self._conn
+        if conn is None:
+            raise WorkerDied("no worker")
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            while deadline is not None and not conn.poll(0.25):
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+            event: WorkerEvent = conn.recv()
+            return event
+        except (EOFError, ConnectionResetError, OSError):
+            raise WorkerDied(self._exit_description()) from None
+
+    def _exit_description(self) -> str:
+        proc = self._proc
+        if proc is None:
+            return "no worker"
+        proc.join(timeout=1)
+        code = proc.exitcode
+        if code is None:
+            return "its pipe closed"
+        if code == -signal.SIGILL:
+            return (
+                "killed by SIGILL: this llama.cpp build uses CPU instructions this machine "
+                "refuses; rebuild it with `bash scripts/install`"
+            )
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+    def _log_hint(self) -> str:
+        """The last line llama.cpp wrote before dying, if it says something."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(fh.tell() - 4096, 0))
+                lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+        except OSError:
+            return ""
+        for line in reversed(lines):
+            if line.strip() and not line.startswith(("Traceback", "  ")):
+                return f": {line.strip()[:160]}"
+        return ""
+
+    def _reap(self) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        self._info = None
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=2)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=2)
+
+
+def _default_log_path() -> str:
+    """A private per-process log file for the worker's native output."""
+    import tempfile
+
+    folder = os.environ.get("LMDESK_CACHE_DIR") or tempfile.gettempdir()
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return os.path.join(folder, f"lmdesk-worker-{os.getpid()}.log")
+
+
+def _failed(rid: int, parts: list[str], message: str) -> Done:
+    stats = GenerationStats(0, 0.0, len(parts), 0.0, 0.0, 0, 0, "error", 0.0)
+    return Done(rid, "".join(parts), stats, message)

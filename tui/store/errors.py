@@ -1,0 +1,19 @@
+"""Errors raised by the store. Every failure a user can cause or meet is a ``StoreError``."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Something could not be read or saved; the message is meant for the user."""
+
+
+class StoreReadOnly(StoreError):
+    """A write was attempted on a store opened read-only (another lmdesk holds the lock)."""
+
+
+class NotFoundError(StoreError, KeyError):
+    """No conversation or message with that id (also a ``KeyError``)."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; keep the plain message of StoreError.
+        return str(self.args[0]) if self.args else "not found"

@@ -1,0 +1,160 @@
+"""Export (Markdown, JSON), import (JSON) and search snippets: pure functions, no files."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict
+from typing import Any
+
+from .errors import StoreError
+from .models import (
+    ROLES,
+    STATUSES,
+    ConversationMeta,
+    StoredMessage,
+    new_id,
+)
+
+EXPORT_FORMAT = "lmdesk-conversation"
+EXPORT_VERSION = 1
+_ID_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def export_markdown(meta: ConversationMeta, messages: list[StoredMessage]) -> str:
+    lines = [f"# {meta.title}", ""]
+    about = [f"created {_iso(meta.created)}"]
+    if meta.model:
+        about.append(f"model {meta.model}")
+    lines += [f"_Exported from lmdesk · {' · '.join(about)}_", ""]
+    if meta.system_prompt:
+        lines += ["## System prompt", "", meta.system_prompt, ""]
+    for msg in messages:
+        heading = msg.role.capitalize()
+        if msg.role == "assistant" and msg.model and msg.model != meta.model:
+            heading += f" ({msg.model})"
+        lines += [f"## {heading}", "", msg.content]
+        if msg.status == "stopped":
+            lines += ["", "_(stopped)_"]
+        elif msg.status == "partial":
+            lines += ["", "_(incomplete)_"]
+        elif msg.status == "error":
+            lines += ["", f"_(error: {msg.error or 'unknown'})_"]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def export_json(meta: ConversationMeta, messages: list[StoredMessage]) -> dict[str, Any]:
+    conversation = asdict(meta)
+    conversation.pop("message_count", None)
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported": time.time(),
+        "conversation": conversation,
+        "messages": [asdict(m) for m in messages],
+    }
+
+
+def _bad(why: str) -> StoreError:
+    return StoreError(f"not an lmdesk conversation export: {why}")
+
+
+def _number(value: Any, default: float, what: str) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _bad(f"{what} should be a number of seconds, got {value!r}")
+    return float(value)
+
+
+def _opt_str(value: Any, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise _bad(f"{what} should be text, got {value!r}")
+    return value
+
+
+def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage]]:
+    """Check an export; return the conversation's fields and its messages (ids kept if sane)."""
+    if not isinstance(data, dict):
+        raise _bad("expected a JSON object")
+    if data.get("format") != EXPORT_FORMAT:
+        raise _bad(f"format is {data.get('format')!r}, expected {EXPORT_FORMAT!r}")
+    version = data.get("version")
+    if not isinstance(version, int) or not 1 <= version <= EXPORT_VERSION:
+        raise _bad(f"unsupported version {version!r} (this lmdesk reads {EXPORT_VERSION})")
+    conv = data.get("conversation")
+    if not isinstance(conv, dict):
+        raise _bad("'conversation' is missing or not an object")
+    raw_messages = data.get("messages")
+    if not isinstance(raw_messages, list):
+        raise _bad("'messages' is missing or not a list")
+    now = time.time()
+    title = conv.get("title", "Imported conversation")
+    if not isinstance(title, str):
+        raise _bad("the title should be text")
+    extra = conv.get("extra", {})
+    if not isinstance(extra, dict):
+        raise _bad("'extra' should be an object")
+    created = _number(conv.get("created"), now, "created")
+    fields: dict[str, Any] = {
+        "title": title,
+        "created": created,
+        "updated": _number(conv.get("updated"), created, "updated"),
+        "pinned": bool(conv.get("pinned", False)),
+        "system_prompt": _opt_str(conv.get("system_prompt"), "system_prompt") or "",
+        "model": _opt_str(conv.get("model"), "model"),
+        "extra": extra,
+    }
+    messages: list[StoredMessage] = []
+    seen: set[str] = set()
+    for n, raw in enumerate(raw_messages, 1):
+        where = f"message {n}"
+        if not isinstance(raw, dict):
+            raise _bad(f"{where} is not an object")
+        role, content = raw.get("role"), raw.get("content")
+        if role not in ROLES:
+            raise _bad(f"{where} has an unknown role {role!r}")
+        if not isinstance(content, str):
+            raise _bad(f"{where} has no text content")
+        status = raw.get("status", "done")
+        if status not in STATUSES:
+            raise _bad(f"{where} has an unknown status {status!r}")
+        stats = raw.get("stats")
+        if stats is not None and not isinstance(stats, dict):
+            raise _bad(f"{where}: 'stats' should be an object")
+        mid = raw.get("id")
+        if not isinstance(mid, str) or not _ID_OK.match(mid) or mid in seen:
+            mid = new_id("m")
+        seen.add(mid)
+        messages.append(
+            StoredMessage(
+                id=mid,
+                role=role,
+                content=content,
+                created=_number(raw.get("created"), now, f"{where} created"),
+                model=_opt_str(raw.get("model"), f"{where} model"),
+                stats=stats,
+                status=status,
+                error=_opt_str(raw.get("error"), f"{where} error"),
+            )
+        )
+    return fields, messages
+
+
+def snippet(text: str, start: int, end: int, width: int = 80) -> str:
+    """The match with some context around it, on one line, ellipses where cut."""
+    before = max(0, start - width // 3)
+    after = min(len(text), end + width - (end - start) - (start - before))
+    after = max(after, end)
+    piece = " ".join(text[before:after].split())
+    if before > 0:
+        piece = "…" + piece
+    if after < len(text):
+        piece += "…"
+    return piece

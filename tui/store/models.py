@@ -1,0 +1,121 @@
+"""The records the store hands out, and their conversion to and from stored documents."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import StoreError
+
+ROLES = ("system", "user", "assistant")
+STATUSES = ("done", "stopped", "error", "partial")
+
+
+@dataclass
+class StoredMessage:
+    id: str
+    role: str
+    """"system", "user" or "assistant"."""
+    content: str
+    created: float
+    model: str | None = None
+    stats: dict[str, Any] | None = None
+    status: str = "done"
+    """"done", "stopped", "error" or "partial" (a reply still streaming, or cut off by a crash)."""
+    error: str | None = None
+
+
+@dataclass
+class ConversationMeta:
+    id: str
+    title: str
+    created: float
+    updated: float
+    pinned: bool = False
+    system_prompt: str = ""
+    model: str | None = None
+    message_count: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form settings for later features (persona, memory on/off...)."""
+
+
+@dataclass
+class SearchHit:
+    conversation_id: str
+    message_id: str
+    title: str
+    snippet: str
+    role: str
+
+
+def new_id(prefix: str) -> str:
+    """A short, sortable, file-name-safe id: time in ms (hex) plus random bits."""
+    return f"{prefix}{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+def check_role(role: str) -> None:
+    if role not in ROLES:
+        raise StoreError(f"unknown message role {role!r} (expected one of {', '.join(ROLES)})")
+
+
+def check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise StoreError(
+            f"unknown message status {status!r} (expected one of {', '.join(STATUSES)})"
+        )
+
+
+def message_to_doc(msg: StoredMessage) -> dict[str, Any]:
+    return {
+        "id": msg.id,
+        "role": msg.role,
+        "content": msg.content,
+        "created": msg.created,
+        "model": msg.model,
+        "stats": copy.deepcopy(msg.stats),
+        "status": msg.status,
+        "error": msg.error,
+    }
+
+
+def message_from_doc(doc: dict[str, Any]) -> StoredMessage:
+    stats = doc.get("stats")
+    return StoredMessage(
+        id=str(doc.get("id", "")),
+        role=str(doc.get("role", "user")),
+        content=str(doc.get("content", "")),
+        created=float(doc.get("created", 0.0)),
+        model=doc.get("model"),
+        stats=copy.deepcopy(stats) if isinstance(stats, dict) else None,
+        status=str(doc.get("status", "done")),
+        error=doc.get("error"),
+    )
+
+
+def meta_from_row(row: dict[str, Any], live: dict[str, Any] | None = None) -> ConversationMeta:
+    """Build a ConversationMeta from an index row, with newer counters from ``live`` if given."""
+    extra = row.get("extra")
+    created = float(row.get("created", 0.0))
+    meta = ConversationMeta(
+        id=str(row["id"]),
+        title=str(row.get("title", "")),
+        created=created,
+        updated=float(row.get("updated", created)),
+        pinned=bool(row.get("pinned", False)),
+        system_prompt=str(row.get("system_prompt", "")),
+        model=row.get("model"),
+        message_count=int(row.get("message_count", 0)),
+        extra=copy.deepcopy(extra) if isinstance(extra, dict) else {},
+    )
+    if live:
+        meta.updated = float(live.get("updated", meta.updated))
+        meta.message_count = int(live.get("message_count", meta.message_count))
+    return meta
+
+
+def sort_key(meta: ConversationMeta) -> tuple[bool, float]:
+    """Pinned first, then the most recently updated (use with ``reverse=True``)."""
+    return (meta.pinned, meta.updated)

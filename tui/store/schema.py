@@ -1,0 +1,105 @@
+"""The index's schema version and the ordered steps that upgrade old data folders.
+
+``UPGRADES[i]`` upgrades a folder from version ``i`` to ``i + 1``; the current version is
+``len(UPGRADES)``. A step receives the whole index (``{table: {doc_id: doc}}``) and the data
+folder (for steps that must rewrite conversation files) and returns the new index. Steps run
+in order, only by the instance holding the lock; the old index is kept as
+``index.json.schema-v<N>`` first. Never edit a released step: append a new one.
+
+Version 0 is the layout before versions were recorded: no ``meta`` table and conversation rows
+that may lack fields.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .storage import AtomicJSONStorage
+
+Index = dict[str, dict[str, Any]]
+UpgradeStep = Callable[[Index, Path], Index]
+
+META_TABLE = "meta"
+META_DOC = "1"
+
+
+def _v0_to_v1(index: Index, data_dir: Path) -> Index:
+    """Record the version and give every conversation row all of its fields."""
+    now = time.time()
+    for doc in index.get("conversations", {}).values():
+        created = doc.get("created", now)
+        doc.setdefault("title", "Untitled")
+        doc.setdefault("created", created)
+        doc.setdefault("updated", created)
+        doc.setdefault("pinned", False)
+        doc.setdefault("system_prompt", "")
+        doc.setdefault("model", None)
+        doc.setdefault("message_count", 0)
+        doc.setdefault("extra", {})
+        doc.setdefault("sig", None)
+    index.setdefault("settings", {})
+    return index
+
+
+UPGRADES: list[UpgradeStep] = [_v0_to_v1]
+
+
+def current_version() -> int:
+    return len(UPGRADES)
+
+
+def version_of(index: Index | None) -> int:
+    if not index:
+        return current_version()
+    meta = index.get(META_TABLE, {}).get(META_DOC, {})
+    version = meta.get("schema", 0)
+    return version if isinstance(version, int) and version >= 0 else 0
+
+
+def set_version(index: Index, version: int) -> None:
+    meta = index.setdefault(META_TABLE, {}).setdefault(META_DOC, {})
+    meta["schema"] = version
+
+
+def prepare(storage: AtomicJSONStorage, data_dir: Path, notices: list[str]) -> str:
+    """Create, check or upgrade the index at open. Returns why the store must be read-only
+    (written by a newer lmdesk), else ""."""
+    data = storage.read()
+    version = version_of(data)
+    current = current_version()
+    if data is None:
+        if not storage.read_only:
+            fresh: Index = {}
+            set_version(fresh, current)
+            fresh[META_TABLE][META_DOC]["created"] = time.time()
+            storage.write(fresh)
+    elif version > current:
+        return (
+            f"{storage.path.name} was written by a newer lmdesk (schema {version}; this one "
+            f"knows {current})"
+        )
+    elif version < current:
+        if storage.read_only:
+            notices.append(
+                f"{storage.path} uses an older schema ({version}); it will be upgraded when "
+                "lmdesk opens it without another instance running."
+            )
+        else:
+            keep = storage.path.with_name(f"{storage.path.name}.schema-v{version}")
+            AtomicJSONStorage(keep).write_raw(copy.deepcopy(data))
+            storage.write(upgrade(data, data_dir))
+    return ""
+
+
+def upgrade(index: Index, data_dir: Path) -> Index:
+    """Run every step from the index's version to the current one."""
+    version = version_of(index)
+    while version < current_version():
+        index = UPGRADES[version](index, data_dir)
+        version += 1
+        set_version(index, version)
+    return index

@@ -14,10 +14,19 @@ import pytest
 from tui.engine.errors import InvalidParameter, ModelLoadError
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
+from tui.models.gguf import read_header
 
 
 def _children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True) if p.is_running()}
+    """Spawned workers (not multiprocessing's resource tracker, which lives as long as we do)."""
+    found = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(proc.cmdline()):
+                found.add(proc.pid)
+        except psutil.Error:
+            pass
+    return found
 
 
 def _assert_load_fails(path: Path, *words: str) -> str:
@@ -71,15 +80,14 @@ def test_damaged_tensor_data_is_caught_by_llama_cpp_not_by_a_crash(
     and either way the caller gets one clear line."""
     path = tmp_path / "lying.gguf"
     shutil.copy(smollm, path)
-    data = bytearray(path.read_bytes()[:200_000])
-    # break the tensor table: turn every F32 tensor type id (0) after the metadata into 99
+    table = path.read_bytes()[: read_header(smollm).data_offset]
     marker = b"token_embd.weight"
-    at = data.find(marker)
+    at = table.rfind(marker)  # its entry in the tensor table, after the metadata
     assert at > 0
     type_pos = at + len(marker) + 4 + 8 * 2  # n_dims u32, two u64 dims, then the type
-    data[type_pos : type_pos + 4] = (99).to_bytes(4, "little")
-    with path.open("r+b") as fh:
-        fh.write(data)
+    with path.open("r+b") as fh:  # an unknown tensor type id
+        fh.seek(type_pos)
+        fh.write((99).to_bytes(4, "little"))
     message = _assert_load_fails(path, "lying.gguf")
     assert "llama.cpp could not load" in message or "crashed while loading" in message
 
@@ -118,7 +126,8 @@ def test_prompt_longer_than_the_context(smollm: Path) -> None:
         done = events[-1]
         assert isinstance(done, Done)
         assert done.stats.stop_reason == "error"
-        assert done.error is not None and "context window holds 128" in done.error
+        assert engine.info is not None and engine.info.n_ctx == 256  # padded like llama.cpp
+        assert done.error is not None and "context window holds 256" in done.error
         # the model is still there for a prompt that fits
         events = list(engine.generate([ChatMessage("user", "Hi")], SamplingParams(max_tokens=4)))
         assert isinstance(events[-1], Done) and events[-1].error is None

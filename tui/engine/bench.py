@@ -3,16 +3,22 @@
 Same model, prompt and parameters; runs alternate (engine first, then bare first) so drift in
 machine load falls on both. Rates are what the consumer sees: tokens received between the
 first token and the end, by the wall clock.
+
+The bare loop runs in a process of its own that imports llama_cpp and generates in-process
+(no pipe, no protocol), so the two sides are symmetric: while one generates, the other's
+idle thread pool sits in another process, and the bench process itself loads no model.
 """
 
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
 from typing import Any
 
 from tui.engine.local import LocalEngine, resolve_load_params
@@ -80,6 +86,25 @@ def _bare_run(llm: Any, prompt: str, sampling: SamplingParams) -> RunFigures:
     return RunFigures(prompt_rate, rate, first - start, n)
 
 
+def _bare_process(conn: Connection, params: LoadParams) -> None:
+    """A single process running llama_cpp directly: load, then run each prompt it is sent."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(
+        model_path=params.model_path, n_ctx=params.n_ctx or 0, n_threads=params.n_threads,
+        n_threads_batch=params.n_threads_batch, n_gpu_layers=params.n_gpu_layers or 0,
+        n_batch=params.n_batch, flash_attn=bool(params.flash_attn), seed=params.seed,
+        verbose=False,
+    )
+    conn.send("ready")
+    while True:
+        request = conn.recv()
+        if request is None:
+            return
+        prompt, sampling = request
+        conn.send(_bare_run(llm, prompt, sampling))
+
+
 def memory_bandwidth_gb_s(threads: int, size_mb: int = 256) -> float:
     """Read bandwidth: the best of a few parallel sums over an array larger than the caches."""
     import numpy as np
@@ -106,7 +131,6 @@ def run_engine_bench(
     max_tokens: int = 128,
     out: Callable[[str], None] = print,
 ) -> dict[str, float]:
-    import llama_cpp
     import psutil
 
     params = resolve_load_params(params)
@@ -116,17 +140,14 @@ def run_engine_bench(
     out(f"params     n_ctx={params.n_ctx} threads={params.n_threads}/{params.n_threads_batch}")
     engine = LocalEngine(params)
     info = engine.load()
-    bare = llama_cpp.Llama(
-        model_path=params.model_path,
-        n_ctx=info.n_ctx,
-        n_threads=info.n_threads,
-        n_threads_batch=info.n_threads_batch,
-        n_gpu_layers=info.n_gpu_layers,
-        n_batch=params.n_batch,
-        flash_attn=info.flash_attn,
-        seed=params.seed,
-        verbose=False,
-    )
+    bare_params = replace(params, n_gpu_layers=info.n_gpu_layers, flash_attn=info.flash_attn)
+    ctx = multiprocessing.get_context("spawn")
+    bare_conn, child_conn = ctx.Pipe()
+    bare = ctx.Process(target=_bare_process, args=(child_conn, bare_params), daemon=True)
+    bare.start()
+    child_conn.close()
+    if bare_conn.recv() != "ready":
+        raise RuntimeError("the bare llama_cpp process did not start")
     engine_runs: list[RunFigures] = []
     bare_runs: list[RunFigures] = []
     try:
@@ -140,13 +161,15 @@ def run_engine_bench(
                     if i:
                         engine_runs.append(figures)
                 else:
-                    figures = _bare_run(bare, prompt, sampling)
+                    bare_conn.send((prompt, sampling))
+                    figures = bare_conn.recv()
                     if i:
                         bare_runs.append(figures)
         worker_rss = psutil.Process(info.worker_pid).memory_info().rss
     finally:
         engine.unload()
-        del bare
+        bare_conn.send(None)
+        bare.join(timeout=5)
     results = {
         "engine_prompt_tps": _median(engine_runs, "prompt_tokens_per_s"),
         "engine_gen_tps": _median(engine_runs, "generation_tokens_per_s"),

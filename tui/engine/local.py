@@ -38,6 +38,8 @@ from tui.engine.protocol import (
 )
 from tui.models.gguf import GGUFError, read_header
 
+CTX_PAD = 256
+
 
 def physical_cores() -> int:
     import psutil
@@ -56,6 +58,9 @@ def resolve_load_params(params: LoadParams) -> LoadParams:
     except GGUFError as exc:
         raise ModelLoadError(str(exc)) from None
     n_ctx = params.n_ctx or min(header.context_length or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
+    # llama.cpp pads the context to a multiple of 256; asking for that size up front keeps
+    # llama-cpp-python's own buffers the same size as the real context
+    n_ctx = -(-n_ctx // CTX_PAD) * CTX_PAD
     n_threads = params.n_threads or physical_cores()
     n_threads_batch = params.n_threads_batch or os.cpu_count() or n_threads
     return replace(params, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch)

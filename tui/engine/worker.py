@@ -225,7 +225,7 @@ class _Worker:
         )
         parts: list[str] = []
         first: float | None = None
-        n_generated = 0
+        chunks = 0
         reason: StopReason = "stop"
         keep_serving = True
         error: str | None = None
@@ -233,7 +233,7 @@ class _Worker:
             for chunk in stream:
                 choice = chunk["choices"][0]
                 text = choice["text"]
-                n_generated += 1
+                chunks += 1
                 if text:
                     if first is None:
                         first = time.perf_counter() - start
@@ -251,6 +251,8 @@ class _Worker:
         finally:
             stream.close()
         elapsed = time.perf_counter() - start
+        # every sampled token but the last was fed back into the context
+        n_generated = max(llm.n_tokens - len(tokens), 0) + 1 if chunks else 0
         stats = _stats(llm, len(tokens), reused, n_generated, first, elapsed, reason)
         self.conn.send(Done(rid, "".join(parts), stats, error))
         return keep_serving

@@ -105,3 +105,34 @@ def test_ask_prompt_over_the_context_window() -> None:
 )
 def test_the_app_is_the_default_command(argv: list[str], expected: list[str]) -> None:
     assert with_default_command(argv) == expected
+
+
+def test_ask_fills_a_template_from_the_library() -> None:
+    result = _lmdesk(
+        "ask", "--json", "--max-tokens", "8", "--template", "code-explain",
+        "--var", "code=def f(s): return s[::-1]", "--var", "language=Python",
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    # the filled template is much longer than any of the values given
+    assert record["stats"]["prompt_tokens"] > 30
+
+
+def test_ask_with_a_template_missing_a_variable_names_it() -> None:
+    result = _lmdesk("ask", "--template", "code-explain")
+    assert result.returncode == 1
+    assert "missing required variable 'code'" in result.stderr
+
+
+def test_templates_and_memory_commands_round_trip(tmp_path: Path) -> None:
+    listing = _lmdesk("templates", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    names = {t["name"] for t in json.loads(listing.stdout)}
+    assert {"email-reply", "email-reply-es", "code-explain", "translate"} <= names
+    exported = tmp_path / "mine.json"
+    assert _lmdesk("templates", "export", "email-reply", str(exported)).returncode == 0
+    assert "email-reply" in exported.read_text()
+    added = _lmdesk("memory", "add", "My name is Ada", "--json")
+    assert added.returncode == 0, added.stderr
+    memories = json.loads(_lmdesk("memory", "list", "--json").stdout)
+    assert [m["text"] for m in memories] == ["My name is Ada"]

@@ -11,13 +11,16 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tui import __version__
 from tui.config import Paths, Settings, load_settings, resolve_paths
 from tui.engine.errors import EngineError
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
 from tui.models.registry import ModelNotFound, ModelRef, resolve_model
+
+if TYPE_CHECKING:
+    from tui.store import Store
 
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:
@@ -55,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("-s", "--system", help="system prompt")
     ask.add_argument("--raw", action="store_true", help="plain completion: no chat template")
     ask.add_argument("--json", action="store_true", help="print one JSON object with the stats")
+    ask.add_argument("-t", "--template", help="fill this prompt template (see `lmdesk templates`)")
+    ask.add_argument(
+        "--var", action="append", default=[], metavar="KEY=VALUE", help="a template variable"
+    )
     _add_load_options(ask)
     _add_sampling_options(ask)
 
@@ -63,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--reps", type=int, default=3, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
     _add_load_options(bench)
+
+    from tui.prompting.cli import add_memory_parser, add_templates_parser
+
+    add_templates_parser(sub)
+    add_memory_parser(sub)
     return parser
 
 
@@ -97,7 +109,9 @@ def sampling_params(args: argparse.Namespace, settings: Settings) -> SamplingPar
     return SamplingParams(**values)
 
 
-def _read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
+def _read_prompt(args: argparse.Namespace, stdin: TextIO, paths: Paths) -> str:
+    if args.template:
+        return _template_prompt(args, stdin, paths)
     if args.prompt and args.prompt != ["-"]:
         return " ".join(args.prompt)
     if stdin.isatty() and args.prompt != ["-"]:
@@ -108,10 +122,38 @@ def _read_prompt(args: argparse.Namespace, stdin: TextIO) -> str:
     return text
 
 
-def cmd_ask(args: argparse.Namespace, settings: Settings, out: TextIO, stdin: TextIO) -> int:
+def _template_prompt(args: argparse.Namespace, stdin: TextIO, paths: Paths) -> str:
+    """The filled template; text given as well (arguments or piped) follows it."""
+    from tui.prompting.cli import render_for_ask
+    from tui.prompting.templates import PromptingError
+
+    with _open_store(paths, read_only=True) as store:
+        try:
+            prompt = render_for_ask(store, args.template, args.var)
+        except PromptingError as exc:
+            raise CliError(str(exc)) from None
+    extra = " ".join(args.prompt) if args.prompt and args.prompt != ["-"] else ""
+    if not extra and not stdin.isatty():
+        extra = stdin.read()
+    return f"{prompt}\n\n{extra.strip()}" if extra.strip() else prompt
+
+
+def _open_store(paths: Paths, *, read_only: bool = False) -> Store:
+    from tui.config import ensure_private_dir
+    from tui.store import Store, StoreError
+
+    try:
+        return Store.open(ensure_private_dir(paths.data_dir), read_only=read_only)
+    except StoreError as exc:
+        raise CliError(f"cannot open the data folder {paths.data_dir}: {exc}") from None
+
+
+def cmd_ask(
+    args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO, stdin: TextIO
+) -> int:
     from tui.engine.local import LocalEngine
 
-    prompt = _read_prompt(args, stdin)
+    prompt = _read_prompt(args, stdin, paths)
     model = _model(args, settings)
     sampling = sampling_params(args, settings)
     sampling.validate()
@@ -187,7 +229,7 @@ def cmd_app(args: argparse.Namespace, settings: Settings, paths: Paths, notes: l
     return run_app(settings, paths, load_params(args, settings, model), model.name, notes)
 
 
-COMMANDS = ("app", "ask", "bench")
+COMMANDS = ("app", "ask", "bench", "templates", "memory")
 _GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
 
 
@@ -221,9 +263,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "ask":
             for note in notes:
                 print(f"lmdesk: {note}", file=sys.stderr)
-            return cmd_ask(args, settings, sys.stdout, sys.stdin)
+            return cmd_ask(args, settings, paths, sys.stdout, sys.stdin)
         if command == "bench":
             return cmd_bench(args, settings, paths)
+        if command in ("templates", "memory"):
+            from tui.prompting.cli import cmd_memory, cmd_templates
+
+            with _open_store(paths, read_only=False) as store:
+                if command == "templates":
+                    return cmd_templates(args, store)
+                return cmd_memory(args, store)
         return cmd_app(args, settings, paths, notes)
     except (CliError, EngineError) as exc:
         print(f"lmdesk: error: {exc}", file=sys.stderr)

@@ -1,0 +1,332 @@
+"""Personas: a system prompt, a tone, a sampling preset and example pairs, chosen per chat.
+
+The example pairs (instruction -> reference response) are sent as few-shot turns, and can be
+exported as JSONL in the chat format fine-tuning tools read, so a persona can grow into a
+fine-tuned model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tui.engine.errors import InvalidParameter
+from tui.engine.protocol import ChatMessage, SamplingParams
+from tui.prompting.templates import PromptingError
+
+if TYPE_CHECKING:
+    from tui.store import ConversationMeta, Store
+
+TABLE = "personas"
+EXTRA_KEY = "persona"
+"""The key in ``ConversationMeta.extra`` that holds the conversation's persona id."""
+
+TONES: dict[str, str] = {
+    "neutral": "",
+    "technical": "Use precise technical language, exact terms and concrete details.",
+    "creative": "Be imaginative and vivid; offer unexpected ideas.",
+    "formal": "Write in a formal, courteous register.",
+    "informal": "Write in a relaxed, conversational register.",
+    "friendly": "Be warm and encouraging.",
+    "concise": "Be brief: short sentences, no filler.",
+    "didactic": "Explain step by step, with examples, checking understanding as you go.",
+}
+SAMPLING_KEYS = frozenset(
+    {"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed"}
+)
+_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
+
+
+class PersonaError(PromptingError, ValueError):
+    pass
+
+
+class PersonaNotFound(PromptingError, LookupError):
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "persona not found"
+
+
+@dataclass(frozen=True)
+class Example:
+    """An instruction and the reference response the persona should give."""
+
+    instruction: str
+    response: str
+
+
+@dataclass(frozen=True)
+class Persona:
+    id: str
+    name: str
+    system_prompt: str = ""
+    tone: str = "neutral"
+    """One of ``TONES`` or any short description ("playful but precise")."""
+    sampling: Mapping[str, float | int] = dataclasses.field(default_factory=dict)
+    """Applied over the app's ``SamplingParams`` (only the keys given)."""
+    examples: tuple[Example, ...] = ()
+    description: str = ""
+    builtin: bool = False
+    created: float = 0.0
+    updated: float = 0.0
+
+    def tone_instruction(self) -> str:
+        tone = self.tone.strip()
+        if tone.lower() in TONES:
+            return TONES[tone.lower()]
+        return f"Tone: {tone}." if tone else ""
+
+    def system_block(self) -> str:
+        """The persona's part of the system message: always the same text for the same
+        persona (the prompt prefix must not change between turns)."""
+        return "\n\n".join(p for p in (self.system_prompt.strip(), self.tone_instruction()) if p)
+
+    def apply_sampling(self, base: SamplingParams) -> SamplingParams:
+        return apply_sampling(base, self.sampling)
+
+    def validate(self) -> None:
+        if not isinstance(self.id, str) or not _SLUG.match(self.id):
+            raise PersonaError(f"bad persona id {self.id!r}: use lowercase letters, digits "
+                               "and '-', like 'technical-writer'")
+        if not self.name.strip():
+            raise PersonaError(f"persona {self.id!r} needs a name")
+        apply_sampling(SamplingParams(), self.sampling)
+        for ex in self.examples:
+            if not ex.instruction.strip() or not ex.response.strip():
+                raise PersonaError(f"persona {self.id!r}: an example has an empty instruction "
+                                   "or response")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "description": self.description,
+            "system_prompt": self.system_prompt, "tone": self.tone,
+            "sampling": dict(self.sampling),
+            "examples": [{"instruction": e.instruction, "response": e.response}
+                         for e in self.examples],
+            "created": self.created, "updated": self.updated,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, builtin: bool = False) -> Persona:
+        try:
+            examples = tuple(Example(str(e["instruction"]), str(e["response"]))
+                             for e in data.get("examples", ()))
+            persona = cls(
+                id=str(data["id"]), name=str(data.get("name", data["id"])),
+                system_prompt=str(data.get("system_prompt", "")),
+                tone=str(data.get("tone", "neutral")), sampling=dict(data.get("sampling", {})),
+                examples=examples, description=str(data.get("description", "")),
+                builtin=builtin, created=float(data.get("created", 0.0)),
+                updated=float(data.get("updated", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PersonaError(f"a persona record is malformed ({exc!r})") from None
+        persona.validate()
+        return persona
+
+
+def apply_sampling(base: SamplingParams, preset: Mapping[str, Any]) -> SamplingParams:
+    """``base`` with the preset's values; unknown keys or bad values are a ``PersonaError``."""
+    unknown = sorted(set(preset) - SAMPLING_KEYS)
+    if unknown:
+        raise PersonaError(f"unknown sampling setting {unknown[0]!r} (known: "
+                           f"{', '.join(sorted(SAMPLING_KEYS))})")
+    params = replace(base, **dict(preset))
+    try:
+        params.validate()
+    except InvalidParameter as exc:
+        raise PersonaError(f"bad sampling preset: {exc}") from None
+    return params
+
+
+def examples_as_messages(examples: Iterable[Example]) -> tuple[ChatMessage, ...]:
+    """Few-shot turns: each example as a user message and the assistant's reference reply."""
+    out: list[ChatMessage] = []
+    for ex in examples:
+        out += [ChatMessage("user", ex.instruction), ChatMessage("assistant", ex.response)]
+    return tuple(out)
+
+
+def examples_jsonl(persona: Persona, *, include_system: bool = True) -> str:
+    """One JSON object per example: ``{"messages": [system?, user, assistant]}``, the chat
+    format fine-tuning tools (OpenAI, Axolotl, TRL, Unsloth...) accept."""
+    system = persona.system_block() if include_system else ""
+    lines = []
+    for ex in persona.examples:
+        msgs = [{"role": "system", "content": system}] if system else []
+        msgs += [{"role": "user", "content": ex.instruction},
+                 {"role": "assistant", "content": ex.response}]
+        lines.append(json.dumps({"messages": msgs}, ensure_ascii=False))
+    return "".join(line + "\n" for line in lines)
+
+
+def export_examples(persona: Persona, path: Path | str, *, include_system: bool = True) -> int:
+    """Write ``examples_jsonl`` to ``path``; returns the number of examples written."""
+    Path(path).write_text(examples_jsonl(persona, include_system=include_system),
+                          encoding="utf-8")
+    return len(persona.examples)
+
+
+def _builtin(id: str, name: str, prompt: str, tone: str, sampling: dict[str, float],
+             examples: Sequence[tuple[str, str]] = (), description: str = "") -> Persona:
+    return Persona(id=id, name=name, system_prompt=prompt, tone=tone, sampling=sampling,
+                   examples=tuple(Example(i, r) for i, r in examples),
+                   description=description, builtin=True)
+
+
+BUILTIN_PERSONAS: tuple[Persona, ...] = (
+    _builtin("assistant", "Assistant", "You are a helpful, honest assistant.", "neutral", {},
+             description="A general assistant with the app's sampling settings."),
+    _builtin("technical", "Technical expert",
+             "You are a senior engineer. Answer accurately, show your reasoning briefly, and "
+             "say when you are not sure.", "technical",
+             {"temperature": 0.3, "top_p": 0.9},
+             [("What does idempotent mean for an HTTP method?",
+               "Calling it once or several times leaves the server in the same state. GET, "
+               "PUT and DELETE are idempotent; POST is not.")],
+             "Precise and low-temperature, for technical questions."),
+    _builtin("coder", "Coding assistant",
+             "You are a programming assistant. Prefer short, working code with a one-line "
+             "explanation; point out bugs and edge cases.", "concise",
+             {"temperature": 0.2, "top_p": 0.9, "repeat_penalty": 1.05},
+             [("Reverse a list in Python without changing the original.",
+               "`reversed_items = items[::-1]` makes a reversed copy; `items` is unchanged.")],
+             "Code first, little prose."),
+    _builtin("creative", "Creative writer",
+             "You are an imaginative writer who helps with stories, characters and ideas.",
+             "creative", {"temperature": 1.0, "top_p": 0.98, "min_p": 0.02},
+             description="High temperature for brainstorming and fiction."),
+    _builtin("formal", "Formal correspondent",
+             "You write professional correspondence and documents.", "formal",
+             {"temperature": 0.5}, description="Letters, reports, official replies."),
+    _builtin("friendly", "Friendly helper", "You are a friendly helper.", "informal",
+             {"temperature": 0.8}, description="Casual and warm."),
+    _builtin("teacher", "Teacher",
+             "You are a patient teacher. Adapt explanations to the student's level and use "
+             "everyday examples.", "didactic", {"temperature": 0.5},
+             [("What is photosynthesis?",
+               "It is how plants make their food: they use sunlight to turn water and carbon "
+               "dioxide into sugar, and release oxygen. Think of a leaf as a tiny solar-powered "
+               "kitchen. Can you name what goes in and what comes out?")],
+             "Explanations with examples and questions."),
+    _builtin("asistente-es", "Asistente (español)",
+             "Eres un asistente útil y honesto. Responde siempre en español.", "neutral", {},
+             description="Un asistente general que responde en español."),
+)
+
+
+class PersonaLibrary:
+    """Built-in personas (read-only) and the user's, in the store's "personas" table."""
+
+    def __init__(self, store: Store, builtins: Sequence[Persona] = BUILTIN_PERSONAS) -> None:
+        self._store = store
+        self._builtins = {p.id: p for p in builtins}
+
+    def _user(self) -> dict[str, Persona]:
+        out: dict[str, Persona] = {}
+        for doc in self._store.table(TABLE).all():
+            try:
+                persona = Persona.from_dict(doc)
+            except PersonaError:
+                continue
+            out[persona.id] = persona
+        return out
+
+    def list_personas(self) -> list[Persona]:
+        """Built-ins first (in their order), then the user's by name."""
+        user = sorted(self._user().values(), key=lambda p: p.name.lower())
+        return [*self._builtins.values(), *user]
+
+    def get(self, persona_id: str) -> Persona:
+        found = self._builtins.get(persona_id) or self._user().get(persona_id)
+        if found is None:
+            raise PersonaNotFound(f"no persona {persona_id!r}")
+        return found
+
+    def exists(self, persona_id: str) -> bool:
+        return persona_id in self._builtins or persona_id in self._user()
+
+    def create(self, persona: Persona) -> Persona:
+        if self.exists(persona.id):
+            raise PersonaError(f"a persona {persona.id!r} already exists")
+        now = time.time()
+        persona = replace(persona, builtin=False, created=now, updated=now)
+        persona.validate()
+        self._write(persona)
+        return persona
+
+    def update(self, persona_id: str, /, **changes: Any) -> Persona:
+        old = self._writable(persona_id)
+        if "id" in changes and changes["id"] != persona_id:
+            raise PersonaError("a persona's id cannot change: duplicate it instead")
+        if "examples" in changes:
+            changes["examples"] = tuple(
+                e if isinstance(e, Example) else Example(*e) for e in changes["examples"])
+        try:
+            new = replace(old, **changes, updated=time.time())
+        except TypeError as exc:
+            raise PersonaError(f"cannot change persona {persona_id!r}: {exc}") from None
+        new.validate()
+        self._write(new)
+        return new
+
+    def duplicate(self, persona_id: str, new_id: str | None = None,
+                  name: str | None = None) -> Persona:
+        source = self.get(persona_id)
+        if new_id is None:
+            new_id, n = f"{persona_id}-copy", 2
+            while self.exists(new_id):
+                new_id, n = f"{persona_id}-copy-{n}", n + 1
+        return self.create(replace(source, id=new_id, name=name or f"{source.name} (copy)"))
+
+    def delete(self, persona_id: str) -> None:
+        self._writable(persona_id)
+        self._store.table(TABLE).remove(_by_id(persona_id))
+
+    def add_example(self, persona_id: str, instruction: str, response: str) -> Persona:
+        old = self.get(persona_id)
+        return self.update(persona_id, examples=(*old.examples, Example(instruction, response)))
+
+    def for_conversation(self, meta: ConversationMeta) -> Persona | None:
+        """The conversation's persona; ``None`` when none is set or it was deleted."""
+        persona_id = meta.extra.get(EXTRA_KEY)
+        if not isinstance(persona_id, str):
+            return None
+        try:
+            return self.get(persona_id)
+        except PersonaNotFound:
+            return None
+
+    def _writable(self, persona_id: str) -> Persona:
+        persona = self.get(persona_id)
+        if persona.builtin:
+            raise PersonaError(f"{persona_id!r} is built in and cannot be changed: duplicate it")
+        return persona
+
+    def _write(self, persona: Persona) -> None:
+        self._store.table(TABLE).upsert(persona.to_dict(), _by_id(persona.id))
+
+
+def _by_id(persona_id: str) -> Any:
+    from tinydb import where
+
+    return where("id") == persona_id
+
+
+def set_conversation_option(store: Store, cid: str, key: str, value: Any) -> ConversationMeta:
+    """Set (or, with ``None``, remove) one key of a conversation's ``extra``, keeping the rest."""
+    extra = dict(store.get_conversation(cid).extra)
+    if value is None:
+        extra.pop(key, None)
+    else:
+        extra[key] = value
+    return store.update_conversation(cid, extra=extra)
+
+
+def set_conversation_persona(store: Store, cid: str, persona_id: str | None) -> ConversationMeta:
+    return set_conversation_option(store, cid, EXTRA_KEY, persona_id)

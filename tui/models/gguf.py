@@ -131,6 +131,24 @@ class GGUFHeader:
         return int(self.arch_key("attention.value_length", self.key_length) or 0)
 
     @property
+    def feed_forward_length(self) -> int:
+        """FFN width; the largest when the file gives one per layer."""
+        value = self.arch_key("feed_forward_length", 0)
+        if isinstance(value, list | tuple):
+            return int(max(value)) if value else 0
+        return int(value or 0)
+
+    @property
+    def sliding_window(self) -> int:
+        """Sliding-window attention span in tokens (0: every layer attends to the whole context)."""
+        return int(self.arch_key("attention.sliding_window", 0) or 0)
+
+    @property
+    def n_merges(self) -> int:
+        """BPE merges in the tokenizer (their tables cost memory once loaded)."""
+        return self.array_lengths.get("tokenizer.ggml.merges", 0)
+
+    @property
     def chat_template(self) -> str | None:
         template = self.metadata.get("tokenizer.chat_template")
         return str(template) if template else None
@@ -221,6 +239,22 @@ class _Cursor:
 _SMALL_ARRAY = 64  # arrays up to this length are kept (per-layer head counts and the like)
 
 
+_U64 = struct.Struct("<Q")
+
+
+def _skip_strings(cur: _Cursor, count: int) -> None:
+    """Skip ``count`` length-prefixed strings: the hot loop of a header read (a vocabulary is
+    100k+ strings), so it stays local-variable only."""
+    unpack, buf, pos, size = _U64.unpack_from, cur.buf, cur.pos, cur.size
+    for _ in range(count):
+        if pos + 8 > size:
+            cur.pos = pos
+            cur.need(8)
+        pos += 8 + unpack(buf, pos)[0]
+    cur.pos = pos
+    cur.need(0)
+
+
 def _read_array(cur: _Cursor) -> tuple[Any, int]:
     etype = cur.u32()
     count = cur.u64()
@@ -232,8 +266,7 @@ def _read_array(cur: _Cursor) -> tuple[Any, int]:
         cur.need(nbytes)
         cur.pos += nbytes
     elif etype == _STRING:
-        for _ in range(count):
-            cur.skip_string()
+        _skip_strings(cur, count)
     elif etype == _ARRAY:
         for _ in range(count):
             _read_array(cur)

@@ -1,0 +1,354 @@
+"""``lmdesk models``: list, info, pull, rm and catalogue, with --json for scripts.
+
+The same data the model switcher shows: the local models from their headers, each with a fit
+estimate for this machine, and the catalogue with its fit before download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from tui.config import Paths, Settings
+from tui.models.catalogue import find_entry, load_catalogue
+from tui.models.download import (
+    DownloadError,
+    DownloadProgress,
+    download,
+    list_gguf_files,
+    pick_file,
+)
+from tui.models.fit import FitEstimate, Resources, estimate_fit, measure_rss
+from tui.models.gguf import GGUFError, read_header
+from tui.models.listing import (
+    HeaderCache,
+    LocalModel,
+    default_cache_path,
+    find_model,
+    hf_cache_dir,
+    list_models,
+)
+
+MiB = 1 << 20
+
+
+def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("models", help="list, describe, download and remove models")
+    msub = p.add_subparsers(dest="models_command")
+
+    ls = msub.add_parser("list", help="local models with their fit on this machine")
+    ls.add_argument("--dir", action="append", default=[], metavar="FOLDER",
+                    help="also scan this folder for GGUF files (repeatable)")
+    ls.add_argument("--json", action="store_true")
+
+    info = msub.add_parser("info", help="one model's header and fit estimate")
+    info.add_argument("name", help="a name from `lmdesk models list` or a GGUF path")
+    info.add_argument("--n-ctx", type=int, help="context window to size for")
+    info.add_argument("--measure", action="store_true",
+                      help="load it in a worker and print the measured RSS beside the estimate")
+    info.add_argument("--dir", action="append", default=[], metavar="FOLDER")
+    info.add_argument("--json", action="store_true")
+
+    pull = msub.add_parser("pull", help="download a GGUF from the Hugging Face Hub")
+    pull.add_argument("repo", help="a repo id (owner/name) or a catalogue id")
+    pull.add_argument("file", nargs="?", help="the file (default: Q4_K_M or the smallest)")
+    pull.add_argument("--quant", help="pick the catalogue file of this quantization")
+    pull.add_argument("--json", action="store_true")
+
+    rm = msub.add_parser("rm", help="remove a downloaded model from the Hugging Face cache")
+    rm.add_argument("name")
+    rm.add_argument("--json", action="store_true")
+
+    cat = msub.add_parser("catalogue", help="well-known models and whether they fit here")
+    cat.add_argument("--json", action="store_true")
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings, paths: Paths) -> int:
+    out: TextIO = sys.stdout
+    command = getattr(args, "models_command", None) or "list"
+    try:
+        if command == "list":
+            return _list(args, settings, paths, out)
+        if command == "info":
+            return _info(args, settings, paths, out)
+        if command == "pull":
+            with _network_for_download(args):
+                return _pull(args, out)
+        if command == "rm":
+            return _rm(args, settings, paths, out)
+        if command == "catalogue":
+            return _catalogue(args, out)
+    except (DownloadError, GGUFError, _CliError) as exc:
+        if getattr(args, "json", False):
+            out.write(json.dumps({"error": str(exc)}) + "\n")
+        print(f"lmdesk models {command}: {exc}", file=sys.stderr)
+        return 1
+    print(f"lmdesk models: unknown command {command!r}", file=sys.stderr)
+    return 2
+
+
+class _CliError(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _network_for_download(args: argparse.Namespace) -> Iterator[None]:
+    """A download is the user asking for the network: open it to the Hub's hosts only, for
+    this command, unless they said --offline on the same command line."""
+    from tui.offline import HF_HOSTS, allow_network
+
+    if getattr(args, "offline", None) is True:
+        raise _CliError("--offline was given, and a download needs the network: drop --offline")
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    saved = os.environ.pop("HF_HUB_OFFLINE", None)
+    try:
+        with allow_network(endpoint, hosts=HF_HOSTS):
+            yield
+    finally:
+        if saved is not None:
+            os.environ["HF_HUB_OFFLINE"] = saved
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 2**30:.1f}G" if n >= 2**30 else f"{n / MiB:.0f}M"
+
+
+def _params(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def _fit_json(fit: FitEstimate | None) -> dict[str, Any] | None:
+    return asdict(fit) if fit is not None else None
+
+
+def _model_fit(m: LocalModel, res: Resources, n_ctx: int | None = None) -> FitEstimate | None:
+    if m.shape is None:
+        return None
+    return estimate_fit(m.shape, n_ctx=n_ctx, resources=res)
+
+
+def _models(args: argparse.Namespace, settings: Settings, paths: Paths) -> list[LocalModel]:
+    folders = list(settings.model_dirs) + list(getattr(args, "dir", []) or [])
+    return list_models(folders, cache_dir=paths.cache_dir)
+
+
+def _list(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO) -> int:
+    models = _models(args, settings, paths)
+    res = Resources.current()
+    fits = [_model_fit(m, res) for m in models]
+    if getattr(args, "json", False):
+        rows = [{**m.to_json(), "fit": _fit_json(f)} for m, f in zip(models, fits, strict=True)]
+        out.write(json.dumps({"models": rows}, indent=1) + "\n")
+        return 0
+    if not models:
+        out.write("no models found: `lmdesk models pull REPO` downloads one, "
+                  "`--dir FOLDER` scans a folder\n")
+        return 0
+    head = f"{'NAME':28} {'ARCH':10} {'PARAMS':>6} {'QUANT':8} {'SIZE':>6} {'CTX':>7} "
+    out.write(head + f"{'LAYERS':>6} CHAT FIT    SOURCE\n")
+    for m, f in zip(models, fits, strict=True):
+        if m.error:
+            out.write(f"{m.name[:28]:28} unreadable: {m.error}\n")
+            continue
+        fit = f"{f.verdict:6}" if f else "?     "
+        chat = "yes " if m.has_chat_template else "no  "
+        ctx = f"{m.context_length:,}" if m.context_length else "-"
+        out.write(
+            f"{m.name[:28]:28} {(m.architecture or '-')[:10]:10} {_params(m.n_params):>6} "
+            f"{(m.quantization or '-')[:8]:8} {_size(m.size_bytes):>6} {ctx:>7} "
+            f"{m.n_layers or 0:>6} {chat} {fit} {m.source}\n"
+        )
+        if m.note:
+            out.write(f"{'':28} note: {m.note}\n")
+    return 0
+
+
+def _resolve(name: str, args: argparse.Namespace, settings: Settings, paths: Paths) -> LocalModel:
+    candidate = Path(name).expanduser()
+    if candidate.is_file():
+        cache = HeaderCache(default_cache_path(paths.cache_dir))
+        st = candidate.stat()
+        info = cache.get(str(candidate), st.st_size, st.st_mtime_ns)
+        cache.save()
+        return LocalModel(candidate.stem, str(candidate), "path", st.st_size, **info)
+    models = _models(args, settings, paths)
+    found = find_model(models, name)
+    if found is None:
+        names = ", ".join(m.name for m in models) or "none"
+        raise _CliError(f"no model named {name!r} (known: {names})")
+    return found
+
+
+def _info(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO) -> int:
+    m = _resolve(args.name, args, settings, paths)
+    if m.error:
+        raise _CliError(m.error)
+    fit = _model_fit(m, Resources.current(), args.n_ctx)
+    measured = measure_rss(m.path, fit.n_ctx if fit else args.n_ctx) if args.measure else None
+    if args.json:
+        data: dict[str, Any] = {**m.to_json(), "fit": _fit_json(fit)}
+        if measured is not None:
+            data["measured"] = asdict(measured)
+        out.write(json.dumps(data, indent=1) + "\n")
+        return 0
+    header = read_header(m.path)
+    rows = [
+        ("name", m.name), ("path", m.path), ("source", m.source),
+        ("architecture", m.architecture), ("parameters", f"{m.n_params:,}"),
+        ("quantization", m.quantization), ("file size", f"{m.size_bytes:,} bytes"),
+        ("trained context", f"{m.context_length:,}"), ("layers", m.n_layers),
+        ("heads / kv heads", f"{header.n_heads} / {header.n_kv_heads}"),
+        ("head dim (k/v)", f"{header.key_length} / {header.value_length}"),
+        ("vocabulary", f"{header.vocab_size:,}"),
+        ("chat template", "yes" if m.has_chat_template else "no (base model: completion mode)"),
+    ]
+    if header.sliding_window:
+        rows.append(("sliding window", f"{header.sliding_window} tokens"))
+    if m.note:
+        rows.append(("note", m.note))
+    for key, value in rows:
+        out.write(f"{key:18} {value}\n")
+    if fit is not None:
+        out.write(f"\nfit at n_ctx {fit.n_ctx}: {fit.summary()}\n  {fit.reason}\n")
+        out.write(f"  suggested: n_ctx {fit.suggested_n_ctx}, n_gpu_layers "
+                  f"{fit.suggested_n_gpu_layers}\n")
+        for note in fit.notes:
+            out.write(f"  note: {note}\n")
+    if measured is not None and fit is not None:
+        err = (fit.ram_bytes / measured.rss_after_reply - 1) * 100
+        out.write(
+            f"\nmeasured worker RSS: {measured.rss_loaded / MiB:.0f} MiB loaded, "
+            f"{measured.rss_after_reply / MiB:.0f} MiB after a reply; estimate "
+            f"{fit.ram_bytes / MiB:.0f} MiB ({err:+.1f}%)\n"
+        )
+    return 0
+
+
+def _progress_printer(out: TextIO) -> Any:
+    last = [-1]
+
+    def show(p: DownloadProgress) -> None:
+        pct = int((p.fraction or 0) * 100)
+        if pct == last[0] and p.done_bytes != p.total_bytes:
+            return
+        last[0] = pct
+        eta = f"{p.eta_s:.0f}s left" if p.eta_s is not None else ""
+        out.write(f"\r{p.filename}: {_size(p.done_bytes)}/{_size(p.total_bytes)} {pct:3d}% "
+                  f"{p.bytes_per_s / MiB:.1f} MiB/s {eta}   ")
+        out.flush()
+
+    return show
+
+
+def _pull(args: argparse.Namespace, out: TextIO) -> int:
+    entry = find_entry(args.repo)
+    repo = entry.repo_id if entry else args.repo
+    if "/" not in repo:
+        raise _CliError(f"{args.repo!r} is neither a repo id (owner/name) nor a catalogue id; "
+                        "see `lmdesk models catalogue`")
+    filename = args.file
+    if filename is None and entry is not None:
+        try:
+            filename = entry.file(args.quant).file
+        except KeyError as exc:
+            raise _CliError(str(exc.args[0])) from None
+    if filename is None:
+        files = list_gguf_files(repo)
+        filename = pick_file(files)
+        if filename is None:
+            raise _CliError(f"{repo} has no GGUF files")
+        if not args.json:
+            listing = ", ".join(f"{n} ({_size(s)})" for n, s in files)
+            print(f"{repo}: {listing}; taking {filename}", file=sys.stderr)
+    if entry is not None and not args.json:
+        quant = next((f.quantization for f in entry.files if f.file == filename), None)
+        if quant is not None:
+            print(f"fit before download: {entry.fit(quant).summary()}", file=sys.stderr)
+    cancel = threading.Event()
+    show = None if args.json else _progress_printer(sys.stderr)
+    try:
+        result = download(repo, filename, progress=show, cancel=cancel)
+    except KeyboardInterrupt:
+        cancel.set()
+        raise _CliError("cancelled") from None
+    finally:
+        if show is not None:
+            sys.stderr.write("\n")
+    fit = estimate_fit(result.path, resources=Resources.current())
+    if args.json:
+        out.write(json.dumps({**asdict(result), "path": str(result.path),
+                              "fit": _fit_json(fit)}) + "\n")
+    else:
+        state = "already cached" if result.cached else f"downloaded in {result.seconds:.1f} s"
+        out.write(f"{result.path} ({_size(result.size_bytes)}, {state})\n{fit.summary()}\n")
+    return 0
+
+
+def remove_cached_file(path: Path, cache_root: Path) -> int:
+    """Remove one file from the Hugging Face cache: its snapshot link and, when no other
+    snapshot uses it, its blob. Returns the bytes freed."""
+    repo_dir = next((p for p in path.parents if p.parent == cache_root), None)
+    if repo_dir is None:
+        raise _CliError(f"{path} is not in the Hugging Face cache at {cache_root}")
+    blob = path.resolve()
+    freed = 0
+    path.unlink()
+    others = [p for p in (repo_dir / "snapshots").rglob("*")
+              if p.is_symlink() or p.is_file()]
+    if blob.exists() and not any(o.resolve() == blob for o in others):
+        freed = blob.stat().st_size
+        blob.unlink()
+    if not any(p.is_file() for p in (repo_dir / "snapshots").rglob("*")):
+        freed += sum(p.stat().st_size for p in repo_dir.rglob("*") if p.is_file())
+        shutil.rmtree(repo_dir)
+    return freed
+
+
+def _rm(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO) -> int:
+    m = _resolve(args.name, args, settings, paths)
+    if m.source != "hf-cache":
+        hint = {"packaged": "it comes with a pip package: pip uninstall it",
+                "folder": "it is in a folder you added: delete the file yourself"}
+        raise _CliError(f"{m.name} is not a download; {hint.get(m.source, 'delete it yourself')}")
+    root = hf_cache_dir()
+    real_root = next((p for p in Path(m.path).parents if p.name.startswith("models--")), None)
+    freed = remove_cached_file(Path(m.path), real_root.parent if real_root else root)
+    if args.json:
+        out.write(json.dumps({"removed": m.path, "freed_bytes": freed}) + "\n")
+    else:
+        out.write(f"removed {m.name} ({_size(freed)} freed)\n")
+    return 0
+
+
+def _catalogue(args: argparse.Namespace, out: TextIO) -> int:
+    res = Resources.current()
+    rows = []
+    for e in load_catalogue():
+        f = e.file()
+        fit = e.fit(f.quantization, resources=res)
+        rows.append((e, f, fit))
+    if args.json:
+        data = [{**asdict(e), "default_file": f.file, "fit": _fit_json(fit)}
+                for e, f, fit in rows]
+        out.write(json.dumps({"catalogue": data}, indent=1) + "\n")
+        return 0
+    out.write(f"{'ID':26} {'PARAMS':>6} {'QUANT':7} {'SIZE':>6} {'CTX':>7} FIT    REPO\n")
+    for e, f, fit in rows:
+        out.write(f"{e.id[:26]:26} {_params(e.params):>6} {f.quantization:7} {_size(f.size):>6} "
+                  f"{e.context_length:>7,} {fit.verdict:6} {e.repo_id}\n")
+    out.write(f"\nfit: at n_ctx min(trained, 8192) against "
+              f"{_size(res.ram_available)} available RAM\n")
+    return 0

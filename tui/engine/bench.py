@@ -105,6 +105,22 @@ def _bare_process(conn: Connection, params: LoadParams) -> None:
         conn.send(_bare_run(llm, prompt, sampling))
 
 
+def _cancel_latency(engine: LocalEngine) -> float:
+    """Seconds from ``cancel()`` (called after a few tokens) to the final event."""
+    sampling = SamplingParams(max_tokens=4000, seed=7)
+    asked = 0.0
+    stream = engine.generate([ChatMessage("user", "Tell me a very long story.")], sampling)
+    for n, event in enumerate(stream, start=1):
+        if isinstance(event, Done):
+            if event.stats.stop_reason != "cancelled":
+                raise RuntimeError(f"the cancel run ended with {event.stats.stop_reason}")
+            return time.perf_counter() - asked
+        if n == 8:
+            asked = time.perf_counter()
+            engine.cancel()
+    raise RuntimeError("the cancel run gave no final event")
+
+
 def memory_bandwidth_gb_s(threads: int, size_mb: int = 256) -> float:
     """Read bandwidth: the best of a few parallel sums over an array larger than the caches."""
     import numpy as np
@@ -166,6 +182,7 @@ def run_engine_bench(
                     if i:
                         bare_runs.append(figures)
         worker_rss = psutil.Process(info.worker_pid).memory_info().rss
+        cancel_ms = [_cancel_latency(engine) * 1000 for _ in range(reps)]
     finally:
         engine.unload()
         bare_conn.send(None)
@@ -191,7 +208,12 @@ def run_engine_bench(
     )
     out(f"{'gen t/s':12}{results['engine_gen_tps']:>10.1f}{results['bare_gen_tps']:>10.1f}")
     out(f"{'ttft s':12}{results['engine_ttft_s']:>10.3f}{results['bare_ttft_s']:>10.3f}")
+    results["cancel_ms_max"] = max(cancel_ms)
     out(f"worker RSS {results['worker_rss_mib']:.0f} MiB")
+    out(
+        f"cancel     {', '.join(f'{ms:.0f}' for ms in cancel_ms)} ms from cancel() to the "
+        "final event (target < 200 ms)"
+    )
     out(f"ratio      engine/bare generation tokens/s = {results['ratio_gen']:.3f} (target >= 0.97)")
     out(
         f"ceiling    {bandwidth:.1f} GB/s read / {header.weights_bytes / 2**20:.0f} MiB of weights "

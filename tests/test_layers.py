@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tui
 
-CORE = ["engine", "models", "store", "monitor", "prompting"]
+CORE = ["engine", "models", "store", "monitor", "prompting", "serve", "kb", "doctor"]
 
 
 def _core_modules() -> list[str]:

@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(ask)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
-    bench.add_argument("what", nargs="?", default="engine", choices=["engine", "ui", "store"])
+    bench.add_argument(
+        "what", nargs="?", default="engine", choices=["engine", "ui", "store", "serve", "kb"]
+    )
     bench.add_argument("--reps", type=int, default=3, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
     _add_load_options(bench)
@@ -95,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.models.cli import add_models_parser
 
     add_models_parser(sub)
+
+    from tui.serve.cli import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -258,6 +264,14 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         run_engine_bench(
             load_params(args, settings, model), reps=args.reps, max_tokens=args.tokens
         )
+    elif args.what == "serve":
+        from tui.serve.bench import run_serve_bench
+
+        run_serve_bench(load_params(args, settings, _model(args, settings)))
+    elif args.what == "kb":
+        from tui.kb.bench import run_kb_bench
+
+        run_kb_bench()
     elif args.what == "ui":
         from tui.app.bench_ui import run_ui_bench
 
@@ -276,7 +290,7 @@ def cmd_app(args: argparse.Namespace, settings: Settings, paths: Paths, notes: l
     return run_app(settings, paths, load_params(args, settings, model), model.name, notes)
 
 
-COMMANDS = ("app", "ask", "bench", "templates", "memory", "doctor", "kb", "models")
+COMMANDS = ("app", "ask", "bench", "templates", "memory", "doctor", "kb", "models", "serve")
 _GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
 _GLOBAL_FLAGS = ("--offline", "--online")
 
@@ -319,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_ask(args, settings, paths, sys.stdout, sys.stdin)
         if command == "bench":
             return cmd_bench(args, settings, paths)
+        if command == "serve":
+            from tui.serve.cli import cmd_serve
+
+            return cmd_serve(args, settings, paths)
         if command == "models":
             from tui.models.cli import cmd_models
 

@@ -1,0 +1,202 @@
+"""Reading one streamed reply (server-sent events) from an OpenAI-compatible server.
+
+Every way a reply can end becomes one ``Done``: the server's ``[DONE]`` (or a finish reason
+and the end of the body), a cancel (we closed the connection), an error event, an error
+status, a timeout, or the connection dropping mid-reply. Text received before a failure is
+kept in the ``Done``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from tui.engine.protocol import Done, EngineEvent, GenerationStats, StopReason, TextDelta
+
+if TYPE_CHECKING:
+    from tui.engine.remote import RemoteEngine
+
+EXTRAS = ("top_k", "min_p", "repeat_penalty")
+"""Sampling fields beyond OpenAI's; llama-server and lmdesk take them, strict servers refuse."""
+
+
+class Tally:
+    """What the client saw of one reply: when it started, its first and last text."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.first: float | None = None
+        self.last: float | None = None
+        self.chunks = 0
+        self.usage: dict[str, Any] = {}
+        self.timings: dict[str, Any] = {}
+
+    def text(self) -> None:
+        now = time.perf_counter()
+        self.first = self.first or now
+        self.last = now
+        self.chunks += 1
+
+    def server_figures(self, obj: dict[str, Any]) -> None:
+        if isinstance(obj.get("usage"), dict):
+            self.usage = obj["usage"]
+        if isinstance(obj.get("timings"), dict):
+            self.timings = obj["timings"]
+
+
+def _num(source: object, key: str) -> float:
+    value = source.get(key) if isinstance(source, dict) else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def finish(
+    rid: int, parts: list[str], tally: Tally, reason: StopReason, error: str | None = None
+) -> Done:
+    """The closing event, with client-side timing and whatever the server reported."""
+    usage, timings = tally.usage, tally.timings
+    generated = int(_num(usage, "completion_tokens")) or tally.chunks
+    first, last = tally.first, tally.last
+    if first is not None and last is not None and last > first and generated > 1:
+        rate = (generated - 1) / (last - first)
+    else:
+        rate = _num(timings, "predicted_per_second")
+    reused = int(_num(timings, "cache_n")) or int(
+        _num(usage.get("prompt_tokens_details"), "cached_tokens")
+    )
+    prompt = int(_num(usage, "prompt_tokens")) or int(_num(timings, "prompt_n")) + reused
+    stats = GenerationStats(
+        prompt_tokens=prompt,
+        prompt_tokens_per_s=_num(timings, "prompt_per_second"),
+        generated_tokens=generated,
+        generation_tokens_per_s=rate,
+        time_to_first_token_s=(first - tally.start) if first is not None else 0.0,
+        reused_tokens=reused,
+        evaluated_prompt_tokens=int(_num(timings, "prompt_n")) or max(prompt - reused, 0),
+        stop_reason=reason,
+        total_seconds=time.perf_counter() - tally.start,
+    )
+    return Done(rid, "".join(parts), stats, error)
+
+
+def sse_payloads(resp: http.client.HTTPResponse) -> Iterator[bytes]:
+    """The ``data`` of each server-sent event, until the body ends."""
+    data: list[bytes] = []
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        line = line.rstrip(b"\r\n")
+        if not line:
+            if data:
+                yield b"\n".join(data)
+                data = []
+            continue
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            data.append(value[1:] if value.startswith(b" ") else value)
+    if data:
+        yield b"\n".join(data)
+
+
+def _text_of(choice: object) -> str:
+    if not isinstance(choice, dict):
+        return ""
+    holder = choice.get("delta") or choice.get("message")
+    text = holder.get("content") if isinstance(holder, dict) else choice.get("text")
+    return text if isinstance(text, str) else ""
+
+
+def _send(
+    engine: RemoteEngine, path: str, body: dict[str, Any]
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    conn = engine._open()
+    try:
+        conn.request("POST", path, body=json.dumps(body).encode(), headers=engine._headers())
+        return conn, conn.getresponse()
+    except BaseException:
+        engine._close(conn)
+        raise
+
+
+def stream_reply(
+    engine: RemoteEngine, rid: int, path: str, body: dict[str, Any]
+) -> Iterator[EngineEvent]:
+    tally = Tally(time.perf_counter())
+    parts: list[str] = []
+    conn: http.client.HTTPConnection | None = None
+    answered = False  # the server sent a status line for the request in force
+    finish_reason: str | None = None
+    ended = False
+    try:
+        conn, resp = _send(engine, path, body)
+        answered = True
+        if resp.status == 400 and any(k in body for k in EXTRAS):
+            raw = resp.read()
+            if not any(k.encode() in raw for k in EXTRAS):
+                yield finish(rid, parts, tally, "error", engine._status_error(400, raw))
+                return
+            engine._close(conn)  # a strict server: ask again without them, and remember
+            answered, conn = False, None
+            body = {k: v for k, v in body.items() if k not in EXTRAS}
+            conn, resp = _send(engine, path, body)
+            answered = True
+            engine._send_extras = resp.status != 200
+        if resp.status != 200:
+            yield finish(rid, parts, tally, "error", engine._status_error(resp.status, resp.read()))
+            return
+        if "text/event-stream" in (resp.getheader("Content-Type") or ""):
+            payloads: Iterator[bytes] = sse_payloads(resp)
+        else:  # a server that ignored "stream": the whole answer at once
+            payloads = iter([resp.read()])
+        for payload in payloads:
+            if payload.strip() == b"[DONE]":
+                ended = True
+                break
+            obj = json.loads(payload)
+            if not isinstance(obj, dict):
+                continue
+            if obj.get("error"):
+                error = obj["error"]
+                message = error.get("message") if isinstance(error, dict) else str(error)
+                yield finish(rid, parts, tally, "error", f"{engine.server}: {message}")
+                return
+            tally.server_figures(obj)
+            for choice in obj.get("choices") or []:
+                text = _text_of(choice)
+                if text:
+                    tally.text()
+                    parts.append(text)
+                    yield TextDelta(rid, text)
+                if isinstance(choice, dict) and choice.get("finish_reason"):
+                    finish_reason = str(choice["finish_reason"])
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        if engine._cancel.is_set():
+            yield finish(rid, parts, tally, "cancelled")
+        elif isinstance(exc, ValueError):
+            yield finish(rid, parts, tally, "error", f"{engine.server} sent a malformed event")
+        elif isinstance(exc, TimeoutError) or not answered:
+            yield finish(rid, parts, tally, "error", engine._describe(exc) + _after(tally))
+        else:
+            yield finish(rid, parts, tally, "error", _dropped(engine, tally, exc))
+        return
+    finally:
+        if conn is not None:
+            engine._close(conn)
+    if engine._cancel.is_set():
+        yield finish(rid, parts, tally, "cancelled")
+    elif ended or finish_reason is not None:
+        yield finish(rid, parts, tally, "length" if finish_reason == "length" else "stop")
+    else:
+        yield finish(rid, parts, tally, "error", _dropped(engine, tally, None))
+
+
+def _after(tally: Tally) -> str:
+    return f" (after {tally.chunks} tokens)" if tally.chunks else ""
+
+
+def _dropped(engine: RemoteEngine, tally: Tally, exc: BaseException | None) -> str:
+    why = f" ({exc.__class__.__name__})" if exc is not None else ""
+    return f"the stream from {engine.server} dropped after {tally.chunks} tokens{why}"

@@ -1,0 +1,176 @@
+"""``lmdesk serve``: its options and the command itself.
+
+Wiring in ``tui/cli.py``: ``add_serve_parser(sub)`` in ``build_parser``, "serve" in
+``COMMANDS``, and ``return cmd_serve(args, settings, paths)`` in ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from tui.config import Paths, Settings
+from tui.engine.errors import EngineError
+from tui.engine.protocol import LoadParams
+from tui.models.registry import (
+    ModelNotFound,
+    ModelRef,
+    folder_models,
+    packaged_models,
+    resolve_model,
+)
+from tui.serve.pool import EnginePool
+from tui.serve.server import DEFAULT_PORT, ApiServer, ServerLimits, UnsafeBind
+
+API_KEY_ENV = "LMDESK_API_KEY"
+
+
+def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``serve`` sub-command to ``sub`` (an argparse sub-parsers object)."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="an OpenAI-compatible API for your local models",
+        description="Serve the local models over an OpenAI-compatible HTTP API "
+        "(GET /v1/models, POST /v1/chat/completions, POST /v1/completions).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+    p.add_argument(
+        "--api-key",
+        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}, else no key; "
+        "prefer the variable: a key on the command line shows in the process list)",
+    )
+    p.add_argument(
+        "--expose", action="store_true",
+        help="allow a --host other than loopback (needs an API key)",
+    )
+    p.add_argument("-m", "--model", help="the default model: a name or a GGUF path")
+    p.add_argument("--n-ctx", type=int, help="context window of loaded models")
+    p.add_argument("--threads", type=int, help="generation threads (default: physical cores)")
+    p.add_argument("--gpu-layers", type=int, help="layers on the GPU (-1: all)")
+    p.add_argument("--queue", type=int, default=8, help="requests that may wait per model (8)")
+    p.add_argument("--max-loaded", type=int, default=2, help="models loaded at once (2)")
+    p.add_argument(
+        "--max-tokens-limit", type=int, default=4096, help="clamp max_tokens to this (4096)"
+    )
+    p.add_argument(
+        "--cors", action="append", default=[], metavar="ORIGIN",
+        help="a browser origin allowed to call the API (repeatable; '*' for any)",
+    )
+    p.add_argument("--preload", action="store_true", help="load the default model first")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not log each request")
+    return p
+
+
+def _load_params(args: argparse.Namespace, settings: Settings, ref: ModelRef) -> LoadParams:
+    def pick(arg: str, setting: str) -> Any:
+        value = getattr(args, arg, None)
+        return value if value is not None else getattr(settings, setting)
+
+    return LoadParams(
+        model_path=str(ref.path),
+        n_ctx=pick("n_ctx", "n_ctx"),
+        n_threads=pick("threads", "n_threads"),
+        n_gpu_layers=pick("gpu_layers", "n_gpu_layers"),
+    )
+
+
+def build_pool(args: argparse.Namespace, settings: Settings) -> EnginePool:
+    """The default model first, then every installed one, each loaded on first use."""
+    pool = EnginePool(queue_depth=args.queue, max_loaded=args.max_loaded)
+    default = resolve_model(args.model or settings.model, settings.model_dirs)
+    pool.add_model(default.name, _load_params(args, settings, default), default=True)
+    seen = {default.name.lower()}
+    for ref in packaged_models() + folder_models(settings.model_dirs):
+        if ref.name.lower() not in seen:
+            seen.add(ref.name.lower())
+            pool.add_model(ref.name, _load_params(args, settings, ref))
+    return pool
+
+
+def banner(server: ApiServer) -> list[str]:
+    models = [m.name + (" (default)" if m.name == server.pool.default else "")
+              for m in server.pool.models()]
+    lines = [
+        f"lmdesk serve: {server.url}",
+        f"  models   {', '.join(models)}",
+        "  key      " + ("required (Authorization: Bearer ...)" if server.api_key else "none"),
+    ]
+    if server.exposed:
+        lines += [
+            f"  WARNING  listening on {server.host}: other machines that can reach this one "
+            "and know the key can use your models.",
+            "           Traffic is plain HTTP; use a TLS proxy or an SSH tunnel on networks "
+            "you do not trust.",
+        ]
+    else:
+        lines.append("  access   this machine only (--host ADDR --expose --api-key KEY to share)")
+    return lines
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings, paths: Paths) -> int:
+    def err(message: str) -> None:
+        print(f"lmdesk: error: {message}", file=sys.stderr)
+
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    if args.queue < 0 or args.max_loaded < 1 or args.max_tokens_limit < 1:
+        err("--queue must be >= 0, --max-loaded >= 1 and --max-tokens-limit >= 1")
+        return 2
+    try:
+        pool = build_pool(args, settings)
+    except (ModelNotFound, EngineError) as exc:
+        err(str(exc))
+        return 1
+    limits = ServerLimits(
+        max_tokens_limit=args.max_tokens_limit,
+        default_max_tokens=min(settings.max_tokens, args.max_tokens_limit),
+        cors_origins=tuple(args.cors),
+    )
+    log: Callable[[str], None] | None = None
+    if not args.quiet:
+        def log(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+    try:
+        server = ApiServer(
+            pool, args.host, args.port, api_key, expose=args.expose, limits=limits, log=log
+        )
+    except UnsafeBind as exc:
+        err(str(exc))
+        return 2
+    try:
+        if args.preload:
+            with pool.lease(None) as lease:
+                print(f"loaded {lease.name}", file=sys.stderr, flush=True)
+        try:
+            server.start()
+        except OSError as exc:
+            err(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+            return 1
+        print("\n".join(banner(server)), flush=True)
+        return _wait(server)
+    except EngineError as exc:
+        err(str(exc))
+        return 1
+    finally:
+        server.stop()
+        pool.close()
+
+
+def _wait(server: ApiServer) -> int:
+    """Serve until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while server.running and not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("lmdesk serve: stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,55 @@
+"""SVG snapshots of the main screen (pytest-textual-snapshot). Update with --snapshot-update."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from tests.app_fixtures import export_data, make_app, make_paths, wait_for
+from tui.app.app import LmdeskApp
+from tui.config import Settings
+from tui.store import Store
+
+REPLY = (
+    "Use a **list comprehension**:\n\n```python\nsquares = [n * n for n in range(10)]\n```\n\n"
+    "Or `map`:\n\n```python\nsquares = list(map(lambda n: n * n, range(10)))\n```"
+)
+
+
+def snapshot_app(tmp_path: Path, settings: Settings | None = None) -> LmdeskApp:
+    """A fixed store: three conversations (one pinned), the newest open."""
+    store = Store.open(make_paths(tmp_path).data_dir)
+    base = 1_700_000_000.0
+    store.import_json(export_data("Story ideas", 1, updated=base + 1))
+    store.import_json(export_data("Tax letter", 1, pinned=True, updated=base + 2))
+    data = export_data("Python squares", 1, updated=base + 3, reply=lambda _i: REPLY)
+    data["messages"][0]["content"] = "How do I square the numbers 0 to 9 in Python?"
+    store.import_json(data)
+    return make_app(tmp_path, store=store, settings=settings, model_name="smollm2-135m")
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, LmdeskApp)
+    await wait_for(pilot, lambda: app.model_state == "ready")
+    await pilot.pause(0.2)
+
+
+def test_main_screen_80x24(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(snapshot_app(tmp_path), terminal_size=(80, 24), run_before=settle)
+
+
+def test_main_screen_160x48(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(snapshot_app(tmp_path), terminal_size=(160, 48), run_before=settle)
+
+
+def test_main_screen_ansi_theme(snap_compare: Any, tmp_path: Path) -> None:
+    app = snapshot_app(tmp_path, Settings(theme="lmdesk-ansi"))
+    assert snap_compare(app, terminal_size=(100, 30), run_before=settle)
+
+
+def test_help_screen(snap_compare: Any, tmp_path: Path) -> None:
+    assert snap_compare(snapshot_app(tmp_path), terminal_size=(120, 40), press=["f1"],
+                        run_before=settle)

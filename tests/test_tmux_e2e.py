@@ -1,0 +1,98 @@
+"""The real `lmdesk` command in a real terminal (tmux): type, read the reply, quit, come back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Tmux:
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.env = env
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.name, *args], capture_output=True, text=True, check=True,
+            env=self.env,
+        ).stdout
+
+    def start(self, command: str, width: int = 100, height: int = 30) -> None:
+        self.run("new-session", "-d", "-s", "main", "-x", str(width), "-y", str(height), command)
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", "main", *keys)
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-t", "main", "-p")
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate(screen):
+                return screen
+            time.sleep(0.25)
+        raise AssertionError(f"timed out; the screen was:\n{screen}")
+
+    def alive(self) -> bool:
+        return subprocess.run(
+            ["tmux", "-L", self.name, "has-session", "-t", "main"], capture_output=True,
+            env=self.env,
+        ).returncode == 0
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    env = dict(os.environ)
+    env.update(TERM="xterm-256color", LMDESK_DATA_DIR=str(tmp_path / "data"),
+               LMDESK_CONFIG_DIR=str(tmp_path / "config"), LMDESK_CACHE_DIR=str(tmp_path / "cache"))
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.toml").write_text("max_tokens = 48\ntemperature = 0.0\n")
+    session = Tmux(f"lmdesk-test-{uuid.uuid4().hex[:8]}", env)
+    yield session
+    subprocess.run(["tmux", "-L", session.name, "kill-server"], capture_output=True, env=env)
+
+
+def _lmdesk_command() -> str:
+    exe = Path(sys.executable).with_name("lmdesk")
+    assert exe.exists(), f"the lmdesk command is not installed next to {sys.executable}"
+    # the shell stays after lmdesk ends so the test can read what it printed
+    return f"{exe}; echo LMDESK-EXITED-$?; sleep 60"
+
+
+def test_chat_quit_and_come_back(tmux: Tmux) -> None:
+    tmux.start(_lmdesk_command())
+    tmux.wait_for(lambda s: "Ask anything" in s and "smollm2-135m" in s)
+    tmux.keys("What colour is the sky? Answer in one sentence.")
+    tmux.wait_for(lambda s: "Answer in one sentence." in s)
+    tmux.keys("Enter")
+    # the reply arrives, then its stats line stays under it when it is done
+    screen = tmux.wait_for(
+        lambda s: "tok/s" in s and "Writing the reply" not in s and "waiting" not in s,
+        timeout=120,
+    )
+    assert "What colour is the sky?" in screen
+    assert "Traceback" not in screen
+    tmux.keys("C-q")
+    screen = tmux.wait_for(lambda s: "LMDESK-EXITED-" in s, timeout=30)
+    assert "LMDESK-EXITED-0" in screen, screen
+    assert "Traceback" not in screen
+    # start again: the conversation is still there, with the question and the reply
+    tmux.run("kill-server")
+    tmux.start(_lmdesk_command())
+    screen = tmux.wait_for(lambda s: "What colour is the sky?" in s and "tok/s" in s)
+    assert "Answer in one sentence." in screen
+    tmux.keys("C-q")
+    tmux.wait_for(lambda s: "LMDESK-EXITED-0" in s, timeout=30)

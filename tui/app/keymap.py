@@ -1,0 +1,122 @@
+"""Every user action: its binding id, default keys, description. One table feeds the bindings,
+the footer, the help screen and the command palette, so they never disagree.
+
+Users remap keys in config.toml: ``[keymap]`` then ``binding_id = "keys"`` (comma-separated for
+several keys), applied with ``App.set_keymap``. Keys are chosen to survive SSH and tmux: ctrl
+letters that terminals send as plain control codes, function keys, escape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from textual.binding import Binding
+
+Scope = Literal["app", "chat"]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    id: str
+    """Binding id, the name used in ``[keymap]``."""
+    keys: str
+    action: str
+    description: str
+    """Short text for the footer and the palette."""
+    help: str
+    scope: Scope = "chat"
+    show: bool = False
+    """Shown in the footer."""
+    palette: bool = True
+
+    def binding(self) -> Binding:
+        return Binding(
+            self.keys, self.action, self.description, show=self.show, id=self.id,
+            priority=True, tooltip=self.help,
+        )
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec("new_conversation", "ctrl+n", "new_conversation", "New",
+               "Start a new conversation", show=True),
+    ActionSpec("toggle_sidebar", "ctrl+b", "toggle_sidebar", "Sidebar",
+               "Show or hide the conversation list"),
+    ActionSpec("search", "ctrl+f", "search", "Search",
+               "Search all conversations", show=True),
+    ActionSpec("stop", "escape", "stop", "Stop",
+               "Stop the reply being written (the partial reply is kept)", show=True),
+    ActionSpec("regenerate", "ctrl+r", "regenerate", "Regenerate",
+               "Write the last reply again", show=True),
+    ActionSpec("edit_last", "ctrl+e", "edit_last", "Edit last",
+               "Edit the last prompt and send it again"),
+    ActionSpec("copy_message", "ctrl+y", "copy_message", "Copy",
+               "Copy the selected message (else the last reply) to the clipboard", show=True),
+    ActionSpec("copy_code", "ctrl+g", "copy_code", "Copy code",
+               "Copy a numbered code block of the selected (else last) reply"),
+    ActionSpec("system_prompt", "ctrl+s", "system_prompt", "System prompt",
+               "Edit this conversation's system prompt"),
+    ActionSpec("models", "ctrl+o", "models", "Models", "Choose a model"),
+    ActionSpec("rename_conversation", "f2", "rename_conversation", "Rename",
+               "Rename this conversation"),
+    ActionSpec("pin_conversation", "f3", "pin_conversation", "Pin",
+               "Pin or unpin this conversation at the top of the list"),
+    ActionSpec("delete_conversation", "f8", "delete_conversation", "Delete",
+               "Delete this conversation (asks first)"),
+    ActionSpec("export_conversation", "f6", "export_conversation", "Export",
+               "Export this conversation to Markdown or JSON"),
+    ActionSpec("import_conversation", "f7", "import_conversation", "Import",
+               "Import a conversation from a JSON export"),
+    ActionSpec("load_earlier", "ctrl+l", "load_earlier", "Load earlier",
+               "Show earlier messages of a long conversation"),
+    ActionSpec("focus_prompt", "f5", "focus_prompt", "Prompt",
+               "Move the cursor to the prompt"),
+    ActionSpec("focus_log", "f4", "focus_log", "Messages",
+               "Select messages in the chat (up/down, then copy)"),
+    ActionSpec("help", "f1", "help", "Help", "Show every key binding", scope="app", show=True),
+    ActionSpec("change_theme", "f9", "change_theme", "Theme", "Pick a theme", scope="app"),
+    ActionSpec("quit", "ctrl+q", "quit", "Quit", "Quit lmdesk", scope="app"),
+)
+
+PROMPT_BINDING_IDS = ("send", "newline")
+"""Bindings of the prompt box itself (see widgets/prompt_input.py)."""
+WIDGET_BINDING_IDS = (
+    "sidebar.delete", "sidebar.rename", "sidebar.pin",
+    "log.previous", "log.next", "log.first", "log.last", "log.copy",
+    *(f"log.code{n}" for n in range(1, 10)),
+    "confirm.yes", "confirm.no", "input.cancel", "search.close", "search.results",
+    "system_prompt.save", "system_prompt.cancel", "help.close",
+)
+"""Bindings of the sidebar, the message list and the dialogs: remappable too."""
+
+
+def specs(scope: Scope) -> list[ActionSpec]:
+    return [spec for spec in ACTIONS if spec.scope == scope]
+
+
+def bindings(scope: Scope) -> list[Binding]:
+    return [spec.binding() for spec in specs(scope)]
+
+
+def known_ids(extra: Iterable[str] = ()) -> set[str]:
+    return {spec.id for spec in ACTIONS} | {*PROMPT_BINDING_IDS, *WIDGET_BINDING_IDS, *extra}
+
+
+def check_keymap(keymap: Mapping[str, object]) -> tuple[dict[str, str], list[str]]:
+    """Keep the entries that name a known binding with a key string; report the rest."""
+    good: dict[str, str] = {}
+    problems: list[str] = []
+    known = known_ids()
+    for binding_id, keys in keymap.items():
+        if binding_id not in known:
+            problems.append(f"keymap: no binding called {binding_id!r}")
+        elif not isinstance(keys, str) or not keys.strip():
+            problems.append(f"keymap: {binding_id} should be a key like \"ctrl+k\"")
+        else:
+            good[binding_id] = keys.replace(" ", "")
+    return good, problems
+
+
+def effective_keys(spec_id: str, default: str, keymap: Mapping[str, str]) -> str:
+    return keymap.get(spec_id, default)

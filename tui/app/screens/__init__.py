@@ -1,0 +1,1 @@
+"""Screens: the chat (main) screen and the modals over it."""

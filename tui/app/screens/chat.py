@@ -1,0 +1,394 @@
+"""The main screen: conversations on the left, the chat, the monitor on the right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, OptionList
+
+from tui.app import gc_tuning, keymap
+from tui.app.screens.confirm import ConfirmScreen
+from tui.app.screens.search import SearchScreen
+from tui.app.screens.system_prompt import SystemPromptScreen
+from tui.app.screens.text_input import TextInputScreen
+from tui.app.transfer import export_conversation, import_conversation, slug
+from tui.app.widgets.chat_pane import READ_ONLY_SEND, ChatPane
+from tui.app.widgets.message_view import code_blocks
+from tui.app.widgets.monitor_panel import MonitorPanel
+from tui.app.widgets.sidebar import ConversationList, Sidebar
+from tui.store import ConversationMeta, SearchHit, StoreError
+
+if TYPE_CHECKING:
+    from tui.app.app import LmdeskApp
+
+
+class ChatScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = list(keymap.bindings("chat"))
+
+    def __init__(self) -> None:
+        super().__init__(id="chat-screen")
+        self.meta: ConversationMeta | None = None
+
+    @property
+    def lmdesk(self) -> LmdeskApp:
+        return cast("LmdeskApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        with Horizontal(id="body"):
+            yield Sidebar(id="sidebar")
+            yield ChatPane(id="chat")
+            yield MonitorPanel(id="monitor")
+        yield Footer()
+
+    @property
+    def pane(self) -> ChatPane:
+        return self.query_one(ChatPane)
+
+    @property
+    def conversations(self) -> ConversationList:
+        return self.query_one(ConversationList)
+
+    async def on_mount(self) -> None:
+        app = self.lmdesk
+        monitor = self.query_one(MonitorPanel)
+        monitor.model_name = app.model_name
+        self.watch(app, "model_state", self._model_state_changed)
+        cid = None
+        with app.guard("Could not read the conversations"):
+            cid = app.store.last_conversation_id()
+        if cid is not None:
+            await self.open_conversation(cid)
+        if self.meta is None:
+            await self.new_conversation(quiet=True)
+        self.pane.prompt.focus()
+        self.call_after_refresh(app.mark_first_frame)
+
+    def _model_state_changed(self, state: str) -> None:
+        monitor = self.query_one(MonitorPanel)
+        monitor.load_state = state
+        info = self.lmdesk.engine_info
+        if info is not None:
+            monitor.n_ctx = info.n_ctx
+        self.pane.update_status()
+        self._update_titles()
+
+    def _update_titles(self) -> None:
+        app = self.lmdesk
+        parts = [app.model_name]
+        if self.meta is not None:
+            parts.append(self.meta.title)
+        if app.read_only:
+            parts.append("READ-ONLY")
+        self.sub_title = " · ".join(parts)
+        app.sub_title = self.sub_title
+
+    # -- conversations -------------------------------------------------------------------------
+
+    def refresh_sidebar(self) -> list[ConversationMeta]:
+        metas: list[ConversationMeta] = []
+        with self.lmdesk.guard("Could not list the conversations"):
+            metas = self.lmdesk.store.list_conversations()
+        self.conversations.set_conversations(metas, self.meta.id if self.meta else None)
+        return metas
+
+    async def open_conversation(self, cid: str, around: str | None = None) -> bool:
+        store = self.lmdesk.store
+        try:
+            meta = store.get_conversation(cid)
+            history = store.messages(cid)
+        except StoreError as exc:
+            self.lmdesk.notify(f"Could not open the conversation: {exc}", severity="error")
+            return False
+        self.meta = meta
+        await self.pane.open(meta, history, around=around)
+        self.refresh_sidebar()
+        self._update_titles()
+        last = next((m for m in reversed(history) if m.role == "assistant" and m.stats), None)
+        self._show_stats(last.stats if last is not None else None)
+        self.set_timer(1.0, self._settle)
+        return True
+
+    def _settle(self) -> None:
+        if self.pane.job is None:
+            gc_tuning.settle()
+
+    async def new_conversation(self, *, quiet: bool = False) -> None:
+        app = self.lmdesk
+        if app.read_only:
+            if not quiet:
+                app.notify(READ_ONLY_SEND, severity="warning")
+            self.refresh_sidebar()
+            self._update_titles()
+            return
+        if self.meta is not None and not self.pane.history:
+            self.pane.prompt.focus()
+            return
+        with app.guard("Could not create a conversation"):
+            meta = app.store.create_conversation(
+                system_prompt=app.settings.system_prompt, model=app.model_name
+            )
+            await self.open_conversation(meta.id)
+        self.pane.prompt.focus()
+
+    def _target_id(self) -> str | None:
+        """The highlighted conversation when the sidebar has focus, else the open one."""
+        if self.conversations.has_focus and self.conversations.highlighted_id:
+            return self.conversations.highlighted_id
+        return self.meta.id if self.meta else None
+
+    def _writable(self) -> bool:
+        if self.lmdesk.read_only:
+            self.lmdesk.notify(READ_ONLY_SEND, severity="warning")
+            return False
+        return True
+
+    async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option_list.id == "conversations" and event.option.id:
+            event.stop()
+            if self.meta is None or event.option.id != self.meta.id:
+                await self.open_conversation(event.option.id)
+            self.pane.prompt.focus()
+
+    def on_reply_streamer_changed(self, event: ChatPane.Changed) -> None:
+        event.stop()
+        self.refresh_sidebar()
+        self._update_titles()
+        if event.stats:
+            self._show_stats(event.stats)
+
+    def _show_stats(self, stats: dict[str, Any] | None) -> None:
+        """The monitor shows the last reply's speed and the context it filled."""
+        monitor = self.query_one(MonitorPanel)
+        if not stats:
+            monitor.tokens_per_s = monitor.ttft_s = monitor.ctx_used = None
+            return
+        monitor.tokens_per_s = float(stats.get("generation_tokens_per_s", 0.0))
+        monitor.ttft_s = float(stats.get("time_to_first_token_s", 0.0))
+        monitor.ctx_used = int(stats.get("prompt_tokens", 0)) + int(
+            stats.get("generated_tokens", 0)
+        )
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            return self.pane.job is not None or self.pane.editing is not None
+        return True
+
+    async def action_new_conversation(self) -> None:
+        await self.new_conversation()
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one(Sidebar)
+        sidebar.display = not sidebar.display
+        if not sidebar.display and sidebar.has_focus_within:
+            self.pane.prompt.focus()
+
+    def action_stop(self) -> None:
+        self.pane.stop()
+
+    async def action_regenerate(self) -> None:
+        await self.pane.regenerate()
+
+    def action_edit_last(self) -> None:
+        self.pane.edit_last()
+
+    def action_focus_prompt(self) -> None:
+        self.pane.prompt.focus()
+
+    def action_focus_log(self) -> None:
+        self.pane.log_view.focus()
+
+    async def action_load_earlier(self) -> None:
+        if not await self.pane.log_view.load_earlier():
+            self.lmdesk.notify("All messages are shown.")
+
+    def action_models(self) -> None:
+        self.lmdesk.notify(
+            f"The model now is {self.lmdesk.model_name}. Choosing another model here comes "
+            "in a later release; for now start lmdesk with --model.",
+            title="Models",
+        )
+
+    def action_copy_message(self) -> None:
+        message = self.pane.copy_source()
+        if message is None or not message.content:
+            self.lmdesk.notify("Nothing to copy yet.")
+            return
+        self.lmdesk.copy_to_clipboard(message.content)
+        who = "your prompt" if message.role == "user" else "the reply"
+        self.lmdesk.notify(f"Copied {who} ({len(message.content)} characters).")
+
+    def action_copy_code(self, number: int | None = None) -> None:
+        message = self.pane.copy_source()
+        blocks = code_blocks(message.content) if message is not None else []
+        if not blocks:
+            self.lmdesk.notify("That message has no code block.")
+            return
+        if number is None and len(blocks) == 1:
+            number = 1
+        if number is None:
+            def chosen(value: str | None) -> None:
+                if value is not None:
+                    if value.isdigit():
+                        self._copy_block(blocks, int(value))
+                    else:
+                        self.lmdesk.notify(f"{value!r} is not a number.", severity="warning")
+
+            self.app.push_screen(
+                TextInputScreen("Copy code block", hint=f"A number from 1 to {len(blocks)}."),
+                chosen,
+            )
+            return
+        self._copy_block(blocks, number)
+
+    def _copy_block(self, blocks: list[str], number: int) -> None:
+        if not 1 <= number <= len(blocks):
+            self.lmdesk.notify(f"There is no code block [{number}] (1 to {len(blocks)}).",
+                               severity="warning")
+            return
+        self.lmdesk.copy_to_clipboard(blocks[number - 1])
+        self.lmdesk.notify(f"Copied code block [{number}].")
+
+    def action_system_prompt(self) -> None:
+        if self.meta is None or not self._writable():
+            return
+        meta = self.meta
+
+        def save(text: str | None) -> None:
+            if text is None or text == meta.system_prompt:
+                return
+            with self.lmdesk.guard("Could not save the system prompt"):
+                self.lmdesk.store.update_conversation(meta.id, system_prompt=text)
+                meta.system_prompt = text
+                self.lmdesk.notify("System prompt saved: the next reply uses it.")
+
+        self.app.push_screen(SystemPromptScreen(meta.system_prompt), save)
+
+    def action_rename_conversation(self) -> None:
+        cid = self._target_id()
+        if cid is None or not self._writable():
+            return
+        title = ""
+        with self.lmdesk.guard("Could not read the conversation"):
+            title = self.lmdesk.store.get_conversation(cid).title
+
+        def rename(value: str | None) -> None:
+            if not value:
+                return
+            with self.lmdesk.guard("Could not rename the conversation"):
+                self.lmdesk.store.update_conversation(cid, title=value)
+                if self.meta is not None and self.meta.id == cid:
+                    self.meta.title = value
+            self.refresh_sidebar()
+            self._update_titles()
+
+        self.app.push_screen(TextInputScreen("Rename conversation", title), rename)
+
+    def action_pin_conversation(self) -> None:
+        cid = self._target_id()
+        if cid is None or not self._writable():
+            return
+        with self.lmdesk.guard("Could not pin the conversation"):
+            pinned = not self.lmdesk.store.get_conversation(cid).pinned
+            self.lmdesk.store.update_conversation(cid, pinned=pinned)
+            if self.meta is not None and self.meta.id == cid:
+                self.meta.pinned = pinned
+            self.lmdesk.notify("Pinned to the top." if pinned else "Unpinned.")
+        self.refresh_sidebar()
+
+    def action_delete_conversation(self) -> None:
+        cid = self._target_id()
+        if cid is None or not self._writable():
+            return
+        title = cid
+        with self.lmdesk.guard("Could not read the conversation"):
+            title = self.lmdesk.store.get_conversation(cid).title
+
+        async def delete(yes: bool | None) -> None:
+            if not yes:
+                return
+            if self.meta is not None and self.meta.id == cid:
+                self.pane.stop()
+            with self.lmdesk.guard("Could not delete the conversation"):
+                self.lmdesk.store.delete_conversation(cid)
+                self.lmdesk.notify(f"Deleted “{title}”.")
+            if self.meta is not None and self.meta.id == cid:
+                self.meta = None
+                metas = self.refresh_sidebar()
+                if metas:
+                    await self.open_conversation(metas[0].id)
+                else:
+                    await self.new_conversation(quiet=True)
+            else:
+                self.refresh_sidebar()
+
+        self.app.push_screen(
+            ConfirmScreen("Delete conversation", f"Delete “{title}” and all its messages?"),
+            delete,
+        )
+
+    def action_search(self) -> None:
+        async def opened(hit: SearchHit | None) -> None:
+            if hit is not None:
+                await self.open_conversation(hit.conversation_id, around=hit.message_id)
+                self.pane.log_view.focus()
+
+        self.app.push_screen(SearchScreen(self.lmdesk.store.search), opened)
+
+    def action_export_conversation(self, fmt: str = "md") -> None:
+        if self.meta is None:
+            return
+        meta = self.meta
+        suffix = ".json" if fmt == "json" else ".md"
+
+        def export(value: str | None) -> None:
+            if value:
+                self.export_to(meta.id, Path(value))
+
+        self.app.push_screen(
+            TextInputScreen(
+                "Export conversation", f"{slug(meta.title)}{suffix}",
+                hint="A path ending in .md (Markdown) or .json (JSON, can be imported).",
+            ),
+            export,
+        )
+
+    def export_to(self, cid: str, path: Path) -> Path | None:
+        try:
+            path = export_conversation(self.lmdesk.store, cid, path)
+        except (OSError, StoreError) as exc:
+            self.lmdesk.notify(f"Could not export: {exc}", severity="error", timeout=10)
+            return None
+        self.lmdesk.notify(f"Exported to {path}", title="Export")
+        return path
+
+    def action_import_conversation(self) -> None:
+        if not self._writable():
+            return
+
+        async def load(value: str | None) -> None:
+            if value:
+                await self.import_from(Path(value))
+
+        self.app.push_screen(
+            TextInputScreen("Import a conversation", placeholder="path/to/export.json",
+                            hint="A .json file written by Export."),
+            load,
+        )
+
+    async def import_from(self, path: Path) -> ConversationMeta | None:
+        try:
+            meta = import_conversation(self.lmdesk.store, path)
+        except (OSError, UnicodeDecodeError, ValueError, StoreError) as exc:
+            self.lmdesk.notify(f"Could not import {path}: {exc}", severity="error", timeout=10)
+            return None
+        await self.open_conversation(meta.id)
+        self.lmdesk.notify(f"Imported “{meta.title}”.")
+        return meta

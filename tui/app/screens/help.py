@@ -1,0 +1,53 @@
+"""Every key binding in a table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from tui.app.screens.confirm import MODAL_CSS
+
+Row = tuple[str, str, str]
+"""(keys, what it does, binding id)"""
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = (
+        "HelpScreen {" + MODAL_CSS + """
+        & > Vertical { width: 110; height: 90%; }
+        DataTable { height: 1fr; }
+    }"""
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,f1,q", "close", "Close", id="help.close"),
+    ]
+
+    def __init__(self, rows: Sequence[Row]) -> None:
+        super().__init__()
+        self._rows = list(rows)
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "Keys"
+            yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
+            yield Static(
+                "Remap any key in config.toml:  [keymap]  regenerate = \"f10\"   "
+                "(the id is the last column). ^p opens the command palette.",
+                classes="modal-hint", markup=False,
+            )
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("keys", "does", "id")
+        table.add_rows(self._rows)
+        table.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

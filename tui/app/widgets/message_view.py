@@ -1,0 +1,298 @@
+"""Messages in the chat log.
+
+- ``MessageView``: a finished message, drawn by one widget (role, Markdown body, figures).
+- ``LiveReply``: the reply being streamed. Its tail is a Textual ``Markdown`` fed through
+  ``Markdown.get_stream``; once the tail holds a few dozen lines and reaches a block boundary,
+  it is frozen into a one-widget ``FrozenSegment`` and a fresh Markdown takes the rest. So the
+  work per token stays flat however long the reply grows. When the reply ends, the whole of it
+  becomes a ``MessageView`` (what reopening the conversation shows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from markdown_it import MarkdownIt
+from textual.app import ComposeResult
+from textual.content import Content
+from textual.widget import Widget
+from textual.widgets import Label, Markdown, Static
+from textual.widgets.markdown import MarkdownBlock, MarkdownFence
+
+from tui.app.widgets.markdown_lite import Block, BlocksVisual, parse_blocks
+from tui.store import StoredMessage
+
+ROLE_NAMES = {"user": "you", "assistant": "assistant"}
+INDENT = Content(" ")
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The code blocks of a Markdown text, in the order (and so the numbers) they are shown."""
+    tokens = MarkdownIt("gfm-like").parse(markdown)
+    return [t.content.rstrip() for t in tokens if t.type in ("fence", "code_block")]
+
+
+def stats_line(message: StoredMessage) -> str:
+    """``model · 120 tokens · 88.4 tok/s · ttft 0.14 s`` plus how the reply ended."""
+    parts: list[str] = []
+    stats = message.stats or {}
+    model = message.model or stats.get("model")
+    if model:
+        parts.append(str(model))
+    if stats:
+        parts.append(f"{int(stats.get('generated_tokens', 0))} tokens")
+        parts.append(f"{float(stats.get('generation_tokens_per_s', 0.0)):.1f} tok/s")
+        parts.append(f"ttft {float(stats.get('time_to_first_token_s', 0.0)):.2f} s")
+        if stats.get("stop_reason") == "length":
+            parts.append("cut at max tokens")
+    if message.status == "stopped":
+        parts.append("stopped")
+    elif message.status == "partial":
+        parts.append("unfinished")
+    elif message.status == "error":
+        parts.append(f"error: {message.error or 'the reply failed'}")
+    return " · ".join(parts)
+
+
+class MessageWidget(Widget):
+    """What the chat log holds: a widget showing one stored message."""
+
+    def __init__(self, message: StoredMessage, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+        self.add_class(f"-{message.role}")
+
+    @property
+    def message_id(self) -> str:
+        return self.message.id
+
+
+class MessageView(MessageWidget):
+    """A finished message in one widget."""
+
+    DEFAULT_CSS = """
+    MessageView {
+        height: auto;
+        padding: 0 1;
+        margin-bottom: 1;
+        &.-selected {
+            background: $boost;
+            border-left: thick $primary;
+            padding-left: 0;
+        }
+    }
+    """
+
+    def __init__(self, message: StoredMessage, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self._visual: BlocksVisual | None = None
+        self._ansi = False
+
+    def _build(self) -> BlocksVisual:
+        message = self.message
+        role_style = "bold $text-accent" if message.role == "user" else "bold $text-primary"
+        blocks = [Block(Content.styled(ROLE_NAMES.get(message.role, message.role), role_style))]
+        if message.role == "assistant":
+            body, _count = parse_blocks(message.content, ansi=self._ansi)
+        else:
+            body = [Block(Content(message.content))] if message.content else []
+        blocks.extend(block.prefixed(INDENT, INDENT) for block in body)
+        meta = stats_line(message) if message.role == "assistant" else ""
+        if meta:
+            style = "$text-error" if message.status == "error" else "$text-muted"
+            blocks.append(Block(Content.styled(meta, style), first=INDENT, rest=INDENT, top=1))
+        return BlocksVisual(blocks)
+
+    def render(self) -> BlocksVisual:
+        ansi = self.app.native_ansi_color
+        if self._visual is None or ansi != self._ansi:
+            self._ansi = ansi
+            self._visual = self._build()
+        return self._visual
+
+    @property
+    def text(self) -> str:
+        return self.message.content
+
+
+class FrozenSegment(Widget):
+    """A finished stretch of the reply being streamed, drawn by one widget."""
+
+    DEFAULT_CSS = """
+    FrozenSegment {
+        height: auto;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, blocks: list[Block]) -> None:
+        super().__init__()
+        self.blocks = blocks
+        self._visual = BlocksVisual(blocks, trailing=blocks[-1].bottom if blocks else 0)
+
+    def render(self) -> BlocksVisual:
+        return self._visual
+
+
+class FrozenGroup(Widget):
+    """Up to ``SIZE`` frozen segments. A full group becomes one segment: so the live reply
+    holds a handful of widgets however long it grows."""
+
+    SIZE = 8
+    DEFAULT_CSS = """
+    FrozenGroup {
+        height: auto;
+        layout: vertical;
+    }
+    """
+
+
+class NumberedFence(MarkdownFence):
+    """A code block with its number, the one ``copy code`` asks for."""
+
+    DEFAULT_CSS = """
+    NumberedFence {
+        background: transparent;
+        margin: 1 0;
+        &:light {
+            background: transparent;
+        }
+        & > .fence-number {
+            color: $text-muted;
+            padding: 0 1 0 0;
+            width: 1fr;
+        }
+        & > #code-content {
+            padding: 0 2;
+        }
+    }
+    """
+
+    number: int = 0
+
+    def compose(self) -> ComposeResult:
+        yield Label(self._number_text(), classes="fence-number")
+        yield from super().compose()
+
+    def _number_text(self) -> str:
+        lexer = f" {self.lexer}" if self.lexer else ""
+        return f"[{self.number}]{lexer}" if self.number else lexer.strip()
+
+    def on_mount(self) -> None:
+        markdown = self._markdown
+        if isinstance(markdown, ReplyMarkdown):
+            self.set_number(markdown.register_fence(self))
+
+    def set_number(self, number: int) -> None:
+        if number != self.number:
+            self.number = number
+            self._show_number()
+
+    def _show_number(self) -> None:
+        if self.children:
+            label = self.children[0]
+            if isinstance(label, Label):
+                label.update(self._number_text())
+
+    def _copy_context(self, block: MarkdownBlock) -> None:
+        super()._copy_context(block)
+        self._show_number()
+
+
+class ReplyMarkdown(Markdown):
+    """Markdown whose code blocks are numbered, from ``first_number``."""
+
+    BLOCKS: dict[str, type[MarkdownBlock]] = {  # noqa: RUF012 (as Textual types it)
+        **Markdown.BLOCKS, "fence": NumberedFence, "code_block": NumberedFence,
+    }
+
+    def __init__(self, markdown: str | None = None, *, first_number: int = 1,
+                 **kwargs: Any) -> None:
+        super().__init__(markdown, open_links=False, **kwargs)
+        self.first_number = first_number
+        self._fences: list[NumberedFence] = []
+
+    def register_fence(self, fence: NumberedFence) -> int:
+        """A code block was mounted: its number (blocks mount in document order)."""
+        self._fences = [f for f in self._fences if f.is_attached]
+        self._fences.append(fence)
+        return self.first_number + len(self._fences) - 1
+
+
+class LiveReply(MessageWidget):
+    """The reply being written: frozen segments, a live Markdown tail, a progress line."""
+
+    DEFAULT_CSS = """
+    LiveReply {
+        height: auto;
+        layout: vertical;
+        padding: 0 1;
+        margin-bottom: 1;
+        & > .msg-role {
+            color: $text-primary;
+            text-style: bold;
+        }
+        & > ReplyMarkdown {
+            padding: 0 1;
+            margin: 0;
+        }
+        & > .msg-meta {
+            color: $text-muted;
+            padding: 0 1;
+        }
+        &.-selected {
+            background: $boost;
+            border-left: thick $primary;
+            padding-left: 0;
+        }
+    }
+    """
+
+    def __init__(self, message: StoredMessage, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.markdown = ReplyMarkdown()
+
+    def compose(self) -> ComposeResult:
+        yield Static("assistant", classes="msg-role", markup=False)
+        yield self.markdown
+        model = self.message.model or ""
+        yield Static(Content(f"{model} · waiting for the first token…".lstrip(" ·")),
+                     classes="msg-meta")
+
+    def set_progress(self, text: str) -> None:
+        self.query_one(".msg-meta", Static).update(Content(text))
+
+    async def freeze(self, source: str, ansi: bool) -> ReplyMarkdown:
+        """Freeze the live tail (whose text is ``source``) and start a fresh one after it."""
+        blocks, count = parse_blocks(source, first_number=self.markdown.first_number, ansi=ansi)
+        old = self.markdown
+        self.markdown = ReplyMarkdown(first_number=old.first_number + count)
+        groups = [child for child in self.children if isinstance(child, FrozenGroup)]
+        with self.app.batch_update():
+            if groups and len(groups[-1].children) < FrozenGroup.SIZE:
+                await groups[-1].mount(FrozenSegment(blocks))
+            else:
+                if groups:
+                    await self._merge(groups[-1])
+                await self.mount(FrozenGroup(FrozenSegment(blocks)), before=old)
+            await self.mount(self.markdown, after=old)
+            await old.remove()
+        return self.markdown
+
+    async def _merge(self, group: FrozenGroup) -> None:
+        """Replace a full group by one segment holding all its blocks."""
+        blocks: list[Block] = []
+        for segment in group.query_children(FrozenSegment).results(FrozenSegment):
+            if blocks and segment.blocks:
+                first = segment.blocks[0]
+                blocks.append(replace(first, top=max(first.top, blocks[-1].bottom)))
+                blocks.extend(segment.blocks[1:])
+            else:
+                blocks.extend(segment.blocks)
+        await self.mount(FrozenSegment(blocks), before=group)
+        await group.remove()
+
+    @property
+    def text(self) -> str:
+        return self.message.content

@@ -1,0 +1,79 @@
+"""The conversation list on the left: pinned first, then the most recent."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from tui.store import ConversationMeta
+
+PIN = "▪ "
+
+
+class ConversationList(OptionList):
+    """Enter opens; delete / r / p act on the highlighted conversation."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("delete", "screen.delete_conversation", "Delete", show=False,
+                id="sidebar.delete"),
+        Binding("r", "screen.rename_conversation", "Rename", show=False, id="sidebar.rename"),
+        Binding("p", "screen.pin_conversation", "Pin", show=False, id="sidebar.pin"),
+    ]
+
+    def set_conversations(self, metas: Sequence[ConversationMeta], current: str | None) -> None:
+        highlighted = self.highlighted_id
+        options = []
+        for meta in metas:
+            prompt = Text(no_wrap=True, overflow="ellipsis")
+            prompt.append(PIN if meta.pinned else "  ", style="bold")
+            prompt.append(meta.title or "Untitled")
+            options.append(Option(prompt, id=meta.id))
+        self.clear_options()
+        self.add_options(options)
+        keep = current if current is not None else highlighted
+        ids = [meta.id for meta in metas]
+        if keep in ids:
+            self.highlighted = ids.index(keep)
+
+    @property
+    def highlighted_id(self) -> str | None:
+        if self.highlighted is None or self.option_count == 0:
+            return None
+        return self.get_option_at_index(self.highlighted).id
+
+
+class Sidebar(Vertical):
+    DEFAULT_CSS = """
+    Sidebar {
+        height: 1fr;
+        & > .sidebar-title {
+            color: $text-muted;
+            padding: 0 1;
+            width: 1fr;
+        }
+        & > ConversationList {
+            height: 1fr;
+            border: none;
+            padding: 0;
+            background: transparent;
+        }
+    }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+
+    def compose(self) -> ComposeResult:
+        yield Static("Conversations", classes="sidebar-title")
+        yield ConversationList(id="conversations")
+
+    @property
+    def list(self) -> ConversationList:
+        return self.query_one(ConversationList)

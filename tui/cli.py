@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "what", nargs="?", default="engine", choices=["engine", "ui", "store", "serve", "kb"]
     )
-    bench.add_argument("--reps", type=int, default=3, help="repetitions (engine)")
+    bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
     _add_load_options(bench)
 

@@ -48,6 +48,8 @@ def make_app(
     engine_factory: Callable[[LoadParams], Engine] | None = None,
     notices: Sequence[str] = (),
     model_name: str = "scripted",
+    show_welcome: bool = False,
+    sampler: Any = None,
 ) -> LmdeskApp:
     paths = make_paths(tmp_path)
     if store is None:
@@ -58,11 +60,48 @@ def make_app(
         def engine_factory(_params: LoadParams) -> Engine:
             return the_engine
 
-    return LmdeskApp(
+    app = LmdeskApp(
         settings=settings or Settings(), paths=paths, store=store,
         engine_factory=engine_factory, model_path="scripted.gguf", model_name=model_name,
-        notices=list(notices),
+        notices=list(notices), show_welcome=show_welcome,
     )
+    app.sampler = sampler if sampler is not None else FakeSampler()
+    return app
+
+
+class FakeSampler:
+    """Fixed monitor figures (snapshots stay the same on every machine); no /proc reads."""
+
+    def __init__(self, gpus: Sequence[Any] = ()) -> None:
+        self.gpus = tuple(gpus)
+        self.samples = 0
+        self._watched: dict[int, str] = {}
+
+    def watch(self, pid: int, label: str = "model") -> None:
+        self._watched[pid] = label
+
+    def unwatch(self, pid: int) -> None:
+        self._watched.pop(pid, None)
+
+    @property
+    def watched(self) -> dict[int, str]:
+        return dict(self._watched)
+
+    def sample(self) -> Any:
+        from tui.monitor import MonitorSnapshot, ProcessSample
+
+        self.samples += 1
+        gib = 1024**3
+        workers = tuple(ProcessSample(pid, label, 212 * 1024**2, 0.0)
+                        for pid, label in self._watched.items())
+        return MonitorSnapshot(
+            time=0.0, ram_total=16 * gib, ram_used=6 * gib, ram_available=10 * gib,
+            cpu_percent=7.0, app_rss=96 * 1024**2, app_cpu_percent=1.0, workers=workers,
+            gpus=self.gpus, gpu_status="ok" if self.gpus else "no GPU",
+        )
+
+    def close(self) -> None:
+        pass
 
 
 async def wait_for(pilot: Pilot[Any], check: Callable[[], bool], timeout: float = 10.0) -> None:

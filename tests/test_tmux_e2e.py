@@ -27,7 +27,7 @@ class Tmux:
             env=self.env,
         ).stdout
 
-    def start(self, command: str, width: int = 100, height: int = 30) -> None:
+    def start(self, command: str, width: int = 160, height: int = 40) -> None:
         self.run("new-session", "-d", "-s", "main", "-x", str(width), "-y", str(height), command)
 
     def keys(self, *keys: str) -> None:
@@ -74,7 +74,10 @@ def _lmdesk_command() -> str:
 
 def test_chat_quit_and_come_back(tmux: Tmux) -> None:
     tmux.start(_lmdesk_command())
-    tmux.wait_for(lambda s: "Ask anything" in s and "smollm2-135m" in s)
+    # the first start greets the user once; esc goes to the chat
+    tmux.wait_for(lambda s: "Welcome to lmdesk" in s and "Nothing leaves this machine" in s)
+    tmux.keys("Escape")
+    tmux.wait_for(lambda s: "Ask anything" in s and "Welcome to lmdesk" not in s)
     tmux.keys("What colour is the sky? Answer in one sentence.")
     tmux.wait_for(lambda s: "Answer in one sentence." in s)
     tmux.keys("Enter")
@@ -94,5 +97,6 @@ def test_chat_quit_and_come_back(tmux: Tmux) -> None:
     tmux.start(_lmdesk_command())
     screen = tmux.wait_for(lambda s: "What colour is the sky?" in s and "tok/s" in s)
     assert "Answer in one sentence." in screen
+    assert "Welcome to lmdesk" not in screen  # shown once only
     tmux.keys("C-q")
     tmux.wait_for(lambda s: "LMDESK-EXITED-0" in s, timeout=30)

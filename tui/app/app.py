@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -16,25 +16,44 @@ from textual.screen import Screen
 from textual.theme import Theme
 
 from tui.app import gc_tuning, keymap
-from tui.app.commands import ActionsProvider, ConversationsProvider
+from tui.app.commands import ActionsProvider, ConversationsProvider, TemplatesProvider
+from tui.app.library import LibraryActions
+from tui.app.model_manager import (
+    ModelManager,
+    ModelSwitchFailed,
+    ModelUnloaded,
+    record_usage,
+)
 from tui.app.reply_job import ModelLoaded, ModelLoadFailed
 from tui.app.screens.chat import ChatScreen
 from tui.app.screens.help import HelpScreen
 from tui.app.themes import DEFAULT_DARK, load_themes, problems_notice, stylesheet_path
 from tui.config import Paths, Settings
+from tui.doctor.machine import LlamaBuild
 from tui.engine.base import Engine
 from tui.engine.errors import EngineError
-from tui.engine.protocol import LoadParams, ModelInfo
+from tui.engine.protocol import (
+    ChatMessage,
+    Done,
+    EngineEvent,
+    LoadParams,
+    ModelInfo,
+    SamplingParams,
+)
+from tui.models.fit import FitEstimate
+from tui.monitor import RateTracker, Sampler
+from tui.serve import DEFAULT_PORT, ApiServer
 from tui.store import Store, StoreError, StoreReadOnly
 
 EngineFactory = Callable[[LoadParams], Engine]
 
 
-class LmdeskApp(App[None]):
+class LmdeskApp(LibraryActions, App[None]):
     """A terminal workstation for chatting with local language models."""
 
     TITLE = "lmdesk"
-    COMMANDS: ClassVar = App.COMMANDS | {ActionsProvider, ConversationsProvider}
+    COMMANDS: ClassVar = App.COMMANDS | {ActionsProvider, ConversationsProvider,
+                                          TemplatesProvider}
     BINDINGS: ClassVar[list[BindingType]] = [
         *keymap.bindings("app"),
         Binding("ctrl+c", "help_quit", show=False, system=True),
@@ -54,6 +73,7 @@ class LmdeskApp(App[None]):
         model_path: str,
         model_name: str,
         notices: Sequence[str] = (),
+        show_welcome: bool = True,
     ) -> None:
         super().__init__(css_path=stylesheet_path())
         self.first_frame_at: float | None = None
@@ -70,6 +90,20 @@ class LmdeskApp(App[None]):
         self._engine_ready = threading.Event()
         self._notices = list(notices)
         self._closed = False
+        self.show_welcome = show_welcome
+        """Show the first-run welcome on a fresh store (tests turn it off)."""
+        self.generation_lock = threading.Lock()
+        """Held around every generation on the current engine (chat, compare, the API)."""
+        self.api_server: ApiServer | None = None
+        """The API serving the loaded model while the user chats (None when off)."""
+        self.api_port = DEFAULT_PORT
+        self.doctor_llama: LlamaBuild | None = None
+        """A llama.cpp probe result for the doctor screen (tests); None probes for real."""
+        self.sampler: Sampler | None = None
+        """Made on first use by the monitor panel; tests set a fake before running."""
+        self.rates = RateTracker()
+        self.models = ModelManager(engine_factory, on_watch=self._watch_pid,
+                                   on_unwatch=self._unwatch_pid)
 
         themes = load_themes(paths.themes_dir)
         for theme in themes.themes:
@@ -114,6 +148,11 @@ class LmdeskApp(App[None]):
                         severity="warning", timeout=12)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self._load_model()
+        if self.show_welcome:
+            from tui.app.screens.welcome import WelcomeScreen, should_welcome
+
+            if should_welcome(self):
+                self.push_screen(WelcomeScreen(first_run=True))
 
     @property
     def read_only(self) -> bool:
@@ -150,6 +189,8 @@ class LmdeskApp(App[None]):
         else:
             self._engine = engine
             self.engine_info = info
+            self.models.add(self.model_path, self.model_name, engine, info)
+            self.rates.set_context(0, info.n_ctx)
             self._engine_ready.set()
             self.post_message(ModelLoaded())
             return
@@ -179,11 +220,135 @@ class LmdeskApp(App[None]):
             raise EngineError(f"The model is not loaded: {self.model_error}")
         return self._engine
 
+    # -- more than one model (see model_manager.py) ---------------------------------------------
+
+    def ensure_sampler(self) -> Sampler:
+        """The monitor's sampler, made on first use, told about every loaded model's worker."""
+        if self.sampler is None:
+            self.sampler = Sampler()
+        for entry in self.models.loaded():
+            if entry.info.worker_pid > 0 and entry.info.worker_pid not in self.sampler.watched:
+                self.sampler.watch(entry.info.worker_pid, entry.name)
+        return self.sampler
+
+    def _watch_pid(self, pid: int, label: str) -> None:
+        if self.sampler is not None:
+            self.sampler.watch(pid, label)
+
+    def _unwatch_pid(self, pid: int) -> None:
+        if self.sampler is not None:
+            self.sampler.unwatch(pid)
+
+    def busy_replying(self) -> bool:
+        chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
+        return chat is not None and chat.pane.job is not None
+
+    def use_model(self, path: str, name: str, estimate: FitEstimate | None = None) -> bool:
+        """Make ``path`` the current model and the open conversation's model. False (and a
+        notice) while a reply is being written."""
+        if self.busy_replying():
+            self.notify("Wait for the reply to finish (esc stops it), then switch.",
+                        severity="warning")
+            return False
+        if self.model_state == "loading":
+            self.notify(f"{self.model_name} is still loading: switch once it is ready.",
+                        severity="warning")
+            return False
+        chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
+        meta = chat.meta if chat is not None else None
+        if meta is not None and not self.read_only:
+            with self.guard("Could not save the conversation's model"):
+                fresh = self.store.get_conversation(meta.id).extra  # others write extra too
+                extra = {**fresh, "model_path": path}
+                self.store.update_conversation(meta.id, model=name, extra=extra)
+                meta.model, meta.extra = name, extra
+        self.switch_model(path, name, estimate)
+        return True
+
+    def switch_model(self, path: str, name: str, estimate: FitEstimate | None = None) -> None:
+        if path == self.model_path and self.model_state == "ready" and self._engine is not None:
+            return
+        self._engine_ready.clear()
+        self.model_name = name
+        self.model_state = "loading"
+        self._switch_worker(path, name, estimate)
+
+    @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
+    def _switch_worker(self, path: str, name: str, estimate: FitEstimate | None) -> None:
+        """Runs in a thread: load (or reuse) the model at ``path`` and make it current."""
+        try:
+            params = LoadParams(
+                model_path=path, n_ctx=self.settings.n_ctx,
+                n_threads=self.settings.n_threads, n_gpu_layers=self.settings.n_gpu_layers,
+            )
+            entry = self.models.ensure(params, name, estimate)
+        except Exception as exc:  # never let a load failure kill the app
+            error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+            self.post_message(ModelSwitchFailed(name, error))
+            return
+        self._engine = entry.engine
+        self.engine_info = entry.info
+        self.model_path = path
+        self.rates.set_context(0, entry.info.n_ctx)
+        self._engine_ready.set()
+        self.post_message(ModelLoaded())
+
+    def on_model_switch_failed(self, event: ModelSwitchFailed) -> None:
+        """The new model did not load: go back to the previous one if it is still loaded."""
+        previous = self.models.get(self.model_path)
+        if previous is not None and previous.engine.alive:
+            self.models.current_path = previous.path
+            self._engine, self.engine_info = previous.engine, previous.info
+            self.model_name = previous.name
+            self.model_state = "ready"
+        else:
+            self._engine = None
+            self.model_error = event.error
+            self.model_state = "failed"
+        self._engine_ready.set()
+        self.notify(f"{event.error}", title=f"{event.name} did not load", severity="error",
+                    timeout=20)
+
+    def unload_model(self, path: str) -> None:
+        if path == self.model_path and self.busy_replying():
+            self.notify("Wait for the reply to finish first.", severity="warning")
+            return
+        self._unload_worker(path)
+
+    @work(thread=True, group="model-unload", exit_on_error=False)
+    def _unload_worker(self, path: str) -> None:
+        current = path == self.model_path
+        if current:
+            self._engine_ready.clear()
+        self.models.unload(path)
+        if current:
+            self._engine = None
+            self.model_error = "it was unloaded: pick a model with the model switcher"
+            self._engine_ready.set()
+        self.post_message(ModelUnloaded(path, current))
+
+    def on_model_unloaded(self, event: ModelUnloaded) -> None:
+        if event.was_current:
+            self.model_state = "failed"
+        self.notify(f"Unloaded {event.path}.", title="Models")
+
+    def reply_done(self, model: str, done: Done | None) -> None:
+        """The reply hook: feed the rate tracker, count the model's usage (UI thread)."""
+        self.rates.finish(done.stats if done is not None else None)
+        if done is None or self.read_only or done.stats.generated_tokens <= 0:
+            return
+        with self.guard("Could not record the model's usage"):
+            record_usage(self.store, model, done.stats)
+
     def close_engine(self) -> None:
         """Stop any reply, save it as stopped, unload the model. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        server, self.api_server = self.api_server, None
+        if server is not None:
+            with suppress(Exception):
+                server.stop()
         for screen in self.screen_stack:
             if isinstance(screen, ChatScreen):
                 with suppress(Exception):  # closing: nothing left to show an error on
@@ -195,10 +360,140 @@ class LmdeskApp(App[None]):
                 engine.unload()
             except Exception:
                 pass
+        self.models.unload_all()
+        if self.sampler is not None:
+            self.sampler.close()
 
     async def action_quit(self) -> None:
         self.close_engine()
         self.exit()
+
+    # -- doctor, knowledge bases, compare, serve -----------------------------------------------
+
+    def acquire_generation(self, cancel: threading.Event) -> bool:
+        """Take ``generation_lock`` (in a worker thread); False if ``cancel`` is set first."""
+        while not self.generation_lock.acquire(timeout=0.05):
+            if cancel.is_set():
+                return False
+        return True
+
+    def locked_generate(
+        self, engine: Engine, messages: Sequence[ChatMessage], sampling: SamplingParams,
+        cancel: threading.Event,
+    ) -> Iterator[EngineEvent]:
+        """``engine.generate`` holding ``generation_lock`` (the API shares the engine); yields
+        nothing when ``cancel`` is set while waiting for the lock."""
+        if not self.acquire_generation(cancel):
+            return
+        try:
+            yield from engine.generate(messages, sampling)
+        finally:
+            self.generation_lock.release()
+
+    def _chat_screen(self) -> ChatScreen | None:
+        return next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
+
+    def action_doctor(self) -> None:
+        from tui.app.screens.doctor import DoctorScreen
+
+        if not isinstance(self.screen, DoctorScreen):
+            self.push_screen(DoctorScreen())
+
+    def action_welcome(self) -> None:
+        from tui.app.screens.welcome import WelcomeScreen
+
+        if not isinstance(self.screen, WelcomeScreen):
+            self.push_screen(WelcomeScreen())
+
+    def action_knowledge(self) -> None:
+        from tui.app.screens.knowledge import KnowledgeScreen
+
+        chat = self._chat_screen()
+        if not isinstance(self.screen, KnowledgeScreen):
+            self.push_screen(KnowledgeScreen(chat.meta.id if chat and chat.meta else None))
+
+    def conversation_extra_changed(self, cid: str, extra: dict[str, Any]) -> None:
+        """A screen changed a conversation's ``extra``: keep the open one's copy in step."""
+        chat = self._chat_screen()
+        if chat is None:
+            return
+        for meta in (chat.meta, chat.pane.meta):
+            if meta is not None and meta.id == cid:
+                meta.extra = dict(extra)
+
+    def action_open_source(self) -> None:
+        """Open a passage cited under the selected reply (else the last one)."""
+        from tui.app.screens.knowledge import SourceScreen, source_dicts
+        from tui.app.screens.text_input import TextInputScreen
+
+        chat = self._chat_screen()
+        message = chat.pane.copy_source() if chat is not None else None
+        if message is not None and message.role != "assistant":
+            message = next((m for m in reversed(chat.pane.history) if m.role == "assistant"),
+                           None) if chat is not None else None
+        sources = source_dicts(message.stats if message is not None else None)
+        if not sources:
+            self.notify("That reply cites no source.")
+            return
+        if len(sources) == 1:
+            self.push_screen(SourceScreen(sources[0]))
+            return
+
+        def chosen(value: str | None) -> None:
+            if value is None:
+                return
+            match = next((s for i, s in enumerate(sources)
+                          if str(s.get("n", i + 1)) == value.strip("[] ")), None)
+            if match is None:
+                self.notify(f"There is no source [{value}].", severity="warning")
+            else:
+                self.push_screen(SourceScreen(match))
+
+        numbers = ", ".join(str(s.get("n", i + 1)) for i, s in enumerate(sources))
+        self.push_screen(TextInputScreen("Open a source", hint=f"Its number: {numbers}."),
+                         chosen)
+
+    def action_compare(self) -> None:
+        from tui.app.screens.compare import CompareScreen
+
+        chat = self._chat_screen()
+        if not isinstance(self.screen, CompareScreen):
+            self.push_screen(CompareScreen(
+                conversation_id=chat.meta.id if chat and chat.meta else None))
+
+    def action_serve(self) -> None:
+        """Start the API on loopback with the loaded model; a second press stops it."""
+        from tui.app.serve_share import start_api
+
+        server = self.api_server
+        if server is not None:
+            self.api_server = None
+            self._stop_api(server)
+            return
+        engine = self._engine
+        if engine is None or self.model_state != "ready":
+            self.notify("Wait for the model to load, then serve it.", severity="warning")
+            return
+        try:
+            self.api_server = start_api(engine, self.model_name, self.generation_lock,
+                                        self.api_port)
+        except Exception as exc:  # a taken port, mostly
+            self.notify(f"{exc}", title="Could not start the API", severity="error", timeout=12)
+            return
+        self.notify(f"Serving {self.model_name} at {self.api_server.url} (loopback only). "
+                    f"{self.key_for('serve')} again stops it.", title="API on")
+
+    @work(thread=True, group="api-stop", exit_on_error=False)
+    def _stop_api(self, server: ApiServer) -> None:
+        from tui.app.serve_share import stop_api
+
+        try:
+            stop_api(server)
+        except Exception as exc:
+            self.call_from_thread(self.notify, f"{exc}", title="Stopping the API failed",
+                                  severity="error")
+            return
+        self.call_from_thread(self.notify, "The API is stopped.", title="API off")
 
     def on_unmount(self) -> None:
         self.close_engine()

@@ -164,6 +164,7 @@ async def _bench(
     app = LmdeskApp(
         settings=Settings(max_tokens=tokens + 10), paths=paths, store=store,
         engine_factory=lambda _p: engine, model_path="bench.gguf", model_name="bench",
+        show_welcome=False,
     )
     async with app.run_test(size=SIZE) as pilot:
         while app.first_frame_at is None:

@@ -77,3 +77,43 @@ class ConversationsProvider(Provider):
             if score > 0:
                 yield Hit(score, matcher.highlight(label), self._command(meta), text=label,
                           help=f"{meta.message_count} messages")
+
+
+class TemplatesProvider(Provider):
+    """Fill a prompt template by typing part of its name, title, tags or text."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._templates: list[tuple[str, str, str]] = []
+
+    @property
+    def lmdesk(self) -> LmdeskApp:
+        return cast("LmdeskApp", self.app)
+
+    async def startup(self) -> None:
+        from tui.prompting.templates import PromptingError, TemplateLibrary
+
+        try:
+            found = TemplateLibrary(self.lmdesk.store).list_templates()
+        except (PromptingError, StoreError):
+            found = []
+        self._templates = [
+            (t.name, f"Template: {t.title or t.name}",
+             " ".join((t.name, *t.tags, t.description)))
+            for t in found
+        ]
+
+    def _command(self, name: str) -> Callable[[], None]:
+        return partial(self.lmdesk.open_template_form, name)
+
+    async def discover(self) -> Hits:
+        for name, label, detail in self._templates[:10]:
+            yield DiscoveryHit(label, self._command(name), help=detail)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, label, detail in self._templates:
+            score = max(matcher.match(label), matcher.match(detail) * 0.8)
+            if score > 0:
+                yield Hit(score, matcher.highlight(label), self._command(name), text=label,
+                          help=detail)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
@@ -18,6 +18,7 @@ from tui.engine.protocol import ChatMessage, Done, SamplingParams
 if TYPE_CHECKING:
     from textual.widgets.markdown import MarkdownStream
 
+    from tui.app.prompt_builder import PromptRequest
     from tui.app.widgets.message_view import LiveReply
     from tui.store import StoredMessage
 
@@ -42,6 +43,14 @@ class ReplyJob:
     """Text already handed to the Markdown stream (UI thread only)."""
     tokens_shown: int = 0
     save_failed: bool = False
+    request: PromptRequest | None = None
+    """What the prompt is built from (prompt_builder.py); the generation thread builds
+    ``messages`` and ``sampling`` from it before generating."""
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    """Knowledge-base passages the prompt cites: saved in the reply's stats["sources"]."""
+    notes: list[str] = field(default_factory=list)
+    context_error: str | None = None
+    """The prompt could not fit the window: nothing was sent (nothing lost)."""
     _pending: list[str] = field(default_factory=list)
     _pending_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -72,6 +72,7 @@ class ChatScreen(Screen[None]):
     def _model_state_changed(self, state: str) -> None:
         monitor = self.query_one(MonitorPanel)
         monitor.load_state = state
+        monitor.model_name = self.lmdesk.model_name
         info = self.lmdesk.engine_info
         if info is not None:
             monitor.n_ctx = info.n_ctx
@@ -106,6 +107,7 @@ class ChatScreen(Screen[None]):
             self.lmdesk.notify(f"Could not open the conversation: {exc}", severity="error")
             return False
         self.meta = meta
+        self._follow_model(meta)
         await self.pane.open(meta, history, around=around)
         self.refresh_sidebar()
         self._update_titles()
@@ -117,6 +119,20 @@ class ChatScreen(Screen[None]):
     def _settle(self) -> None:
         if self.pane.job is None:
             gc_tuning.settle()
+
+    def _follow_model(self, meta: ConversationMeta) -> None:
+        """A conversation switched to another model (in the model switcher) uses it again."""
+        path = meta.extra.get("model_path") if isinstance(meta.extra, dict) else None
+        app = self.lmdesk
+        if not isinstance(path, str) or path == app.model_path or app.busy_replying():
+            return
+        if app.model_state == "loading":
+            return
+        if not Path(path).is_file():
+            app.notify(f"This conversation's model {meta.model or path} is not here any more; "
+                       f"it goes on with {app.model_name}.", severity="warning")
+            return
+        app.switch_model(path, meta.model or Path(path).stem)
 
     async def new_conversation(self, *, quiet: bool = False) -> None:
         app = self.lmdesk
@@ -210,11 +226,13 @@ class ChatScreen(Screen[None]):
             self.lmdesk.notify("All messages are shown.")
 
     def action_models(self) -> None:
-        self.lmdesk.notify(
-            f"The model now is {self.lmdesk.model_name}. Choosing another model here comes "
-            "in a later release; for now start lmdesk with --model.",
-            title="Models",
-        )
+        from tui.app.screens.models import ModelsScreen
+
+        self.app.push_screen(ModelsScreen())
+
+    def action_toggle_monitor(self) -> None:
+        monitor = self.query_one(MonitorPanel)
+        monitor.collapsed = not monitor.collapsed
 
     def action_copy_message(self) -> None:
         message = self.pane.copy_source()

@@ -7,6 +7,7 @@ reply streams, unless the user scrolled up (Textual's anchor).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
 
 from textual.binding import Binding, BindingType
@@ -34,6 +35,12 @@ class EarlierMarker(Static):
 class ChatLog(VerticalScroll, can_focus=True):
     """Messages of the open conversation. Focus it to select a message with up/down."""
 
+    DEFAULT_CSS = """
+    ChatLog > .-outside {
+        text-opacity: 55%;
+    }
+    """
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "select(-1)", "Previous", show=False, id="log.previous"),
         Binding("down", "select(1)", "Next", show=False, id="log.next"),
@@ -54,6 +61,8 @@ class ChatLog(VerticalScroll, can_focus=True):
         self._last = 0
         self.selected: MessageWidget | None = None
         self._loading = False
+        self.outside: frozenset[str] = frozenset()
+        """Ids of the messages left out of the last prompt's context window (dimmed)."""
 
     # -- what is mounted -----------------------------------------------------------------------
 
@@ -118,6 +127,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         self.selected = None
         self._first, self._last = first, last
         views = [MessageView(m) for m in self.history[first:last]]
+        self._dim(views)
         with self.app.batch_update():
             await self.remove_children()
             await self.mount_all(views)
@@ -171,6 +181,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         try:
             start = max(0, self._first - PAGE)
             views = [MessageView(m) for m in self.history[start : self._first]]
+            self._dim(views)
             old_height = self.virtual_size.height
             old_y = self.scroll_y
             mounted = self.views()
@@ -197,6 +208,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         try:
             end = min(len(self.history), self._last + PAGE)
             views = [MessageView(m) for m in self.history[self._last : end]]
+            self._dim(views)
             mounted = self.views()
             await self.mount_all(views, after=mounted[-1] if mounted else None)
             self._last = end
@@ -212,6 +224,17 @@ class ChatLog(VerticalScroll, can_focus=True):
             self.run_worker(self.load_earlier(), group="log-page", exclusive=True)
         elif new >= self.max_scroll_y > 0 and old < new and self._last < len(self.history):
             self.run_worker(self.load_later(), group="log-page", exclusive=True)
+
+    # -- the context window ------------------------------------------------------------------
+
+    def mark_outside(self, message_ids: Iterable[str]) -> None:
+        """Dim the messages the last prompt left out of the context window."""
+        self.outside = frozenset(message_ids)
+        self._dim(self.views())
+
+    def _dim(self, views: Iterable[MessageWidget]) -> None:
+        for view in views:
+            view.set_class(view.message_id in self.outside, "-outside")
 
     # -- selection -----------------------------------------------------------------------------
 

@@ -97,6 +97,11 @@ class ChatPane(ReplyStreamer):
 
     async def send(self, text: str) -> bool:
         app = self.lmdesk
+        if text.lstrip().startswith("/"):  # /remember, /template... (see library.py)
+            if await app.slash_command(self, text):
+                return False
+            if text.lstrip().startswith("//"):
+                text = text.lstrip()[1:]
         if self.job is not None:
             app.notify("A reply is still being written: esc stops it.", severity="warning")
             return False

@@ -20,6 +20,8 @@ from textual.widget import Widget
 from textual.widgets import Label, Markdown, Static
 from textual.widgets.markdown import MarkdownBlock, MarkdownFence
 
+from tui.app.screens.compare import compare_stats_line
+from tui.app.screens.knowledge import sources_line
 from tui.app.widgets.markdown_lite import Block, BlocksVisual, parse_blocks
 from tui.store import StoredMessage
 
@@ -40,7 +42,9 @@ def stats_line(message: StoredMessage) -> str:
     model = message.model or stats.get("model")
     if model:
         parts.append(str(model))
-    if stats:
+    if stats and isinstance(stats.get("compare"), dict):
+        parts.append(compare_stats_line(stats))
+    elif stats:
         parts.append(f"{int(stats.get('generated_tokens', 0))} tokens")
         parts.append(f"{float(stats.get('generation_tokens_per_s', 0.0)):.1f} tok/s")
         parts.append(f"ttft {float(stats.get('time_to_first_token_s', 0.0)):.2f} s")
@@ -102,6 +106,10 @@ class MessageView(MessageWidget):
         if meta:
             style = "$text-error" if message.status == "error" else "$text-muted"
             blocks.append(Block(Content.styled(meta, style), first=INDENT, rest=INDENT, top=1))
+        cited = sources_line(message.stats) if message.role == "assistant" else ""
+        if cited:
+            blocks.append(Block(Content.styled(cited, "$text-muted"), first=INDENT, rest=INDENT,
+                                top=0 if meta else 1))
         return BlocksVisual(blocks)
 
     def render(self) -> BlocksVisual:

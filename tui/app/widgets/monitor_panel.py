@@ -1,17 +1,32 @@
-"""The right-hand panel: the model, its load state, the last reply's speed, the context used.
+"""The right-hand panel: the model, RAM (system, the app, each model worker), CPU, VRAM, the
+reply speed (live while streaming, a sparkline of recent replies), ttft, the context used.
 
-A placeholder for the fuller monitor (RAM, CPU, VRAM, sparklines) that comes later.
+The system is sampled about once a second in a thread worker (group "monitor") that posts a
+``MonitorPanel.Sampled`` message; the UI thread only formats. Nothing is sampled while the panel
+is collapsed or hidden (a narrow terminal), so an idle app costs next to nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
+from textual.message import Message
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Static
+
+from tui.monitor import MonitorSnapshot, RateSnapshot, sparkline
+
+if TYPE_CHECKING:
+    from tui.app.app import LmdeskApp
+
+SAMPLE_S = 1.0
+GiB = 1024**3
+MiB = 1024**2
 
 
 def _tokens(n: int) -> str:
@@ -27,6 +42,14 @@ def ctx_bar(used: int, total: int, width: int = 8) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+def size(n: int) -> str:
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.1f}"
+
+
 class MonitorPanel(Vertical):
     DEFAULT_CSS = """
     MonitorPanel {
@@ -38,8 +61,21 @@ class MonitorPanel(Vertical):
         & > #monitor-body {
             color: $foreground;
         }
+        &.-collapsed {
+            padding: 0;
+            & > #monitor-body {
+                display: none;
+            }
+        }
     }
     """
+
+    class Sampled(Message):
+        """A system sample, taken off the UI thread."""
+
+        def __init__(self, snapshot: MonitorSnapshot) -> None:
+            super().__init__()
+            self.snapshot = snapshot
 
     model_name: reactive[str] = reactive("")
     load_state: reactive[str] = reactive("loading")
@@ -48,9 +84,17 @@ class MonitorPanel(Vertical):
     ttft_s: reactive[float | None] = reactive(None)
     ctx_used: reactive[int | None] = reactive(None)
     n_ctx: reactive[int | None] = reactive(None)
+    collapsed: reactive[bool] = reactive(False)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.snapshot: MonitorSnapshot | None = None
+        self._timer: Timer | None = None
+        self._streaming = False
+
+    @property
+    def lmdesk(self) -> LmdeskApp:
+        return cast("LmdeskApp", self.app)
 
     def compose(self) -> ComposeResult:
         yield Static("monitor", classes="monitor-title")
@@ -58,6 +102,8 @@ class MonitorPanel(Vertical):
 
     def on_mount(self) -> None:
         self._render_body()
+        self._timer = self.set_interval(SAMPLE_S, self._tick)
+        self.call_after_refresh(self._tick)
 
     def _watch_any(self) -> None:
         if self.is_mounted:
@@ -66,25 +112,90 @@ class MonitorPanel(Vertical):
     watch_model_name = watch_load_state = watch_tokens_per_s = _watch_any
     watch_ttft_s = watch_ctx_used = watch_n_ctx = _watch_any
 
-    def _render_body(self) -> None:
-        state = {"loading": "loading…", "ready": "ready", "failed": "failed"}.get(
+    def watch_collapsed(self, collapsed: bool) -> None:
+        self.set_class(collapsed, "-collapsed")
+        self.styles.width = 5 if collapsed else None  # inline: wins over the app's #monitor
+        self.query_one(".monitor-title", Static).update("mon" if collapsed else "monitor")
+        if not collapsed and self.is_mounted:
+            self._tick()
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Timer (UI thread): start a sample unless nobody can see it."""
+        if self.collapsed or not self.display or not self.screen.is_active:
+            return
+        rates = self.lmdesk.rates.snapshot()
+        if rates.streaming or self._streaming:
+            self._streaming = rates.streaming
+            self._render_body()
+        self._sample()
+
+    @work(thread=True, exclusive=True, group="monitor", exit_on_error=False)
+    def _sample(self) -> None:
+        try:
+            snapshot = self.lmdesk.ensure_sampler().sample()
+        except Exception:  # a failed sample leaves the last figures up
+            return
+        self.post_message(self.Sampled(snapshot))
+
+    def on_monitor_panel_sampled(self, event: MonitorPanel.Sampled) -> None:
+        event.stop()
+        self.snapshot = event.snapshot
+        self._render_body()
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(label, value) rows, as shown."""
+        state = {"loading": "loading…", "ready": "", "failed": "failed"}.get(
             self.load_state, self.load_state
         )
-        rate = "--" if self.tokens_per_s is None else f"{self.tokens_per_s:.1f} tok/s"
-        ttft = "--" if self.ttft_s is None else f"{self.ttft_s:.2f} s"
-        if self.n_ctx:
-            used = self.ctx_used or 0
-            ctx = f"{_tokens(used)}/{_tokens(self.n_ctx)} {ctx_bar(used, self.n_ctx)}"
+        model = self.model_name or "--"
+        rows: list[tuple[str, str]] = [("model", model)]
+        if state:
+            rows.append(("status", state))
+        snap = self.snapshot
+        if snap is not None:
+            rows.append(("RAM", f"{_gib(snap.ram_used)}/{_gib(snap.ram_total)} GiB"))
+            rows.append(("", f"free {size(snap.ram_available)}"))
+            rows.append(("app", size(snap.app_rss)))
+            for worker in snap.workers:
+                value = size(worker.rss_bytes) if worker.alive else "gone"
+                rows.append((" model", value))
+            if snap.gpus:
+                for gpu in snap.gpus:
+                    rows.append((f"VRAM{gpu.index}",
+                                 f"{_gib(gpu.used_bytes)}/{_gib(gpu.total_bytes)} GiB"))
+            else:
+                rows.append(("VRAM", "-- (no GPU)"))
+            rows.append(("CPU", f"{snap.cpu_percent:.0f}%"))
+        rows.extend(self._rate_rows(self.lmdesk.rates.snapshot()))
+        return rows
+
+    def _rate_rows(self, rates: RateSnapshot) -> list[tuple[str, str]]:
+        spark = sparkline(rates.history, 6)
+        if rates.streaming:
+            gen = f"{rates.live_tokens_per_s:.1f} tok/s"
+            ttft_s = rates.ttft_s
+            ctx_used, n_ctx = rates.context_tokens, rates.n_ctx or (self.n_ctx or 0)
         else:
-            ctx = "--"
-        lines = [
-            ("model", self.model_name or "--"),
-            ("status", state),
-            ("gen", rate),
-            ("ttft", ttft),
-            ("ctx", ctx),
-        ]
+            gen = "--" if self.tokens_per_s is None else f"{self.tokens_per_s:.1f} tok/s"
+            ttft_s = self.ttft_s
+            ctx_used, n_ctx = (self.ctx_used or 0), (self.n_ctx or 0)
+        rows = [("gen", f"{gen} {spark}".rstrip())]
+        rows.append(("ttft", "--" if ttft_s is None else f"{ttft_s:.2f} s"))
+        if rates.prompt_tokens_per_s:
+            rows.append(("prompt", f"{rates.prompt_tokens_per_s:.0f} tok/s"))
+        if n_ctx:
+            rows.append(("ctx", f"{_tokens(ctx_used)}/{_tokens(n_ctx)} {ctx_bar(ctx_used, n_ctx)}"))
+        else:
+            rows.append(("ctx", "--"))
+        return rows
+
+    def _render_body(self) -> None:
         content = Content("\n").join(
-            Content.assemble((f"{label:<7}", "$text-muted"), value) for label, value in lines
+            Content.assemble((f"{label:<7}", "$text-muted"), value)
+            for label, value in self.lines()
         )
         self.query_one("#monitor-body", Static).update(content)

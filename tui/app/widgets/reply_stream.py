@@ -26,12 +26,13 @@ from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
 from tui.app import gc_tuning
+from tui.app.prompt_builder import ContextPlanned, build_prompt, snapshot
 from tui.app.reply_job import ReplyFinished, ReplyJob
 from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.markdown_lite import segment_cut
 from tui.engine.errors import EngineError, PromptTooLong
 from tui.engine.protocol import Done, SamplingParams, TextDelta
-from tui.prompting import build_messages
+from tui.prompting.templates import PromptingError
 from tui.store import ConversationMeta, StoredMessage
 
 if TYPE_CHECKING:
@@ -125,17 +126,19 @@ class ReplyStreamer(Vertical):
     async def _start_reply(self) -> None:
         assert self.meta is not None
         app = self.lmdesk
-        messages = build_messages(self.meta.system_prompt, self.history)
+        sampling = SamplingParams(
+            temperature=app.settings.temperature, max_tokens=app.settings.max_tokens
+        )
+        request = snapshot(app.store, self.meta, self.history, sampling,
+                           data_dir=app.paths.data_dir, n_ctx=app.settings.n_ctx)
         placeholder = StoredMessage(
             id="streaming", role="assistant", content="", created=time.time(),
             model=app.model_name, status="partial",
         )
         self.history.append(placeholder)
         view = await self.log_view.add_live(placeholder)
-        sampling = SamplingParams(
-            temperature=app.settings.temperature, max_tokens=app.settings.max_tokens
-        )
-        job = ReplyJob(self.meta.id, messages, sampling, app.model_name, view)
+        job = ReplyJob(self.meta.id, (), request.sampling, app.model_name, view)
+        job.request = request
         job.stream = Markdown.get_stream(view.markdown)
         self.job = job
         self.generating = True
@@ -152,16 +155,33 @@ class ReplyStreamer(Vertical):
             if engine is None:
                 self.post_message(ReplyFinished(job, None))
                 return
+            if job.request is not None:
+                try:
+                    built = build_prompt(job.request, engine)
+                except PromptingError as exc:  # ContextError: nothing is sent, nothing lost
+                    job.context_error = str(exc)
+                    self.post_message(ReplyFinished(job, None))
+                    return
+                job.messages, job.sampling = built.messages, built.sampling
+                job.sources, job.notes = built.sources, built.notes
+                self.post_message(ContextPlanned(
+                    job.conversation_id, built.plan.tokens, built.n_ctx,
+                    built.plan.left_out, tuple(built.notes),
+                ))
             cancel_sent = False
-            for event in engine.generate(job.messages, job.sampling):
+            self.lmdesk.rates.start()  # the monitor's live tok/s
+            for event in self.lmdesk.locked_generate(engine, job.messages, job.sampling,
+                                                     job.cancel_event):
                 if isinstance(event, TextDelta):
                     job.push(event.text, event.n_tokens)
+                    self.lmdesk.rates.delta(event.n_tokens)
                 elif isinstance(event, Done):
                     done = event
                 if job.cancelled and not cancel_sent:
                     engine.cancel()
                     cancel_sent = True
-            error = None if done is not None else "the engine stopped without finishing"
+            error = None if done is not None or job.cancelled else (
+                "the engine stopped without finishing")
             self.post_message(ReplyFinished(job, done, error))
         except PromptTooLong as exc:
             self.post_message(ReplyFinished(
@@ -256,6 +276,9 @@ class ReplyStreamer(Vertical):
         stats = None
         if done is not None:
             stats = {**dataclasses.asdict(done.stats), "model": job.model}
+            if job.sources:
+                stats["sources"] = job.sources
+        self.lmdesk.reply_done(job.model, done)  # the monitor's rates, the model's usage
         self.job = None
         if not text and status == "stopped":
             self.history.remove(job.view.message)
@@ -266,9 +289,17 @@ class ReplyStreamer(Vertical):
             await self.log_view.replace(job.view, final)
         self.generating = False
         self.set_timer(SETTLE_S, self._settle)
+        if job.context_error:
+            self.lmdesk.notify(job.context_error, title="The prompt does not fit",
+                               severity="error", timeout=15)
         if error:
             self.lmdesk.notify(error, title="The reply failed", severity="error", timeout=10)
         self.post_message(self.Changed(job.conversation_id, stats))
+
+    def on_context_planned(self, event: ContextPlanned) -> None:
+        """Dim the messages outside the window (the event bubbles on to the monitor)."""
+        if self.meta is not None and event.conversation_id == self.meta.id:
+            self.log_view.mark_outside(event.left_out)
 
     def _settle(self) -> None:
         if self.job is None:

@@ -1,0 +1,104 @@
+"""Pilot tests of the monitor panel: RAM, no GPU, live rates, the context bar, collapse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.app_fixtures import FakeSampler, chat, make_app, pilot_test, send, wait_for
+from tui.app.widgets.monitor_panel import MonitorPanel
+from tui.engine.scripted import ScriptedEngine
+from tui.monitor import Sampler
+from tui.store import Store
+
+LONG = " ".join(f"word{i}" for i in range(300))
+
+
+def body(panel: MonitorPanel) -> str:
+    return str(panel.query_one("#monitor-body").render())
+
+
+@pilot_test
+async def test_real_sampler_shows_ram_and_no_gpu(tmp_path: Path) -> None:
+    app = make_app(tmp_path, sampler=Sampler(gpu_sources=[]))
+    async with app.run_test(size=(140, 40)) as pilot:
+        panel = chat(app).query_one(MonitorPanel)
+        await wait_for(pilot, lambda: panel.snapshot is not None)
+        text = body(panel)
+        assert "RAM" in text and "GiB" in text
+        assert "no GPU" in text
+        assert "app" in text and "CPU" in text
+        assert panel.snapshot is not None and panel.snapshot.ram_total > 0
+
+
+@pilot_test
+async def test_live_rate_then_sparkline_ttft_and_ctx_bar(tmp_path: Path) -> None:
+    engine = ScriptedEngine(LONG, delay_s=0.004)
+    sampler = FakeSampler()
+    app = make_app(tmp_path, engine=engine, sampler=sampler)
+    async with app.run_test(size=(140, 40)) as pilot:
+        panel = chat(app).query_one(MonitorPanel)
+        await send(pilot, "go", wait=False)
+        # while it streams, the panel shows a live rate from the reply's deltas
+        await wait_for(pilot, lambda: app.rates.snapshot().streaming
+                       and app.rates.snapshot().live_tokens_per_s > 0)
+        await wait_for(pilot, lambda: "tok/s" in body(panel) and panel._streaming)
+        await wait_for(pilot, lambda: chat(app).pane.job is None, timeout=20)
+        await pilot.pause(0.1)
+        text = body(panel)
+        assert "tok/s" in text and "ttft" in text
+        assert "8k" in text and ("█" in text or "░" in text)  # the ctx bar
+        assert len(app.rates.history) == 1
+        assert any(ch in text for ch in "▁▂▃▄▅▆▇█")  # the sparkline of recent replies
+        assert sampler.samples > 0
+        # usage recorded per model in the profiles table
+        rows = app.store.table("profiles").all()
+        assert rows[0]["name"] == "scripted" and rows[0]["usage"]["replies"] == 1
+
+
+@pilot_test
+async def test_collapse_toggle_and_no_sampling_while_collapsed(tmp_path: Path) -> None:
+    sampler = FakeSampler()
+    app = make_app(tmp_path, sampler=sampler)
+    async with app.run_test(size=(140, 40)) as pilot:
+        panel = chat(app).query_one(MonitorPanel)
+        await wait_for(pilot, lambda: sampler.samples > 0)
+        width = panel.outer_size.width
+        await pilot.press("f12")
+        await pilot.pause()
+        assert panel.collapsed and panel.outer_size.width < width
+        assert not panel.query_one("#monitor-body").display
+        count = sampler.samples
+        await pilot.pause(1.3)
+        assert sampler.samples == count
+        await pilot.press("f12")
+        await pilot.pause()
+        assert not panel.collapsed and panel.outer_size.width == width
+
+
+@pilot_test
+async def test_80x24_hides_monitor_and_stays_usable(tmp_path: Path) -> None:
+    sampler = FakeSampler()
+    app = make_app(tmp_path, sampler=sampler)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = chat(app).query_one(MonitorPanel)
+        await pilot.pause(1.2)
+        assert not panel.display
+        assert sampler.samples == 0  # hidden: nothing sampled
+        await send(pilot, "hi")
+        assert len(app.store.messages(chat(app).meta.id)) == 2
+
+
+def test_worker_pids_are_watched(tmp_path: Path) -> None:
+    from tui.app.model_manager import ModelManager
+    from tui.engine.protocol import LoadParams
+
+    watched: dict[int, str] = {}
+    engine = ScriptedEngine("x")
+    manager = ModelManager(lambda _p: engine, on_watch=lambda pid, label: watched.update(
+        {pid: label}), on_unwatch=lambda pid: watched.pop(pid, None))
+    entry = manager.ensure(LoadParams(model_path="a.gguf"), "a")
+    assert manager.current is entry
+    # a scripted engine has no worker process (pid 0): nothing to watch
+    assert watched == {}
+    assert manager.unload("a.gguf") and manager.current is None
+    Store.open(tmp_path / "d").close()

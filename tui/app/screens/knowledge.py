@@ -1,0 +1,451 @@
+"""Knowledge bases in the app: create one from paths, reindex it with a progress bar (files,
+chunks, time left) that can be cancelled, and attach knowledge bases to the open conversation
+(their names go in ``ConversationMeta.extra["kbs"]``). Also the passage viewer that opens a
+source cited under a reply at its lines.
+
+Listing and indexing touch the disk, so they run in thread workers posting typed Messages."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, ProgressBar, Static
+
+from tui.app.screens.confirm import MODAL_CSS
+from tui.kb import EXTRA_KEY, IngestReport, KBError, KBInfo, KBLibrary, Progress
+
+if TYPE_CHECKING:
+    from tui.app.app import LmdeskApp
+
+PROGRESS_EVERY_S = 0.1
+CONTEXT_LINES = 3
+"""Lines shown above and below a cited passage."""
+MAX_PASSAGE_LINES = 400
+
+
+def attached_kbs(extra: dict[str, Any]) -> list[str]:
+    names = extra.get(EXTRA_KEY, [])
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def split_paths(text: str) -> list[str]:
+    """Paths typed in one line: separated by ``;`` (a path may hold spaces)."""
+    return [p.strip() for p in text.split(";") if p.strip()]
+
+
+class KBListed(Message):
+    def __init__(self, infos: list[KBInfo], problems: list[str]) -> None:
+        super().__init__()
+        self.infos = infos
+        self.problems = problems
+
+
+class KBProgress(Message):
+    def __init__(self, name: str, progress: Progress) -> None:
+        super().__init__()
+        self.name = name
+        self.progress = progress
+
+
+class KBIndexed(Message):
+    def __init__(self, name: str, report: IngestReport | None, error: str = "") -> None:
+        super().__init__()
+        self.name = name
+        self.report = report
+        self.error = error
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "time left: estimating"
+    if seconds < 60:
+        return f"{seconds:.0f} s left"
+    return f"{seconds / 60:.0f} min left"
+
+
+class KnowledgeScreen(ModalScreen[None]):
+    """The knowledge bases, and which of them the open conversation uses."""
+
+    DEFAULT_CSS = (
+        "KnowledgeScreen {" + MODAL_CSS + """
+        & > Vertical { width: 110; height: 90%; }
+        #kb-table { height: 1fr; }
+        #kb-new { height: auto; }
+        #kb-new > Input { width: 1fr; }
+        #kb-new > #kb-name { width: 24; }
+        #kb-progress { width: 1fr; }
+        #kb-status { color: $text-muted; height: auto; }
+    }"""
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", id="kb.close"),
+        Binding("a", "toggle_attach", "Attach", id="kb.attach"),
+        Binding("i", "reindex", "Reindex", id="kb.reindex"),
+        Binding("x", "cancel_index", "Cancel indexing", id="kb.cancel"),
+        Binding("n", "new", "New", id="kb.new"),
+    ]
+
+    def __init__(self, conversation_id: str | None) -> None:
+        super().__init__()
+        self.conversation_id = conversation_id
+        self.infos: list[KBInfo] = []
+        self.attached: list[str] = []
+        self.indexing: str | None = None
+        self.last_report: IngestReport | None = None
+        self._cancel = threading.Event()
+
+    @property
+    def lmdesk(self) -> LmdeskApp:
+        return cast("LmdeskApp", self.app)
+
+    @property
+    def library(self) -> KBLibrary:
+        return KBLibrary(self.lmdesk.paths.data_dir)
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = "Knowledge bases"
+            yield DataTable(id="kb-table", cursor_type="row", zebra_stripes=True)
+            with Horizontal(id="kb-new"):
+                yield Input(placeholder="name", id="kb-name")
+                yield Input(placeholder="folders or files to index (separate with ;)",
+                            id="kb-paths")
+            yield ProgressBar(id="kb-progress", show_eta=False)
+            yield Static("", id="kb-status", markup=False)
+            yield Static(
+                "a: attach to / detach from this conversation   i: reindex   x: cancel indexing"
+                "   n: new (name, paths, enter)   esc: close",
+                classes="modal-hint", markup=False,
+            )
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("attached", "name", "files", "chunks", "paths")
+        self.attached = self._read_attached()
+        self.query_one(ProgressBar).display = False
+        self._list()
+        table.focus()
+
+    def on_unmount(self) -> None:
+        self._cancel.set()
+
+    # -- the list ------------------------------------------------------------------------------
+
+    def _read_attached(self) -> list[str]:
+        if self.conversation_id is None:
+            return []
+        with self.lmdesk.guard("Could not read the conversation"):
+            return attached_kbs(self.lmdesk.store.get_conversation(self.conversation_id).extra)
+        return []
+
+    @work(thread=True, exclusive=True, group="kb-list", exit_on_error=False)
+    def _list(self) -> None:
+        library = self.library
+        infos: list[KBInfo] = []
+        problems: list[str] = []
+        try:
+            names = library.names()
+        except OSError as exc:
+            names, problems = [], [str(exc)]
+        for name in names:
+            try:
+                infos.append(library.open(name).info())
+            except (KBError, OSError, ValueError) as exc:
+                problems.append(str(exc))
+        self.post_message(KBListed(infos, problems))
+
+    def on_kblisted(self, event: KBListed) -> None:
+        event.stop()
+        self.infos = event.infos
+        for problem in event.problems:
+            self.lmdesk.notify(problem, severity="warning")
+        self._fill()
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        for info in self.infos:
+            mark = "✓" if info.name in self.attached else ""
+            table.add_row(mark, info.name, str(info.files), str(info.chunks),
+                          "; ".join(info.paths), key=info.name)
+        if self.infos:
+            table.move_cursor(row=min(max(row, 0), len(self.infos) - 1))
+        if not self.infos and self.indexing is None:
+            self._status("No knowledge base yet: type a name and a folder below, then enter.")
+
+    def _selected(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not self.infos or not 0 <= table.cursor_row < len(self.infos):
+            return None
+        return self.infos[table.cursor_row].name
+
+    def _status(self, text: str) -> None:
+        self.query_one("#kb-status", Static).update(text)
+
+    @property
+    def status_text(self) -> str:
+        return str(self.query_one("#kb-status", Static).content)
+
+    # -- attach --------------------------------------------------------------------------------
+
+    def action_toggle_attach(self) -> None:
+        name = self._selected()
+        if name is None:
+            return
+        names = [n for n in self.attached if n != name]
+        if name not in self.attached:
+            names.append(name)
+        self.set_attached(names)
+
+    def set_attached(self, names: list[str]) -> None:
+        """Store the attached knowledge bases in the conversation (the rest of extra kept)."""
+        cid = self.conversation_id
+        if cid is None:
+            self.lmdesk.notify("Open a conversation first.", severity="warning")
+            return
+        app = self.lmdesk
+        with app.guard("Could not attach the knowledge base"):
+            meta = app.store.get_conversation(cid)
+            new = app.store.update_conversation(cid, extra={**meta.extra, EXTRA_KEY: names})
+            self.attached = attached_kbs(new.extra)
+            app.conversation_extra_changed(cid, new.extra)
+            shown = ", ".join(self.attached) or "none"
+            self._status(f"Knowledge bases of this conversation: {shown}")
+            self._fill()
+
+    # -- create and index ----------------------------------------------------------------------
+
+    def action_new(self) -> None:
+        self.query_one("#kb-name", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id == "kb-name":
+            self.query_one("#kb-paths", Input).focus()
+            return
+        self.create(self.query_one("#kb-name", Input).value.strip(),
+                    split_paths(self.query_one("#kb-paths", Input).value))
+
+    def create(self, name: str, paths: list[str]) -> None:
+        """Create a knowledge base of ``paths``, attach it, and index it."""
+        if not name or not paths:
+            self.lmdesk.notify("A knowledge base needs a name and at least one path.",
+                               severity="warning")
+            return
+        missing = [p for p in paths if not Path(p).expanduser().exists()]
+        if missing:
+            self.lmdesk.notify(f"Not found: {', '.join(missing)}", severity="warning")
+            return
+        try:
+            self.library.create(name, paths)
+        except (KBError, OSError) as exc:
+            self.lmdesk.notify(str(exc), title="Knowledge base", severity="error")
+            return
+        self.query_one("#kb-name", Input).value = ""
+        self.query_one("#kb-paths", Input).value = ""
+        if self.conversation_id is not None and name not in self.attached:
+            self.set_attached([*self.attached, name])
+        self.query_one(DataTable).focus()
+        self.start_index(name)
+
+    def action_reindex(self) -> None:
+        name = self._selected()
+        if name is not None:
+            self.start_index(name)
+
+    def start_index(self, name: str) -> None:
+        if self.indexing is not None:
+            self.lmdesk.notify(f"Already indexing {self.indexing} (x cancels it).")
+            return
+        self.indexing = name
+        self._cancel = threading.Event()
+        bar = self.query_one(ProgressBar)
+        bar.display = True
+        bar.update(total=None, progress=0)
+        self._status(f"Indexing {name}: looking for files…")
+        self._index(name, self._cancel)
+
+    def action_cancel_index(self) -> None:
+        if self.indexing is not None:
+            self._cancel.set()
+            self._status(f"Cancelling {self.indexing}…")
+
+    @work(thread=True, exclusive=True, group="kb-index", exit_on_error=False)
+    def _index(self, name: str, cancel: threading.Event) -> None:
+        last = 0.0
+
+        def progress(p: Progress) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY_S or p.files_done == p.files_total:
+                last = now
+                self.post_message(KBProgress(name, p))
+
+        try:
+            report = self.library.open(name).reindex(progress=progress, cancel=cancel)
+        except Exception as exc:  # a bad file or folder must not take the app down
+            self.post_message(KBIndexed(name, None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(KBIndexed(name, report))
+
+    def on_kbprogress(self, event: KBProgress) -> None:
+        event.stop()
+        p = event.progress
+        bar = self.query_one(ProgressBar)
+        bar.update(total=max(p.files_total, 1), progress=p.files_done)
+        self._status(
+            f"Indexing {event.name}: {p.files_done}/{p.files_total} files, {p.chunks} chunks, "
+            f"{_eta(p.eta_s)}   (x cancels)"
+        )
+
+    def on_kbindexed(self, event: KBIndexed) -> None:
+        event.stop()
+        self.indexing = None
+        self.query_one(ProgressBar).display = False
+        if event.report is None:
+            self._status(f"Indexing {event.name} failed: {event.error}")
+            self.lmdesk.notify(event.error, title=f"Indexing {event.name} failed",
+                               severity="error")
+        else:
+            self.last_report = event.report
+            problems = f" ({len(event.report.problems)} problems)" if event.report.problems \
+                else ""
+            self._status(f"{event.name}: {event.report.summary()}{problems}")
+        self._list()
+
+    def action_close(self) -> None:
+        self._cancel.set()
+        self.dismiss(None)
+
+
+# -- the passage behind a source ---------------------------------------------------------------
+
+
+def source_dicts(stats: dict[str, Any] | None) -> list[dict[str, Any]]:
+    sources = (stats or {}).get("sources")
+    if not isinstance(sources, list):
+        return []
+    return [s for s in sources if isinstance(s, dict) and s.get("path")]
+
+
+def source_label(source: dict[str, Any]) -> str:
+    label = source.get("label")
+    if label:
+        return str(label)
+    start, end = source.get("start", 1), source.get("end", source.get("start", 1))
+    return f"{source['path']}:{start}" if start == end else f"{source['path']}:{start}-{end}"
+
+
+def sources_line(stats: dict[str, Any] | None) -> str:
+    """``Sources: [1] notes.md:12-30  [2] ...`` for the footer of a reply; empty if none."""
+    sources = source_dicts(stats)
+    if not sources:
+        return ""
+    parts = [f"[{s.get('n', i + 1)}] {source_label(s)}" for i, s in enumerate(sources)]
+    return "Sources: " + "  ".join(parts)
+
+
+def read_passage(path: str, start: int, end: int,
+                 context: int = CONTEXT_LINES) -> tuple[int, list[str]]:
+    """(first line number, lines) of ``path`` around ``start..end``; raises OSError."""
+    first = max(1, start - context)
+    last = max(end, start) + context
+    out: list[str] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if number > last or len(out) >= MAX_PASSAGE_LINES:
+                break
+            if number >= first:
+                out.append(line.rstrip("\n"))
+    return first, out
+
+
+class PassageRead(Message):
+    def __init__(self, first: int, lines: list[str], error: str = "") -> None:
+        super().__init__()
+        self.first = first
+        self.lines = lines
+        self.error = error
+
+
+class SourceScreen(ModalScreen[None]):
+    """A cited passage: the file's lines around it, with the path and line numbers."""
+
+    DEFAULT_CSS = (
+        "SourceScreen {" + MODAL_CSS + """
+        & > Vertical { width: 110; height: 90%; }
+        #source-scroll { height: 1fr; }
+    }"""
+    )
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "close", "Close", id="source.close"),
+    ]
+
+    def __init__(self, source: dict[str, Any]) -> None:
+        super().__init__()
+        self.source = source
+        self.start = int(source.get("start", 1) or 1)
+        self.end = int(source.get("end", self.start) or self.start)
+
+    @property
+    def path(self) -> str:
+        path = Path(str(self.source["path"])).expanduser()
+        return str(path if path.is_absolute() else Path.cwd() / path)
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = f"[{self.source.get('n', '?')}] {source_label(self.source)}"
+            with VerticalScroll(id="source-scroll"):
+                yield Static("Reading…", id="source-text", markup=False)
+            yield Static(f"{self.path}   esc: close", classes="modal-hint", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#source-scroll").focus()
+        self._read()
+
+    @work(thread=True, exclusive=True, group="source-read", exit_on_error=False)
+    def _read(self) -> None:
+        if self.source.get("page"):
+            self.post_message(PassageRead(1, [], "a PDF page: open the file to read it"))
+            return
+        try:
+            first, lines = read_passage(self.path, self.start, self.end)
+        except OSError as exc:
+            self.post_message(PassageRead(1, [], str(exc)))
+            return
+        self.post_message(PassageRead(first, lines))
+
+    def on_passage_read(self, event: PassageRead) -> None:
+        event.stop()
+        if event.error:
+            text = f"Cannot show {self.path}: {event.error}"
+        elif not event.lines:
+            text = f"{self.path} has no line {self.start} now (the file changed?)"
+        else:
+            width = len(str(event.first + len(event.lines)))
+            rows = []
+            for offset, line in enumerate(event.lines):
+                number = event.first + offset
+                mark = "▌" if self.start <= number <= self.end else " "
+                rows.append(f"{number:>{width}} {mark} {line}")
+            text = "\n".join(rows)
+        self.query_one("#source-text", Static).update(text)
+
+    @property
+    def text(self) -> str:
+        return str(self.query_one("#source-text", Static).content)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,483 @@
+"""The model switcher: local models with their fit to this machine, the catalogue, downloads.
+
+Listing reads GGUF headers (through the header cache) and sizes every model against what is
+free now, in a thread worker; the table is drawn from that on the UI thread. Loading goes
+through the app's ModelManager (``LmdeskApp.use_model``); a model that clearly will not fit
+(red) is refused with the reason unless the user insists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedContent, TabPane
+
+from tui.app.model_manager import usage_of
+from tui.app.screens.confirm import ConfirmScreen
+from tui.models.catalogue import CatalogueEntry, load_catalogue
+from tui.models.download import DownloadProgress, DownloadResult
+from tui.models.fit import FitEstimate, Resources, estimate_fit
+from tui.models.listing import LocalModel, list_models
+
+if TYPE_CHECKING:
+    from tui.app.app import LmdeskApp
+
+GiB = 1024**3
+MiB = 1024**2
+FIT_ORDER = {"green": 0, "amber": 1, "red": 2}
+FILTERS = ("all", "fits", "green")
+SORTS = ("fit", "name", "size")
+
+
+def size(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / GiB:.1f}G" if n >= GiB else f"{n / MiB:.0f}M"
+
+
+def params(n: int | None) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def fit_cell(fit: FitEstimate | None) -> str:
+    if fit is None:
+        return "?"
+    return f"{fit.verdict} {size(fit.ram_bytes)}" + (
+        f"+{size(fit.vram_bytes)}V" if fit.vram_bytes else ""
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    model: LocalModel
+    fit: FitEstimate | None
+    fit_error: str | None = None
+
+
+class ModelsScreen(Screen[None]):
+    """Local models and the catalogue, with their fit; load, unload, switch, download."""
+
+    DEFAULT_CSS = """
+    ModelsScreen {
+        & #models-detail {
+            height: auto;
+            max-height: 8;
+            padding: 0 1;
+            color: $foreground;
+            background: $surface;
+        }
+        & #models-hint {
+            height: 1;
+            padding: 0 1;
+            color: $text-muted;
+        }
+        & #download-box {
+            height: auto;
+            padding: 0 1;
+            display: none;
+        }
+        & #download-box.-active {
+            display: block;
+        }
+        & DataTable {
+            height: 1fr;
+        }
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Back", id="models.close"),
+        Binding("u", "unload", "Unload", id="models.unload"),
+        Binding("f", "cycle_filter", "Filter by fit", id="models.filter"),
+        Binding("s", "cycle_sort", "Sort", id="models.sort"),
+        Binding("d", "download", "Download", id="models.download"),
+        Binding("c", "cancel_download", "Cancel download", id="models.cancel"),
+        Binding("r", "refresh", "Refresh", id="models.refresh"),
+    ]
+
+    class Listed(Message):
+        def __init__(self, rows: list[Row], catalogue: list[tuple[CatalogueEntry, FitEstimate]],
+                     resources: Resources, error: str | None = None) -> None:
+            super().__init__()
+            self.rows = rows
+            self.catalogue = catalogue
+            self.resources = resources
+            self.error = error
+
+    class Measured(Message):
+        def __init__(self, rss: dict[str, int]) -> None:
+            super().__init__()
+            self.rss = rss
+
+    class DownloadUpdate(Message):
+        def __init__(self, progress: DownloadProgress) -> None:
+            super().__init__()
+            self.progress = progress
+
+    class DownloadEnded(Message):
+        def __init__(self, result: DownloadResult | None, error: str | None) -> None:
+            super().__init__()
+            self.result = result
+            self.error = error
+
+    def __init__(self, resources: Callable[[], Resources] | None = None) -> None:
+        super().__init__(id="models-screen")
+        self._resources = resources or Resources.current
+        self.rows: list[Row] = []
+        self.catalogue: list[tuple[CatalogueEntry, FitEstimate]] = []
+        self.rss: dict[str, int] = {}
+        self.filter = "all"
+        self.sort = "fit"
+        self.listed = False
+        self._cancel: threading.Event | None = None
+
+    @property
+    def lmdesk(self) -> LmdeskApp:
+        return cast("LmdeskApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="tab-local"):
+            with TabPane("Local models", id="tab-local"):
+                yield DataTable(id="local-models", cursor_type="row", zebra_stripes=True)
+            with TabPane("Catalogue", id="tab-catalogue"):
+                yield DataTable(id="catalogue", cursor_type="row", zebra_stripes=True)
+        yield Static("Reading the models…", id="models-detail", markup=False)
+        with Vertical(id="download-box"):
+            yield Static("", id="download-label", markup=False)
+            yield ProgressBar(id="download-bar", show_eta=False)
+        yield Static(
+            "enter load/use · u unload · f filter · s sort · d download · c cancel · esc back",
+            id="models-hint",
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        local = self.query_one("#local-models", DataTable)
+        local.add_columns("", "name", "arch", "params", "quant", "size", "ctx", "layers",
+                          "chat", "fit (RAM)", "n_ctx", "gpu", "replies", "tok/s")
+        cat = self.query_one("#catalogue", DataTable)
+        cat.add_columns("name", "repo", "params", "quant", "file", "fit (RAM)", "n_ctx", "gpu")
+        self.watch(self.lmdesk, "model_state", self._model_state_changed, init=False)
+        self._list()
+        local.focus()
+
+    # -- workers -----------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="models-list", exit_on_error=False)
+    def _list(self) -> None:
+        app = self.lmdesk
+        try:
+            res = self._resources()
+            models = list_models(list(app.settings.model_dirs), cache_dir=app.paths.cache_dir)
+            rows = []
+            for m in models:
+                fit, error = None, m.error
+                if m.shape is not None:
+                    try:
+                        fit = estimate_fit(m.shape, n_ctx=app.settings.n_ctx, resources=res)
+                    except Exception as exc:
+                        error = f"{type(exc).__name__}: {exc}"
+                rows.append(Row(m, fit, error))
+            catalogue = [(e, e.fit(resources=res)) for e in load_catalogue()]
+        except Exception as exc:  # a broken folder or cache must not kill the app
+            self.post_message(self.Listed([], [], Resources(0, 0), f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(self.Listed(rows, catalogue, res))
+        self._measure()
+
+    @work(thread=True, exclusive=True, group="models-measure", exit_on_error=False)
+    def _measure(self) -> None:
+        import psutil
+
+        rss: dict[str, int] = {}
+        for entry in self.lmdesk.models.loaded():
+            pid = entry.info.worker_pid
+            if pid > 0:
+                with contextlib.suppress(psutil.Error):
+                    rss[entry.path] = psutil.Process(pid).memory_info().rss
+        self.post_message(self.Measured(rss))
+
+    def on_models_screen_listed(self, event: ModelsScreen.Listed) -> None:
+        event.stop()
+        if event.error:
+            self.lmdesk.notify(f"Could not list the models: {event.error}", severity="error")
+        self.rows, self.catalogue = event.rows, event.catalogue
+        self.listed = True
+        self.refresh_tables()
+
+    def on_models_screen_measured(self, event: ModelsScreen.Measured) -> None:
+        event.stop()
+        self.rss = event.rss
+        self.refresh_tables()
+
+    def _model_state_changed(self, _state: str) -> None:
+        self.refresh_tables()
+        self._measure()
+
+    # -- drawing -----------------------------------------------------------------------------
+
+    def visible_rows(self) -> list[Row]:
+        rows = list(self.rows)
+        if self.filter == "fits":
+            rows = [r for r in rows if r.fit is not None and r.fit.verdict != "red"]
+        elif self.filter == "green":
+            rows = [r for r in rows if r.fit is not None and r.fit.verdict == "green"]
+        if self.sort == "name":
+            rows.sort(key=lambda r: r.model.name.lower())
+        elif self.sort == "size":
+            rows.sort(key=lambda r: r.model.size_bytes)
+        else:
+            rows.sort(key=lambda r: (FIT_ORDER.get(r.fit.verdict, 3) if r.fit else 3,
+                                     r.fit.ram_bytes if r.fit else 0))
+        return rows
+
+    def refresh_tables(self) -> None:
+        if not self.is_mounted:
+            return
+        usage = usage_of(self.lmdesk.store)
+        loaded = {m.path for m in self.lmdesk.models.loaded()}
+        current = self.lmdesk.model_path
+        table = self.query_one("#local-models", DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for row in self.visible_rows():
+            m, fit = row.model, row.fit
+            mark = "▶" if m.path == current and m.path in loaded else ("●" if m.path in loaded
+                                                                        else "")
+            use = usage.get(m.name, {})
+            table.add_row(
+                mark, m.name, m.architecture or "-", params(m.n_params), m.quantization or "-",
+                size(m.size_bytes), str(m.context_length or "-"), str(m.n_layers or "-"),
+                "yes" if m.has_chat_template else "no", fit_cell(fit),
+                str(fit.suggested_n_ctx) if fit else "-",
+                str(fit.suggested_n_gpu_layers) if fit else "-",
+                str(use.get("replies", "")),
+                f"{use['mean_tokens_per_s']:.1f}" if "mean_tokens_per_s" in use else "",
+                key=m.path,
+            )
+        if table.row_count:
+            table.move_cursor(row=min(keep, table.row_count - 1))
+        cat = self.query_one("#catalogue", DataTable)
+        if not cat.row_count:
+            for entry, fit in self.catalogue:
+                f = entry.file()
+                cat.add_row(entry.name, entry.repo_id, params(entry.params), f.quantization,
+                            size(f.size), fit_cell(fit), str(fit.suggested_n_ctx),
+                            str(fit.suggested_n_gpu_layers), key=entry.id)
+        self._show_detail()
+
+    def selected_row(self) -> Row | None:
+        table = self.query_one("#local-models", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+        return next((r for r in self.rows if r.model.path == key), None)
+
+    def selected_entry(self) -> tuple[CatalogueEntry, FitEstimate] | None:
+        table = self.query_one("#catalogue", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+        return next(((e, f) for e, f in self.catalogue if e.id == key), None)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._show_detail()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        event.stop()
+        self._show_detail()
+
+    def _on_catalogue_tab(self) -> bool:
+        return self.query_one(TabbedContent).active == "tab-catalogue"
+
+    def _show_detail(self) -> None:
+        detail = self.query_one("#models-detail", Static)
+        if not self.listed:
+            return
+        if self._on_catalogue_tab():
+            picked = self.selected_entry()
+            if picked is None:
+                detail.update("The catalogue is empty.")
+                return
+            entry, fit = picked
+            detail.update(f"{entry.name} ({entry.repo_id}, {entry.file().file})\n"
+                          f"{fit.summary()}\n{fit.reason}\n"
+                          "d: download it (needs the network) · c: cancel")
+            return
+        row = self.selected_row()
+        if row is None:
+            detail.update(f"No local model (filter: {self.filter}). "
+                          "Add folders with model_dirs in config.toml, or download one.")
+            return
+        lines = [f"{row.model.name}  {row.model.path}"]
+        if row.fit is not None:
+            lines.append(row.fit.summary())
+            lines.append(row.fit.reason)
+            lines.append(f"suggested: n_ctx {row.fit.suggested_n_ctx}, "
+                         f"n_gpu_layers {row.fit.suggested_n_gpu_layers}")
+        if row.fit_error:
+            lines.append(f"unreadable: {row.fit_error}")
+        if row.model.path in self.rss:
+            est = size(row.fit.ram_bytes) if row.fit else "?"
+            lines.append(f"loaded: worker RSS {size(self.rss[row.model.path])} "
+                         f"(estimate {est})")
+        lines.append(f"filter {self.filter} · sort {self.sort}")
+        detail.update("\n".join(lines))
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def action_cycle_filter(self) -> None:
+        self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
+        self.refresh_tables()
+
+    def action_cycle_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.refresh_tables()
+
+    def action_refresh(self) -> None:
+        self._list()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.data_table.id == "catalogue":
+            self.action_download()
+        else:
+            self.choose(self.selected_row())
+
+    def choose(self, row: Row | None, *, insist: bool = False) -> None:
+        """Load ``row``'s model and use it for the open conversation (asks first when red)."""
+        if row is None:
+            return
+        if row.model.error or row.fit is None:
+            why = row.model.error or row.fit_error
+            self.lmdesk.notify(f"{row.model.name} cannot be read: {why}", severity="error")
+            return
+        if row.fit.verdict == "red" and not insist:
+            reason = row.fit.reason
+
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self.choose(row, insist=True)
+                else:
+                    self.lmdesk.notify(f"{row.model.name} not loaded: {reason}",
+                                       severity="warning")
+
+            self.app.push_screen(ConfirmScreen(
+                "This model will not fit",
+                f"{row.model.name}: {row.fit.reason}\n{row.fit.summary()}\n\nLoad it anyway?",
+                yes="Load anyway",
+            ), answer)
+            return
+        if self.lmdesk.use_model(row.model.path, row.model.name, row.fit):
+            self.lmdesk.notify(f"Loading {row.model.name} for this conversation…",
+                               title="Models")
+
+    def action_unload(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            return
+        if self.lmdesk.models.get(row.model.path) is None:
+            self.lmdesk.notify(f"{row.model.name} is not loaded.")
+            return
+        self.lmdesk.unload_model(row.model.path)
+
+    # -- downloads ---------------------------------------------------------------------------
+
+    def action_download(self) -> None:
+        if not self._on_catalogue_tab():
+            self.query_one(TabbedContent).active = "tab-catalogue"
+            return
+        picked = self.selected_entry()
+        if picked is None:
+            return
+        if self._cancel is not None:
+            self.lmdesk.notify("A download is already running (c cancels it).")
+            return
+        entry, _fit = picked
+        self._cancel = threading.Event()
+        box = self.query_one("#download-box")
+        box.add_class("-active")
+        self.query_one("#download-label", Static).update(f"Starting {entry.file().file}…")
+        self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
+        self._download(entry, self._cancel)
+
+    def action_cancel_download(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    @work(thread=True, exclusive=True, group="model-download", exit_on_error=False)
+    def _download(self, entry: CatalogueEntry, cancel: threading.Event) -> None:
+        from tui.models.download import DownloadError, download
+        from tui.offline import HF_HOSTS, allow_network
+
+        last = [0.0]
+
+        def progress(p: DownloadProgress) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.2 or (p.total_bytes and p.done_bytes >= p.total_bytes):
+                last[0] = now
+                self.post_message(self.DownloadUpdate(p))
+
+        endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+        saved = os.environ.pop("HF_HUB_OFFLINE", None)
+        try:
+            with allow_network(endpoint, hosts=HF_HOSTS):
+                result = download(entry.repo_id, entry.file().file, progress=progress,
+                                  cancel=cancel)
+        except DownloadError as exc:
+            self.post_message(self.DownloadEnded(None, str(exc)))
+        except Exception as exc:
+            self.post_message(self.DownloadEnded(None, f"{type(exc).__name__}: {exc}"))
+        else:
+            self.post_message(self.DownloadEnded(result, None))
+        finally:
+            if saved is not None:
+                os.environ["HF_HUB_OFFLINE"] = saved
+
+    def on_models_screen_download_update(self, event: ModelsScreen.DownloadUpdate) -> None:
+        event.stop()
+        p = event.progress
+        bar = self.query_one("#download-bar", ProgressBar)
+        bar.update(total=p.total_bytes, progress=p.done_bytes)
+        eta = f"{p.eta_s:.0f} s left" if p.eta_s is not None else "time left unknown"
+        total = size(p.total_bytes) if p.total_bytes else "?"
+        self.query_one("#download-label", Static).update(
+            f"{p.filename}: {size(p.done_bytes)}/{total} · {p.bytes_per_s / MiB:.1f} MiB/s · "
+            f"{eta} · c cancels"
+        )
+
+    def on_models_screen_download_ended(self, event: ModelsScreen.DownloadEnded) -> None:
+        event.stop()
+        self._cancel = None
+        self.query_one("#download-box").remove_class("-active")
+        if event.error:
+            self.lmdesk.notify(event.error, title="Download failed", severity="error", timeout=15)
+            return
+        if event.result is not None:
+            self.lmdesk.notify(f"{event.result.filename} is in {event.result.path.parent}",
+                               title="Downloaded")
+        self._list()

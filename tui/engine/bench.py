@@ -220,7 +220,7 @@ def run_engine_bench(
     results["cancel_ms_max"] = max(cancel_ms)
     out(f"worker RSS {results['worker_rss_mib']:.0f} MiB")
     out(
-        f"cancel     {', '.join(f'{ms:.0f}' for ms in cancel_ms)} ms from cancel() to the "
+        f"cancel     {', '.join(f'{ms:.1f}' for ms in cancel_ms)} ms from cancel() to the "
         "final event (target < 200 ms)"
     )
     out(

@@ -99,3 +99,34 @@ def test_read_passage_window(tmp_path: Path) -> None:
     path.write_text("".join(f"{i}\n" for i in range(1, 101)))
     first, lines = read_passage(str(path), 50, 52, context=2)
     assert first == 48 and lines == ["48", "49", "50", "51", "52", "53", "54"]
+
+
+@pilot_test
+async def test_an_attached_kb_reaches_the_prompt_and_its_sources_the_reply(
+    tmp_path: Path,
+) -> None:
+    """The whole path: attached KB -> retrieval in prompt building -> the engine's system
+    message -> sources stored with the reply and shown under it."""
+    from tui.engine.scripted import ScriptedEngine
+
+    docs = _docs(tmp_path)
+    engine = ScriptedEngine("The keeper counted 17 ships [1].")
+    app = make_app(tmp_path, engine=engine)
+    KBLibrary(app.paths.data_dir).create("docs", [str(docs)]).reindex()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.model_state == "ready")
+        meta = chat(app).meta
+        extra = {**meta.extra, EXTRA_KEY: ["docs"]}
+        app.store.update_conversation(meta.id, extra=extra)
+        app.conversation_extra_changed(meta.id, extra)
+        await send(pilot, "How many ships does the lighthouse keeper count on line 17?")
+        await wait_for(pilot, lambda: chat(app).pane.job is None, timeout=30)
+        await pilot.pause(0.1)
+        view = chat(app).pane.log_view.views()[-1]
+        assert "Sources: [1] " in rendered(view, 200)
+        system = engine.requests[-1][0]
+        assert system.role == "system" and "[1]" in system.content
+        assert "line 17: the lighthouse keeper counts 17 ships" in system.content
+        stored = app.store.messages(meta.id)[-1]
+        assert stored.role == "assistant" and stored.stats is not None
+        assert stored.stats["sources"][0]["path"].endswith("notes.md")

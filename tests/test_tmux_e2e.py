@@ -58,6 +58,18 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
     env = dict(os.environ)
     env.update(TERM="xterm-256color", LMDESK_DATA_DIR=str(tmp_path / "data"),
                LMDESK_CONFIG_DIR=str(tmp_path / "config"), LMDESK_CACHE_DIR=str(tmp_path / "cache"))
+    # every Python process of the run (the app and its model worker) gets the socket-level
+    # guard through sitecustomize and leaves its pid behind: the app works with no network
+    from tests.test_offline_e2e import SITECUSTOMIZE
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    (tmp_path / "pids").mkdir()
+    root = Path(__file__).resolve().parents[1]
+    env.update(PYTHONPATH=os.pathsep.join([str(site), str(root)]), LMDESK_OFFLINE="1",
+               GUARDED_PIDS=str(tmp_path / "pids"))
+    env.pop("HF_HUB_OFFLINE", None)
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.toml").write_text("max_tokens = 48\ntemperature = 0.0\n")
     session = Tmux(f"lmdesk-test-{uuid.uuid4().hex[:8]}", env)
@@ -72,7 +84,7 @@ def _lmdesk_command() -> str:
     return f"{exe}; echo LMDESK-EXITED-$?; sleep 60"
 
 
-def test_chat_quit_and_come_back(tmux: Tmux) -> None:
+def test_chat_quit_and_come_back(tmux: Tmux, tmp_path: Path) -> None:
     tmux.start(_lmdesk_command())
     # the first start greets the user once; esc goes to the chat
     tmux.wait_for(lambda s: "Welcome to lmdesk" in s and "Nothing leaves this machine" in s)
@@ -100,3 +112,5 @@ def test_chat_quit_and_come_back(tmux: Tmux) -> None:
     assert "Welcome to lmdesk" not in screen  # shown once only
     tmux.keys("C-q")
     tmux.wait_for(lambda s: "LMDESK-EXITED-0" in s, timeout=30)
+    guarded = list((tmp_path / "pids").iterdir())
+    assert len(guarded) >= 4, "the app and its model worker ran with the network blocked, twice"

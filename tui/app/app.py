@@ -40,7 +40,9 @@ from tui.engine.protocol import (
     ModelInfo,
     SamplingParams,
 )
+from tui.models.endpoints import Endpoint
 from tui.models.fit import FitEstimate
+from tui.models.profiles import Profile
 from tui.monitor import RateTracker, Sampler
 from tui.serve import DEFAULT_PORT, ApiServer
 from tui.store import Store, StoreError, StoreReadOnly
@@ -104,6 +106,11 @@ class LmdeskApp(LibraryActions, App[None]):
         self.rates = RateTracker()
         self.models = ModelManager(engine_factory, on_watch=self._watch_pid,
                                    on_unwatch=self._unwatch_pid)
+        self._profile: tuple[str, Profile] | None = None
+        """(engine key, profile) of the last profile loaded: see ``profile``."""
+        self.remote: Endpoint | None = None
+        """The endpoint the current model runs on (None: it runs here)."""
+        self.remote_timeout_s = 60.0
 
         themes = load_themes(paths.themes_dir)
         for theme in themes.themes:
@@ -260,6 +267,8 @@ class LmdeskApp(LibraryActions, App[None]):
             with self.guard("Could not save the conversation's model"):
                 fresh = self.store.get_conversation(meta.id).extra  # others write extra too
                 extra = {**fresh, "model_path": path}
+                extra.pop("profile", None)  # a plain model: no profile
+                extra.pop("endpoint", None)  # runs here again
                 self.store.update_conversation(meta.id, model=name, extra=extra)
                 meta.model, meta.extra = name, extra
         self.switch_model(path, name, estimate)
@@ -289,6 +298,90 @@ class LmdeskApp(LibraryActions, App[None]):
         self._engine = entry.engine
         self.engine_info = entry.info
         self.model_path = path
+        self.remote = None
+        self.rates.set_context(0, entry.info.n_ctx)
+        self._engine_ready.set()
+        self.post_message(ModelLoaded())
+
+    # -- remote endpoints (tui/models/endpoints.py, screens/endpoints.py) -----------------------
+
+    def remote_mark(self) -> str:
+        """"⇄ name" while the current model runs on a remote endpoint, else ""."""
+        return f"⇄ {self.remote.name}" if self.remote is not None else ""
+
+    def use_endpoint(self, endpoint: Endpoint, model: str) -> bool:
+        """Run the open conversation on ``model`` at ``endpoint`` (saved in its extra)."""
+        if self.busy_replying():
+            self.notify("Wait for the reply to finish (esc stops it), then switch.",
+                        severity="warning")
+            return False
+        if self.model_state == "loading":
+            self.notify(f"{self.model_name} is still loading: switch once it is ready.",
+                        severity="warning")
+            return False
+        chat = self._chat_screen()
+        meta = chat.meta if chat is not None else None
+        if meta is not None and not self.read_only:
+            with self.guard("Could not save the conversation's model"):
+                fresh = self.store.get_conversation(meta.id).extra  # others write extra too
+                extra = {k: v for k, v in fresh.items() if k not in ("model_path", "profile")}
+                extra["endpoint"] = {"id": endpoint.id, "model": model, "name": endpoint.name}
+                self.store.update_conversation(meta.id, model=model, extra=extra)
+                meta.model, meta.extra = model, extra
+                if chat is not None:
+                    chat.refresh_sidebar()
+        self.switch_remote(endpoint, model)
+        return True
+
+    def switch_remote(self, endpoint: Endpoint, model: str) -> None:
+        from tui.models.endpoints import remote_key
+
+        if (remote_key(endpoint.base_url, model) == self.model_path
+                and self.model_state == "ready" and self._engine is not None):
+            return
+        self._engine_ready.clear()
+        self.model_name = model
+        self.model_state = "loading"
+        self._remote_worker(endpoint, model)
+
+    def follow_endpoint(self, extra: Any) -> bool:
+        """Switch to the endpoint a conversation's ``extra`` names; False when it names none."""
+        from tui.models.endpoints import EndpointLibrary, remote_key
+
+        ref = extra.get("endpoint") if isinstance(extra, dict) else None
+        if not isinstance(ref, dict):
+            return False
+        model = ref.get("model")
+        endpoint = None
+        with suppress(Exception):
+            endpoint = EndpointLibrary(self.store).get(str(ref.get("id")))
+        if endpoint is None or not isinstance(model, str):
+            self.notify(f"This conversation's endpoint {ref.get('name') or ''} is not "
+                        f"configured any more; it goes on with {self.model_name}.",
+                        severity="warning")
+            return True
+        if remote_key(endpoint.base_url, model) != self.model_path and not self.busy_replying():
+            self.switch_remote(endpoint, model)
+        return True
+
+    @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
+    def _remote_worker(self, endpoint: Endpoint, model: str) -> None:
+        """Runs in a thread: reach ``model`` at ``endpoint`` and make it current."""
+        from tui.engine.remote import RemoteEngine
+        from tui.models.endpoints import remote_key
+
+        key = remote_key(endpoint.base_url, model)
+        try:
+            entry = self.models.ensure_remote(key, model, lambda: RemoteEngine(
+                endpoint.base_url, endpoint.api_key, model, timeout_s=self.remote_timeout_s))
+        except Exception as exc:  # never let a failure kill the app
+            error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+            self.post_message(ModelSwitchFailed(f"{model} at {endpoint.name}", error))
+            return
+        self._engine = entry.engine
+        self.engine_info = entry.info
+        self.model_path = key
+        self.remote = endpoint
         self.rates.set_context(0, entry.info.n_ctx)
         self._engine_ready.set()
         self.post_message(ModelLoaded())
@@ -332,6 +425,138 @@ class LmdeskApp(LibraryActions, App[None]):
             self.model_state = "failed"
         self.notify(f"Unloaded {event.path}.", title="Models")
 
+    # -- model profiles (tui/models/profiles.py, screens/profiles.py) ---------------------------
+
+    @property
+    def profile(self) -> Profile | None:
+        """The profile the current engine was loaded for (None: a plain model)."""
+        if self._profile is None or self._profile[0] != self.model_path:
+            return None
+        return self._profile[1]
+
+    @property
+    def model_label(self) -> str:
+        """"smollm2-135m (terse-coder)" with a profile, else the model's name."""
+        profile = self.profile
+        return f"{self.model_name} ({profile.nickname})" if profile else self.model_name
+
+    def profile_sampling(self, base: SamplingParams) -> SamplingParams:
+        """``base`` with the current profile's sampling (unchanged, with a notice, if bad)."""
+        from tui.models.profiles import ProfileError, apply_sampling
+
+        profile = self.profile
+        if profile is None:
+            return base
+        try:
+            return apply_sampling(profile, base)
+        except ProfileError as exc:
+            self.notify(f"{exc}; the app's sampling is used.", severity="warning")
+            return base
+
+    def record_profile_usage(self, done: Done) -> None:
+        from tui.models.profiles import ProfileError, ProfileLibrary
+
+        profile = self.profile
+        if profile is None:
+            return
+        with self.guard("Could not record the profile's usage"), suppress(ProfileError):
+            ProfileLibrary(self.store).record_usage(profile.id, done.stats)  # gone: skip
+
+    def use_profile(self, profile: Profile) -> bool:
+        """Load ``profile``'s model with its parameters for the open conversation (saved in
+        its ``extra["profile"]``). False (and a notice) when it cannot be used now."""
+        from tui.models.profiles import ProfileError, check_files, load_params
+
+        if self.busy_replying():
+            self.notify("Wait for the reply to finish (esc stops it), then switch.",
+                        severity="warning")
+            return False
+        if self.model_state == "loading":
+            self.notify(f"{self.model_name} is still loading: switch once it is ready.",
+                        severity="warning")
+            return False
+        try:
+            check_files(profile)
+            load_params(profile)
+        except ProfileError as exc:
+            self.notify(str(exc), title=f"{profile.nickname} not used", severity="error",
+                        timeout=15)
+            return False
+        chat = self._chat_screen()
+        meta = chat.meta if chat is not None else None
+        if meta is not None and not self.read_only:
+            with self.guard("Could not save the conversation's profile"):
+                fresh = self.store.get_conversation(meta.id).extra  # others write extra too
+                extra = {k: v for k, v in fresh.items() if k != "endpoint"}
+                extra["model_path"] = profile.model_path
+                extra["profile"] = profile.id
+                self.store.update_conversation(meta.id, model=profile.model_name, extra=extra)
+                meta.model, meta.extra = profile.model_name, extra
+                self.conversation_extra_changed(meta.id, extra)
+        self.switch_profile(profile)
+        return True
+
+    def switch_profile(self, profile: Profile) -> None:
+        from tui.models.profiles import ProfileError, engine_key, load_params
+
+        try:
+            params = load_params(profile)
+        except ProfileError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        key = engine_key(params)
+        if (key == self.model_path and self.profile is not None
+                and self.profile.id == profile.id and self.model_state == "ready"
+                and self._engine is not None):
+            self._profile = (key, profile)  # its sampling may have changed
+            return
+        self._engine_ready.clear()
+        self.model_name = profile.model_name
+        self.model_state = "loading"
+        self._profile_worker(profile, params, key)
+
+    def follow_profile(self, extra: Any) -> bool:
+        """Switch to the profile a conversation's ``extra`` names; False when it names none
+        (or a deleted one: the conversation then follows its model path)."""
+        from tui.models.profiles import ProfileLibrary
+
+        ref = extra.get("profile") if isinstance(extra, dict) else None
+        if not isinstance(ref, str) or not ref:
+            return False
+        profile = None
+        with suppress(Exception):
+            profile = ProfileLibrary(self.store).find(ref)
+        if profile is None:
+            return False
+        if not self.busy_replying():
+            self.switch_profile(profile)
+        return True
+
+    @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
+    def _profile_worker(self, profile: Profile, params: LoadParams, key: str) -> None:
+        """Runs in a thread: load (or reuse) the profile's engine and make it current."""
+        from tui.models.profiles import ProfileError, check_files
+
+        name = profile.model_name
+        try:
+            check_files(profile)
+            entry = self.models.ensure(params, name, key=key)
+        except ProfileError as exc:
+            self.post_message(ModelSwitchFailed(profile.label, str(exc)))
+            return
+        except Exception as exc:  # never let a load failure kill the app
+            error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
+            self.post_message(ModelSwitchFailed(profile.label, error))
+            return
+        self._profile = (key, profile)
+        self._engine = entry.engine
+        self.engine_info = entry.info
+        self.model_path = key
+        self.remote = None
+        self.rates.set_context(0, entry.info.n_ctx)
+        self._engine_ready.set()
+        self.post_message(ModelLoaded())
+
     def reply_done(self, model: str, done: Done | None) -> None:
         """The reply hook: feed the rate tracker, count the model's usage (UI thread)."""
         self.rates.finish(done.stats if done is not None else None)
@@ -339,6 +564,7 @@ class LmdeskApp(LibraryActions, App[None]):
             return
         with self.guard("Could not record the model's usage"):
             record_usage(self.store, model, done.stats)
+        self.record_profile_usage(done)
 
     def close_engine(self) -> None:
         """Stop any reply, save it as stopped, unload the model. Safe to call twice."""

@@ -90,13 +90,15 @@ class ModelManager:
         return entry
 
     def ensure(self, params: LoadParams, name: str,
-               estimate: FitEstimate | None = None) -> LoadedModel:
+               estimate: FitEstimate | None = None, *, key: str | None = None) -> LoadedModel:
         """The model at ``params.model_path``, loaded if it is not, made current.
 
         Blocking. Other models stay loaded only when this one fits beside them; raises what
         the engine raises when the load fails (the previous current model stays current).
+        ``key`` names the engine instead of the path (a profile's own n_ctx/LoRA/GPU layers:
+        ``tui.models.profiles.engine_key``).
         """
-        path = params.model_path
+        path = key or params.model_path
         with self._lock:
             entry = self._loaded.get(path)
         if entry is not None and entry.engine.alive:
@@ -111,6 +113,22 @@ class ModelManager:
         engine = self._factory(params)
         info = engine.load()
         return self.add(path, name, engine, info, estimate)
+
+    def ensure_remote(self, key: str, name: str, build: Callable[[], Engine]) -> LoadedModel:
+        """A remote model (keyed by ``tui.models.endpoints.remote_key(base_url, model)``),
+        made current; built and asked for its model list when not yet known. Blocking. It
+        takes no memory here, so the local models stay loaded beside it."""
+        with self._lock:
+            entry = self._loaded.get(key)
+        if entry is not None and entry.engine.alive:
+            with self._lock:
+                self.current_path = key
+            return entry
+        if entry is not None:
+            self.unload(key)
+        engine = build()
+        info = engine.load()
+        return self.add(key, name, engine, info)
 
     def unload(self, path: str) -> bool:
         with self._lock:

@@ -107,6 +107,10 @@ class _Worker:
         except ImportError as exc:
             self.conn.send(WorkerError(f"llama-cpp-python is missing ({exc}): run scripts/install"))
             return False
+        if params.lora_path and not os.path.isfile(params.lora_path):
+            self.conn.send(WorkerError(f"the LoRA adapter {params.lora_path} does not exist: "
+                                       "give the path of a LoRA GGUF file"))
+            return False
         gpu = bool(llama_cpp.llama_supports_gpu_offload())
         n_gpu_layers = params.n_gpu_layers
         if n_gpu_layers is None:

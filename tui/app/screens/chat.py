@@ -57,7 +57,7 @@ class ChatScreen(Screen[None]):
     async def on_mount(self) -> None:
         app = self.lmdesk
         monitor = self.query_one(MonitorPanel)
-        monitor.model_name = app.model_name
+        monitor.model_name = app.model_label
         self.watch(app, "model_state", self._model_state_changed)
         cid = None
         with app.guard("Could not read the conversations"):
@@ -72,7 +72,7 @@ class ChatScreen(Screen[None]):
     def _model_state_changed(self, state: str) -> None:
         monitor = self.query_one(MonitorPanel)
         monitor.load_state = state
-        monitor.model_name = self.lmdesk.model_name
+        monitor.model_name = self.lmdesk.model_label
         info = self.lmdesk.engine_info
         if info is not None:
             monitor.n_ctx = info.n_ctx
@@ -81,7 +81,8 @@ class ChatScreen(Screen[None]):
 
     def _update_titles(self) -> None:
         app = self.lmdesk
-        parts = [app.model_name]
+        mark = app.remote_mark()
+        parts = [f"{app.model_name} {mark}" if mark else app.model_name]
         if self.meta is not None:
             parts.append(self.meta.title)
         if app.read_only:
@@ -122,8 +123,12 @@ class ChatScreen(Screen[None]):
 
     def _follow_model(self, meta: ConversationMeta) -> None:
         """A conversation switched to another model (in the model switcher) uses it again."""
-        path = meta.extra.get("model_path") if isinstance(meta.extra, dict) else None
         app = self.lmdesk
+        if app.model_state != "loading" and app.follow_endpoint(meta.extra):
+            return
+        if app.model_state != "loading" and app.follow_profile(meta.extra):
+            return
+        path = meta.extra.get("model_path") if isinstance(meta.extra, dict) else None
         if not isinstance(path, str) or path == app.model_path or app.busy_replying():
             return
         if app.model_state == "loading":

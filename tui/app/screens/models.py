@@ -107,6 +107,8 @@ class ModelsScreen(Screen[None]):
         Binding("d", "download", "Download", id="models.download"),
         Binding("c", "cancel_download", "Cancel download", id="models.cancel"),
         Binding("r", "refresh", "Refresh", id="models.refresh"),
+        Binding("e", "endpoints", "Remote endpoints", id="models.endpoints", show=False),
+        Binding("p", "profiles", "Model profiles", id="models.profiles", show=False),
     ]
 
     class Listed(Message):
@@ -361,6 +363,12 @@ class ModelsScreen(Screen[None]):
     def action_refresh(self) -> None:
         self._list()
 
+    def action_endpoints(self) -> None:
+        """Remote endpoints (URL, key, default model) and their models."""
+        from tui.app.screens.endpoints import EndpointsScreen
+
+        self.app.push_screen(EndpointsScreen())
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         if event.data_table.id == "catalogue":
@@ -395,6 +403,14 @@ class ModelsScreen(Screen[None]):
         if self.lmdesk.use_model(row.model.path, row.model.name, row.fit):
             self.lmdesk.notify(f"Loading {row.model.name} for this conversation…",
                                title="Models")
+
+    def action_profiles(self) -> None:
+        """Model profiles; a new one starts from the selected model."""
+        from tui.app.screens.profiles import ProfilesScreen
+
+        row = self.selected_row()
+        self.app.push_screen(ProfilesScreen(row.model.path if row else "",
+                                            row.model.name if row else ""))
 
     def action_unload(self) -> None:
         row = self.selected_row()

@@ -41,7 +41,9 @@ def stats_line(message: StoredMessage) -> str:
     stats = message.stats or {}
     model = message.model or stats.get("model")
     if model:
-        parts.append(str(model))
+        profile = stats.get("profile")
+        parts.append(f"{model} ({profile})" if isinstance(profile, str) and profile
+                     else str(model))
     if stats and isinstance(stats.get("compare"), dict):
         parts.append(compare_stats_line(stats))
     elif stats:

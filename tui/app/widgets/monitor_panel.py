@@ -152,7 +152,12 @@ class MonitorPanel(Vertical):
             self.load_state, self.load_state
         )
         model = self.model_name or "--"
+        remote = self.lmdesk.remote
+        if remote is not None:  # the model runs on a remote endpoint, not here
+            model = f"{model} (remote)"
         rows: list[tuple[str, str]] = [("model", model)]
+        if remote is not None:
+            rows.append(("", f"⇄ {remote.host}"))
         if state:
             rows.append(("status", state))
         snap = self.snapshot

@@ -129,6 +129,7 @@ class ReplyStreamer(Vertical):
         sampling = SamplingParams(
             temperature=app.settings.temperature, max_tokens=app.settings.max_tokens
         )
+        sampling = app.profile_sampling(sampling)  # the conversation's model profile, if any
         request = snapshot(app.store, self.meta, self.history, sampling,
                            data_dir=app.paths.data_dir, n_ctx=app.settings.n_ctx)
         placeholder = StoredMessage(
@@ -276,6 +277,8 @@ class ReplyStreamer(Vertical):
         stats = None
         if done is not None:
             stats = {**dataclasses.asdict(done.stats), "model": job.model}
+            if self.lmdesk.profile is not None:
+                stats["profile"] = self.lmdesk.profile.nickname
             if job.sources:
                 stats["sources"] = job.sources
         self.lmdesk.reply_done(job.model, done)  # the monitor's rates, the model's usage

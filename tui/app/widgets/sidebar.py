@@ -34,6 +34,10 @@ class ConversationList(OptionList):
             prompt = Text(no_wrap=True, overflow="ellipsis")
             prompt.append(PIN if meta.pinned else "  ", style="bold")
             prompt.append(meta.title or "Untitled")
+            remote = meta.extra.get("endpoint") if isinstance(meta.extra, dict) else None
+            if isinstance(remote, dict):  # runs on a remote endpoint: say so
+                prompt.append(f" ⇄ {remote.get('name') or remote.get('id') or 'remote'}",
+                              style="italic")
             options.append(Option(prompt, id=meta.id))
         self.clear_options()
         self.add_options(options)

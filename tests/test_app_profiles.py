@@ -1,0 +1,95 @@
+"""Pilot test of model profiles: create one for the packaged smollm2 with n_ctx 512 and
+temperature 0, use it for the conversation, reply with the real engine, usage recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import DataTable, Input
+
+from tests.app_fixtures import FakeSampler, chat, make_paths, pilot_test, wait_for
+from tests.test_app_models import open_switcher, send_and_wait
+from tui.app.app import LmdeskApp
+from tui.app.screens.confirm import ConfirmScreen
+from tui.app.screens.profiles import ProfileFormScreen, ProfilesScreen
+from tui.config import Settings
+from tui.engine.base import Engine
+from tui.engine.local import LocalEngine
+from tui.engine.protocol import LoadParams
+from tui.models.profiles import ProfileLibrary
+from tui.models.registry import packaged_models
+from tui.store import Store
+
+
+@pilot_test
+async def test_profile_created_used_and_measured_real_engine(tmp_path: Path) -> None:
+    smol = next(str(r.path) for r in packaged_models() if r.name == "smollm2-135m")
+    paths = make_paths(tmp_path)
+    store = Store.open(paths.data_dir)
+
+    def factory(params: LoadParams) -> Engine:
+        return LocalEngine(params, log_path=tmp_path / "worker.log")
+
+    app = LmdeskApp(settings=Settings(max_tokens=8, n_ctx=1024), paths=paths, store=store,
+                    engine_factory=factory, model_path=smol, model_name="smollm2-135m",
+                    show_welcome=False)
+    app.sampler = FakeSampler()  # type: ignore[assignment]
+    try:
+        async with app.run_test(size=(160, 40)) as pilot:
+            await wait_for(pilot, lambda: app.model_state == "ready", timeout=60)
+            cid = chat(app).meta.id
+            switcher = await open_switcher(pilot)
+            table = switcher.query_one("#local-models", DataTable)
+            table.move_cursor(row=table.get_row_index(smol))
+            await pilot.pause()
+            await pilot.press("p")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProfilesScreen))
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProfileFormScreen))
+            form = app.screen
+            assert form.query_one("#pf-model_path", Input).value == smol  # from the switcher
+            form.query_one("#pf-nickname", Input).value = "terse-coder"
+            form.query_one("#pf-n_ctx", Input).value = "512"
+            form.query_one("#pf-temperature", Input).value = "0"
+            form.query_one("#pf-notes", Input).value = "short answers"
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProfilesScreen))
+            profiles = app.screen
+            assert isinstance(profiles, ProfilesScreen)
+            [profile] = ProfileLibrary(store).list()
+            assert profile.n_ctx == 512 and profile.sampling == {"temperature": 0.0}
+            # use it for this conversation: its own engine (same path, other n_ctx)
+            await pilot.press("u")
+            await wait_for(pilot, lambda: app.model_state == "ready"
+                           and app.profile is not None, timeout=60)
+            assert app.engine_info is not None and app.engine_info.n_ctx == 512
+            assert app.model_label == "smollm2-135m (terse-coder)"
+            assert app.models.current is not None
+            assert app.models.current.path == profile.engine_key() != smol
+            meta = store.get_conversation(cid)
+            assert meta.extra["profile"] == profile.id and meta.extra["model_path"] == smol
+            await pilot.press("escape")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen is chat(app))
+            await send_and_wait(pilot, "Say hello.", cid, 2)
+            reply = store.messages(cid)[-1]
+            assert reply.status == "done" and reply.content
+            assert reply.stats is not None and reply.stats["profile"] == "terse-coder"
+            usage = ProfileLibrary(store).get(profile.id).usage
+            assert usage.replies == 1 and usage.mean_tps > 0
+            models_usage = {r["name"]: r["usage"]["replies"]
+                            for r in store.table("profiles").all() if "name" in r}
+            assert models_usage == {"smollm2-135m": 1}
+            # delete asks first
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: not isinstance(app.screen, type(chat(app))))
+            await pilot.press("p")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProfilesScreen))
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProfilesScreen))
+            assert ProfileLibrary(store).list() == []
+    finally:
+        app.close_engine()
+        store.close()

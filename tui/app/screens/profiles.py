@@ -1,0 +1,310 @@
+"""Model profiles (``p`` in the model switcher): list with usage, create, edit, delete, use.
+
+A profile is a nickname plus load parameters (n_ctx, GPU layers, threads, a LoRA adapter),
+sampling values and notes for one model (``tui/models/profiles.py``). "Use" loads the model
+with the profile's parameters for the open conversation (``LmdeskApp.use_profile``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+
+from tui.app.screens.confirm import ConfirmScreen
+from tui.models.profiles import SAMPLING_KEYS, Profile, ProfileError, ProfileLibrary
+
+if TYPE_CHECKING:
+    from tui.app.app import LmdeskApp
+
+LOAD_FIELDS = ("n_ctx", "n_gpu_layers", "n_threads")
+
+
+def _opt_int(name: str, text: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ProfileError(f"{name} must be a whole number, got {text!r}") from None
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+class ProfileFormScreen(ModalScreen[Profile | None]):
+    """Create or edit a profile; returns the profile to save (validated by the caller)."""
+
+    DEFAULT_CSS = """
+    ProfileFormScreen {
+        align: center middle;
+        & > VerticalScroll {
+            width: 90; max-width: 95%; height: auto; max-height: 95%;
+            border: thick $primary; background: $surface; padding: 0 1;
+        }
+        & Input { width: 1fr; }
+        & Label { width: 16; padding: 1 1 0 0; }
+        & Horizontal { height: auto; }
+        & #profile-form-error { color: $error; height: auto; }
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save", show=False),
+        Binding("escape", "cancel", "Cancel", show=False),
+    ]
+
+    def __init__(self, profile: Profile) -> None:
+        super().__init__()
+        self.profile = profile
+
+    def _fields(self) -> list[tuple[str, str, str]]:
+        p = self.profile
+        rows = [
+            ("nickname", "nickname", p.nickname),
+            ("model_path", "model (GGUF)", p.model_path),
+            ("model_name", "model name", p.model_name),
+            ("n_ctx", "n_ctx", _cell(p.n_ctx).replace("-", "")),
+            ("n_gpu_layers", "GPU layers", "" if p.n_gpu_layers is None else str(p.n_gpu_layers)),
+            ("n_threads", "threads", _cell(p.n_threads).replace("-", "")),
+            ("lora_path", "LoRA GGUF", p.lora_path or ""),
+        ]
+        rows += [(k, k, str(p.sampling.get(k, ""))) for k in SAMPLING_KEYS]
+        rows.append(("notes", "notes", p.notes))
+        return rows
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static("New profile" if not self.profile.id else
+                         f"Edit profile {self.profile.nickname}", markup=False)
+            for key, label, value in self._fields():
+                with Horizontal():
+                    yield Label(label)
+                    yield Input(value, id=f"pf-{key}",
+                                placeholder="(engine default)" if key in LOAD_FIELDS
+                                or key in SAMPLING_KEYS else "")
+            yield Static("", id="profile-form-error", markup=False)
+            with Horizontal():
+                yield Button("Save (ctrl+s)", id="pf-save", variant="primary")
+                yield Button("Cancel (esc)", id="pf-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#pf-nickname", Input).focus()
+
+    def value(self, key: str) -> str:
+        return self.query_one(f"#pf-{key}", Input).value
+
+    def read(self) -> Profile:
+        """The profile the form describes; ``ProfileError`` for a bad number."""
+        sampling: dict[str, Any] = {}
+        for key in SAMPLING_KEYS:
+            text = self.value(key).strip()
+            if text:
+                sampling[key] = text
+        return Profile(
+            id=self.profile.id, nickname=self.value("nickname"),
+            model_path=self.value("model_path").strip(),
+            model_name=self.value("model_name").strip(),
+            n_ctx=_opt_int("n_ctx", self.value("n_ctx")),
+            n_gpu_layers=_opt_int("GPU layers", self.value("n_gpu_layers")),
+            n_threads=_opt_int("threads", self.value("n_threads")),
+            lora_path=self.value("lora_path").strip() or None, sampling=sampling,
+            notes=self.value("notes"), usage=self.profile.usage,
+        )
+
+    def action_save(self) -> None:
+        try:
+            profile = self.read()
+        except ProfileError as exc:
+            self.query_one("#profile-form-error", Static).update(str(exc))
+            return
+        self.dismiss(profile)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "pf-save":
+            self.action_save()
+        else:
+            self.action_cancel()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_save()
+
+
+class ProfilesScreen(Screen[None]):
+    """The profiles with their usage; n new, e edit, delete, enter use, esc back."""
+
+    DEFAULT_CSS = """
+    ProfilesScreen {
+        & DataTable { height: 1fr; }
+        & #profiles-detail { height: auto; max-height: 8; padding: 0 1; background: $surface; }
+        & #profiles-hint { height: 1; padding: 0 1; color: $text-muted; }
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Back", show=False),
+        Binding("n", "new", "New", show=False),
+        Binding("e", "edit", "Edit", show=False),
+        Binding("delete,x", "delete", "Delete", show=False),
+        Binding("u", "use", "Use", show=False),
+    ]
+
+    def __init__(self, model_path: str = "", model_name: str = "") -> None:
+        super().__init__(id="profiles-screen")
+        self.default_path = model_path
+        self.default_name = model_name
+        self.profiles: list[Profile] = []
+
+    @property
+    def lmdesk(self) -> LmdeskApp:
+        return cast("LmdeskApp", self.app)
+
+    @property
+    def library(self) -> ProfileLibrary:
+        return ProfileLibrary(self.lmdesk.store)
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="profiles-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="profiles-detail", markup=False)
+        yield Static("enter/u use for this conversation · n new · e edit · x delete · esc back",
+                     id="profiles-hint", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("", "nickname", "model", "n_ctx", "gpu", "LoRA", "temp", "replies",
+                          "tok/s", "ttft")
+        self.refresh_table()
+        self.watch(self.lmdesk, "model_state", self._model_state_changed, init=False)
+        table.focus()
+
+    def _model_state_changed(self, _state: str) -> None:
+        self.refresh_table()
+
+    def refresh_table(self) -> None:
+        self.profiles = []
+        with self.lmdesk.guard("Could not read the profiles"):
+            self.profiles = self.library.list()
+        current = self.lmdesk.profile
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for p in self.profiles:
+            u = p.usage
+            table.add_row(
+                "▶" if current is not None and current.id == p.id else "", p.nickname,
+                p.model_name, _cell(p.n_ctx), _cell(p.n_gpu_layers),
+                "yes" if p.lora_path else "", _cell(p.sampling.get("temperature")),
+                str(u.replies) if u.replies else "",
+                f"{u.mean_tps:.1f}" if u.replies else "",
+                f"{u.mean_ttft:.2f}s" if u.replies else "", key=p.id,
+            )
+        if table.row_count:
+            table.move_cursor(row=min(max(keep, 0), table.row_count - 1))
+        self._show_detail()
+
+    def selected(self) -> Profile | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+        return next((p for p in self.profiles if p.id == key), None)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        detail = self.query_one("#profiles-detail", Static)
+        p = self.selected()
+        if p is None:
+            detail.update("No profile yet: n makes one for the model selected in the switcher.")
+            return
+        sampling = ", ".join(f"{k} {v}" for k, v in p.sampling.items()) or "app defaults"
+        lines = [f"{p.label}  {p.model_path}",
+                 f"n_ctx {_cell(p.n_ctx)} · GPU layers {_cell(p.n_gpu_layers)} · "
+                 f"threads {_cell(p.n_threads)} · LoRA {p.lora_path or 'none'}",
+                 f"sampling: {sampling}"]
+        if p.usage.replies:
+            lines.append(f"{p.usage.replies} replies · {p.usage.mean_tps:.1f} tok/s · "
+                         f"ttft {p.usage.mean_ttft:.2f} s")
+        if p.notes:
+            lines.append(p.notes)
+        detail.update("\n".join(lines))
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def _edit(self, draft: Profile) -> None:
+        def saved(result: Profile | None) -> None:
+            if result is None:
+                return
+            try:
+                with self.lmdesk.guard("Could not save the profile"):
+                    profile = self.library.save(result)
+                    self.lmdesk.notify(f"Saved profile {profile.nickname}.", title="Profiles")
+            except ProfileError as exc:
+                self.lmdesk.notify(str(exc), title="Profile not saved", severity="error",
+                                   timeout=12)
+                self.app.push_screen(ProfileFormScreen(result), saved)  # fix and try again
+                return
+            self.refresh_table()
+
+        self.app.push_screen(ProfileFormScreen(draft), saved)
+
+    def action_new(self) -> None:
+        if self.lmdesk.read_only:
+            self.lmdesk.notify("The data folder is read-only here.", severity="warning")
+            return
+        self._edit(Profile(id="", nickname="", model_path=self.default_path,
+                           model_name=self.default_name))
+
+    def action_edit(self) -> None:
+        profile = self.selected()
+        if profile is not None:
+            self._edit(profile)
+
+    def action_delete(self) -> None:
+        profile = self.selected()
+        if profile is None:
+            return
+
+        def answer(yes: bool | None) -> None:
+            if not yes:
+                return
+            with self.lmdesk.guard("Could not delete the profile"):
+                try:
+                    self.library.delete(profile.id)
+                except ProfileError as exc:
+                    self.lmdesk.notify(str(exc), severity="warning")
+            self.refresh_table()
+
+        self.app.push_screen(ConfirmScreen("Delete profile",
+                                           f"Delete the profile {profile.label}?"), answer)
+
+    def action_use(self) -> None:
+        profile = self.selected()
+        if profile is not None and self.lmdesk.use_profile(profile):
+            self.lmdesk.notify(f"Loading {profile.label} for this conversation…",
+                               title="Profiles")
+            self.refresh_table()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_use()

@@ -107,8 +107,8 @@ class ModelsScreen(Screen[None]):
         Binding("d", "download", "Download", id="models.download"),
         Binding("c", "cancel_download", "Cancel download", id="models.cancel"),
         Binding("r", "refresh", "Refresh", id="models.refresh"),
-        Binding("e", "endpoints", "Remote endpoints", id="models.endpoints", show=False),
-        Binding("p", "profiles", "Model profiles", id="models.profiles", show=False),
+        Binding("e", "endpoints", "Endpoints", id="models.endpoints", show=True),
+        Binding("p", "profiles", "Profiles", id="models.profiles", show=True),
     ]
 
     class Listed(Message):

@@ -54,6 +54,8 @@ class ChatScreen(Screen[None]):
     def conversations(self) -> ConversationList:
         return self.query_one(ConversationList)
 
+    _followed_at_start = False
+
     async def on_mount(self) -> None:
         app = self.lmdesk
         monitor = self.query_one(MonitorPanel)
@@ -78,6 +80,10 @@ class ChatScreen(Screen[None]):
             monitor.n_ctx = info.n_ctx
         self.pane.update_status()
         self._update_titles()
+        if state == "ready" and not self._followed_at_start and self.meta is not None:
+            # the conversation opened while the start-up model loaded: now it may take its own
+            self._followed_at_start = True
+            self._follow_model(self.meta)
 
     def _update_titles(self) -> None:
         app = self.lmdesk

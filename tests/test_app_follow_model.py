@@ -23,7 +23,9 @@ async def test_the_last_conversation_loads_its_own_model_after_start(tmp_path: P
 
     def factory(params: LoadParams) -> Engine:
         loads.append(params.model_path)
-        return ScriptedEngine("hi", name=Path(params.model_path).stem)
+        # the start-up model takes a while, so the conversation opens while it loads
+        delay = 1.0 if len(loads) == 1 else 0.0
+        return ScriptedEngine("hi", name=Path(params.model_path).stem, load_delay_s=delay)
 
     app = make_app(tmp_path, store=store, engine_factory=factory)
     async with app.run_test(size=(120, 40)) as pilot:

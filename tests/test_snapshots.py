@@ -9,6 +9,7 @@ from textual.pilot import Pilot
 
 from tests.app_fixtures import export_data, make_app, make_paths, wait_for
 from tui.app.app import LmdeskApp
+from tui.app.widgets.monitor_panel import MonitorPanel
 from tui.config import Settings
 from tui.store import Store
 
@@ -34,6 +35,11 @@ async def settle(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, LmdeskApp)
     await wait_for(pilot, lambda: app.model_state == "ready")
+    # where the monitor column shows (wide terminals), wait for its first (fake) sample:
+    # on a loaded machine it can land after a fixed pause
+    monitors = list(app.screen.query(MonitorPanel))
+    if monitors and monitors[0].display and monitors[0].region.width:
+        await wait_for(pilot, lambda: monitors[0].snapshot is not None)
     await pilot.pause(0.2)
 
 

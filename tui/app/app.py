@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import work
 from textual.app import App
@@ -18,28 +18,18 @@ from textual.theme import Theme
 from tui.app import gc_tuning, keymap
 from tui.app.commands import ActionsProvider, ConversationsProvider, TemplatesProvider
 from tui.app.library import LibraryActions
-from tui.app.model_manager import (
-    ModelManager,
-    ModelSwitchFailed,
-    ModelUnloaded,
-    record_usage,
-)
+from tui.app.model_choice import ModelChoiceActions
+from tui.app.model_manager import ModelManager, ModelSwitchFailed, record_usage
 from tui.app.reply_job import ModelLoaded, ModelLoadFailed
 from tui.app.screens.chat import ChatScreen
 from tui.app.screens.help import HelpScreen
 from tui.app.themes import DEFAULT_DARK, load_themes, problems_notice, stylesheet_path
+from tui.app.tool_actions import ToolActions
 from tui.config import Paths, Settings
 from tui.doctor.machine import LlamaBuild
 from tui.engine.base import Engine
 from tui.engine.errors import EngineError
-from tui.engine.protocol import (
-    ChatMessage,
-    Done,
-    EngineEvent,
-    LoadParams,
-    ModelInfo,
-    SamplingParams,
-)
+from tui.engine.protocol import Done, LoadParams, ModelInfo
 from tui.models.endpoints import Endpoint
 from tui.models.fit import FitEstimate
 from tui.models.profiles import Profile
@@ -50,7 +40,7 @@ from tui.store import Store, StoreError, StoreReadOnly
 EngineFactory = Callable[[LoadParams], Engine]
 
 
-class LmdeskApp(LibraryActions, App[None]):
+class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
     """A terminal workstation for chatting with local language models."""
 
     TITLE = "lmdesk"
@@ -303,259 +293,7 @@ class LmdeskApp(LibraryActions, App[None]):
         self._engine_ready.set()
         self.post_message(ModelLoaded())
 
-    # -- remote endpoints (tui/models/endpoints.py, screens/endpoints.py) -----------------------
-
-    def remote_mark(self) -> str:
-        """"⇄ name" while the current model runs on a remote endpoint, else ""."""
-        return f"⇄ {self.remote.name}" if self.remote is not None else ""
-
-    def use_endpoint(self, endpoint: Endpoint, model: str) -> bool:
-        """Run the open conversation on ``model`` at ``endpoint`` (saved in its extra)."""
-        if self.busy_replying():
-            self.notify("Wait for the reply to finish (esc stops it), then switch.",
-                        severity="warning")
-            return False
-        if self.model_state == "loading":
-            self.notify(f"{self.model_name} is still loading: switch once it is ready.",
-                        severity="warning")
-            return False
-        chat = self._chat_screen()
-        meta = chat.meta if chat is not None else None
-        if meta is not None and not self.read_only:
-            with self.guard("Could not save the conversation's model"):
-                fresh = self.store.get_conversation(meta.id).extra  # others write extra too
-                extra = {k: v for k, v in fresh.items() if k not in ("model_path", "profile")}
-                extra["endpoint"] = {"id": endpoint.id, "model": model, "name": endpoint.name}
-                self.store.update_conversation(meta.id, model=model, extra=extra)
-                meta.model, meta.extra = model, extra
-                if chat is not None:
-                    chat.refresh_sidebar()
-        self.switch_remote(endpoint, model)
-        return True
-
-    def switch_remote(self, endpoint: Endpoint, model: str) -> None:
-        from tui.models.endpoints import remote_key
-
-        if (remote_key(endpoint.base_url, model) == self.model_path
-                and self.model_state == "ready" and self._engine is not None):
-            return
-        self._engine_ready.clear()
-        self.model_name = model
-        self.model_state = "loading"
-        self._remote_worker(endpoint, model)
-
-    def follow_endpoint(self, extra: Any) -> bool:
-        """Switch to the endpoint a conversation's ``extra`` names; False when it names none."""
-        from tui.models.endpoints import EndpointLibrary, remote_key
-
-        ref = extra.get("endpoint") if isinstance(extra, dict) else None
-        if not isinstance(ref, dict):
-            return False
-        model = ref.get("model")
-        endpoint = None
-        with suppress(Exception):
-            endpoint = EndpointLibrary(self.store).get(str(ref.get("id")))
-        if endpoint is None or not isinstance(model, str):
-            self.notify(f"This conversation's endpoint {ref.get('name') or ''} is not "
-                        f"configured any more; it goes on with {self.model_name}.",
-                        severity="warning")
-            return True
-        if remote_key(endpoint.base_url, model) != self.model_path and not self.busy_replying():
-            self.switch_remote(endpoint, model)
-        return True
-
-    @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
-    def _remote_worker(self, endpoint: Endpoint, model: str) -> None:
-        """Runs in a thread: reach ``model`` at ``endpoint`` and make it current."""
-        from tui.engine.remote import RemoteEngine
-        from tui.models.endpoints import remote_key
-
-        key = remote_key(endpoint.base_url, model)
-        try:
-            entry = self.models.ensure_remote(key, model, lambda: RemoteEngine(
-                endpoint.base_url, endpoint.api_key, model, timeout_s=self.remote_timeout_s))
-        except Exception as exc:  # never let a failure kill the app
-            error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-            self.post_message(ModelSwitchFailed(f"{model} at {endpoint.name}", error))
-            return
-        self._engine = entry.engine
-        self.engine_info = entry.info
-        self.model_path = key
-        self.remote = endpoint
-        self.rates.set_context(0, entry.info.n_ctx)
-        self._engine_ready.set()
-        self.post_message(ModelLoaded())
-
-    def on_model_switch_failed(self, event: ModelSwitchFailed) -> None:
-        """The new model did not load: go back to the previous one if it is still loaded."""
-        previous = self.models.get(self.model_path)
-        if previous is not None and previous.engine.alive:
-            self.models.current_path = previous.path
-            self._engine, self.engine_info = previous.engine, previous.info
-            self.model_name = previous.name
-            self.model_state = "ready"
-        else:
-            self._engine = None
-            self.model_error = event.error
-            self.model_state = "failed"
-        self._engine_ready.set()
-        self.notify(f"{event.error}", title=f"{event.name} did not load", severity="error",
-                    timeout=20)
-
-    def unload_model(self, path: str) -> None:
-        if path == self.model_path and self.busy_replying():
-            self.notify("Wait for the reply to finish first.", severity="warning")
-            return
-        self._unload_worker(path)
-
-    @work(thread=True, group="model-unload", exit_on_error=False)
-    def _unload_worker(self, path: str) -> None:
-        current = path == self.model_path
-        if current:
-            self._engine_ready.clear()
-        self.models.unload(path)
-        if current:
-            self._engine = None
-            self.model_error = "it was unloaded: pick a model with the model switcher"
-            self._engine_ready.set()
-        self.post_message(ModelUnloaded(path, current))
-
-    def on_model_unloaded(self, event: ModelUnloaded) -> None:
-        if event.was_current:
-            self.model_state = "failed"
-        self.notify(f"Unloaded {event.path}.", title="Models")
-
-    # -- model profiles (tui/models/profiles.py, screens/profiles.py) ---------------------------
-
-    @property
-    def profile(self) -> Profile | None:
-        """The profile the current engine was loaded for (None: a plain model)."""
-        if self._profile is None or self._profile[0] != self.model_path:
-            return None
-        return self._profile[1]
-
-    @property
-    def model_label(self) -> str:
-        """"smollm2-135m (terse-coder)" with a profile, else the model's name."""
-        profile = self.profile
-        return f"{self.model_name} ({profile.nickname})" if profile else self.model_name
-
-    def profile_sampling(self, base: SamplingParams) -> SamplingParams:
-        """``base`` with the current profile's sampling (unchanged, with a notice, if bad)."""
-        from tui.models.profiles import ProfileError, apply_sampling
-
-        profile = self.profile
-        if profile is None:
-            return base
-        try:
-            return apply_sampling(profile, base)
-        except ProfileError as exc:
-            self.notify(f"{exc}; the app's sampling is used.", severity="warning")
-            return base
-
-    def record_profile_usage(self, done: Done) -> None:
-        from tui.models.profiles import ProfileError, ProfileLibrary
-
-        profile = self.profile
-        if profile is None:
-            return
-        with self.guard("Could not record the profile's usage"), suppress(ProfileError):
-            ProfileLibrary(self.store).record_usage(profile.id, done.stats)  # gone: skip
-
-    def use_profile(self, profile: Profile) -> bool:
-        """Load ``profile``'s model with its parameters for the open conversation (saved in
-        its ``extra["profile"]``). False (and a notice) when it cannot be used now."""
-        from tui.models.profiles import ProfileError, check_files, load_params
-
-        if self.busy_replying():
-            self.notify("Wait for the reply to finish (esc stops it), then switch.",
-                        severity="warning")
-            return False
-        if self.model_state == "loading":
-            self.notify(f"{self.model_name} is still loading: switch once it is ready.",
-                        severity="warning")
-            return False
-        try:
-            check_files(profile)
-            load_params(profile)
-        except ProfileError as exc:
-            self.notify(str(exc), title=f"{profile.nickname} not used", severity="error",
-                        timeout=15)
-            return False
-        chat = self._chat_screen()
-        meta = chat.meta if chat is not None else None
-        if meta is not None and not self.read_only:
-            with self.guard("Could not save the conversation's profile"):
-                fresh = self.store.get_conversation(meta.id).extra  # others write extra too
-                extra = {k: v for k, v in fresh.items() if k != "endpoint"}
-                extra["model_path"] = profile.model_path
-                extra["profile"] = profile.id
-                self.store.update_conversation(meta.id, model=profile.model_name, extra=extra)
-                meta.model, meta.extra = profile.model_name, extra
-                self.conversation_extra_changed(meta.id, extra)
-        self.switch_profile(profile)
-        return True
-
-    def switch_profile(self, profile: Profile) -> None:
-        from tui.models.profiles import ProfileError, engine_key, load_params
-
-        try:
-            params = load_params(profile)
-        except ProfileError as exc:
-            self.notify(str(exc), severity="error")
-            return
-        key = engine_key(params)
-        if (key == self.model_path and self.profile is not None
-                and self.profile.id == profile.id and self.model_state == "ready"
-                and self._engine is not None):
-            self._profile = (key, profile)  # its sampling may have changed
-            return
-        self._engine_ready.clear()
-        self.model_name = profile.model_name
-        self.model_state = "loading"
-        self._profile_worker(profile, params, key)
-
-    def follow_profile(self, extra: Any) -> bool:
-        """Switch to the profile a conversation's ``extra`` names; False when it names none
-        (or a deleted one: the conversation then follows its model path)."""
-        from tui.models.profiles import ProfileLibrary
-
-        ref = extra.get("profile") if isinstance(extra, dict) else None
-        if not isinstance(ref, str) or not ref:
-            return False
-        profile = None
-        with suppress(Exception):
-            profile = ProfileLibrary(self.store).find(ref)
-        if profile is None:
-            return False
-        if not self.busy_replying():
-            self.switch_profile(profile)
-        return True
-
-    @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
-    def _profile_worker(self, profile: Profile, params: LoadParams, key: str) -> None:
-        """Runs in a thread: load (or reuse) the profile's engine and make it current."""
-        from tui.models.profiles import ProfileError, check_files
-
-        name = profile.model_name
-        try:
-            check_files(profile)
-            entry = self.models.ensure(params, name, key=key)
-        except ProfileError as exc:
-            self.post_message(ModelSwitchFailed(profile.label, str(exc)))
-            return
-        except Exception as exc:  # never let a load failure kill the app
-            error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-            self.post_message(ModelSwitchFailed(profile.label, error))
-            return
-        self._profile = (key, profile)
-        self._engine = entry.engine
-        self.engine_info = entry.info
-        self.model_path = key
-        self.remote = None
-        self.rates.set_context(0, entry.info.n_ctx)
-        self._engine_ready.set()
-        self.post_message(ModelLoaded())
+    # -- replies and closing -------------------------------------------------------------------
 
     def reply_done(self, model: str, done: Done | None) -> None:
         """The reply hook: feed the rate tracker, count the model's usage (UI thread)."""
@@ -593,133 +331,6 @@ class LmdeskApp(LibraryActions, App[None]):
     async def action_quit(self) -> None:
         self.close_engine()
         self.exit()
-
-    # -- doctor, knowledge bases, compare, serve -----------------------------------------------
-
-    def acquire_generation(self, cancel: threading.Event) -> bool:
-        """Take ``generation_lock`` (in a worker thread); False if ``cancel`` is set first."""
-        while not self.generation_lock.acquire(timeout=0.05):
-            if cancel.is_set():
-                return False
-        return True
-
-    def locked_generate(
-        self, engine: Engine, messages: Sequence[ChatMessage], sampling: SamplingParams,
-        cancel: threading.Event,
-    ) -> Iterator[EngineEvent]:
-        """``engine.generate`` holding ``generation_lock`` (the API shares the engine); yields
-        nothing when ``cancel`` is set while waiting for the lock."""
-        if not self.acquire_generation(cancel):
-            return
-        try:
-            yield from engine.generate(messages, sampling)
-        finally:
-            self.generation_lock.release()
-
-    def _chat_screen(self) -> ChatScreen | None:
-        return next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
-
-    def action_doctor(self) -> None:
-        from tui.app.screens.doctor import DoctorScreen
-
-        if not isinstance(self.screen, DoctorScreen):
-            self.push_screen(DoctorScreen())
-
-    def action_welcome(self) -> None:
-        from tui.app.screens.welcome import WelcomeScreen
-
-        if not isinstance(self.screen, WelcomeScreen):
-            self.push_screen(WelcomeScreen())
-
-    def action_knowledge(self) -> None:
-        from tui.app.screens.knowledge import KnowledgeScreen
-
-        chat = self._chat_screen()
-        if not isinstance(self.screen, KnowledgeScreen):
-            self.push_screen(KnowledgeScreen(chat.meta.id if chat and chat.meta else None))
-
-    def conversation_extra_changed(self, cid: str, extra: dict[str, Any]) -> None:
-        """A screen changed a conversation's ``extra``: keep the open one's copy in step."""
-        chat = self._chat_screen()
-        if chat is None:
-            return
-        for meta in (chat.meta, chat.pane.meta):
-            if meta is not None and meta.id == cid:
-                meta.extra = dict(extra)
-
-    def action_open_source(self) -> None:
-        """Open a passage cited under the selected reply (else the last one)."""
-        from tui.app.screens.knowledge import SourceScreen, source_dicts
-        from tui.app.screens.text_input import TextInputScreen
-
-        chat = self._chat_screen()
-        message = chat.pane.copy_source() if chat is not None else None
-        if message is not None and message.role != "assistant":
-            message = next((m for m in reversed(chat.pane.history) if m.role == "assistant"),
-                           None) if chat is not None else None
-        sources = source_dicts(message.stats if message is not None else None)
-        if not sources:
-            self.notify("That reply cites no source.")
-            return
-        if len(sources) == 1:
-            self.push_screen(SourceScreen(sources[0]))
-            return
-
-        def chosen(value: str | None) -> None:
-            if value is None:
-                return
-            match = next((s for i, s in enumerate(sources)
-                          if str(s.get("n", i + 1)) == value.strip("[] ")), None)
-            if match is None:
-                self.notify(f"There is no source [{value}].", severity="warning")
-            else:
-                self.push_screen(SourceScreen(match))
-
-        numbers = ", ".join(str(s.get("n", i + 1)) for i, s in enumerate(sources))
-        self.push_screen(TextInputScreen("Open a source", hint=f"Its number: {numbers}."),
-                         chosen)
-
-    def action_compare(self) -> None:
-        from tui.app.screens.compare import CompareScreen
-
-        chat = self._chat_screen()
-        if not isinstance(self.screen, CompareScreen):
-            self.push_screen(CompareScreen(
-                conversation_id=chat.meta.id if chat and chat.meta else None))
-
-    def action_serve(self) -> None:
-        """Start the API on loopback with the loaded model; a second press stops it."""
-        from tui.app.serve_share import start_api
-
-        server = self.api_server
-        if server is not None:
-            self.api_server = None
-            self._stop_api(server)
-            return
-        engine = self._engine
-        if engine is None or self.model_state != "ready":
-            self.notify("Wait for the model to load, then serve it.", severity="warning")
-            return
-        try:
-            self.api_server = start_api(engine, self.model_name, self.generation_lock,
-                                        self.api_port)
-        except Exception as exc:  # a taken port, mostly
-            self.notify(f"{exc}", title="Could not start the API", severity="error", timeout=12)
-            return
-        self.notify(f"Serving {self.model_name} at {self.api_server.url} (loopback only). "
-                    f"{self.key_for('serve')} again stops it.", title="API on")
-
-    @work(thread=True, group="api-stop", exit_on_error=False)
-    def _stop_api(self, server: ApiServer) -> None:
-        from tui.app.serve_share import stop_api
-
-        try:
-            stop_api(server)
-        except Exception as exc:
-            self.call_from_thread(self.notify, f"{exc}", title="Stopping the API failed",
-                                  severity="error")
-            return
-        self.call_from_thread(self.notify, "The API is stopped.", title="API off")
 
     def on_unmount(self) -> None:
         self.close_engine()

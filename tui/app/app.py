@@ -240,9 +240,8 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
         chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
         return chat is not None and chat.pane.job is not None
 
-    def use_model(self, path: str, name: str, estimate: FitEstimate | None = None) -> bool:
-        """Make ``path`` the current model and the open conversation's model. False (and a
-        notice) while a reply is being written."""
+    def can_switch_model(self) -> bool:
+        """Whether the model may change now; if not, say why in a notice."""
         if self.busy_replying():
             self.notify("Wait for the reply to finish (esc stops it), then switch.",
                         severity="warning")
@@ -250,6 +249,13 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
         if self.model_state == "loading":
             self.notify(f"{self.model_name} is still loading: switch once it is ready.",
                         severity="warning")
+            return False
+        return True
+
+    def use_model(self, path: str, name: str, estimate: FitEstimate | None = None) -> bool:
+        """Make ``path`` the current model and the open conversation's model. False (and a
+        notice) while a reply is being written."""
+        if not self.can_switch_model():
             return False
         chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
         meta = chat.meta if chat is not None else None

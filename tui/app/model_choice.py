@@ -37,13 +37,7 @@ class ModelChoiceActions:
 
     def use_endpoint(self, endpoint: Endpoint, model: str) -> bool:
         """Run the open conversation on ``model`` at ``endpoint`` (saved in its extra)."""
-        if self._lm.busy_replying():
-            self._lm.notify("Wait for the reply to finish (esc stops it), then switch.",
-                        severity="warning")
-            return False
-        if self._lm.model_state == "loading":
-            self._lm.notify(f"{self._lm.model_name} is still loading: switch once it is ready.",
-                        severity="warning")
+        if not self._lm.can_switch_model():
             return False
         chat = self._lm._chat_screen()
         meta = chat.meta if chat is not None else None
@@ -195,13 +189,7 @@ class ModelChoiceActions:
         its ``extra["profile"]``). False (and a notice) when it cannot be used now."""
         from tui.models.profiles import ProfileError, check_files, load_params
 
-        if self._lm.busy_replying():
-            self._lm.notify("Wait for the reply to finish (esc stops it), then switch.",
-                        severity="warning")
-            return False
-        if self._lm.model_state == "loading":
-            self._lm.notify(f"{self._lm.model_name} is still loading: switch once it is ready.",
-                        severity="warning")
+        if not self._lm.can_switch_model():
             return False
         try:
             check_files(profile)

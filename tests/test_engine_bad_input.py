@@ -165,3 +165,29 @@ def test_generate_before_load_is_a_clear_error() -> None:
     events = list(engine.generate([ChatMessage("user", "Hi")], SamplingParams()))
     assert isinstance(events[-1], Done)
     assert events[-1].error is not None and "no model is loaded" in events[-1].error
+
+
+def test_two_loads_asked_at_once_start_one_worker(smollm: Path) -> None:
+    before = _children()
+    engine = LocalEngine(LoadParams(model_path=str(smollm), n_ctx=256))
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            results.append(engine.load().worker_pid)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    try:
+        assert errors == []
+        assert len(results) == 2 and results[0] == results[1]
+        assert len(_children() - before) == 1, "one worker for the two loads"
+    finally:
+        engine.unload()
+    assert _children() <= before

@@ -85,6 +85,7 @@ class LocalEngine:
         self._conn: Connection | None = None
         self._send_lock = threading.Lock()
         self._use_lock = threading.Lock()  # one generation or tokenize at a time
+        self._load_lock = threading.Lock()
         self._ids = itertools.count(1)
         self._current: int | None = None
 
@@ -105,7 +106,14 @@ class LocalEngine:
     # --- life cycle ----------------------------------------------------------------------
 
     def load(self) -> ModelInfo:
-        """Start the worker and load the model; raise ``EngineError`` with a clear message."""
+        """Start the worker and load the model; raise ``EngineError`` with a clear message.
+
+        Two loads asked at once (two threads) start one worker: the second waits and gets the
+        first one's model."""
+        with self._load_lock:
+            return self._load()
+
+    def _load(self) -> ModelInfo:
         if self.alive and self._info is not None:
             return self._info
         self.params = resolve_load_params(self.params)

@@ -160,3 +160,26 @@ def test_find_model_by_name_prefix_and_path(smollm: Path, tmp_path: Path) -> Non
 def test_the_default_cache_lives_in_the_lmdesk_cache_dir(smollm: Path) -> None:
     list_models(hf_cache=False)
     assert (Path(os.environ["LMDESK_CACHE_DIR"]) / "gguf-headers.json").is_file()
+
+
+def test_a_cold_listing_of_many_models_reads_headers_in_parallel_and_agrees(
+    tmp_path: Path, smollm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enough uncached headers go to a process pool; the result is the same as one by one."""
+    from tui.models.registry import folder_models
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(listing.PARALLEL_FROM + 2):
+        os.link(smollm, folder / f"copy{i}.gguf")
+    refs = folder_models([folder])
+    cache = listing.HeaderCache(None)
+    listing._read_missing_in_parallel(refs, cache)
+    for ref in refs:  # filled by the pool, before any one-by-one read
+        st = ref.path.stat()
+        assert cache.is_fresh(str(ref.path), st.st_size, st.st_mtime_ns)
+    parallel = list_models([folder], cache_dir=tmp_path / "c1", packaged=False, hf_cache=False)
+    monkeypatch.setattr(listing, "PARALLEL_FROM", 10**6)  # now one by one
+    serial = list_models([folder], cache_dir=tmp_path / "c2", packaged=False, hf_cache=False)
+    assert [m.to_json() for m in parallel] == [m.to_json() for m in serial]
+    assert all(m.n_params == 134_515_008 and m.has_chat_template for m in parallel)

@@ -7,7 +7,6 @@ import itertools
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +37,7 @@ from tui.engine.protocol import (
     WorkerEvent,
 )
 from tui.models.gguf import GGUFError, read_header
+from tui.spawn import stdio_with_file_descriptors
 
 CTX_PAD = 256
 
@@ -124,7 +124,7 @@ class LocalEngine:
         proc = ctx.Process(
             target=worker_main, args=(child, self.log_path), name="lmdesk-model", daemon=True
         )
-        with _stdio_with_file_descriptors():
+        with stdio_with_file_descriptors():
             proc.start()
         child.close()
         self._proc, self._conn = proc, parent
@@ -310,30 +310,6 @@ class LocalEngine:
             if proc.is_alive():
                 proc.kill()
                 proc.join(timeout=2)
-
-
-@contextlib.contextmanager
-def _stdio_with_file_descriptors() -> Iterator[None]:
-    """multiprocessing hands ``sys.stderr.fileno()`` to its resource tracker; a full-screen app
-    replaces sys.stderr with an object that has no descriptor, and the spawn then fails with
-    "bad value(s) in fds_to_keep". Lend it /dev/null for the start."""
-    saved = sys.stdout, sys.stderr
-    devnull = None
-    try:
-        for name in ("stdout", "stderr"):
-            stream = getattr(sys, name)
-            try:
-                ok = stream is not None and stream.fileno() >= 0
-            except (AttributeError, OSError, ValueError):
-                ok = False
-            if not ok:
-                devnull = devnull or open(os.devnull, "w")  # noqa: SIM115
-                setattr(sys, name, devnull)
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved
-        if devnull is not None:
-            devnull.close()
 
 
 def _default_log_path() -> str:

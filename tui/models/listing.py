@@ -135,13 +135,21 @@ class HeaderCache:
             except TypeError:
                 pass  # an entry from another version of ModelShape: read the file again
         info = describe(path)
+        self.put(path, size, mtime_ns, info)
+        return info
+
+    def is_fresh(self, path: str, size: int, mtime_ns: int) -> bool:
+        with self._lock:
+            entry = self._entries.get(path)
+        return entry is not None and (entry.get("size"), entry.get("mtime_ns")) == (size, mtime_ns)
+
+    def put(self, path: str, size: int, mtime_ns: int, info: dict[str, Any]) -> None:
         stored = {k: info.get(k) for k in _HEADER_FIELDS}
         shape = info.get("shape")
         stored["shape"] = asdict(shape) if isinstance(shape, ModelShape) else None
         with self._lock:
             self._entries[path] = {"size": size, "mtime_ns": mtime_ns, **stored}
             self._dirty = True
-        return info
 
     def prune(self) -> None:
         """Forget files that are gone."""
@@ -237,6 +245,7 @@ def list_models(
         refs += hf_cache_models(None if hf_cache is True else hf_cache)
     refs += folder_models([Path(f) for f in folders])
     cache = HeaderCache(cache_path if cache_path is not None else default_cache_path(cache_dir))
+    _read_missing_in_parallel(refs, cache)
     models: list[LocalModel] = []
     seen: set[str] = set()
     names: dict[str, int] = {}
@@ -267,6 +276,42 @@ def list_models(
     cache.prune()
     cache.save()
     return models
+
+
+PARALLEL_FROM = 8
+"""Uncached headers from which reading them in several processes pays for starting those."""
+
+
+def _read_missing_in_parallel(refs: Sequence[ModelRef], cache: HeaderCache) -> None:
+    """A cold listing of many models: read the uncached headers on all cores.
+
+    Skipping a vocabulary of 100k strings is a Python loop (25-60 ms a file), so a first
+    listing of 50 models would take seconds on one core.
+    """
+    cores = os.cpu_count() or 1
+    missing: list[tuple[str, int, int]] = []
+    for ref in refs:
+        with contextlib.suppress(OSError):
+            st = ref.path.stat()
+            if not cache.is_fresh(str(ref.path), st.st_size, st.st_mtime_ns):
+                missing.append((str(ref.path), st.st_size, st.st_mtime_ns))
+    if cores < 2 or len(missing) < PARALLEL_FROM:
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tui.spawn import stdio_with_file_descriptors
+
+    workers = min(cores, 8, len(missing) // 4 or 1)
+    try:
+        with stdio_with_file_descriptors(), ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            infos = list(pool.map(describe, [m[0] for m in missing], chunksize=4))
+    except (OSError, RuntimeError):
+        return  # no processes here: the listing reads them one by one instead
+    for (path, size, mtime_ns), info in zip(missing, infos, strict=True):
+        cache.put(path, size, mtime_ns, info)
 
 
 def _identity(path: Path) -> str:

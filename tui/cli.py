@@ -6,6 +6,7 @@ Everything is built in ``main()``; importing this module does nothing.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -42,7 +43,27 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose options live beside their code. Those modules import what their command needs
+# (numpy through the knowledge bases, the HTTP server...), so main() builds only the one asked
+# for: the app and `ask` do not pay for the others at start-up.
+_SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "templates": ("tui.prompting.cli", "add_templates_parser",
+                  "list, show, import and export prompt templates"),
+    "memory": ("tui.prompting.cli", "add_memory_parser",
+               "facts and preferences the model remembers about you"),
+    "doctor": ("tui.doctor.cli", "add_doctor_parser",
+               "this machine, what it can run, the install's health, the network"),
+    "kb": ("tui.kb.cli", "add_kb_parser",
+           "knowledge bases: folders indexed for answers with sources"),
+    "models": ("tui.models.cli", "add_models_parser",
+               "list, describe, download and remove models"),
+    "serve": ("tui.serve.cli", "add_serve_parser",
+              "an OpenAI-compatible API for your local models"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (``only``) with full options for that one command alone."""
     parser = argparse.ArgumentParser(
         prog="lmdesk", description="A terminal workstation for local language models."
     )
@@ -81,26 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
     _add_load_options(bench)
 
-    from tui.prompting.cli import add_memory_parser, add_templates_parser
-
-    add_templates_parser(sub)
-    add_memory_parser(sub)
-
-    from tui.doctor.cli import add_doctor_parser
-
-    add_doctor_parser(sub)
-
-    from tui.kb.cli import add_kb_parser
-
-    add_kb_parser(sub)
-
-    from tui.models.cli import add_models_parser
-
-    add_models_parser(sub)
-
-    from tui.serve.cli import add_serve_parser
-
-    add_serve_parser(sub)
+    for name, (module, adder, summary) in _SUBCOMMANDS.items():
+        if only is None or only == name:
+            getattr(importlib.import_module(module), adder)(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return parser
 
 
@@ -295,9 +301,8 @@ _GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
 _GLOBAL_FLAGS = ("--offline", "--online")
 
 
-def with_default_command(argv: Sequence[str]) -> list[str]:
-    """``lmdesk [global options] [app options]`` means ``lmdesk ... app ...``."""
-    args = list(argv)
+def _after_global_options(args: Sequence[str]) -> int | None:
+    """Where the command word is (or would go); None for --help/--version."""
     i = 0
     while i < len(args):
         arg = args[i]
@@ -306,17 +311,28 @@ def with_default_command(argv: Sequence[str]) -> list[str]:
         elif arg.startswith(tuple(f"{g}=" for g in _GLOBAL_WITH_VALUE)) or arg in _GLOBAL_FLAGS:
             i += 1
         elif arg in ("-h", "--help", "--version"):
-            return args
+            return None
         else:
             break
-    if i >= len(args) or args[i] not in COMMANDS:
-        args.insert(min(i, len(args)), "app")
+    return min(i, len(args))
+
+
+def with_default_command(argv: Sequence[str]) -> list[str]:
+    """``lmdesk [global options] [app options]`` means ``lmdesk ... app ...``."""
+    args = list(argv)
+    i = _after_global_options(args)
+    if i is not None and (i >= len(args) or args[i] not in COMMANDS):
+        args.insert(i, "app")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(with_default_command(sys.argv[1:] if argv is None else argv))
+    words = with_default_command(sys.argv[1:] if argv is None else argv)
+    at = _after_global_options(words)
+    command = words[at] if at is not None and at < len(words) else None
+    # --help lists every command: build them all then
+    parser = build_parser(None if command is None else command)
+    args = parser.parse_args(words)
     paths = resolve_paths(args.data_dir, args.config_dir)
     settings, notes = load_settings(paths)
     command = args.command

@@ -51,6 +51,9 @@ class ReplyJob:
     notes: list[str] = field(default_factory=list)
     context_error: str | None = None
     """The prompt could not fit the window: nothing was sent (nothing lost)."""
+    detached: bool = False
+    """The user left the conversation while this reply streamed: it was stopped, and what it
+    wrote is saved into its own conversation when the engine ends (no widget is touched)."""
     _pending: list[str] = field(default_factory=list)
     _pending_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)

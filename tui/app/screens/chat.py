@@ -344,7 +344,7 @@ class ChatScreen(Screen[None]):
             if not yes:
                 return
             if self.meta is not None and self.meta.id == cid:
-                self.pane.stop()
+                await self.pane.leave_reply()
             with self.lmdesk.guard("Could not delete the conversation"):
                 self.lmdesk.store.delete_conversation(cid)
                 self.lmdesk.notify(f"Deleted “{title}”.")

@@ -80,8 +80,7 @@ class ChatPane(ReplyStreamer):
     async def open(
         self, meta: ConversationMeta, history: list[StoredMessage], around: str | None = None
     ) -> None:
-        if self.job is not None:
-            self.stop()
+        await self.leave_reply()
         self.meta = meta
         self.history = history
         self.editing = None

@@ -33,7 +33,7 @@ from tui.app.widgets.markdown_lite import segment_cut
 from tui.engine.errors import EngineError, PromptTooLong
 from tui.engine.protocol import Done, SamplingParams, TextDelta
 from tui.prompting.templates import PromptingError
-from tui.store import ConversationMeta, StoredMessage
+from tui.store import ConversationMeta, StoredMessage, StoreError
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -71,6 +71,8 @@ class ReplyStreamer(Vertical):
         self.meta: ConversationMeta | None = None
         self.history: list[StoredMessage] = []
         self.job: ReplyJob | None = None
+        self._leaving: set[ReplyJob] = set()
+        """Replies stopped because the user left their conversation, not yet ended."""
         self._timer: Timer | None = None
         self._flush_lock = asyncio.Lock()
         self._unsaved = 0
@@ -91,10 +93,15 @@ class ReplyStreamer(Vertical):
 
     # -- the conversation in the store (UI thread) ---------------------------------------------
 
-    def _append(self, role: str, content: str, **kwargs: Any) -> StoredMessage:
-        assert self.meta is not None
+    def _append(self, role: str, content: str, *, conversation_id: str | None = None,
+                **kwargs: Any) -> StoredMessage:
+        """Save a message into ``conversation_id`` (default: the open one)."""
+        cid = conversation_id
+        if cid is None:
+            assert self.meta is not None
+            cid = self.meta.id
         with self.lmdesk.guard("Could not save the message"):
-            return self.lmdesk.store.append_message(self.meta.id, role, content, **kwargs)
+            return self.lmdesk.store.append_message(cid, role, content, **kwargs)
         self._unsaved += 1
         return StoredMessage(
             id=f"unsaved-{self._unsaved}", role=role, content=content, created=time.time(),
@@ -216,7 +223,8 @@ class ReplyStreamer(Vertical):
             self.flush_log.append((tokens, cpu))
         await self._write(job, text)
         if job.stored is None and not job.save_failed:
-            stored = self._append("assistant", job.text, model=job.model, status="partial")
+            stored = self._append("assistant", job.text, conversation_id=job.conversation_id,
+                                  model=job.model, status="partial")
             if stored.id.startswith("unsaved-"):
                 job.save_failed = True
             else:
@@ -253,9 +261,65 @@ class ReplyStreamer(Vertical):
             job.segment += text
             await job.stream.write(text)
 
+    async def leave_reply(self) -> None:
+        """The open conversation is about to change (another one opened, a new one, this one
+        deleted) while its reply streams: stop the reply and let go of its widgets. What it
+        wrote is saved into its own conversation once the engine has stopped."""
+        job = self.job
+        if job is None:
+            return
+        async with self._flush_lock:  # no flush may be half-way through the widgets
+            if self._timer is not None:
+                self._timer.stop()
+                self._timer = None
+            job.detached = True
+            job.cancel_event.set()
+            engine = self.lmdesk.engine
+            if engine is not None:
+                engine.cancel()
+            if job.stream is not None:
+                await stop_stream(job.stream)
+                job.stream = None
+            self._leaving.add(job)
+            self.job = None
+        self.generating = False
+
+    def _finish_detached(self, job: ReplyJob, done: Done | None, error: str | None) -> None:
+        """Save a reply whose conversation is no longer shown (see ``leave_reply``)."""
+        self._leaving.discard(job)
+        job.take()
+        text = done.text if done is not None and done.text else job.text
+        reason = done.stats.stop_reason if done is not None else "cancelled"
+        status = "error" if error or reason == "error" else (
+            "done" if reason in ("stop", "length") else "stopped")
+        stats = {**dataclasses.asdict(done.stats), "model": job.model} if done else None
+        if stats is not None and job.sources:
+            stats["sources"] = job.sources
+        self.lmdesk.reply_done(job.model, done)
+        if not text and job.stored is None:
+            return
+        try:
+            title = self.lmdesk.store.get_conversation(job.conversation_id).title
+        except StoreError:
+            return  # the conversation was deleted: nothing to keep
+        self._save_reply(job, text, status, stats, error)
+        if status == "stopped":
+            self.lmdesk.notify(
+                f"The reply in “{title}” was stopped when you left it; what it wrote is kept.",
+                timeout=6,
+            )
+        self.post_message(self.Changed(job.conversation_id))
+
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         event.stop()
         job = event.job
+        if job in self._leaving:
+            self._finish_detached(job, event.done, event.error or (
+                event.done.error if event.done is not None else None))
+            if self.meta is not None and self.meta.id == job.conversation_id:
+                await self._show_saved(job)
+            self.set_timer(SETTLE_S, self._settle)
+            return
         if job is not self.job:
             return
         if self._timer is not None:
@@ -299,6 +363,22 @@ class ReplyStreamer(Vertical):
             self.lmdesk.notify(error, title="The reply failed", severity="error", timeout=10)
         self.post_message(self.Changed(job.conversation_id, stats))
 
+    async def _show_saved(self, job: ReplyJob) -> None:
+        """The user came back to a conversation before its stopped reply was saved: show
+        the saved text in place of what was read from the store when it opened."""
+        if job.stored is None:
+            return
+        for message in self.history:
+            if message.id == job.stored.id:
+                with self.lmdesk.guard("Could not read the reply"):
+                    fresh = next(m for m in self.lmdesk.store.messages(job.conversation_id)
+                                 if m.id == message.id)
+                    view = self.log_view.view_for(message.id)
+                    self._replace(message, fresh)
+                    if view is not None:
+                        await self.log_view.replace(view, fresh)
+                return
+
     def on_context_planned(self, event: ContextPlanned) -> None:
         """Dim the messages outside the window (the event bubbles on to the monitor)."""
         if self.meta is not None and event.conversation_id == self.meta.id:
@@ -322,16 +402,17 @@ class ReplyStreamer(Vertical):
                 job.stored, content=text, status=status, stats=stats, error=error
             )
         return self._append(
-            "assistant", text, model=job.model, stats=stats, status=status, error=error
+            "assistant", text, conversation_id=job.conversation_id, model=job.model,
+            stats=stats, status=status, error=error,
         )
 
     def save_before_exit(self) -> None:
         """The app is closing mid-reply: keep what was written, marked stopped."""
-        job = self.job
-        if job is None:
-            return
-        job.cancel_event.set()
-        job.take()
-        if job.text:
-            self._save_reply(job, job.text, "stopped", None, None)
+        jobs = [*self._leaving, *([self.job] if self.job is not None else [])]
+        self._leaving.clear()
         self.job = None
+        for job in jobs:
+            job.cancel_event.set()
+            job.take()
+            if job.text:
+                self._save_reply(job, job.text, "stopped", None, None)

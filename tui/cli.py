@@ -6,10 +6,10 @@ Everything is built in ``main()``; importing this module does nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tui import __version__
 from tui.config import Paths, Settings, load_settings, resolve_paths
 from tui.engine.errors import EngineError
-from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
+from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams, TextDelta
 from tui.models.registry import ModelNotFound, ModelRef, resolve_model
 
 if TYPE_CHECKING:
@@ -230,7 +230,7 @@ def cmd_ask(
                 continue
             if isinstance(event, Done):
                 done = event
-            elif not args.json:
+            elif isinstance(event, TextDelta) and not args.json:
                 out.write(event.text)
                 out.flush()
     finally:
@@ -341,7 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # before anything imports huggingface_hub: it reads its offline switch at import
     offline = apply_offline_mode(settings, args.offline, os.environ)
     notes.extend(offline.notes)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `lmdesk ask ... | head` ends quietly
+    # SIGPIPE keeps Python's default (ignored): a client that hangs up on `serve`, or on the
+    # app while it serves, costs that connection a BrokenPipeError and nothing else. Output
+    # piped into `head` is the one broken pipe that ends a command, quietly (below).
     try:
         if command == "ask":
             for note in notes:
@@ -378,6 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # stdout went away (`lmdesk ask ... | head`): stop quietly, and keep the interpreter's
+        # final flush from failing again on the closed pipe
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -80,6 +80,8 @@ class Settings:
     """Theme name; empty: the last one chosen in the app."""
     offline: bool = True
     """Refuse network use unless the user starts a download or uses a remote endpoint."""
+    serve_port: int = 8765
+    """Port on 127.0.0.1 for serving the loaded model while you chat (alt+a)."""
     keymap: dict[str, str] = field(default_factory=dict)
     """Binding id -> keys, e.g. {"new_conversation" = "ctrl+n"}."""
 

@@ -34,7 +34,7 @@ from tui.models.endpoints import Endpoint
 from tui.models.fit import FitEstimate
 from tui.models.profiles import Profile
 from tui.monitor import RateTracker, Sampler
-from tui.serve import DEFAULT_PORT, ApiServer
+from tui.serve import ApiServer
 from tui.store import Store, StoreError, StoreReadOnly
 
 EngineFactory = Callable[[LoadParams], Engine]
@@ -88,7 +88,7 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
         """Held around every generation on the current engine (chat, compare, the API)."""
         self.api_server: ApiServer | None = None
         """The API serving the loaded model while the user chats (None when off)."""
-        self.api_port = DEFAULT_PORT
+        self.api_port = settings.serve_port
         self.doctor_llama: LlamaBuild | None = None
         """A llama.cpp probe result for the doctor screen (tests); None probes for real."""
         self.sampler: Sampler | None = None

@@ -36,6 +36,8 @@ from tui.engine.protocol import (
     ModelInfo,
     SamplingParams,
     TextDelta,
+    ToolChoice,
+    ToolSpec,
 )
 from tui.engine.scripted import ScriptedEngine
 
@@ -87,7 +89,8 @@ class BenchEngine:
 
     def generate(
         self, messages: Sequence[ChatMessage], sampling: SamplingParams, *,
-        raw_prompt: str | None = None,
+        raw_prompt: str | None = None, tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
         self._cancel.clear()
         start = time.perf_counter()

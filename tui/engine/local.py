@@ -27,11 +27,15 @@ from tui.engine.protocol import (
     LoadParams,
     LoadRequest,
     ModelInfo,
+    ReasoningDelta,
     Request,
     SamplingParams,
     TextDelta,
     TokenCount,
     TokenizeRequest,
+    ToolCallDelta,
+    ToolChoice,
+    ToolSpec,
     UnloadRequest,
     WorkerError,
     WorkerEvent,
@@ -180,8 +184,10 @@ class LocalEngine:
         sampling: SamplingParams,
         *,
         raw_prompt: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
-        """Stream a reply: ``TextDelta`` events, then one ``Done`` (also on failure)."""
+        """Stream a reply: delta events, then one ``Done`` (also on failure)."""
         sampling.validate()
         with self._use_lock:
             rid = next(self._ids)
@@ -189,11 +195,15 @@ class LocalEngine:
             try:
                 self._require_loaded()
                 self._current = rid
-                self._send(GenerateRequest(rid, tuple(messages), sampling, raw_prompt))
+                self._send(GenerateRequest(rid, tuple(messages), sampling, raw_prompt,
+                                           tuple(tools), tool_choice))
                 while True:
                     event = self._recv()
                     if isinstance(event, TextDelta) and event.request_id == rid:
                         parts.append(event.text)
+                        yield event
+                    elif (isinstance(event, ReasoningDelta | ToolCallDelta)
+                          and event.request_id == rid):
                         yield event
                     elif isinstance(event, Done) and event.request_id == rid:
                         yield event

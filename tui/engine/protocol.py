@@ -12,8 +12,10 @@ from typing import Literal
 
 from tui.engine.errors import InvalidParameter
 
-Role = Literal["system", "user", "assistant"]
-StopReason = Literal["stop", "length", "cancelled", "error"]
+Role = Literal["system", "user", "assistant", "tool"]
+StopReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
+ToolChoice = str
+""""auto", "none", "required", or the name of one tool the model must call."""
 
 DEFAULT_CTX_CAP = 8192
 
@@ -52,6 +54,10 @@ class LoadParams:
     """Flash attention; default: on when layers run on a GPU."""
     seed: int = 0
     lora_path: str | None = None
+    chat_template: str | None = None
+    """A Jinja chat template used instead of the one in the GGUF (fixes a wrong template)."""
+    rpc_servers: tuple[str, ...] = ()
+    """llama.cpp RPC workers ("host:port") that take layers of the model."""
 
     def validate(self) -> None:
         if not isinstance(self.model_path, str) or not self.model_path:
@@ -77,6 +83,21 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     """Per-request seed; None keeps the load seed's stream going."""
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    """(token id, bias) pairs added to the logits; -100 bans a token."""
+    top_logprobs: int | None = None
+    """None: no log-probabilities; 0..20: each token's log-probability and this many
+    alternatives (OpenAI's ``logprobs`` / ``top_logprobs``)."""
+    grammar: str | None = None
+    """A GBNF grammar the output must follow."""
+    json_schema: str | None = None
+    """A JSON schema (as JSON text) the output must follow; "{}" means any JSON object."""
+    ignore_eos: bool = False
+    reasoning_budget: int = -1
+    """Tokens the model may spend thinking: -1 unlimited, 0 asks it not to think (where its
+    template supports that); at the budget the reasoning block is closed and it answers."""
 
     def validate(self) -> None:
         _check_float("temperature", self.temperature, 0.0, 5.0)
@@ -86,14 +107,55 @@ class SamplingParams:
         _check_float("repeat_penalty", self.repeat_penalty, 0.0, 10.0)
         _check_int("max_tokens", self.max_tokens, 1, allow_none=False)
         _check_int("seed", self.seed, 0)
+        _check_float("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        _check_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
+        _check_int("top_logprobs", self.top_logprobs, 0)
+        if self.top_logprobs is not None and self.top_logprobs > 20:
+            raise InvalidParameter(f"top_logprobs must be at most 20, got {self.top_logprobs}")
+        _check_int("reasoning_budget", self.reasoning_budget, -1, allow_none=False)
+        for pair in self.logit_bias:
+            if (not isinstance(pair, tuple) or len(pair) != 2 or isinstance(pair[0], bool)
+                    or not isinstance(pair[0], int) or pair[0] < 0):
+                raise InvalidParameter(f"logit_bias needs (token id, bias) pairs, got {pair!r}")
+            _check_float("a logit_bias value", pair[1], -100.0, 100.0)
         if not all(isinstance(s, str) and s for s in self.stop):
             raise InvalidParameter(f"stop must be non-empty strings, got {self.stop!r}")
+        if self.grammar is not None and self.json_schema is not None:
+            raise InvalidParameter("give a grammar or a JSON schema, not both")
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asked to call."""
+
+    id: str
+    name: str
+    arguments: str
+    """The arguments as JSON text, as the model wrote them."""
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call (OpenAI's ``tools[].function``)."""
+
+    name: str
+    description: str = ""
+    parameters: str = '{"type": "object", "properties": {}}'
+    """Its JSON schema, as JSON text (kept as text so the spec is hashable and pickles)."""
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
     content: str
+    reasoning: str = ""
+    """An assistant turn's reasoning; sent back only to templates that ask for it."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """An assistant turn's calls."""
+    tool_call_id: str | None = None
+    """A ``tool`` message: the call it answers."""
+    name: str | None = None
+    """A ``tool`` message: the function's name."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +197,9 @@ class GenerationStats:
     evaluated_prompt_tokens: int
     stop_reason: StopReason
     total_seconds: float
+    reasoning_tokens: int = 0
+    """Of ``generated_tokens``, those spent in the reasoning block."""
+    reasoning_seconds: float = 0.0
 
 
 # --- requests (caller -> worker) -------------------------------------------------------------
@@ -152,6 +217,8 @@ class GenerateRequest:
     sampling: SamplingParams
     raw_prompt: str | None = None
     """Plain completion: send this text as is, ignoring ``messages`` and any chat template."""
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = "auto"
 
 
 @dataclass(frozen=True)
@@ -168,11 +235,18 @@ class TokenizeRequest:
 
 
 @dataclass(frozen=True)
+class EmbedRequest:
+    request_id: int
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class UnloadRequest:
     pass
 
 
-Request = LoadRequest | GenerateRequest | CancelRequest | TokenizeRequest | UnloadRequest
+Request = (LoadRequest | GenerateRequest | CancelRequest | TokenizeRequest | EmbedRequest
+           | UnloadRequest)
 
 
 # --- events (worker -> caller) ---------------------------------------------------------------
@@ -191,11 +265,44 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningDelta:
+    """Text of the model's reasoning block (never part of the answer)."""
+
+    request_id: int
+    text: str
+    n_tokens: int = 1
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call: the first one for an ``index`` carries its id and name, later
+    ones more of its arguments."""
+
+    request_id: int
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Done:
     request_id: int
     text: str
+    """The answer (without the reasoning block or tool-call markup)."""
     stats: GenerationStats
     error: str | None = None
+    reasoning: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
+    """One per answer token when ``SamplingParams.top_logprobs`` was set."""
 
 
 @dataclass(frozen=True)
@@ -212,8 +319,16 @@ class WorkerError:
     request_id: int | None = None
 
 
-EngineEvent = TextDelta | Done
-WorkerEvent = Loaded | TextDelta | Done | TokenCount | WorkerError
+@dataclass(frozen=True)
+class Embeddings:
+    request_id: int
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int = 0
+
+
+EngineEvent = TextDelta | ReasoningDelta | ToolCallDelta | Done
+WorkerEvent = (Loaded | TextDelta | ReasoningDelta | ToolCallDelta | Done | TokenCount
+               | Embeddings | WorkerError)
 
 
 @dataclass

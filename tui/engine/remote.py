@@ -30,6 +30,8 @@ from tui.engine.protocol import (
     EngineEvent,
     ModelInfo,
     SamplingParams,
+    ToolChoice,
+    ToolSpec,
 )
 from tui.engine.remote_stream import EXTRAS, Tally, finish, stream_reply
 from tui.offline import OfflineError, allow_network
@@ -247,8 +249,12 @@ class RemoteEngine:
         sampling: SamplingParams,
         *,
         raw_prompt: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
-        """Stream a reply: ``TextDelta`` events, then one ``Done`` (also on failure)."""
+        """Stream a reply: delta events, then one ``Done`` (also on failure)."""
+        if tools:
+            raise EngineError("tool calls over a remote endpoint are not supported yet")
         sampling.validate()
         with self._use_lock:
             rid = next(self._ids)

@@ -6,14 +6,18 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
+from tui.engine.errors import EngineError
 from tui.engine.protocol import (
     ChatMessage,
     Done,
     EngineEvent,
     GenerationStats,
     ModelInfo,
+    ReasoningDelta,
     SamplingParams,
     TextDelta,
+    ToolChoice,
+    ToolSpec,
 )
 
 
@@ -29,8 +33,8 @@ def _info(name: str, n_ctx: int) -> ModelInfo:
 class ScriptedEngine:
     """Streams ``reply`` split into ``tokens`` (or whitespace-kept words), one delta per token.
 
-    ``delay_s`` sleeps between tokens (0: as fast as possible). A reply function may be given
-    instead of a fixed text, to answer from the prompt.
+    ``delay_s`` sleeps between tokens (0: as fast as possible). ``reasoning`` is streamed first
+    as reasoning deltas (a thinking model), cut at ``SamplingParams.reasoning_budget``.
     """
 
     def __init__(
@@ -42,8 +46,10 @@ class ScriptedEngine:
         name: str = "scripted",
         n_ctx: int = 8192,
         load_delay_s: float = 0.0,
+        reasoning: str | None = None,
     ) -> None:
         self._tokens = list(tokens) if tokens is not None else _split(reply or "Hello!")
+        self.reasoning_tokens = _split(reasoning) if reasoning else []
         self._delay_s = delay_s
         self._load_delay_s = load_delay_s
         self._cancel = threading.Event()
@@ -51,6 +57,7 @@ class ScriptedEngine:
         self._name = name
         self._n_ctx = n_ctx
         self.requests: list[tuple[ChatMessage, ...]] = []
+        self.samplings: list[SamplingParams] = []
 
     @property
     def info(self) -> ModelInfo | None:
@@ -71,12 +78,30 @@ class ScriptedEngine:
         sampling: SamplingParams,
         *,
         raw_prompt: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
+        if tools:
+            raise EngineError("the scripted engine cannot call tools")
         self._cancel.clear()
         self.requests.append(tuple(messages))
+        self.samplings.append(sampling)
         start = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
+        thought: list[str] = []
+        budget = sampling.reasoning_budget
+        thinking = self.reasoning_tokens if budget < 0 else self.reasoning_tokens[:budget]
+        for token in thinking:
+            if self._cancel.is_set():
+                break
+            if self._delay_s:
+                time.sleep(self._delay_s)
+            if first is None:
+                first = time.perf_counter() - start
+            thought.append(token)
+            yield ReasoningDelta(0, token)
+        thought_s = time.perf_counter() - start
         reason = "length" if len(self._tokens) > sampling.max_tokens else "stop"
         for token in self._tokens[: sampling.max_tokens]:
             if self._cancel.is_set():
@@ -89,16 +114,19 @@ class ScriptedEngine:
             parts.append(token)
             yield TextDelta(0, token)
         elapsed = time.perf_counter() - start
-        n = len(parts)
+        if self._cancel.is_set():
+            reason = "cancelled"
+        n = len(parts) + len(thought)
         stats = GenerationStats(
             prompt_tokens=sum(len(m.content.split()) for m in messages),
             prompt_tokens_per_s=0.0, generated_tokens=n,
             generation_tokens_per_s=n / elapsed if elapsed > 0 else 0.0,
             time_to_first_token_s=first or 0.0, reused_tokens=0, evaluated_prompt_tokens=0,
             stop_reason=reason,  # type: ignore[arg-type]
-            total_seconds=elapsed,
+            total_seconds=elapsed, reasoning_tokens=len(thought),
+            reasoning_seconds=thought_s if thought else 0.0,
         )
-        yield Done(0, "".join(parts), stats)
+        yield Done(0, "".join(parts), stats, reasoning="".join(thought))
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -2,11 +2,16 @@
 
 Loads the packaged model in a worker and generates a few tokens. Exit 0 when it works; else
 one line saying what failed (a build for CPU instructions this machine refuses dies with SIGILL).
+With ``LMDESK_SELFCHECK_RPC=1`` (set by scripts/install) the build must also carry llama.cpp's
+RPC backend: pip reuses a wheel it cached from a build without it.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
+from pathlib import Path
 
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
@@ -35,7 +40,19 @@ def check() -> str | None:
     return None
 
 
+def has_rpc_backend() -> bool:
+    """Whether the installed llama-cpp-python ships libggml-rpc (found without importing it)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    return any(any((Path(folder) / "lib").glob("libggml-rpc*"))
+               for folder in spec.submodule_search_locations)
+
+
 def main() -> int:
+    if os.environ.get("LMDESK_SELFCHECK_RPC") == "1" and not has_rpc_backend():
+        print("lmdesk selfcheck: this llama.cpp build has no RPC backend", file=sys.stderr)
+        return 1
     problem = check()
     if problem:
         print(f"lmdesk selfcheck: {problem}", file=sys.stderr)

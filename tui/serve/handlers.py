@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from tui.engine.base import Engine
 from tui.engine.errors import EngineError
-from tui.engine.protocol import ChatMessage, Done, EngineEvent
+from tui.engine.protocol import ChatMessage, Done, EngineEvent, TextDelta
 from tui.serve import schema
 from tui.serve.jsonhttp import JsonHandler
 from tui.serve.pool import ClientGone, Lease, QueueFull, UnknownModel
@@ -247,7 +247,7 @@ class ApiHandler(JsonHandler):
             if isinstance(event, Done):
                 done = event
                 continue
-            if watch.gone.is_set():
+            if watch.gone.is_set() or not isinstance(event, TextDelta):
                 continue
             try:
                 if not self._headers_done:

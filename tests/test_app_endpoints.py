@@ -21,6 +21,7 @@ from tui.app.widgets.sidebar import ConversationList
 from tui.engine.scripted import ScriptedEngine
 from tui.models.endpoints import EndpointLibrary
 from tui.serve import ApiServer, EnginePool
+from tui.store import EndpointModel
 
 
 def start_server(reply: str = "Hello from far away.") -> ApiServer:
@@ -90,9 +91,7 @@ async def test_chat_through_a_remote_endpoint_then_the_server_goes_away(tmp_path
             assert reply.status == "done"
             assert reply.stats and reply.stats["time_to_first_token_s"] > 0
             meta = app.store.get_conversation(chat(app).meta.id)
-            assert meta.extra["endpoint"]["id"] == endpoint.id
-            assert meta.extra["endpoint"]["model"] == "remote-bot"
-            assert "model_path" not in meta.extra
+            assert meta.options.model == EndpointModel(endpoint.id, "remote-bot", "lab")
             # marked remote: title, sidebar entry, monitor
             assert "⇄ lab" in app.sub_title
             options = chat(app).query_one(ConversationList)

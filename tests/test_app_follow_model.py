@@ -8,7 +8,7 @@ from tests.app_fixtures import make_app, make_paths, pilot_test, wait_for
 from tui.engine.base import Engine
 from tui.engine.protocol import LoadParams
 from tui.engine.scripted import ScriptedEngine
-from tui.store import Store
+from tui.store import LocalModel, Store
 
 
 @pilot_test
@@ -18,7 +18,7 @@ async def test_the_last_conversation_loads_its_own_model_after_start(tmp_path: P
     paths = make_paths(tmp_path)
     store = Store.open(paths.data_dir)
     meta = store.create_conversation("Uses the other model", model="other")
-    store.update_conversation(meta.id, extra={"model_path": str(other)})
+    store.update_options(meta.id, model=LocalModel(str(other), "other"))
     loads: list[str] = []
 
     def factory(params: LoadParams) -> Engine:

@@ -8,7 +8,7 @@ from textual.widgets import Input
 
 from tests.app_fixtures import chat, make_app, pilot_test, rendered, send, wait_for
 from tui.app.screens.knowledge import KnowledgeScreen, SourceScreen, read_passage
-from tui.kb import EXTRA_KEY, KBLibrary
+from tui.kb import KBLibrary
 
 
 def _docs(tmp_path: Path) -> Path:
@@ -44,14 +44,14 @@ async def test_create_index_and_attach_a_kb(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: [i.name for i in screen.infos] == ["docs"])
         # created, indexed and attached to the open conversation (extra kept whole)
         cid = chat(app).meta.id
-        assert app.store.get_conversation(cid).extra[EXTRA_KEY] == ["docs"]
-        assert chat(app).meta.extra[EXTRA_KEY] == ["docs"]
+        assert app.store.get_conversation(cid).options.knowledge_bases == ("docs",)
+        assert chat(app).meta.options.knowledge_bases == ("docs",)
         # detach, attach again with "a"
         screen.query_one("DataTable").focus()
         await pilot.press("a")
-        assert app.store.get_conversation(cid).extra[EXTRA_KEY] == []
+        assert app.store.get_conversation(cid).options.knowledge_bases == ()
         await pilot.press("a")
-        assert app.store.get_conversation(cid).extra[EXTRA_KEY] == ["docs"]
+        assert app.store.get_conversation(cid).options.knowledge_bases == ("docs",)
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, KnowledgeScreen))
     assert KBLibrary(app.paths.data_dir).open("docs").info().chunks > 0
@@ -116,9 +116,8 @@ async def test_an_attached_kb_reaches_the_prompt_and_its_sources_the_reply(
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.model_state == "ready")
         meta = chat(app).meta
-        extra = {**meta.extra, EXTRA_KEY: ["docs"]}
-        app.store.update_conversation(meta.id, extra=extra)
-        app.conversation_extra_changed(meta.id, extra)
+        new = app.store.update_options(meta.id, knowledge_bases=("docs",))
+        app.conversation_options_changed(meta.id, new.options)
         await send(pilot, "How many ships does the lighthouse keeper count on line 17?")
         await wait_for(pilot, lambda: chat(app).pane.job is None, timeout=30)
         await pilot.pause(0.1)

@@ -45,7 +45,11 @@ async def _settled(pilot: Any, app: LmdeskApp, cid: str) -> Any:
         msgs = app.store.messages(cid)
         return len(msgs) == 2 and msgs[1].status == "stopped"
 
-    await wait_for(pilot, lambda: not chat(app).pane._leaving and saved())
+    try:
+        await wait_for(pilot, lambda: not chat(app).pane._leaving and saved(), timeout=30)
+    except AssertionError:
+        state = [(m.role, m.status, len(m.content)) for m in app.store.messages(cid)]
+        raise AssertionError(f"the reply was not saved as stopped: {state}") from None
     await pilot.pause(0.2)
     return app.store.messages(cid)[1]
 

@@ -17,7 +17,7 @@ from tests.app_fixtures import (
     wait_for,
     wait_idle,
 )
-from tui.app.prompt_builder import ContextPlanned
+from tui.app.messages import ContextPlanned
 from tui.app.screens.memory import MemoryList, MemoryScreen
 from tui.app.screens.personas import PersonasScreen
 from tui.app.screens.template_form import TemplateFormScreen
@@ -133,7 +133,7 @@ async def test_persona_picker_reaches_engine(tmp_path: Path) -> None:
         listing.highlighted = 1 + [p.id for p in screen.personas].index("teacher")
         await pilot.press("enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, PersonasScreen))
-        assert chat(app).pane.meta.extra["persona"] == "teacher"
+        assert chat(app).pane.meta.options.persona == "teacher"
         await send(pilot, "explain tides")
         system = engine.requests[-1][0]
         assert system.role == "system" and persona.system_block() in system.content
@@ -149,7 +149,7 @@ async def test_slash_persona_by_name(tmp_path: Path) -> None:
     app = make_app(tmp_path, engine=engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await send(pilot, "/persona Coding assistant")
-        assert chat(app).pane.meta.extra["persona"] == "coder"
+        assert chat(app).pane.meta.options.persona == "coder"
         await send(pilot, "/persona nobody")
         assert any("no persona" in m for _, m in notifications(app))
 
@@ -294,7 +294,7 @@ async def test_create_template_and_context_command(tmp_path: Path) -> None:
     app = make_app(tmp_path, reply="ok")
     async with app.run_test(size=(120, 40)) as pilot:
         await send(pilot, "/context summarize")
-        assert chat(app).pane.meta.extra["context_policy"] == "summarize"
+        assert chat(app).pane.meta.options.context_policy == "summarize"
         await pilot.press("alt+t")
         await wait_for(pilot, lambda: isinstance(app.screen, TemplatesScreen))
         await pilot.press("n")

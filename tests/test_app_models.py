@@ -27,7 +27,7 @@ from tui.engine.local import LocalEngine
 from tui.engine.protocol import LoadParams
 from tui.models.fit import Resources
 from tui.models.registry import packaged_models
-from tui.store import Store
+from tui.store import LocalModel, Store
 
 MiB = 1024**2
 
@@ -121,7 +121,8 @@ async def test_red_model_is_refused_unless_insisted(tmp_path: Path) -> None:
         assert app.model_name == "smollm2-135m"
         cid = chat(app).meta.id
         meta = app.store.get_conversation(cid)
-        assert meta.model == "smollm2-135m" and meta.extra["model_path"] == path
+        assert meta.model == "smollm2-135m"
+        assert meta.options.model == LocalModel(path, "smollm2-135m")
 
 
 @pilot_test
@@ -151,7 +152,7 @@ async def test_switch_conversation_model_mid_chat_real_engine(tmp_path: Path) ->
             await wait_for(pilot, lambda: app.model_state == "ready" and app.model_path == gemma,
                            timeout=60)
             # both fit here: the first stays loaded beside the second, both workers watched
-            assert {m.path for m in app.models.loaded()} == {smol, gemma}
+            assert {m.key for m in app.session.loaded()} == {smol, gemma}
             assert len([p for p in sampler.watched if p > 0]) == 2
             await wait_for(pilot, lambda: gemma in screen.rss, timeout=10)
             detail = str(screen.query_one("#models-detail").render())

@@ -89,16 +89,21 @@ async def test_80x24_hides_monitor_and_stays_usable(tmp_path: Path) -> None:
 
 
 def test_worker_pids_are_watched(tmp_path: Path) -> None:
-    from tui.app.model_manager import ModelManager
     from tui.engine.protocol import LoadParams
+    from tui.session.choice import ResolvedModel
+    from tui.session.model_session import ModelReady, ModelSession, ModelUnloaded
+    from tui.store import LocalModel
 
-    watched: dict[int, str] = {}
+    events: list[object] = []
     engine = ScriptedEngine("x")
-    manager = ModelManager(lambda _p: engine, on_watch=lambda pid, label: watched.update(
-        {pid: label}), on_unwatch=lambda pid: watched.pop(pid, None))
-    entry = manager.ensure(LoadParams(model_path="a.gguf"), "a")
-    assert manager.current is entry
+    session = ModelSession(lambda _p: engine, listener=events.append)
+    model = ResolvedModel(LocalModel("a.gguf", "a"), "a.gguf", "a",
+                          params=LoadParams(model_path="a.gguf"))
+    entry = session.switch(model)
+    assert session.current is entry
+    assert isinstance(events[-1], ModelReady) and events[-1].loaded is entry
     # a scripted engine has no worker process (pid 0): nothing to watch
-    assert watched == {}
-    assert manager.unload("a.gguf") and manager.current is None
+    assert entry.info.worker_pid == 0
+    assert session.unload("a.gguf") and session.current is None
+    assert isinstance(events[-1], ModelUnloaded) and events[-1].worker_pid == 0
     Store.open(tmp_path / "d").close()

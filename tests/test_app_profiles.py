@@ -18,7 +18,7 @@ from tui.engine.local import LocalEngine
 from tui.engine.protocol import LoadParams
 from tui.models.profiles import ProfileLibrary
 from tui.models.registry import packaged_models
-from tui.store import Store
+from tui.store import ProfileModel, Store
 
 
 @pilot_test
@@ -64,10 +64,10 @@ async def test_profile_created_used_and_measured_real_engine(tmp_path: Path) -> 
                            and app.profile is not None, timeout=60)
             assert app.engine_info is not None and app.engine_info.n_ctx == 512
             assert app.model_label == "smollm2-135m (terse-coder)"
-            assert app.models.current is not None
-            assert app.models.current.path == profile.engine_key() != smol
+            assert app.current is not None
+            assert app.current.key == profile.engine_key() != smol
             meta = store.get_conversation(cid)
-            assert meta.extra["profile"] == profile.id and meta.extra["model_path"] == smol
+            assert meta.options.model == ProfileModel(profile.id, profile.nickname, smol)
             await pilot.press("escape")
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen is chat(app))

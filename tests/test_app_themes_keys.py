@@ -15,6 +15,7 @@ from tests.app_fixtures import (
     pilot_test,
     send,
 )
+from tui.app import keymap
 from tui.app.keymap import ACTIONS, check_keymap
 from tui.app.screens.help import HelpScreen
 from tui.app.themes import (
@@ -123,6 +124,33 @@ def test_check_keymap() -> None:
     assert len(problems) == 2
     ids = [spec.id for spec in ACTIONS]
     assert len(ids) == len(set(ids))
+
+
+def test_every_screen_and_widget_binding_is_remappable() -> None:
+    """Each binding of a screen or widget has an id, and check_keymap takes every one (the
+    ids come from the classes' BINDINGS, not from a second list kept by hand)."""
+    import importlib
+    import pkgutil
+
+    from textual.binding import Binding
+
+    import tui.app.screens
+    import tui.app.widgets
+
+    missing = []
+    for package in (tui.app.screens, tui.app.widgets):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            for obj in vars(module).values():
+                if isinstance(obj, type) and obj.__module__ == module.__name__:
+                    for binding in vars(obj).get("BINDINGS", ()) or ():
+                        if isinstance(binding, Binding) and not binding.id:
+                            missing.append(f"{obj.__name__}: {binding.key}")
+    assert missing == []
+    ids = set(keymap.declared_bindings())
+    assert {"models.unload", "profiles.use", "log.copy", "send"} <= ids
+    good, problems = keymap.check_keymap({i: "f20" for i in ids})
+    assert problems == [] and set(good) == ids
 
 
 @pilot_test

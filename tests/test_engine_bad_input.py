@@ -12,9 +12,9 @@ import psutil
 import pytest
 
 from tui.engine.errors import InvalidParameter, ModelLoadError
+from tui.engine.gguf import read_header
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
-from tui.models.gguf import read_header
 
 
 def _children() -> set[int]:

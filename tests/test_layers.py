@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tui
 
-CORE = ["engine", "models", "store", "monitor", "prompting", "serve", "kb", "doctor"]
+CORE = ["engine", "models", "store", "monitor", "prompting", "session", "serve", "kb", "doctor"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _core_modules() -> list[str]:
@@ -45,3 +50,35 @@ def test_no_core_source_mentions_textual() -> None:
         if "import textual" in path.read_text() or "from textual" in path.read_text()
     ]
     assert offenders == []
+
+
+def _lint_imports(root: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("lint-imports")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([str(exe), "--config", str(config), "--no-cache"], cwd=root,
+                          capture_output=True, text=True, env=env)
+
+
+def test_the_import_contracts_hold() -> None:
+    result = _lint_imports(ROOT, ROOT / "pyproject.toml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 3 kept, 0 broken." in result.stdout
+
+
+@pytest.mark.parametrize(("module", "line"), [
+    ("store/errors.py", "import tui.app.app\n"),
+    ("session/turn.py", "import textual.widget\n"),
+    ("app/widgets/sidebar.py", "from tui.app.screens import chat\n"),
+    ("engine/errors.py", "import tui.models.registry\n"),
+])
+def test_the_import_contracts_fail_on_a_violation(tmp_path: Path, module: str,
+                                                  line: str) -> None:
+    """A copy of the package with one forbidden import added breaks a contract."""
+    shutil.copytree(ROOT / "tui", tmp_path / "tui",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / "tui" / module
+    target.write_text(line + target.read_text())
+    result = _lint_imports(tmp_path, tmp_path / "pyproject.toml")
+    assert result.returncode != 0, result.stdout
+    assert "BROKEN" in result.stdout

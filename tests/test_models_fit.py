@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tui.engine.gguf import GGUFError, read_header
 from tui.models.catalogue import find_entry, load_catalogue
 from tui.models.fit import (
     MiB,
@@ -14,7 +15,6 @@ from tui.models.fit import (
     estimate_fit,
     measure_rss,
 )
-from tui.models.gguf import GGUFError, read_header
 
 GiB = 1 << 30
 PLENTY = Resources(ram_available=20 * GiB, ram_total=24 * GiB)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import tui.models.listing as listing
-from tui.models.gguf import read_header
+from tui.engine.gguf import read_header
 from tui.models.listing import find_model, hf_cache_dir, hf_cache_models, list_models
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

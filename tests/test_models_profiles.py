@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tui.app.model_manager import record_usage, usage_of
 from tui.engine.errors import EngineError
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import GenerationStats, SamplingParams
@@ -20,6 +19,7 @@ from tui.models.profiles import (
     load_params,
 )
 from tui.models.registry import packaged_models
+from tui.session.usage import record_usage, usage_of
 from tui.store import Store
 
 

@@ -21,7 +21,7 @@ from tui.prompting.memory import (
     propose_memories,
     set_conversation_memory,
 )
-from tui.store import Store
+from tui.store import ConversationOptions, Store
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_on_or_off_per_conversation(store: Store) -> None:
     meta = store.create_conversation("c")
     assert memory_on(meta)
     meta = set_conversation_memory(store, meta.id, False)
-    assert not memory_on(meta) and meta.extra == {"memory": False}
+    assert not memory_on(meta) and meta.options == ConversationOptions(memory=False)
     assert memory_on(set_conversation_memory(store, meta.id, True))
 
 

@@ -11,7 +11,6 @@ import pytest
 from tui.engine.protocol import ChatMessage, SamplingParams
 from tui.prompting.personas import (
     BUILTIN_PERSONAS,
-    EXTRA_KEY,
     Example,
     Persona,
     PersonaError,
@@ -22,7 +21,7 @@ from tui.prompting.personas import (
     export_examples,
     set_conversation_persona,
 )
-from tui.store import Store
+from tui.store import ConversationOptions, Store
 
 
 @pytest.fixture
@@ -97,14 +96,14 @@ def test_system_block_is_deterministic() -> None:
 def test_chosen_per_conversation(store: Store) -> None:
     lib = PersonaLibrary(store)
     meta = store.create_conversation("c")
-    store.update_conversation(meta.id, extra={"memory": False})
+    store.update_options(meta.id, memory=False)
     assert lib.for_conversation(store.get_conversation(meta.id)) is None
     meta = set_conversation_persona(store, meta.id, "teacher")
-    assert meta.extra == {"memory": False, EXTRA_KEY: "teacher"}
+    assert meta.options == ConversationOptions(memory=False, persona="teacher")
     persona = lib.for_conversation(meta)
     assert persona is not None and persona.id == "teacher"
     meta = set_conversation_persona(store, meta.id, None)
-    assert meta.extra == {"memory": False}
+    assert meta.options == ConversationOptions(memory=False)
 
 
 def test_examples_export_as_chat_jsonl(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tui.store import (
+    ConversationOptions,
     NotFoundError,
     ReplyCheckpoint,
     Store,
@@ -67,10 +68,11 @@ def test_conversation_crud_and_order(store: Store, data: Path) -> None:
     c = store.create_conversation("C")
     store.append_message(a.id, "user", "hi")  # A is now the most recent
     assert [m.title for m in store.list_conversations()] == ["A", "C", "B"]
-    store.update_conversation(b.id, pinned=True, title="B!", extra={"persona": "x"})
+    store.update_conversation(b.id, pinned=True, title="B!",
+                              options=ConversationOptions(persona="x"))
     metas = store.list_conversations()
     assert [m.title for m in metas] == ["B!", "A", "C"]
-    assert metas[0].pinned and metas[0].extra == {"persona": "x"}
+    assert metas[0].pinned and metas[0].options == ConversationOptions(persona="x")
     got = store.get_conversation(a.id)
     assert (got.system_prompt, got.model, got.message_count) == ("be brief", "m1", 1)
     store.delete_conversation(c.id)
@@ -204,7 +206,7 @@ def test_search(store: Store) -> None:
 
 def test_export_and_import_round_trip(store: Store) -> None:
     c = store.create_conversation("Trip", system_prompt="sys", model="m")
-    store.update_conversation(c.id, extra={"persona": "guide"})
+    store.update_options(c.id, persona="guide", knowledge_bases=("docs",))
     store.append_message(c.id, "user", "Plan a **trip**")
     store.append_message(c.id, "assistant", "Sure", model="m", stats={"tps": 3.0},
                          status="stopped")
@@ -217,7 +219,8 @@ def test_export_and_import_round_trip(store: Store) -> None:
     data = json.loads(json.dumps(data))  # through a file
     new = store.import_json(data)
     assert new.id != c.id and new.title == "Trip" and new.message_count == 2
-    assert new.extra == {"persona": "guide"} and new.system_prompt == "sys"
+    assert new.options == ConversationOptions(persona="guide", knowledge_bases=("docs",))
+    assert new.system_prompt == "sys"
     old_msgs, new_msgs = store.messages(c.id), store.messages(new.id)
     assert [(m.role, m.content, m.stats, m.status) for m in new_msgs] == [
         (m.role, m.content, m.stats, m.status) for m in old_msgs]

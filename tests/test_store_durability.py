@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import pytest
 
-from tui.store import Store, StoreError, StoreReadOnly, schema
+from tui.store import ConversationOptions, Store, StoreError, StoreReadOnly, schema
 from tui.store.storage import AtomicJSONStorage
 
 HELPER = Path(__file__).parent / "store_helpers" / "store_proc.py"
@@ -242,7 +242,8 @@ def test_upgrade_from_a_fake_old_file(data: Path) -> None:
     write_v0_folder(data)
     with Store.open(data) as s:
         (meta,) = s.list_conversations()
-        assert (meta.id, meta.title, meta.pinned, meta.extra) == ("cold1", "Old chat", False, {})
+        assert (meta.id, meta.title, meta.pinned, meta.options) == (
+            "cold1", "Old chat", False, ConversationOptions())
         assert meta.message_count == 1  # derived from the file
         assert [m.content for m in s.messages("cold1")] == ["from v0"]
         s.append_message("cold1", "assistant", "now")

@@ -155,7 +155,7 @@ def test_app_serving_survives_a_client_that_hangs_up(tmux: Tmux, tmp_path: Path)
 
     port = _free_port()
     (tmp_path / "config" / "config.toml").write_text(
-        f"max_tokens = 400\ntemperature = 0.0\nserve_port = {port}\n")
+        f"max_tokens = 150\ntemperature = 0.0\nserve_port = {port}\n")
     tmux.start(_lmdesk_command(), width=120, height=40)
     tmux.wait_for(lambda s: "Welcome to lmdesk" in s)
     tmux.keys("Escape")
@@ -172,7 +172,7 @@ def test_app_serving_survives_a_client_that_hangs_up(tmux: Tmux, tmp_path: Path)
     screen = tmux.screen()
     assert "LMDESK-EXITED" not in screen and "Traceback" not in screen
     # the reply goes on to its end and keeps its figures
-    screen = tmux.wait_for(lambda s: "Writing the reply" not in s and "ttft" in s, timeout=120)
+    screen = tmux.wait_for(lambda s: "Writing the reply" not in s and "ttft" in s, timeout=300)
     tmux.keys("C-q")
     screen = tmux.wait_for(lambda s: "LMDESK-EXITED-" in s, timeout=30)
     assert "LMDESK-EXITED-0" in screen, screen
@@ -184,11 +184,19 @@ def test_app_serving_survives_a_client_that_hangs_up(tmux: Tmux, tmp_path: Path)
         assert cid is not None
         reply = store.messages(cid)[-1]
     assert reply.role == "assistant" and reply.status == "done"
-    assert len(reply.content.split()) > 50
+    assert len(reply.content.split()) > 30
+
+
+def _tokens_shown(screen: str) -> int:
+    """The token count on the live reply's progress line ("model · 42 tokens · 9.1 tok/s")."""
+    import re
+
+    found = re.findall(r"· (\d+) tokens ·", screen)
+    return max((int(n) for n in found), default=0)
 
 
 def test_leaving_a_streaming_conversation_keeps_the_reply(tmux: Tmux, tmp_path: Path) -> None:
-    """ctrl+n 1.5 s into a long reply: no crash, and the reply is kept whole (not "The")."""
+    """ctrl+n well into a long reply: no crash, and the reply is kept whole (not "The")."""
     (tmp_path / "config" / "config.toml").write_text("max_tokens = 600\ntemperature = 0.0\n")
     tmux.start(_lmdesk_command(), width=120, height=40)
     tmux.wait_for(lambda s: "Welcome to lmdesk" in s)
@@ -196,8 +204,8 @@ def test_leaving_a_streaming_conversation_keeps_the_reply(tmux: Tmux, tmp_path: 
     tmux.wait_for(lambda s: "Ask anything" in s and "Loading" not in s, timeout=90)
     tmux.keys("Write a very long story about a dragon and a knight, at least 500 words.")
     tmux.keys("Enter")
-    tmux.wait_for(lambda s: "tokens ·" in s and "tok/s" in s, timeout=60)
-    time.sleep(1.5)
+    # well into the reply (a count, not a time: on a busy machine the model is slower)
+    tmux.wait_for(lambda s: _tokens_shown(s) >= 30, timeout=120)
     tmux.keys("C-n")
     screen = tmux.wait_for(lambda s: "was stopped when you left it" in s, timeout=30)
     assert "Traceback" not in screen and "LMDESK-EXITED" not in screen
@@ -210,4 +218,4 @@ def test_leaving_a_streaming_conversation_keeps_the_reply(tmux: Tmux, tmp_path: 
         story = next(m for m in store.list_conversations() if m.message_count == 2)
         reply = store.messages(story.id)[-1]
     assert reply.status == "stopped"
-    assert len(reply.content.split()) > 10, reply.content
+    assert len(reply.content.split()) >= 15, reply.content

@@ -8,39 +8,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tui import __version__
 from tui.config import Paths, Settings, load_settings, resolve_paths
 from tui.engine.errors import EngineError
-from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams, TextDelta
+from tui.engine.protocol import LoadParams
 from tui.models.registry import ModelNotFound, ModelRef, resolve_model
+from tui.session.ask import AskError, add_ask_parser, add_load_options, load_overrides
+from tui.session.params import load_params as session_load_params
 
 if TYPE_CHECKING:
     from tui.store import Store
-
-
-def _add_load_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--model", help="a GGUF path or a model name (default: smollm2-135m)")
-    p.add_argument("--n-ctx", type=int, help="context window in tokens")
-    p.add_argument("--threads", type=int, help="generation threads (default: physical cores)")
-    p.add_argument("--gpu-layers", type=int, help="layers on the GPU (-1: all)")
-
-
-def _add_sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--min-p", type=float, default=None)
-    p.add_argument("--repeat-penalty", type=float, default=None)
-    p.add_argument("--max-tokens", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
 
 
 # Commands whose options live beside their code. Those modules import what their command needs
@@ -76,23 +58,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     app = sub.add_parser("app", help="the full-screen app (the default)")
-    _add_load_options(app)
+    add_load_options(app)
 
-    ask = sub.add_parser("ask", help="answer one prompt, streamed to stdout")
-    ask.add_argument("prompt", nargs="*", help="the prompt (read from stdin when absent)")
-    ask.add_argument("-s", "--system", help="system prompt")
-    ask.add_argument("--raw", action="store_true", help="plain completion: no chat template")
-    ask.add_argument("--json", action="store_true", help="print one JSON object with the stats")
-    ask.add_argument("-t", "--template", help="fill this prompt template (see `lmdesk templates`)")
-    ask.add_argument(
-        "--var", action="append", default=[], metavar="KEY=VALUE", help="a template variable"
-    )
-    ask.add_argument(
-        "--kb", action="append", default=[], metavar="NAME",
-        help="answer from this knowledge base (see `lmdesk kb`); repeatable",
-    )
-    _add_load_options(ask)
-    _add_sampling_options(ask)
+    add_ask_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench.add_argument(
@@ -100,7 +68,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
-    _add_load_options(bench)
+    add_load_options(bench)
 
     for name, (module, adder, summary) in _SUBCOMMANDS.items():
         if only is None or only == name:
@@ -122,23 +90,11 @@ def _model(args: argparse.Namespace, settings: Settings) -> ModelRef:
 
 
 def load_params(args: argparse.Namespace, settings: Settings, model: ModelRef) -> LoadParams:
-    return LoadParams(
-        model_path=str(model.path),
-        n_ctx=args.n_ctx if args.n_ctx is not None else settings.n_ctx,
-        n_threads=args.threads if args.threads is not None else settings.n_threads,
-        n_gpu_layers=args.gpu_layers if args.gpu_layers is not None else settings.n_gpu_layers,
-    )
-
-
-def sampling_params(args: argparse.Namespace, settings: Settings) -> SamplingParams:
-    base = SamplingParams(temperature=settings.temperature, max_tokens=settings.max_tokens)
-    overrides = {
-        name: getattr(args, name)
-        for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
-        if getattr(args, name) is not None
-    }
-    values = {**asdict(base), **overrides, "stop": tuple(args.stop), "seed": args.seed}
-    return SamplingParams(**values)
+    try:
+        overrides = load_overrides(args)
+    except AskError as exc:
+        raise CliError(str(exc)) from None
+    return session_load_params(settings, str(model.path), overrides=overrides)
 
 
 def _read_prompt(args: argparse.Namespace, stdin: TextIO, paths: Paths) -> str:
@@ -180,86 +136,16 @@ def _open_store(paths: Paths, *, read_only: bool = False) -> Store:
         raise CliError(f"cannot open the data folder {paths.data_dir}: {exc}") from None
 
 
-def _with_knowledge(
-    messages: list[ChatMessage], names: list[str], question: str, engine: Any, paths: Paths
-) -> tuple[list[ChatMessage], tuple[Any, ...]]:
-    """Put the best passages of the knowledge bases into the system message."""
-    from tui.kb import KBError
-    from tui.kb.prompt import kb_messages
-
-    try:
-        block, sources = kb_messages(paths, names, question, engine)
-    except KBError as exc:
-        raise CliError(str(exc)) from None
-    if messages and messages[0].role == "system":
-        system = ChatMessage("system", f"{messages[0].content}\n\n{block}")
-        return [system, *messages[1:]], sources
-    return [ChatMessage("system", block), *messages], sources
-
-
 def cmd_ask(
     args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO, stdin: TextIO
 ) -> int:
-    from tui.engine.local import LocalEngine
+    from tui.session.ask import cmd_ask as ask
 
     prompt = _read_prompt(args, stdin, paths)
-    model = _model(args, settings)
-    sampling = sampling_params(args, settings)
-    sampling.validate()
-    system = args.system if args.system is not None else None
-    messages = [ChatMessage("system", system)] if system else []
-    messages.append(ChatMessage("user", prompt))
-    engine = LocalEngine(load_params(args, settings, model))
-    interrupted = False
-    sources: tuple[Any, ...] = ()
     try:
-        info = engine.load()
-        if args.kb:
-            messages, sources = _with_knowledge(messages, args.kb, prompt, engine, paths)
-        raw = prompt if args.raw else None
-        done: Done | None = None
-        stream = engine.generate(messages, sampling, raw_prompt=raw)
-        while True:
-            try:
-                event = next(stream)
-            except StopIteration:
-                break
-            except KeyboardInterrupt:
-                interrupted = True
-                engine.cancel()
-                continue
-            if isinstance(event, Done):
-                done = event
-            elif isinstance(event, TextDelta) and not args.json:
-                out.write(event.text)
-                out.flush()
-    finally:
-        engine.unload()
-    if done is None:
-        raise CliError("the model ended without a reply")
-    if args.json:
-        record = {
-            "model": model.name,
-            "model_path": str(model.path),
-            "base_model": info.is_base_model,
-            "reply": done.text,
-            "stats": asdict(done.stats),
-            "sources": [
-                {"n": s.n, "path": s.path, "start": s.start, "end": s.end, "label": s.label}
-                for s in sources
-            ],
-            "error": done.error,
-        }
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    else:
-        if not done.text.endswith("\n"):
-            out.write("\n")
-        if sources:
-            out.write("\nSources:\n" + "".join(f"[{s.n}] {s.label}\n" for s in sources))
-    out.flush()
-    if done.error:
-        raise CliError(done.error)
-    return 130 if interrupted else 0
+        return ask(args, settings, paths, prompt, out)
+    except AskError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int:

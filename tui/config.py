@@ -74,6 +74,8 @@ class Settings:
     """Default sampling temperature."""
     max_tokens: int = 1024
     """Longest reply in tokens."""
+    reasoning_budget: int = -1
+    """Thinking tokens for reasoning models: -1 unlimited, 0 ask the model not to think."""
     system_prompt: str = "You are a helpful assistant."
     """System prompt for new conversations."""
     theme: str | None = None

@@ -1,46 +1,75 @@
-"""The lmdesk Textual app: wires the store, the engine, themes and keys to the chat screen."""
+"""The lmdesk Textual app: wires the store, the model session, themes and keys to the screens.
+
+The app renders; it does not assemble prompts or juggle engines. Models are chosen, loaded
+and shared through ``tui.session.ModelSession``, driven from one named worker ("model-load");
+what the session reports arrives as ``SessionChanged`` messages. Worker failures land in one
+``Worker.StateChanged`` handler.
+"""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.worker import Worker, WorkerState
 
 from tui.app import gc_tuning, keymap
 from tui.app.commands import ActionsProvider, ConversationsProvider, TemplatesProvider
-from tui.app.library import LibraryActions
-from tui.app.model_choice import ModelChoiceActions
-from tui.app.model_manager import ModelManager, ModelSwitchFailed, record_usage
-from tui.app.reply_job import ModelLoaded, ModelLoadFailed
+from tui.app.library import Library
+from tui.app.messages import SessionChanged
+from tui.app.panels import Panels
 from tui.app.screens.chat import ChatScreen
 from tui.app.screens.help import HelpScreen
 from tui.app.themes import DEFAULT_DARK, load_themes, problems_notice, stylesheet_path
-from tui.app.tool_actions import ToolActions
 from tui.config import Paths, Settings
-from tui.doctor.machine import LlamaBuild
 from tui.engine.base import Engine
-from tui.engine.errors import EngineError
-from tui.engine.protocol import Done, LoadParams, ModelInfo
-from tui.models.endpoints import Endpoint
-from tui.models.fit import FitEstimate
-from tui.models.profiles import Profile
+from tui.engine.protocol import LoadParams, ModelInfo, SamplingParams
 from tui.monitor import RateTracker, Sampler
-from tui.serve import ApiServer
-from tui.store import Store, StoreError, StoreReadOnly
+from tui.session.choice import ChoiceError, ResolvedModel, resolve
+from tui.session.model_session import (
+    LoadedModel,
+    ModelFailed,
+    ModelLoading,
+    ModelReady,
+    ModelSession,
+    ModelUnloaded,
+    SessionEvent,
+)
+from tui.session.params import sampling_params
+from tui.session.usage import record_reply
+from tui.store import (
+    ConversationMeta,
+    ConversationOptions,
+    EndpointModel,
+    LocalModel,
+    ModelChoice,
+    ProfileModel,
+    Store,
+    StoreError,
+    StoreReadOnly,
+)
+
+if TYPE_CHECKING:
+    from tui.doctor.machine import LlamaBuild
+    from tui.models.endpoints import Endpoint
+    from tui.models.fit import FitEstimate
+    from tui.models.profiles import Profile
+    from tui.serve import ApiServer
+    from tui.session.turn import TurnOutcome
 
 EngineFactory = Callable[[LoadParams], Engine]
 
 
-class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
+class LmdeskApp(App[None]):
     """A terminal workstation for chatting with local language models."""
 
     TITLE = "lmdesk"
@@ -53,7 +82,7 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012 (as Textual types it)
 
     model_state: reactive[str] = reactive("loading")
-    """"loading", "ready" or "failed"."""
+    """"loading", "ready" or "failed" (the session's state, seen from the UI thread)."""
 
     def __init__(
         self,
@@ -73,19 +102,14 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
         self.settings = settings
         self.paths = paths
         self.store = store
-        self.model_path = model_path
-        self.model_name = model_name
-        self.model_error = ""
-        self.engine_info: ModelInfo | None = None
-        self._engine_factory = engine_factory
-        self._engine: Engine | None = None
-        self._engine_ready = threading.Event()
+        self.session = ModelSession(engine_factory, listener=self._from_session)
+        self._start = LocalModel(model_path, model_name)
+        self._target_name = model_name
+        """The model being switched to, shown while it loads."""
         self._notices = list(notices)
         self._closed = False
         self.show_welcome = show_welcome
         """Show the first-run welcome on a fresh store (tests turn it off)."""
-        self.generation_lock = threading.Lock()
-        """Held around every generation on the current engine (chat, compare, the API)."""
         self.api_server: ApiServer | None = None
         """The API serving the loaded model while the user chats (None when off)."""
         self.api_port = settings.serve_port
@@ -94,13 +118,9 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
         self.sampler: Sampler | None = None
         """Made on first use by the monitor panel; tests set a fake before running."""
         self.rates = RateTracker()
-        self.models = ModelManager(engine_factory, on_watch=self._watch_pid,
-                                   on_unwatch=self._unwatch_pid)
-        self._profile: tuple[str, Profile] | None = None
-        """(engine key, profile) of the last profile loaded: see ``profile``."""
-        self.remote: Endpoint | None = None
-        """The endpoint the current model runs on (None: it runs here)."""
-        self.remote_timeout_s = 60.0
+        self.library = Library(self)
+        self.panels = Panels(self)
+        self.main_screen: ChatScreen | None = None
 
         themes = load_themes(paths.themes_dir)
         for theme in themes.themes:
@@ -129,7 +149,8 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
         return DEFAULT_DARK
 
     def get_default_screen(self) -> Screen[None]:
-        return ChatScreen()
+        self.main_screen = ChatScreen()
+        return self.main_screen
 
     def mark_first_frame(self) -> None:
         if self.first_frame_at is None:
@@ -144,7 +165,7 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
             self.notify(problems_notice(self._theme_problems), title="Themes",
                         severity="warning", timeout=12)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
-        self._load_model()
+        self._switch_to_choice(self._start, quiet_failure=False)
         if self.show_welcome:
             from tui.app.screens.welcome import WelcomeScreen, should_welcome
 
@@ -162,83 +183,66 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
         with self.guard("Could not save the theme choice"):
             self.store.set_setting("theme", theme.name)
 
-    # -- the engine ----------------------------------------------------------------------------
+    # -- the current model (tui.session) -------------------------------------------------------
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self.session.current
 
     @property
     def engine(self) -> Engine | None:
-        return self._engine
+        current = self.session.current
+        return current.engine if current is not None else None
 
-    @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
-    def _load_model(self) -> None:
-        """Runs in a thread: build and load the engine, then report."""
-        error: str
-        try:
-            params = LoadParams(
-                model_path=self.model_path, n_ctx=self.settings.n_ctx,
-                n_threads=self.settings.n_threads, n_gpu_layers=self.settings.n_gpu_layers,
-            )
-            engine = self._engine_factory(params)
-            info = engine.load()
-        except EngineError as exc:
-            error = str(exc)
-        except Exception as exc:  # never let a load failure kill the app
-            error = f"{type(exc).__name__}: {exc}"
-        else:
-            self._engine = engine
-            self.engine_info = info
-            self.models.add(self.model_path, self.model_name, engine, info)
-            self.rates.set_context(0, info.n_ctx)
-            self._engine_ready.set()
-            self.post_message(ModelLoaded())
-            return
-        self.model_error = error
-        self._engine_ready.set()
-        self.post_message(ModelLoadFailed(error))
+    @property
+    def engine_info(self) -> ModelInfo | None:
+        current = self.session.current
+        return current.info if current is not None else None
 
-    def on_model_loaded(self, _event: ModelLoaded) -> None:
-        self.model_state = "ready"
+    @property
+    def model_name(self) -> str:
+        current = self.session.current
+        if self.model_state == "loading" or current is None:
+            return self._target_name
+        return current.name
 
-    def on_model_load_failed(self, event: ModelLoadFailed) -> None:
-        self.model_state = "failed"
-        self.notify(
-            f"{event.error}\nThe app keeps running: browse, search and export still work.",
-            title=f"{self.model_name} did not load", severity="error", timeout=20,
-        )
+    @property
+    def model_path(self) -> str:
+        """The current engine's key: its file, a profile's parameters, or a remote model."""
+        current = self.session.current
+        return current.key if current is not None else ""
 
-    def wait_for_engine(self, cancel: threading.Event) -> Engine | None:
-        """Block (in a worker thread) until the model is loaded; None if ``cancel`` is set.
+    @property
+    def model_error(self) -> str:
+        return self.session.error
 
-        Raises EngineError when the load failed.
-        """
-        while not self._engine_ready.wait(0.05):
-            if cancel.is_set():
-                return None
-        if self._engine is None:
-            raise EngineError(f"The model is not loaded: {self.model_error}")
-        return self._engine
+    @property
+    def profile(self) -> Profile | None:
+        current = self.session.current
+        return current.model.profile if current is not None else None
 
-    # -- more than one model (see model_manager.py) ---------------------------------------------
+    @property
+    def remote(self) -> Endpoint | None:
+        """The endpoint the current model runs on (None: it runs here)."""
+        current = self.session.current
+        return current.model.endpoint if current is not None else None
 
-    def ensure_sampler(self) -> Sampler:
-        """The monitor's sampler, made on first use, told about every loaded model's worker."""
-        if self.sampler is None:
-            self.sampler = Sampler()
-        for entry in self.models.loaded():
-            if entry.info.worker_pid > 0 and entry.info.worker_pid not in self.sampler.watched:
-                self.sampler.watch(entry.info.worker_pid, entry.name)
-        return self.sampler
+    @property
+    def model_label(self) -> str:
+        """"smollm2-135m (terse-coder)" with a profile, else the model's name."""
+        current = self.session.current
+        if self.model_state == "loading" or current is None:
+            return self._target_name
+        return current.model.label
 
-    def _watch_pid(self, pid: int, label: str) -> None:
-        if self.sampler is not None:
-            self.sampler.watch(pid, label)
-
-    def _unwatch_pid(self, pid: int) -> None:
-        if self.sampler is not None:
-            self.sampler.unwatch(pid)
+    def remote_mark(self) -> str:
+        """"⇄ name" while the current model runs on a remote endpoint, else ""."""
+        remote = self.remote
+        return f"⇄ {remote.name}" if remote is not None else ""
 
     def busy_replying(self) -> bool:
-        chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
-        return chat is not None and chat.pane.job is not None
+        chat = self.main_screen
+        return chat is not None and chat.is_mounted and chat.pane.job is not None
 
     def can_switch_model(self) -> bool:
         """Whether the model may change now; if not, say why in a notice."""
@@ -252,66 +256,170 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
             return False
         return True
 
-    def use_model(self, path: str, name: str, estimate: FitEstimate | None = None) -> bool:
-        """Make ``path`` the current model and the open conversation's model. False (and a
-        notice) while a reply is being written."""
+    def use_choice(self, choice: ModelChoice, estimate: FitEstimate | None = None) -> bool:
+        """Make ``choice`` the current model and the open conversation's model. False (and a
+        notice) while a reply is being written or when it cannot be used."""
         if not self.can_switch_model():
             return False
-        chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
-        meta = chat.meta if chat is not None else None
+        try:
+            resolved = resolve(choice, settings=self.settings, store=self.store)
+        except ChoiceError as exc:
+            self.notify(str(exc), title="Model not used", severity="error", timeout=15)
+            return False
+        meta = self.main_screen.meta if self.main_screen is not None else None
         if meta is not None and not self.read_only:
             with self.guard("Could not save the conversation's model"):
-                fresh = self.store.get_conversation(meta.id).extra  # others write extra too
-                extra = {**fresh, "model_path": path}
-                extra.pop("profile", None)  # a plain model: no profile
-                extra.pop("endpoint", None)  # runs here again
-                self.store.update_conversation(meta.id, model=name, extra=extra)
-                meta.model, meta.extra = name, extra
-        self.switch_model(path, name, estimate)
+                self.store.update_conversation(meta.id, model=resolved.name)
+                new = self.store.update_options(meta.id, model=choice)
+                meta.model = resolved.name
+                self.conversation_options_changed(meta.id, new.options)
+        self.switch_to(resolved, estimate)
         return True
 
-    def switch_model(self, path: str, name: str, estimate: FitEstimate | None = None) -> None:
-        if path == self.model_path and self.model_state == "ready" and self._engine is not None:
+    def use_model(self, path: str, name: str, estimate: FitEstimate | None = None) -> bool:
+        return self.use_choice(LocalModel(path, name), estimate)
+
+    def use_profile(self, profile: Profile) -> bool:
+        return self.use_choice(ProfileModel(profile.id, profile.nickname, profile.model_path))
+
+    def use_endpoint(self, endpoint: Endpoint, model: str) -> bool:
+        return self.use_choice(EndpointModel(endpoint.id, model, endpoint.name))
+
+    def follow_conversation(self, meta: ConversationMeta) -> None:
+        """An opened conversation runs on its own model again (unless a reply is streaming or
+        a model is loading: then it keeps the current one)."""
+        choice = meta.options.model
+        if choice is None or self.model_state == "loading" or self.busy_replying():
             return
-        self._engine_ready.clear()
-        self.model_name = name
+        if isinstance(choice, LocalModel) and not Path(choice.path).is_file():
+            self.notify(f"This conversation's model {choice.name or choice.path} is not here "
+                        f"any more; it goes on with {self.model_name}.", severity="warning")
+            return
+        try:
+            resolved = resolve(choice, settings=self.settings, store=self.store)
+        except ChoiceError as exc:
+            self.notify(f"This conversation's model is not usable ({exc}); it goes on with "
+                        f"{self.model_name}.", severity="warning")
+            return
+        current = self.session.current
+        if current is not None and current.key == resolved.key and self.model_state == "ready":
+            if current.model != resolved:  # a profile edited since: take its new values
+                self.session.adopt(resolved, current.engine, current.info)
+            return
+        self.switch_to(resolved)
+
+    def switch_to(self, resolved: ResolvedModel, estimate: FitEstimate | None = None) -> None:
+        """Load ``resolved`` (or reuse its engine) and make it current, in the background."""
+        current = self.session.current
+        if current is not None and current.key == resolved.key and self.model_state == "ready":
+            if current.model != resolved:
+                self.session.adopt(resolved, current.engine, current.info)
+            return
+        self._target_name = resolved.label
+        self.session.begin(resolved.label)
         self.model_state = "loading"
-        self._switch_worker(path, name, estimate)
+        for note in resolved.notes:
+            self.notify(note, severity="warning")
+        self._switch_worker(resolved, estimate)
+
+    def _switch_to_choice(self, choice: ModelChoice, *, quiet_failure: bool) -> None:
+        try:
+            resolved = resolve(choice, settings=self.settings, store=self.store)
+        except ChoiceError as exc:
+            self.session.error = str(exc)
+            self.model_state = "failed"
+            if not quiet_failure:
+                self.notify(f"{exc}\nThe app keeps running: browse, search and export still "
+                            "work.", title="No model", severity="error", timeout=20)
+            return
+        self.switch_to(resolved)
 
     @work(thread=True, exclusive=True, group="model-load", exit_on_error=False)
-    def _switch_worker(self, path: str, name: str, estimate: FitEstimate | None) -> None:
-        """Runs in a thread: load (or reuse) the model at ``path`` and make it current."""
-        try:
-            params = LoadParams(
-                model_path=path, n_ctx=self.settings.n_ctx,
-                n_threads=self.settings.n_threads, n_gpu_layers=self.settings.n_gpu_layers,
-            )
-            entry = self.models.ensure(params, name, estimate)
-        except Exception as exc:  # never let a load failure kill the app
-            error = str(exc) if isinstance(exc, EngineError) else f"{type(exc).__name__}: {exc}"
-            self.post_message(ModelSwitchFailed(name, error))
+    def _switch_worker(self, resolved: ResolvedModel, estimate: FitEstimate | None) -> None:
+        """Runs in a thread; the outcome comes back through ``_from_session``."""
+        self.session.switch(resolved, estimate)
+
+    def unload_model(self, key: str) -> None:
+        if key == self.model_path and self.busy_replying():
+            self.notify("Wait for the reply to finish first.", severity="warning")
             return
-        self._engine = entry.engine
-        self.engine_info = entry.info
-        self.model_path = path
-        self.remote = None
-        self.rates.set_context(0, entry.info.n_ctx)
-        self._engine_ready.set()
-        self.post_message(ModelLoaded())
+        self._unload_worker(key)
 
-    # -- replies and closing -------------------------------------------------------------------
+    @work(thread=True, group="model-unload", exit_on_error=False)
+    def _unload_worker(self, key: str) -> None:
+        self.session.unload(key)
 
-    def reply_done(self, model: str, done: Done | None) -> None:
-        """The reply hook: feed the rate tracker, count the model's usage (UI thread)."""
+    def _from_session(self, event: SessionEvent) -> None:
+        """The session's listener: called from whichever thread did the work."""
+        self.post_message(SessionChanged(event))
+
+    @on(SessionChanged)
+    def _session_changed(self, message: SessionChanged) -> None:
+        event = message.event
+        if isinstance(event, ModelLoading):
+            self._target_name = event.name
+            self.model_state = "loading"
+        elif isinstance(event, ModelReady):
+            info = event.loaded.info
+            if self.sampler is not None and info.worker_pid > 0:
+                self.sampler.watch(info.worker_pid, event.loaded.name)
+            self.rates.set_context(0, info.n_ctx)
+            self.model_state = "ready"
+            self.mutate_reactive(LmdeskApp.model_state)  # the same state, another model
+        elif isinstance(event, ModelFailed):
+            self.model_state = "ready" if event.kept is not None else "failed"
+            self.mutate_reactive(LmdeskApp.model_state)
+            kept = f"\n{event.kept.model.label} stays loaded." if event.kept else (
+                "\nThe app keeps running: browse, search and export still work.")
+            self.notify(f"{event.error}{kept}", title=f"{event.name} did not load",
+                        severity="error", timeout=20)
+        elif isinstance(event, ModelUnloaded):
+            if self.sampler is not None and event.worker_pid > 0:
+                self.sampler.unwatch(event.worker_pid)
+            if event.was_current:
+                self.model_state = "failed"
+            self.notify(f"Unloaded {event.key}.", title="Models")
+
+    # -- replies ---------------------------------------------------------------------------------
+
+    def reply_sampling(self, meta: ConversationMeta) -> tuple[SamplingParams, list[str]]:
+        """How the next reply in ``meta`` samples: settings, the model's profile, the
+        conversation's options (the persona's preset is added with the prompt)."""
+        return sampling_params(self.settings, profile=self.profile, options=meta.options)
+
+    def reply_done(self, outcome: TurnOutcome) -> None:
+        """A reply ended (UI thread): feed the rate tracker, count the model's usage."""
+        done = outcome.done
         self.rates.finish(done.stats if done is not None else None)
-        if done is None or self.read_only or done.stats.generated_tokens <= 0:
+        if done is None or self.read_only or outcome.model is None:
             return
         with self.guard("Could not record the model's usage"):
-            record_usage(self.store, model, done.stats)
-        self.record_profile_usage(done)
+            record_reply(self.store, outcome.model.model, done.stats)
+
+    def conversation_options_changed(self, cid: str, options: ConversationOptions) -> None:
+        """A screen changed a conversation's options: keep the open one's copy in step."""
+        chat = self.main_screen
+        if chat is None:
+            return
+        for meta in (chat.meta, chat.pane.meta if chat.is_mounted else None):
+            if meta is not None and meta.id == cid:
+                meta.options = options
+
+    # -- the monitor -------------------------------------------------------------------------
+
+    def ensure_sampler(self) -> Sampler:
+        """The monitor's sampler, made on first use, told about every loaded model's worker."""
+        if self.sampler is None:
+            self.sampler = Sampler()
+        for entry in self.session.loaded():
+            if entry.info.worker_pid > 0 and entry.info.worker_pid not in self.sampler.watched:
+                self.sampler.watch(entry.info.worker_pid, entry.name)
+        return self.sampler
+
+    # -- closing -------------------------------------------------------------------------------
 
     def close_engine(self) -> None:
-        """Stop any reply, save it as stopped, unload the model. Safe to call twice."""
+        """Stop any reply, save it as stopped, unload every model. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
@@ -323,14 +431,7 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
             if isinstance(screen, ChatScreen):
                 with suppress(Exception):  # closing: nothing left to show an error on
                     screen.pane.save_before_exit()
-        engine = self._engine
-        if engine is not None:
-            try:
-                engine.cancel()
-                engine.unload()
-            except Exception:
-                pass
-        self.models.unload_all()
+        self.session.close()
         if self.sampler is not None:
             self.sampler.close()
 
@@ -341,6 +442,21 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
     def on_unmount(self) -> None:
         self.close_engine()
         gc_tuning.release()
+
+    # -- worker failures, in one place -------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that raised: one notice instead of a traceback (workers post their
+        results as messages and leave their failures to this)."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        what = event.worker.group or event.worker.name or "a background task"
+        if isinstance(error, StoreReadOnly):
+            self.notify(f"{what}: the data folder is read-only here.", severity="warning")
+        else:
+            self.notify(f"{type(error).__name__}: {error}", title=f"{what} failed",
+                        severity="error", timeout=12)
 
     # -- helpers for screens -------------------------------------------------------------------
 
@@ -394,11 +510,38 @@ class LmdeskApp(LibraryActions, ModelChoiceActions, ToolActions, App[None]):
         if spec.scope == "app":
             await self.run_action(spec.action)
             return
-        chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
-        if chat is not None:
-            await self.run_action(spec.action, chat)
+        if self.main_screen is not None:
+            await self.run_action(spec.action, self.main_screen)
 
     async def open_conversation(self, cid: str) -> None:
-        chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
-        if chat is not None:
-            await chat.open_conversation(cid)
+        if self.main_screen is not None:
+            await self.main_screen.open_conversation(cid)
+
+    # -- actions of the app's keymap scope: the library and the other panels ------------------
+
+    def action_templates(self, query: str = "") -> None:
+        self.library.open_templates(query)
+
+    def action_personas(self) -> None:
+        self.library.open_personas()
+
+    def action_memory(self) -> None:
+        self.library.open_memory()
+
+    def action_doctor(self) -> None:
+        self.panels.open_doctor()
+
+    def action_welcome(self) -> None:
+        self.panels.open_welcome()
+
+    def action_knowledge(self) -> None:
+        self.panels.open_knowledge()
+
+    def action_open_source(self) -> None:
+        self.panels.open_source()
+
+    def action_compare(self) -> None:
+        self.panels.open_compare()
+
+    def action_serve(self) -> None:
+        self.panels.toggle_serving()

@@ -104,7 +104,7 @@ class TemplatesProvider(Provider):
         ]
 
     def _command(self, name: str) -> Callable[[], None]:
-        return partial(self.lmdesk.open_template_form, name)
+        return partial(self.lmdesk.library.open_template_form, name)
 
     async def discover(self) -> Hits:
         for name, label, detail in self._templates[:10]:

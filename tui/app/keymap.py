@@ -70,6 +70,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "Export this conversation to Markdown or JSON"),
     ActionSpec("import_conversation", "f7", "import_conversation", "Import",
                "Import a conversation from a JSON export"),
+    ActionSpec("toggle_reasoning", "ctrl+t", "toggle_reasoning", "Reasoning",
+               "Show or hide the reasoning of the selected (else last) reply"),
+    ActionSpec("toggle_thinking", "alt+r", "toggle_thinking", "Thinking",
+               "Let reasoning models think in this conversation, or ask them not to"),
     ActionSpec("load_earlier", "ctrl+l", "load_earlier", "Load earlier",
                "Show earlier messages of a long conversation"),
     ActionSpec("focus_prompt", "f5", "focus_prompt", "Prompt",
@@ -101,29 +105,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("quit", "ctrl+q", "quit", "Quit", "Quit lmdesk", scope="app"),
 )
 
-PROMPT_BINDING_IDS = ("send", "newline")
-"""Bindings of the prompt box itself (see widgets/prompt_input.py)."""
-WIDGET_BINDING_IDS = (
-    "sidebar.delete", "sidebar.rename", "sidebar.pin",
-    "log.previous", "log.next", "log.first", "log.last", "log.copy",
-    *(f"log.code{n}" for n in range(1, 10)),
-    "confirm.yes", "confirm.no", "input.cancel", "search.close", "search.results",
-    "system_prompt.save", "system_prompt.cancel", "help.close",
-    "doctor.close", "doctor.refresh", "doctor.welcome",
-    "welcome.close", "welcome.models", "welcome.doctor",
-    "kb.close", "kb.attach", "kb.reindex", "kb.cancel", "kb.new", "source.close",
-    "compare.close",
-    "templates.new", "templates.edit", "templates.duplicate", "templates.delete",
-    "templates.import", "templates.export", "templates.close", "templates.new_any",
-    "template_form.insert", "template_form.send", "template_form.selection",
-    "template_form.cancel", "template_edit.save", "template_edit.cancel",
-    "personas.save", "personas.duplicate", "personas.export", "personas.close",
-    "memory.toggle", "memory.edit", "memory.delete", "memory.propose", "memory.reject",
-    "memory.close",
-)
-"""Bindings of the sidebar, the message list and the dialogs: remappable too."""
-
-
 def specs(scope: Scope) -> list[ActionSpec]:
     return [spec for spec in ACTIONS if spec.scope == scope]
 
@@ -132,14 +113,40 @@ def bindings(scope: Scope) -> list[Binding]:
     return [spec.binding() for spec in specs(scope)]
 
 
+def declared_bindings() -> dict[str, Binding]:
+    """Every binding the app's screens and widgets declare in their ``BINDINGS``, by id.
+
+    Read from the classes themselves (imported here, so only when a keymap is checked), so a
+    binding added to a screen can be remapped without a second list to keep in step."""
+    import importlib
+    import pkgutil
+
+    import tui.app.screens
+    import tui.app.widgets
+
+    found: dict[str, Binding] = {}
+    for package in (tui.app.screens, tui.app.widgets):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            for obj in vars(module).values():
+                if not isinstance(obj, type) or obj.__module__ != module.__name__:
+                    continue
+                for binding in vars(obj).get("BINDINGS", ()) or ():
+                    if isinstance(binding, Binding) and binding.id:
+                        found[binding.id] = binding
+    return found
+
+
 def known_ids(extra: Iterable[str] = ()) -> set[str]:
-    return {spec.id for spec in ACTIONS} | {*PROMPT_BINDING_IDS, *WIDGET_BINDING_IDS, *extra}
+    return {spec.id for spec in ACTIONS} | set(declared_bindings()) | set(extra)
 
 
 def check_keymap(keymap: Mapping[str, object]) -> tuple[dict[str, str], list[str]]:
     """Keep the entries that name a known binding with a key string; report the rest."""
     good: dict[str, str] = {}
     problems: list[str] = []
+    if not keymap:
+        return good, problems
     known = known_ids()
     for binding_id, keys in keymap.items():
         if binding_id not in known:

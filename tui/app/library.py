@@ -1,7 +1,7 @@
-"""The app's template library, personas and memory actions, and the prompt's ``/`` commands.
+"""The app's template library, personas and memory, and the prompt's ``/`` commands.
 
-``LibraryActions`` is mixed into ``LmdeskApp``: its actions are in the keymap (scope "app"),
-so they work from the bindings and the command palette.
+``Library`` belongs to ``LmdeskApp`` (``app.library``); the app's actions for these keys
+(scope "app" in the keymap, so the bindings and the command palette reach them) call it.
 """
 
 from __future__ import annotations
@@ -32,17 +32,15 @@ SLASH_HELP = (
 SLASH_COMMANDS = ("remember", "template", "persona", "memory", "context", "help")
 
 
-class LibraryActions:
-    """Templates, personas and memory for ``LmdeskApp`` (a mixin)."""
+class Library:
+    """Templates, personas and memory for the open conversation."""
 
-    @property
-    def _lm(self) -> LmdeskApp:
-        return cast("LmdeskApp", self)
+    def __init__(self, app: LmdeskApp) -> None:
+        self._lm = app
 
     def chat_screen(self) -> ChatScreen | None:
-        from tui.app.screens.chat import ChatScreen
-
-        return next((s for s in self._lm.screen_stack if isinstance(s, ChatScreen)), None)
+        chat = self._lm.main_screen
+        return chat if chat is not None and chat.is_mounted else None
 
     def _library_open(self) -> bool:
         from tui.app.screens.memory import MemoryScreen
@@ -62,7 +60,7 @@ class LibraryActions:
 
     # -- templates -----------------------------------------------------------------------------
 
-    def action_templates(self, query: str = "") -> None:
+    def open_templates(self, query: str = "") -> None:
         from tui.app.screens.templates import TemplatesScreen
 
         if self._library_open():
@@ -103,7 +101,7 @@ class LibraryActions:
         chat = self.chat_screen()
         return chat.pane.meta if chat is not None else None
 
-    def action_personas(self) -> None:
+    def open_personas(self) -> None:
         from tui.app.screens.personas import PersonasScreen
 
         if self._library_open():
@@ -125,7 +123,7 @@ class LibraryActions:
 
     # -- memory --------------------------------------------------------------------------------
 
-    def action_memory(self) -> None:
+    def open_memory(self) -> None:
         from tui.app.screens.memory import MemoryScreen
 
         if self._library_open():
@@ -184,10 +182,10 @@ class LibraryActions:
                 if arg:
                     self.open_template_form(arg)
                 else:
-                    self.action_templates()
+                    self.open_templates()
             elif word == "persona":
                 if not arg:
-                    self.action_personas()
+                    self.open_personas()
                 elif arg.lower() in ("none", "off"):
                     self.use_persona(None)
                 else:
@@ -196,7 +194,7 @@ class LibraryActions:
                 if arg.lower() in ("on", "off"):
                     self.set_memory_on(arg.lower() == "on")
                 elif not arg:
-                    self.action_memory()
+                    self.open_memory()
                 else:
                     app.notify("Usage: /memory on|off", severity="warning")
             elif word == "context":

@@ -1,35 +1,42 @@
 """One reply being written: what the generation thread shares with the UI thread.
 
-The thread appends deltas under a lock; the UI drains them on a short timer and appends the text
-to the Markdown stream in one go. The thread never touches widgets or the store.
+The job is the turn's sink (``tui.session.turn.TurnSink``): the generation thread appends
+reasoning and answer deltas under a lock; the UI drains them on a short timer and appends the
+text to the Markdown stream in one go. The thread never touches widgets or the store.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from textual.message import Message
-
-from tui.engine.protocol import ChatMessage, Done, SamplingParams
+from tui.app.messages import ContextPlanned
+from tui.engine.protocol import ToolCallDelta
 
 if TYPE_CHECKING:
+    from textual.message import Message
     from textual.widgets.markdown import MarkdownStream
 
-    from tui.app.prompt_builder import PromptRequest
     from tui.app.widgets.message_view import LiveReply
+    from tui.session.model_session import LoadedModel
+    from tui.session.request import BuiltPrompt, PromptRequest
     from tui.store import StoredMessage
 
 
 @dataclass(eq=False)
 class ReplyJob:
     conversation_id: str
-    messages: tuple[ChatMessage, ...]
-    sampling: SamplingParams
     model: str
     view: LiveReply
+    request: PromptRequest
+    """What the prompt is built from; the generation thread builds it (tui.session)."""
+    post: Callable[[Message], object]
+    """Posts a message to the UI thread (the pane's ``post_message``)."""
+    on_tokens: Callable[[int], None] = lambda _n: None
+    """Told of every batch of generated tokens (the monitor's live tok/s)."""
     stream: MarkdownStream | None = None
     segment: str = ""
     """Text in the live Markdown tail, not yet frozen (UI thread only)."""
@@ -38,53 +45,91 @@ class ReplyJob:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
+    reasoning_started: float | None = None
+    reasoning_ended: float | None = None
     last_checkpoint: float = field(default_factory=time.monotonic)
     shown: list[str] = field(default_factory=list)
-    """Text already handed to the Markdown stream (UI thread only)."""
+    """Answer text already handed to the Markdown stream (UI thread only)."""
     tokens_shown: int = 0
+    reasoning_shown: list[str] = field(default_factory=list)
+    reasoning_tokens: int = 0
     save_failed: bool = False
-    request: PromptRequest | None = None
-    """What the prompt is built from (prompt_builder.py); the generation thread builds
-    ``messages`` and ``sampling`` from it before generating."""
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    """Knowledge-base passages the prompt cites: saved in the reply's stats["sources"]."""
-    notes: list[str] = field(default_factory=list)
-    context_error: str | None = None
-    """The prompt could not fit the window: nothing was sent (nothing lost)."""
     detached: bool = False
     """The user left the conversation while this reply streamed: it was stopped, and what it
     wrote is saved into its own conversation when the engine ends (no widget is touched)."""
     _pending: list[str] = field(default_factory=list)
     _pending_tokens: int = 0
+    _pending_reasoning: list[str] = field(default_factory=list)
+    _pending_reasoning_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    # -- generation thread ---------------------------------------------------------------------
+    # -- the turn's sink (generation thread) ---------------------------------------------------
 
-    def push(self, text: str, n_tokens: int) -> None:
+    def planned(self, built: BuiltPrompt, model: LoadedModel) -> None:
+        self.post(ContextPlanned(self.conversation_id, built.plan.tokens, built.n_ctx,
+                                 built.plan.left_out, tuple(built.notes)))
+
+    def text(self, text: str, n_tokens: int) -> None:
         with self._lock:
+            now = time.perf_counter()
             if self.first_token_at is None:
-                self.first_token_at = time.perf_counter()
+                self.first_token_at = now
+            if self.reasoning_started is not None and self.reasoning_ended is None:
+                self.reasoning_ended = now
             self._pending.append(text)
             self._pending_tokens += n_tokens
+        self.on_tokens(n_tokens)
+
+    def reasoning(self, text: str, n_tokens: int) -> None:
+        with self._lock:
+            if self.reasoning_started is None:
+                self.reasoning_started = time.perf_counter()
+            self._pending_reasoning.append(text)
+            self._pending_reasoning_tokens += n_tokens
+        self.on_tokens(n_tokens)
+
+    def tool_call(self, delta: ToolCallDelta) -> None:
+        """Tool calls are shown once the turn ends (tools: a later step)."""
 
     # -- UI thread -----------------------------------------------------------------------------
 
     def take(self) -> tuple[str, int]:
-        """The text and token count that arrived since the last call."""
+        """The answer text and token count that arrived since the last call (the reasoning
+        that arrived too is moved to ``reasoning_shown``)."""
         with self._lock:
-            if not self._pending:
-                return "", 0
             text = "".join(self._pending)
             tokens = self._pending_tokens
             self._pending.clear()
             self._pending_tokens = 0
-        self.shown.append(text)
-        self.tokens_shown += tokens
+            thought = "".join(self._pending_reasoning)
+            self.reasoning_tokens += self._pending_reasoning_tokens
+            self._pending_reasoning.clear()
+            self._pending_reasoning_tokens = 0
+        if thought:
+            self.reasoning_shown.append(thought)
+        if text:
+            self.shown.append(text)
+            self.tokens_shown += tokens
         return text, tokens
 
     @property
-    def text(self) -> str:
+    def text_so_far(self) -> str:
         return "".join(self.shown)
+
+    @property
+    def reasoning_so_far(self) -> str:
+        return "".join(self.reasoning_shown)
+
+    @property
+    def thinking(self) -> bool:
+        """Reasoning has started and no answer has come yet."""
+        return self.reasoning_started is not None and not self.shown
+
+    def reasoning_seconds(self) -> float:
+        if self.reasoning_started is None:
+            return 0.0
+        end = self.reasoning_ended or time.perf_counter()
+        return max(end - self.reasoning_started, 0.0)
 
     @property
     def cancelled(self) -> bool:
@@ -96,23 +141,3 @@ class ReplyJob:
             return 0.0
         elapsed = time.perf_counter() - self.first_token_at
         return self.tokens_shown / elapsed if elapsed > 0 else 0.0
-
-
-class ReplyFinished(Message):
-    """Posted by the generation thread when the engine is done (or failed)."""
-
-    def __init__(self, job: ReplyJob, done: Done | None, error: str | None = None) -> None:
-        super().__init__()
-        self.job = job
-        self.done = done
-        self.error = error
-
-
-class ModelLoaded(Message):
-    """The model finished loading."""
-
-
-class ModelLoadFailed(Message):
-    def __init__(self, error: str) -> None:
-        super().__init__()
-        self.error = error

@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tui.engine.gguf import read_header
 from tui.engine.local import LocalEngine, resolve_load_params
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
-from tui.models.gguf import read_header
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper and a storm. Run {i}."
 

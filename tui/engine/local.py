@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from tui.engine.errors import EngineError, ModelLoadError, WorkerDied
+from tui.engine.gguf import GGUFError, read_header
 from tui.engine.protocol import (
     DEFAULT_CTX_CAP,
     CancelRequest,
@@ -40,7 +41,6 @@ from tui.engine.protocol import (
     WorkerError,
     WorkerEvent,
 )
-from tui.models.gguf import GGUFError, read_header
 from tui.spawn import stdio_with_file_descriptors
 
 CTX_PAD = 256

@@ -11,7 +11,6 @@ from tui.kb.index import Embedder, FileState, Hit
 from tui.kb.ingest import IngestReport, Progress
 from tui.kb.kb import KBError, KBInfo, KBLibrary, KnowledgeBase
 from tui.kb.prompt import (
-    EXTRA_KEY,
     RetrievedContext,
     Source,
     kb_messages,
@@ -19,7 +18,6 @@ from tui.kb.prompt import (
 )
 
 __all__ = [
-    "EXTRA_KEY",
     "Chunk",
     "Embedder",
     "FileState",

@@ -1,6 +1,7 @@
 """Passages from the attached knowledge bases, within a token budget, as a prompt block.
 
-The app stores the attached knowledge bases' names in ``ConversationMeta.extra["kbs"]``,
+The app stores the attached knowledge bases' names in the conversation's options
+(``ConversationOptions.knowledge_bases``),
 calls ``retrieve_for_prompt`` with the user's message, passes ``system_block`` in with the
 system prompt, and shows ``sources`` under the reply (each opens its file at its line).
 """
@@ -18,8 +19,6 @@ if TYPE_CHECKING:
     from tui.config import Paths
     from tui.kb.kb import KnowledgeBase
 
-EXTRA_KEY = "kbs"
-"""``ConversationMeta.extra["kbs"]``: the names of the attached knowledge bases."""
 PER_KB = 8
 INSTRUCTIONS = (
     "Answer using the numbered passages below. After each fact you take from a passage, "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tui.config import Paths, Settings
+from tui.engine.gguf import GGUFError, read_header
 from tui.models.catalogue import find_entry, load_catalogue
 from tui.models.download import (
     DownloadError,
@@ -28,7 +29,6 @@ from tui.models.download import (
     pick_file,
 )
 from tui.models.fit import FitEstimate, Resources, estimate_fit, measure_rss
-from tui.models.gguf import GGUFError, read_header
 from tui.models.listing import (
     HeaderCache,
     LocalModel,

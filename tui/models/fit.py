@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tui.models.gguf import GGML_TYPES, GGUFHeader, read_header
+from tui.engine.gguf import GGML_TYPES, GGUFHeader, read_header
 
 MiB = 1 << 20
 GiB = 1 << 30

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tui.engine.gguf import GGUFError, read_header
 from tui.models.fit import ModelShape
-from tui.models.gguf import GGUFError, read_header
 from tui.models.registry import ModelRef, folder_models, packaged_models
 
 CACHE_FILE = "gguf-headers.json"

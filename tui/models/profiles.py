@@ -1,6 +1,6 @@
 """Model profiles: a nickname plus saved load and sampling parameters and notes per model.
 
-A profile is chosen per conversation (``ConversationMeta.extra["profile"]``); the model then
+A profile is chosen per conversation (its options' ``ProfileModel``); the model then
 loads with the profile's ``LoadParams`` (its own context size, GPU layers, threads and an
 optional LoRA adapter GGUF) and its sampling preset applies to the replies. Usage per profile
 (replies, mean generation tok/s, mean time to first token) is recorded after each reply.
@@ -13,6 +13,7 @@ Profiles live in the store's "profiles" table beside the per-model usage rows th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -23,14 +24,13 @@ from tinydb import Query
 
 from tui.engine.errors import InvalidParameter
 from tui.engine.protocol import GenerationStats, LoadParams, SamplingParams
+from tui.store.options import ConversationOptions, ProfileModel
 
 if TYPE_CHECKING:
     from tui.store import Store
 
 TABLE = "profiles"
 KIND = "profile"
-EXTRA_KEY = "profile"
-"""The key in ``ConversationMeta.extra`` that holds the conversation's profile id."""
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
 _INT_SAMPLING = frozenset({"top_k", "max_tokens"})
 MAX_NICKNAME = 64
@@ -74,6 +74,10 @@ class Profile:
     n_gpu_layers: int | None = None
     n_threads: int | None = None
     lora_path: str | None = None
+    chat_template: str | None = None
+    """A Jinja chat-template file used instead of the model's own (fixes a wrong template)."""
+    reasoning_budget: int | None = None
+    """Thinking tokens for reasoning models: None the default, -1 unlimited, 0 off."""
     sampling: Mapping[str, float | int] = field(default_factory=dict)
     notes: str = ""
     usage: Usage = field(default_factory=Usage)
@@ -96,7 +100,9 @@ class Profile:
             "kind": KIND, "id": self.id, "nickname": self.nickname,
             "model_path": self.model_path, "model_name": self.model_name,
             "n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers, "n_threads": self.n_threads,
-            "lora_path": self.lora_path, "sampling": dict(self.sampling), "notes": self.notes,
+            "lora_path": self.lora_path, "chat_template": self.chat_template,
+            "reasoning_budget": self.reasoning_budget,
+            "sampling": dict(self.sampling), "notes": self.notes,
             "usage": self.usage.to_dict(), "created": self.created, "updated": self.updated,
         }
 
@@ -114,6 +120,9 @@ class Profile:
                 n_ctx=opt_int("n_ctx"), n_gpu_layers=opt_int("n_gpu_layers"),
                 n_threads=opt_int("n_threads"),
                 lora_path=(str(data["lora_path"]) if data.get("lora_path") else None),
+                chat_template=(str(data["chat_template"]) if data.get("chat_template")
+                               else None),
+                reasoning_budget=opt_int("reasoning_budget"),
                 sampling=dict(data.get("sampling") or {}), notes=str(data.get("notes") or ""),
                 usage=Usage.from_dict(data.get("usage")),
                 created=float(data.get("created", 0.0)), updated=float(data.get("updated", 0.0)),
@@ -124,10 +133,16 @@ class Profile:
 
 def engine_key(params: LoadParams) -> str:
     """A string naming an engine loaded with ``params``: the path alone for a plain load."""
-    if params.n_ctx is None and params.lora_path is None and params.n_gpu_layers is None:
+    if (params.n_ctx is None and params.lora_path is None and params.n_gpu_layers is None
+            and params.chat_template is None and not params.rpc_servers):
         return params.model_path
-    return (f"{params.model_path}#n_ctx={params.n_ctx}&gpu={params.n_gpu_layers}"
-            f"&lora={params.lora_path or ''}")
+    key = (f"{params.model_path}#n_ctx={params.n_ctx}&gpu={params.n_gpu_layers}"
+           f"&lora={params.lora_path or ''}")
+    if params.chat_template is not None:
+        key += "&template=" + hashlib.sha256(params.chat_template.encode()).hexdigest()[:12]
+    if params.rpc_servers:
+        key += "&rpc=" + ",".join(params.rpc_servers)
+    return key
 
 
 def load_params(profile: Profile) -> LoadParams:
@@ -151,6 +166,9 @@ def check_files(profile: Profile) -> None:
         raise ProfileError(f"profile {profile.nickname!r}: the LoRA adapter "
                            f"{profile.lora_path} does not exist (give the path of a LoRA "
                            "GGUF file, or leave it empty)")
+    if profile.chat_template and not Path(profile.chat_template).is_file():
+        raise ProfileError(f"profile {profile.nickname!r}: the chat template file "
+                           f"{profile.chat_template} does not exist")
 
 
 def _coerce_sampling(sampling: Mapping[str, Any]) -> dict[str, float | int]:
@@ -303,8 +321,7 @@ class ProfileLibrary:
                              (q.kind == KIND) & (q.id == profile.id))
         return usage
 
-    def for_conversation(self, extra: Mapping[str, Any] | None) -> Profile | None:
-        """The profile a conversation's ``extra`` names (None when none or gone)."""
-        if not isinstance(extra, Mapping):
-            return None
-        return self.find(extra.get(EXTRA_KEY))
+    def for_conversation(self, options: ConversationOptions) -> Profile | None:
+        """The profile a conversation runs on (None when none or gone)."""
+        model = options.model
+        return self.find(model.profile_id) if isinstance(model, ProfileModel) else None

@@ -34,7 +34,6 @@ from tui.prompting.personas import (
     Example,
     Persona,
     examples_as_messages,
-    set_conversation_option,
 )
 from tui.prompting.templates import PromptingError
 
@@ -43,21 +42,18 @@ if TYPE_CHECKING:
 
 Policy = Literal["drop_oldest", "summarize"]
 POLICIES: tuple[Policy, ...] = ("drop_oldest", "summarize")
-EXTRA_KEY = "context_policy"
-"""``ConversationMeta.extra["context_policy"]``: "drop_oldest" (default) or "summarize"."""
 SUMMARY_HEADER = "Summary of the earlier part of this conversation:"
 
 
 def conversation_policy(meta: ConversationMeta) -> Policy:
     """The conversation's context policy ("drop_oldest" unless set to "summarize")."""
-    return "summarize" if meta.extra.get(EXTRA_KEY) == "summarize" else "drop_oldest"
+    return meta.options.context_policy
 
 
 def set_conversation_policy(store: Store, cid: str, policy: Policy) -> ConversationMeta:
     if policy not in POLICIES:
         raise ContextError(f"unknown context policy {policy!r} (use {' or '.join(POLICIES)})")
-    return set_conversation_option(store, cid, EXTRA_KEY,
-                                   None if policy == "drop_oldest" else policy)
+    return store.update_options(cid, context_policy=policy)
 
 
 class ContextError(PromptingError, ValueError):

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tui.engine.protocol import ChatMessage, Done, EngineEvent, SamplingParams
-from tui.prompting.personas import set_conversation_option
 from tui.prompting.templates import PromptingError
 
 if TYPE_CHECKING:
@@ -25,8 +24,6 @@ if TYPE_CHECKING:
     from tui.store import ConversationMeta, Store
 
 TABLE = "memory"
-EXTRA_KEY = "memory"
-"""``ConversationMeta.extra["memory"]``: False turns memory off for that conversation."""
 DEFAULT_BUDGET = 256
 HEADER = "What you know about the user (from earlier conversations):"
 
@@ -144,11 +141,11 @@ def _by_id(memory_id: str) -> Any:
 
 def memory_on(meta: ConversationMeta) -> bool:
     """Whether memory is injected in this conversation (on unless turned off)."""
-    return meta.extra.get(EXTRA_KEY, True) is not False
+    return meta.options.memory
 
 
 def set_conversation_memory(store: Store, cid: str, on: bool) -> ConversationMeta:
-    return set_conversation_option(store, cid, EXTRA_KEY, None if on else False)
+    return store.update_options(cid, memory=on)
 
 
 # --- the block injected into the system prompt -----------------------------------------------

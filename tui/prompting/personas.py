@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from tui.store import ConversationMeta, Store
 
 TABLE = "personas"
-EXTRA_KEY = "persona"
-"""The key in ``ConversationMeta.extra`` that holds the conversation's persona id."""
 
 TONES: dict[str, str] = {
     "neutral": "",
@@ -294,8 +292,8 @@ class PersonaLibrary:
 
     def for_conversation(self, meta: ConversationMeta) -> Persona | None:
         """The conversation's persona; ``None`` when none is set or it was deleted."""
-        persona_id = meta.extra.get(EXTRA_KEY)
-        if not isinstance(persona_id, str):
+        persona_id = meta.options.persona
+        if persona_id is None:
             return None
         try:
             return self.get(persona_id)
@@ -318,15 +316,5 @@ def _by_id(persona_id: str) -> Any:
     return where("id") == persona_id
 
 
-def set_conversation_option(store: Store, cid: str, key: str, value: Any) -> ConversationMeta:
-    """Set (or, with ``None``, remove) one key of a conversation's ``extra``, keeping the rest."""
-    extra = dict(store.get_conversation(cid).extra)
-    if value is None:
-        extra.pop(key, None)
-    else:
-        extra[key] = value
-    return store.update_conversation(cid, extra=extra)
-
-
 def set_conversation_persona(store: Store, cid: str, persona_id: str | None) -> ConversationMeta:
-    return set_conversation_option(store, cid, EXTRA_KEY, persona_id)
+    return store.update_options(cid, persona=persona_id)

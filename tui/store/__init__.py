@@ -10,17 +10,29 @@ from __future__ import annotations
 from .checkpoint import ReplyCheckpoint
 from .errors import NotFoundError, StoreError, StoreReadOnly
 from .models import ConversationMeta, SearchHit, StoredMessage
+from .options import ConversationOptions, EndpointModel, LocalModel, ModelChoice, ProfileModel
+from .parts import Part, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
 from .schema import UPGRADES
 from .store import Store
 
 __all__ = [
     "UPGRADES",
     "ConversationMeta",
+    "ConversationOptions",
+    "EndpointModel",
+    "LocalModel",
+    "ModelChoice",
     "NotFoundError",
+    "Part",
+    "ProfileModel",
+    "ReasoningPart",
     "ReplyCheckpoint",
     "SearchHit",
     "Store",
     "StoreError",
     "StoreReadOnly",
     "StoredMessage",
+    "TextPart",
+    "ToolCallPart",
+    "ToolResultPart",
 ]

@@ -64,7 +64,7 @@ def build_data_set(data_dir: Path, conversations: int, messages: int) -> list[st
         rows[str(c + 1)] = {
             "id": cid, "title": f"Bench conversation {c}", "created": created,
             "updated": created + messages / 1000, "pinned": False, "system_prompt": "",
-            "model": "bench-model", "message_count": messages, "extra": {},
+            "model": "bench-model", "message_count": messages, "options": {},
             "sig": list(sig) if sig else None,
         }
         ids.append(cid)

@@ -14,8 +14,11 @@ from .models import (
     STATUSES,
     ConversationMeta,
     StoredMessage,
+    message_to_doc,
     new_id,
 )
+from .options import options_from_doc, options_from_legacy_extra, options_to_doc
+from .parts import ReasoningPart, parts_from_docs
 
 EXPORT_FORMAT = "lmdesk-conversation"
 EXPORT_VERSION = 1
@@ -38,7 +41,13 @@ def export_markdown(meta: ConversationMeta, messages: list[StoredMessage]) -> st
         heading = msg.role.capitalize()
         if msg.role == "assistant" and msg.model and msg.model != meta.model:
             heading += f" ({msg.model})"
-        lines += [f"## {heading}", "", msg.content]
+        lines += [f"## {heading}", ""]
+        for part in msg.parts:
+            if isinstance(part, ReasoningPart) and part.text:
+                lines += [f"<details><summary>Reasoning ({part.tokens} tokens, "
+                          f"{part.seconds:.1f} s)</summary>", "", part.text.strip(), "",
+                          "</details>", ""]
+        lines.append(close_fences(msg.content))
         if msg.status == "stopped":
             lines += ["", "_(stopped)_"]
         elif msg.status == "partial":
@@ -49,15 +58,34 @@ def export_markdown(meta: ConversationMeta, messages: list[StoredMessage]) -> st
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def close_fences(text: str) -> str:
+    """``text`` with a code fence left open (a stopped reply) closed, so what follows in the
+    export is not swallowed into the code block."""
+    fence = None
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        marker = next((m for m in ("```", "~~~") if stripped.startswith(m)), None)
+        if marker is None:
+            continue
+        if fence is None:
+            fence = marker
+        elif marker == fence and stripped.strip() == marker:
+            fence = None
+    if fence is None:
+        return text
+    return text + ("" if text.endswith("\n") else "\n") + fence
+
+
 def export_json(meta: ConversationMeta, messages: list[StoredMessage]) -> dict[str, Any]:
     conversation = asdict(meta)
     conversation.pop("message_count", None)
+    conversation["options"] = options_to_doc(meta.options)
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "exported": time.time(),
         "conversation": conversation,
-        "messages": [asdict(m) for m in messages],
+        "messages": [message_to_doc(m) for m in messages],
     }
 
 
@@ -98,9 +126,14 @@ def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage]]:
     title = conv.get("title", "Imported conversation")
     if not isinstance(title, str):
         raise _bad("the title should be text")
-    extra = conv.get("extra", {})
-    if not isinstance(extra, dict):
-        raise _bad("'extra' should be an object")
+    options = conv.get("options")
+    if options is None:  # an export from lmdesk 0.1
+        extra = conv.get("extra", {})
+        if not isinstance(extra, dict):
+            raise _bad("'extra' should be an object")
+        options, _rest = options_from_legacy_extra(extra)
+    if not isinstance(options, dict):
+        raise _bad("'options' should be an object")
     created = _number(conv.get("created"), now, "created")
     fields: dict[str, Any] = {
         "title": title,
@@ -109,7 +142,7 @@ def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage]]:
         "pinned": bool(conv.get("pinned", False)),
         "system_prompt": _opt_str(conv.get("system_prompt"), "system_prompt") or "",
         "model": _opt_str(conv.get("model"), "model"),
-        "extra": extra,
+        "options": options_to_doc(options_from_doc(options)[0]),
     }
     messages: list[StoredMessage] = []
     seen: set[str] = set()
@@ -142,6 +175,7 @@ def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage]]:
                 stats=stats,
                 status=status,
                 error=_opt_str(raw.get("error"), f"{where} error"),
+                parts=parts_from_docs(raw.get("parts")),
             )
         )
     return fields, messages

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import StoreError
+from .options import ConversationOptions, options_from_doc
+from .parts import Part, parts_from_docs, parts_to_docs, reasoning_of
 
 ROLES = ("system", "user", "assistant")
 STATUSES = ("done", "stopped", "error", "partial")
@@ -26,6 +28,13 @@ class StoredMessage:
     status: str = "done"
     """"done", "stopped", "error" or "partial" (a reply still streaming, or cut off by a crash)."""
     error: str | None = None
+    parts: tuple[Part, ...] = ()
+    """An assistant turn's structure (reasoning, tool calls and results) when it has more than
+    a plain answer; ``content`` is always the answer text (see ``tui.store.parts``)."""
+
+    @property
+    def reasoning(self) -> str:
+        return reasoning_of(self.parts)
 
 
 @dataclass
@@ -38,8 +47,8 @@ class ConversationMeta:
     system_prompt: str = ""
     model: str | None = None
     message_count: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Free-form settings for later features (persona, memory on/off...)."""
+    options: ConversationOptions = field(default_factory=ConversationOptions)
+    """Model, persona, memory, context policy, knowledge bases, reasoning budget, tools."""
 
 
 @dataclass
@@ -78,6 +87,7 @@ def message_to_doc(msg: StoredMessage) -> dict[str, Any]:
         "stats": copy.deepcopy(msg.stats),
         "status": msg.status,
         "error": msg.error,
+        **({"parts": parts_to_docs(msg.parts)} if msg.parts else {}),
     }
 
 
@@ -92,12 +102,13 @@ def message_from_doc(doc: dict[str, Any]) -> StoredMessage:
         stats=copy.deepcopy(stats) if isinstance(stats, dict) else None,
         status=str(doc.get("status", "done")),
         error=doc.get("error"),
+        parts=parts_from_docs(doc.get("parts")),
     )
 
 
 def meta_from_row(row: dict[str, Any], live: dict[str, Any] | None = None) -> ConversationMeta:
     """Build a ConversationMeta from an index row, with newer counters from ``live`` if given."""
-    extra = row.get("extra")
+    options, _problems = options_from_doc(row.get("options"))
     created = float(row.get("created", 0.0))
     meta = ConversationMeta(
         id=str(row["id"]),
@@ -108,7 +119,7 @@ def meta_from_row(row: dict[str, Any], live: dict[str, Any] | None = None) -> Co
         system_prompt=str(row.get("system_prompt", "")),
         model=row.get("model"),
         message_count=int(row.get("message_count", 0)),
-        extra=copy.deepcopy(extra) if isinstance(extra, dict) else {},
+        options=options,
     )
     if live:
         meta.updated = float(live.get("updated", meta.updated))

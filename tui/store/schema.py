@@ -39,13 +39,30 @@ def _v0_to_v1(index: Index, data_dir: Path) -> Index:
         doc.setdefault("system_prompt", "")
         doc.setdefault("model", None)
         doc.setdefault("message_count", 0)
-        doc.setdefault("extra", {})
+        doc.setdefault("extra", {})  # v2 turns it into "options"
         doc.setdefault("sig", None)
     index.setdefault("settings", {})
     return index
 
 
-UPGRADES: list[UpgradeStep] = [_v0_to_v1]
+def _v1_to_v2(index: Index, data_dir: Path) -> Index:
+    """The untyped ``extra`` bag of each conversation becomes typed ``options`` (see
+    ``options.py``); keys it held that options do not know are kept under ``legacy_extra``."""
+    from .options import options_from_legacy_extra
+
+    for doc in index.get("conversations", {}).values():
+        extra = doc.pop("extra", None)
+        options, rest = options_from_legacy_extra(extra if isinstance(extra, dict) else {})
+        model = options.get("model")
+        if isinstance(model, dict) and not model.get("name"):
+            model["name"] = doc.get("model") or ""
+        doc["options"] = options
+        if rest:
+            doc["legacy_extra"] = rest
+    return index
+
+
+UPGRADES: list[UpgradeStep] = [_v0_to_v1, _v1_to_v2]
 
 
 def current_version() -> int:

@@ -36,6 +36,7 @@ from . import schema
 from .errors import NotFoundError, StoreError, StoreReadOnly
 from .lock import DataLock, acquire
 from .models import ConversationMeta, StoredMessage, meta_from_row, new_id, sort_key
+from .options import ConversationOptions, options_to_doc
 from .storage import AtomicJSONStorage, remove_stale_temp_files, signature
 from .store_ops import MSG_TABLE, StoreOps, locked
 
@@ -312,14 +313,14 @@ class Store(StoreOps):
     @locked
     def create_conversation(
         self, title: str = "New conversation", *, system_prompt: str = "",
-        model: str | None = None,
+        model: str | None = None, options: ConversationOptions | None = None,
     ) -> ConversationMeta:
         self._check_writable()
         now = time.time()
         row: dict[str, Any] = {
             "id": new_id("c"), "title": title, "created": now, "updated": now, "pinned": False,
-            "system_prompt": system_prompt, "model": model, "message_count": 0, "extra": {},
-            "sig": None,
+            "system_prompt": system_prompt, "model": model, "message_count": 0,
+            "options": options_to_doc(options) if options is not None else {}, "sig": None,
         }
         self._conv_table().insert(row)
         return meta_from_row(row)
@@ -330,12 +331,13 @@ class Store(StoreOps):
 
     _CHANGEABLE: ClassVar[dict[str, tuple[type[Any], ...]]] = {
         "title": (str,), "pinned": (bool,), "system_prompt": (str,),
-        "model": (str, type(None)), "extra": (dict,),
+        "model": (str, type(None)), "options": (ConversationOptions,),
     }
 
     @locked
     def update_conversation(self, cid: str, **changes: Any) -> ConversationMeta:
-        """Change title, pinned, system_prompt, model or extra (``extra`` is replaced whole)."""
+        """Change title, pinned, system_prompt, model or options (replaced whole: to change
+        some options and keep the rest, use ``update_options``)."""
         self._check_writable()
         self._row(cid)
         for key, value in changes.items():
@@ -344,8 +346,17 @@ class Store(StoreOps):
                 raise StoreError(f"cannot change {key!r} of a conversation")
             if not isinstance(value, kinds):
                 raise StoreError(f"{key} should be {kinds[0].__name__}, got {value!r}")
+        if "options" in changes:
+            changes = {**changes, "options": options_to_doc(changes["options"])}
         self._write_rows({cid: copy.deepcopy(changes)})
         return self._meta(cid, self._row(cid))
+
+    @locked
+    def update_options(self, cid: str, **changes: Any) -> ConversationMeta:
+        """Change some of a conversation's options, keeping the others as stored now (several
+        screens change options; none may undo another's change)."""
+        options = self._meta(cid, self._row(cid)).options.replace(**changes)
+        return self.update_conversation(cid, options=options)
 
     @locked
     def delete_conversation(self, cid: str) -> None:

@@ -30,6 +30,7 @@ from .models import (
     meta_from_row,
     new_id,
 )
+from .parts import Part, parts_from_docs, parts_to_docs, reasoning_of
 from .storage import AtomicJSONStorage
 
 MSG_TABLE = "messages"
@@ -117,6 +118,7 @@ class StoreOps:
     def append_message(
         self, cid: str, role: str, content: str, *, model: str | None = None,
         stats: dict[str, Any] | None = None, status: str = "done", error: str | None = None,
+        parts: tuple[Part, ...] = (),
     ) -> StoredMessage:
         """Save one message now (one write of this conversation's file, not of the index).
 
@@ -131,7 +133,7 @@ class StoreOps:
             raise StoreError(f"message content should be text, got {type(content).__name__}")
         msg = StoredMessage(
             id=new_id("m"), role=role, content=content, created=time.time(), model=model,
-            stats=copy.deepcopy(stats), status=status, error=error,
+            stats=copy.deepcopy(stats), status=status, error=error, parts=tuple(parts),
         )
         self._msgs(cid).insert(message_to_doc(msg))
         self._touch(cid)
@@ -141,6 +143,7 @@ class StoreOps:
     def update_message(
         self, cid: str, mid: str, *, content: str | None = None, status: str | None = None,
         stats: dict[str, Any] | None = None, error: str | None = None,
+        parts: tuple[Part, ...] | None = None,
     ) -> None:
         """Change the given fields of a message (None leaves a field as it is)."""
         self._check_writable()
@@ -156,6 +159,8 @@ class StoreOps:
             fields["stats"] = copy.deepcopy(stats)
         if error is not None:
             fields["error"] = error
+        if parts is not None:
+            fields["parts"] = parts_to_docs(parts)
         if fields:
             self._msgs(cid).update(fields, doc_ids=[doc_id])
             self._touch(cid)
@@ -194,11 +199,12 @@ class StoreOps:
     # -- search ------------------------------------------------------------------------------
 
     @locked
-    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
-        """Case-insensitive substring search over all messages, newest conversations first."""
-        return self._search(query, limit)
+    def search(self, query: str, limit: int = 50, *, reasoning: bool = False) -> list[SearchHit]:
+        """Case-insensitive substring search over all messages, newest conversations first;
+        with ``reasoning``, the reasoning of thinking models' replies too."""
+        return self._search(query, limit, reasoning)
 
-    def _search(self, query: str, limit: int) -> list[SearchHit]:
+    def _search(self, query: str, limit: int, reasoning: bool = False) -> list[SearchHit]:
         if not query or limit <= 0:
             return []
         pattern = re.compile(re.escape(query), re.IGNORECASE)
@@ -217,11 +223,17 @@ class StoreOps:
                 if not isinstance(content, str):
                     continue
                 found = pattern.search(content)
+                label = ""
+                if found is None and reasoning and doc.get("parts"):
+                    content = reasoning_of(parts_from_docs(doc.get("parts")))
+                    found = pattern.search(content)
+                    label = "(reasoning) "
                 if found is None:
                     continue
                 hits.append(SearchHit(
                     conversation_id=meta.id, message_id=str(doc.get("id", "")),
-                    title=meta.title, snippet=snippet(content, found.start(), found.end()),
+                    title=meta.title,
+                    snippet=label + snippet(content, found.start(), found.end()),
                     role=str(doc.get("role", "")),
                 ))
                 if len(hits) >= limit:

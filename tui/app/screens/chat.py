@@ -18,7 +18,7 @@ from tui.app.screens.system_prompt import SystemPromptScreen
 from tui.app.screens.text_input import TextInputScreen
 from tui.app.transfer import export_conversation, import_conversation, slug
 from tui.app.widgets.chat_pane import READ_ONLY_SEND, ChatPane
-from tui.app.widgets.message_view import code_blocks
+from tui.app.widgets.message_view import LiveReply, MessageView, code_blocks
 from tui.app.widgets.monitor_panel import MonitorPanel
 from tui.app.widgets.sidebar import ConversationList, Sidebar
 from tui.store import ConversationMeta, SearchHit, StoreError
@@ -129,21 +129,7 @@ class ChatScreen(Screen[None]):
 
     def _follow_model(self, meta: ConversationMeta) -> None:
         """A conversation switched to another model (in the model switcher) uses it again."""
-        app = self.lmdesk
-        if app.model_state != "loading" and app.follow_endpoint(meta.extra):
-            return
-        if app.model_state != "loading" and app.follow_profile(meta.extra):
-            return
-        path = meta.extra.get("model_path") if isinstance(meta.extra, dict) else None
-        if not isinstance(path, str) or path == app.model_path or app.busy_replying():
-            return
-        if app.model_state == "loading":
-            return
-        if not Path(path).is_file():
-            app.notify(f"This conversation's model {meta.model or path} is not here any more; "
-                       f"it goes on with {app.model_name}.", severity="warning")
-            return
-        app.switch_model(path, meta.model or Path(path).stem)
+        self.lmdesk.follow_conversation(meta)
 
     async def new_conversation(self, *, quiet: bool = False) -> None:
         app = self.lmdesk
@@ -194,7 +180,11 @@ class ChatScreen(Screen[None]):
         monitor = self.query_one(MonitorPanel)
         if not stats:
             monitor.tokens_per_s = monitor.ttft_s = monitor.ctx_used = None
+            monitor.reasoning_tokens = monitor.answer_tokens = None
             return
+        thought = int(stats.get("reasoning_tokens", 0) or 0)
+        monitor.reasoning_tokens = thought or None
+        monitor.answer_tokens = int(stats.get("generated_tokens", 0)) - thought
         monitor.tokens_per_s = float(stats.get("generation_tokens_per_s", 0.0))
         monitor.ttft_s = float(stats.get("time_to_first_token_s", 0.0))
         monitor.ctx_used = int(stats.get("prompt_tokens", 0)) + int(
@@ -231,6 +221,32 @@ class ChatScreen(Screen[None]):
 
     def action_focus_log(self) -> None:
         self.pane.log_view.focus()
+
+    def action_toggle_reasoning(self) -> None:
+        """Show or hide the reasoning of the selected reply (else of the last one that has
+        any, the one being written included)."""
+        log = self.pane.log_view
+        views = [log.selected] if log.has_focus and log.selected is not None else list(
+            reversed(log.views()))
+        for view in views:
+            if isinstance(view, MessageView | LiveReply) and view.toggle_reasoning():
+                return
+        self.lmdesk.notify("That reply has no reasoning." if log.has_focus else
+                           "No reply here has reasoning.")
+
+    def action_toggle_thinking(self) -> None:
+        """Thinking on or off for this conversation (a reasoning model's budget: its default
+        or 0, where the model is asked to answer directly)."""
+        if self.meta is None or not self._writable():
+            return
+        off = self.meta.options.reasoning_budget == 0
+        with self.lmdesk.guard("Could not change thinking for this conversation"):
+            new = self.lmdesk.store.update_options(self.meta.id,
+                                                   reasoning_budget=None if off else 0)
+            self.lmdesk.conversation_options_changed(self.meta.id, new.options)
+            self.lmdesk.notify("Thinking on in this conversation." if off else
+                               "Thinking off in this conversation: reasoning models are asked "
+                               "to answer directly.")
 
     async def action_load_earlier(self) -> None:
         if not await self.pane.log_view.load_earlier():

@@ -29,7 +29,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Select, Static
 
 from tui.engine.base import Engine
-from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams, TextDelta
+from tui.engine.errors import EngineError
+from tui.engine.protocol import ChatMessage, Done, SamplingParams, TextDelta
+from tui.session.params import load_params
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -252,7 +254,9 @@ class CompareScreen(Screen[None]):
         if self.forced_mode is not None:
             mode, why = self.forced_mode, "as asked"
         else:
-            mode, why = decide_mode(app.model_path, path_b, app.settings.n_ctx)
+            current = app.current
+            path_a = current.model.params.model_path if current and current.model.params else ""
+            mode, why = decide_mode(path_a, path_b, app.settings.n_ctx)
         self.post_message(CompareUpdate(f"Running {mode}: {why}."))
         messages = (ChatMessage("user", prompt),)
         sampling = SamplingParams(temperature=app.settings.temperature,
@@ -260,20 +264,18 @@ class CompareScreen(Screen[None]):
 
         def run_a() -> None:
             try:
-                engine = app.wait_for_engine(cancel)
-            except Exception as exc:
+                loaded = app.session.wait_ready(cancel)
+            except EngineError as exc:
                 side_a.error = str(exc)
                 return
-            if engine is None:
+            if loaded is None:
                 side_a.error = "stopped"
                 return
-            if not app.acquire_generation(cancel):
-                side_a.error = "stopped"
-                return
-            try:
-                self._generate(engine, side_a, messages, sampling, cancel)
-            finally:
-                app.generation_lock.release()
+            with app.session.generation(cancel) as got:
+                if not got:
+                    side_a.error = "stopped"
+                    return
+                self._generate(loaded.engine, side_a, messages, sampling, cancel)
 
         def run_b() -> None:
             engine = self._load_b(path_b, side_b)
@@ -308,10 +310,7 @@ class CompareScreen(Screen[None]):
         side.state = "loading…"
         app = self.lmdesk
         try:
-            engine = app._engine_factory(LoadParams(
-                model_path=path, n_ctx=app.settings.n_ctx, n_threads=app.settings.n_threads,
-                n_gpu_layers=app.settings.n_gpu_layers,
-            ))
+            engine = app.session.factory(load_params(app.settings, path))
             engine.load()
         except Exception as exc:
             side.error = f"could not load {side.name}: {exc}"
@@ -414,20 +413,3 @@ def _unload(engine: Engine) -> None:
         engine.unload()
     except Exception:
         pass
-
-
-def compare_stats_line(stats: dict[str, Any]) -> str:
-    """``compare (together): smollm2 12 tok 80.1 tok/s · gemma 12 tok 60.2 tok/s``."""
-    info = stats.get("compare")
-    if not isinstance(info, dict):
-        return ""
-    parts = []
-    for r in info.get("results", []):
-        if not isinstance(r, dict):
-            continue
-        if r.get("error"):
-            parts.append(f"{r.get('model')} error")
-        else:
-            parts.append(f"{r.get('model')} {int(r.get('generated_tokens', 0))} tokens "
-                         f"{float(r.get('generation_tokens_per_s', 0.0)):.1f} tok/s")
-    return f"compare ({info.get('mode', '?')}): " + " · ".join(parts)

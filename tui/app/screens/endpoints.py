@@ -216,7 +216,7 @@ class EndpointsScreen(Screen[None]):
 
         try:
             engine = RemoteEngine(endpoint.base_url, endpoint.api_key,
-                                  timeout_s=min(self.lmdesk.remote_timeout_s, 15.0))
+                                  timeout_s=min(self.lmdesk.session.remote_timeout_s, 15.0))
             names = engine.list_models()
         except Exception as exc:  # RemoteError says what happened; anything else too
             self.post_message(self.Fetched(endpoint.id, [], str(exc) or type(exc).__name__))

@@ -1,6 +1,6 @@
 """Knowledge bases in the app: create one from paths, reindex it with a progress bar (files,
 chunks, time left) that can be cancelled, and attach knowledge bases to the open conversation
-(their names go in ``ConversationMeta.extra["kbs"]``). Also the passage viewer that opens a
+(their names go in the conversation's options). Also the passage viewer that opens a
 source cited under a reply at its lines.
 
 Listing and indexing touch the disk, so they run in thread workers posting typed Messages."""
@@ -21,7 +21,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from tui.app.screens.confirm import MODAL_CSS
-from tui.kb import EXTRA_KEY, IngestReport, KBError, KBInfo, KBLibrary, Progress
+from tui.app.widgets.reply_lines import source_label
+from tui.kb import IngestReport, KBError, KBInfo, KBLibrary, Progress
+from tui.store import ConversationOptions
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -32,9 +34,8 @@ CONTEXT_LINES = 3
 MAX_PASSAGE_LINES = 400
 
 
-def attached_kbs(extra: dict[str, Any]) -> list[str]:
-    names = extra.get(EXTRA_KEY, [])
-    return [str(n) for n in names] if isinstance(names, list) else []
+def attached_kbs(options: ConversationOptions) -> list[str]:
+    return list(options.knowledge_bases)
 
 
 def split_paths(text: str) -> list[str]:
@@ -145,7 +146,7 @@ class KnowledgeScreen(ModalScreen[None]):
         if self.conversation_id is None:
             return []
         with self.lmdesk.guard("Could not read the conversation"):
-            return attached_kbs(self.lmdesk.store.get_conversation(self.conversation_id).extra)
+            return attached_kbs(self.lmdesk.store.get_conversation(self.conversation_id).options)
         return []
 
     @work(thread=True, exclusive=True, group="kb-list", exit_on_error=False)
@@ -209,17 +210,16 @@ class KnowledgeScreen(ModalScreen[None]):
         self.set_attached(names)
 
     def set_attached(self, names: list[str]) -> None:
-        """Store the attached knowledge bases in the conversation (the rest of extra kept)."""
+        """Store the attached knowledge bases in the conversation (its other options kept)."""
         cid = self.conversation_id
         if cid is None:
             self.lmdesk.notify("Open a conversation first.", severity="warning")
             return
         app = self.lmdesk
         with app.guard("Could not attach the knowledge base"):
-            meta = app.store.get_conversation(cid)
-            new = app.store.update_conversation(cid, extra={**meta.extra, EXTRA_KEY: names})
-            self.attached = attached_kbs(new.extra)
-            app.conversation_extra_changed(cid, new.extra)
+            new = app.store.update_options(cid, knowledge_bases=tuple(names))
+            self.attached = attached_kbs(new.options)
+            app.conversation_options_changed(cid, new.options)
             shown = ", ".join(self.attached) or "none"
             self._status(f"Knowledge bases of this conversation: {shown}")
             self._fill()
@@ -330,30 +330,6 @@ class KnowledgeScreen(ModalScreen[None]):
 
 
 # -- the passage behind a source ---------------------------------------------------------------
-
-
-def source_dicts(stats: dict[str, Any] | None) -> list[dict[str, Any]]:
-    sources = (stats or {}).get("sources")
-    if not isinstance(sources, list):
-        return []
-    return [s for s in sources if isinstance(s, dict) and s.get("path")]
-
-
-def source_label(source: dict[str, Any]) -> str:
-    label = source.get("label")
-    if label:
-        return str(label)
-    start, end = source.get("start", 1), source.get("end", source.get("start", 1))
-    return f"{source['path']}:{start}" if start == end else f"{source['path']}:{start}-{end}"
-
-
-def sources_line(stats: dict[str, Any] | None) -> str:
-    """``Sources: [1] notes.md:12-30  [2] ...`` for the footer of a reply; empty if none."""
-    sources = source_dicts(stats)
-    if not sources:
-        return ""
-    parts = [f"[{s.get('n', i + 1)}] {source_label(s)}" for i, s in enumerate(sources)]
-    return "Sources: " + "  ".join(parts)
 
 
 def read_passage(path: str, start: int, end: int,

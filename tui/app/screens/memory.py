@@ -201,8 +201,7 @@ class MemoryScreen(ModalScreen[None]):
             self.action_close()
 
     def action_propose(self) -> None:
-        chat = self.lmdesk.chat_screen()
-        if chat is not None and chat.pane.job is not None:
+        if self.lmdesk.busy_replying():
             self.notify("A reply is being written: propose once it is done.",
                         severity="warning")
             return
@@ -215,11 +214,16 @@ class MemoryScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="memory-propose", exit_on_error=False)
     def _propose(self, messages: tuple[object, ...], existing: list[str]) -> None:
+        session = self.lmdesk.session
         try:
-            engine = self.lmdesk.wait_for_engine(self._cancel)
-            if engine is None:
+            loaded = session.wait_ready(self._cancel)
+            if loaded is None:
                 return
-            found = propose_memories(engine, messages, existing=existing)  # type: ignore[arg-type]
+            with session.generation(self._cancel) as got:  # never beside a reply or the API
+                if not got:
+                    return
+                found = propose_memories(loaded.engine, messages,  # type: ignore[arg-type]
+                                         existing=existing)
         except (EngineError, PromptingError) as exc:
             self.post_message(MemoriesProposed([], str(exc)))
         except Exception as exc:  # never a traceback

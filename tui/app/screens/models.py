@@ -24,12 +24,12 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedContent, TabPane
 
-from tui.app.model_manager import usage_of
 from tui.app.screens.confirm import ConfirmScreen
 from tui.models.catalogue import CatalogueEntry, load_catalogue
 from tui.models.download import DownloadProgress, DownloadResult
 from tui.models.fit import FitEstimate, Resources, estimate_fit
 from tui.models.listing import LocalModel, list_models
+from tui.session.usage import usage_of
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -206,11 +206,11 @@ class ModelsScreen(Screen[None]):
         import psutil
 
         rss: dict[str, int] = {}
-        for entry in self.lmdesk.models.loaded():
+        for entry in self.lmdesk.session.loaded():
             pid = entry.info.worker_pid
-            if pid > 0:
+            if pid > 0 and entry.model.params is not None:
                 with contextlib.suppress(psutil.Error):
-                    rss[entry.path] = psutil.Process(pid).memory_info().rss
+                    rss[entry.model.params.model_path] = psutil.Process(pid).memory_info().rss
         self.post_message(self.Measured(rss))
 
     def on_models_screen_listed(self, event: ModelsScreen.Listed) -> None:
@@ -251,8 +251,11 @@ class ModelsScreen(Screen[None]):
         if not self.is_mounted:
             return
         usage = usage_of(self.lmdesk.store)
-        loaded = {m.path for m in self.lmdesk.models.loaded()}
-        current = self.lmdesk.model_path
+        # a model file loaded plainly or through a profile counts as loaded either way
+        loaded = {m.model.params.model_path for m in self.lmdesk.session.loaded()
+                  if m.model.params is not None}
+        now = self.lmdesk.current
+        current = now.model.params.model_path if now and now.model.params else ""
         table = self.query_one("#local-models", DataTable)
         keep = table.cursor_row
         table.clear()
@@ -416,10 +419,13 @@ class ModelsScreen(Screen[None]):
         row = self.selected_row()
         if row is None:
             return
-        if self.lmdesk.models.get(row.model.path) is None:
+        keys = [m.key for m in self.lmdesk.session.loaded()
+                if m.model.params is not None and m.model.params.model_path == str(row.model.path)]
+        if not keys:
             self.lmdesk.notify(f"{row.model.name} is not loaded.")
             return
-        self.lmdesk.unload_model(row.model.path)
+        for key in keys:
+            self.lmdesk.unload_model(key)
 
     # -- downloads ---------------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from textual.widgets.option_list import Option
 from tui.app.screens.confirm import MODAL_CSS
 from tui.app.screens.text_input import TextInputScreen
 from tui.prompting.personas import (
-    EXTRA_KEY,
     Example,
     Persona,
     PersonaError,
@@ -140,8 +139,7 @@ class PersonasScreen(ModalScreen[None]):
     def _current_id(self) -> str | None:
         if self.meta is None:
             return None
-        value = self.meta.extra.get(EXTRA_KEY)
-        return value if isinstance(value, str) else None
+        return self.meta.options.persona
 
     def refresh_list(self, select: str | None = None) -> None:
         try:

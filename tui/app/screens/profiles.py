@@ -56,8 +56,8 @@ class ProfileFormScreen(ModalScreen[Profile | None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", show=False),
-        Binding("escape", "cancel", "Cancel", show=False),
+        Binding("ctrl+s", "save", "Save", show=False, id="profile_form.save"),
+        Binding("escape", "cancel", "Cancel", show=False, id="profile_form.cancel"),
     ]
 
     def __init__(self, profile: Profile) -> None:
@@ -153,11 +153,11 @@ class ProfilesScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Back", show=False),
-        Binding("n", "new", "New", show=False),
-        Binding("e", "edit", "Edit", show=False),
-        Binding("delete,x", "delete", "Delete", show=False),
-        Binding("u", "use", "Use", show=False),
+        Binding("escape", "close", "Back", show=False, id="profiles.close"),
+        Binding("n", "new", "New", show=False, id="profiles.new"),
+        Binding("e", "edit", "Edit", show=False, id="profiles.edit"),
+        Binding("delete,x", "delete", "Delete", show=False, id="profiles.delete"),
+        Binding("u", "use", "Use", show=False, id="profiles.use"),
     ]
 
     def __init__(self, model_path: str = "", model_name: str = "") -> None:

@@ -17,7 +17,8 @@ from textual.widgets.option_list import Option
 from tui.app.screens.confirm import MODAL_CSS
 from tui.store import SearchHit, StoreError
 
-SearchFn = Callable[[str], list[SearchHit]]
+SearchFn = Callable[..., list[SearchHit]]
+"""``search(query, reasoning=...)``: ``Store.search``."""
 
 
 class SearchScreen(ModalScreen[SearchHit | None]):
@@ -31,6 +32,8 @@ class SearchScreen(ModalScreen[SearchHit | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Close", id="search.close"),
         Binding("down", "focus_results", "Results", show=False, id="search.results"),
+        Binding("ctrl+t", "toggle_reasoning", "Reasoning too", show=False,
+                id="search.reasoning"),
     ]
 
     def __init__(self, search: SearchFn, query: str = "") -> None:
@@ -39,12 +42,16 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         self._query = query
         self._hits: list[SearchHit] = []
         self._timer: Timer | None = None
+        self.reasoning = False
+        """Search the reasoning of thinking models' replies too (ctrl+t)."""
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = "Search all conversations"
             yield Input(self._query, placeholder="words to find", id="search-query")
             yield Static("", id="search-count", classes="modal-hint", markup=False)
+            yield Static("ctrl+t: search the models' reasoning too", id="search-hint",
+                         classes="modal-hint", markup=False)
             yield OptionList(id="search-results")
 
     def on_mount(self) -> None:
@@ -68,7 +75,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
             count.update("")
             return
         try:
-            self._hits = self._search(query)
+            self._hits = self._search(query, reasoning=self.reasoning)
         except StoreError as exc:
             count.update(f"Search failed: {exc}")
             return
@@ -99,6 +106,13 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         event.stop()
         if event.option.id is not None:
             self.dismiss(self._hits[int(event.option.id)])
+
+    def action_toggle_reasoning(self) -> None:
+        self.reasoning = not self.reasoning
+        self.query_one("#search-hint", Static).update(
+            "ctrl+t: answers only" if self.reasoning
+            else "ctrl+t: search the models' reasoning too")
+        self.run_search()
 
     def action_focus_results(self) -> None:
         self.query_one(OptionList).focus()

@@ -157,6 +157,7 @@ class ChatLog(VerticalScroll, can_focus=True):
     async def replace(self, old: MessageWidget, message: StoredMessage) -> MessageView:
         """Show ``message`` in place of ``old`` (a finished reply replaces its live view)."""
         view = MessageView(message)
+        view.reasoning_shown = bool(getattr(old, "reasoning_shown", False))
         with self.app.batch_update():
             await self.mount(view, after=old)
             await old.remove()

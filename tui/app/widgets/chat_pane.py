@@ -57,6 +57,8 @@ class ChatPane(ReplyStreamer):
         if self.job is not None:
             if app.model_state == "loading" and self.job.first_token_at is None:
                 text = "Waiting for the model to load… (esc cancels)"
+            elif self.job.thinking:
+                text = "Thinking… (esc stops)"
             else:
                 text = "Writing the reply… (esc stops)"
         elif self.editing is not None:
@@ -97,7 +99,7 @@ class ChatPane(ReplyStreamer):
     async def send(self, text: str) -> bool:
         app = self.lmdesk
         if text.lstrip().startswith("/"):  # /remember, /template... (see library.py)
-            if await app.slash_command(self, text):
+            if await app.library.slash_command(self, text):
                 return False
             if text.lstrip().startswith("//"):
                 text = text.lstrip()[1:]
@@ -132,10 +134,7 @@ class ChatPane(ReplyStreamer):
     def stop(self) -> bool:
         """Stop the reply being written (or leave editing). False when there was nothing."""
         if self.job is not None:
-            self.job.cancel_event.set()
-            engine = self.lmdesk.engine
-            if engine is not None:
-                engine.cancel()
+            self.lmdesk.session.cancel(self.job.cancel_event)
             return True
         if self.editing is not None:
             self.editing = None
@@ -185,12 +184,12 @@ class ChatPane(ReplyStreamer):
         if log.has_focus and log.selected is not None:
             selected = log.selected.message
             if job is not None and selected is job.view.message:
-                return dataclasses.replace(selected, content=job.text)
+                return dataclasses.replace(selected, content=job.text_so_far)
             return selected
         for message in reversed(self.history):
             if message.role == "assistant":
                 if job is not None and message is job.view.message:
-                    return dataclasses.replace(message, content=job.text)
+                    return dataclasses.replace(message, content=job.text_so_far)
                 if message.content:
                     return message
         return None

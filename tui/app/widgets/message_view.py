@@ -20,10 +20,9 @@ from textual.widget import Widget
 from textual.widgets import Label, Markdown, Static
 from textual.widgets.markdown import MarkdownBlock, MarkdownFence
 
-from tui.app.screens.compare import compare_stats_line
-from tui.app.screens.knowledge import sources_line
 from tui.app.widgets.markdown_lite import Block, BlocksVisual, parse_blocks
-from tui.store import StoredMessage
+from tui.app.widgets.reply_lines import reasoning_line, sources_line, stats_line
+from tui.store import ReasoningPart, StoredMessage
 
 ROLE_NAMES = {"user": "you", "assistant": "assistant"}
 INDENT = Content(" ")
@@ -33,32 +32,6 @@ def code_blocks(markdown: str) -> list[str]:
     """The code blocks of a Markdown text, in the order (and so the numbers) they are shown."""
     tokens = MarkdownIt("gfm-like").parse(markdown)
     return [t.content.rstrip() for t in tokens if t.type in ("fence", "code_block")]
-
-
-def stats_line(message: StoredMessage) -> str:
-    """``model · 120 tokens · 88.4 tok/s · ttft 0.14 s`` plus how the reply ended."""
-    parts: list[str] = []
-    stats = message.stats or {}
-    model = message.model or stats.get("model")
-    if model:
-        profile = stats.get("profile")
-        parts.append(f"{model} ({profile})" if isinstance(profile, str) and profile
-                     else str(model))
-    if stats and isinstance(stats.get("compare"), dict):
-        parts.append(compare_stats_line(stats))
-    elif stats:
-        parts.append(f"{int(stats.get('generated_tokens', 0))} tokens")
-        parts.append(f"{float(stats.get('generation_tokens_per_s', 0.0)):.1f} tok/s")
-        parts.append(f"ttft {float(stats.get('time_to_first_token_s', 0.0)):.2f} s")
-        if stats.get("stop_reason") == "length":
-            parts.append("cut at max tokens")
-    if message.status == "stopped":
-        parts.append("stopped")
-    elif message.status == "partial":
-        parts.append("unfinished")
-    elif message.status == "error":
-        parts.append(f"error: {message.error or 'the reply failed'}")
-    return " · ".join(parts)
 
 
 class MessageWidget(Widget):
@@ -94,12 +67,39 @@ class MessageView(MessageWidget):
         super().__init__(message, **kwargs)
         self._visual: BlocksVisual | None = None
         self._ansi = False
+        self.reasoning_shown = False
+        """Whether the reasoning is shown in full (else one collapsed line)."""
+
+    def toggle_reasoning(self) -> bool:
+        """Show or hide the reasoning; False when the message has none."""
+        if not self.message.reasoning:
+            return False
+        self.reasoning_shown = not self.reasoning_shown
+        self._visual = None
+        self.refresh(layout=True)
+        return True
+
+    def _reasoning_blocks(self) -> list[Block]:
+        parts = [p for p in self.message.parts if isinstance(p, ReasoningPart)]
+        if not parts:
+            return []
+        tokens = sum(p.tokens for p in parts)
+        seconds = sum(p.seconds for p in parts)
+        line = reasoning_line(tokens, seconds, done=True, expanded=self.reasoning_shown)
+        blocks = [Block(Content.styled(line, "$text-muted"), first=INDENT, rest=INDENT)]
+        if self.reasoning_shown:
+            for text in self.message.reasoning.split("\n"):
+                blocks.append(Block(Content.styled(text, "$text-muted italic"),
+                                    first=Content("  │ "), rest=Content("  │ ")))
+        blocks.append(Block(EMPTY_CONTENT))
+        return blocks
 
     def _build(self) -> BlocksVisual:
         message = self.message
         role_style = "bold $text-accent" if message.role == "user" else "bold $text-primary"
         blocks = [Block(Content.styled(ROLE_NAMES.get(message.role, message.role), role_style))]
         if message.role == "assistant":
+            blocks.extend(self._reasoning_blocks())
             body, _count = parse_blocks(message.content, ansi=self._ansi)
         else:
             body = [Block(Content(message.content))] if message.content else []
@@ -124,6 +124,9 @@ class MessageView(MessageWidget):
     @property
     def text(self) -> str:
         return self.message.content
+
+
+EMPTY_CONTENT = Content("")
 
 
 class FrozenSegment(Widget):
@@ -251,6 +254,14 @@ class LiveReply(MessageWidget):
             color: $text-muted;
             padding: 0 1;
         }
+        & > .msg-reasoning {
+            color: $text-muted;
+            padding: 0 1;
+            display: none;
+            &.-on {
+                display: block;
+            }
+        }
         &.-selected {
             background: $boost;
             border-left: thick $primary;
@@ -262,9 +273,12 @@ class LiveReply(MessageWidget):
     def __init__(self, message: StoredMessage, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.markdown = ReplyMarkdown()
+        self.reasoning_shown = False
+        self._reasoning: tuple[str, int, float, bool] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("assistant", classes="msg-role", markup=False)
+        yield Static(classes="msg-reasoning", markup=False)
         yield self.markdown
         model = self.message.model or ""
         yield Static(Content(f"{model} · waiting for the first token…".lstrip(" ·")),
@@ -272,6 +286,30 @@ class LiveReply(MessageWidget):
 
     def set_progress(self, text: str) -> None:
         self.query_one(".msg-meta", Static).update(Content(text))
+
+    def set_reasoning(self, text: str, tokens: int, seconds: float, *, done: bool) -> None:
+        """One dim line while the model thinks (its reasoning is kept, not shown in full: on
+        an 80x24 screen it would push the answer away); it stays, collapsed, above the
+        answer once the answer starts. ``toggle_reasoning`` shows it all."""
+        self._reasoning = (text, tokens, seconds, done)
+        line = self.query_one(".msg-reasoning", Static)
+        line.add_class("-on")
+        head = reasoning_line(tokens, seconds, done=done, expanded=self.reasoning_shown)
+        if self.reasoning_shown:
+            body = "\n".join(f"  │ {row}" for row in text.split("\n"))
+            line.update(Content(head) + Content("\n") + Content.styled(body, "italic"))
+        else:
+            line.update(Content(head))
+        if not done:
+            self.set_progress(f"{self.message.model or ''} · thinking".lstrip(" ·"))
+
+    def toggle_reasoning(self) -> bool:
+        """Show or hide the reasoning written so far; False when there is none yet."""
+        if self._reasoning is None:
+            return False
+        self.reasoning_shown = not self.reasoning_shown
+        self.set_reasoning(*self._reasoning[:3], done=self._reasoning[3])
+        return True
 
     async def freeze(self, source: str, ansi: bool) -> ReplyMarkdown:
         """Freeze the live tail (whose text is ``source``) and start a fresh one after it."""

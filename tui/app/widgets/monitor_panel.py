@@ -84,6 +84,9 @@ class MonitorPanel(Vertical):
     ttft_s: reactive[float | None] = reactive(None)
     ctx_used: reactive[int | None] = reactive(None)
     n_ctx: reactive[int | None] = reactive(None)
+    reasoning_tokens: reactive[int | None] = reactive(None)
+    """Of the last reply's tokens, those spent thinking (None: it did not think)."""
+    answer_tokens: reactive[int | None] = reactive(None)
     collapsed: reactive[bool] = reactive(False)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -111,6 +114,7 @@ class MonitorPanel(Vertical):
 
     watch_model_name = watch_load_state = watch_tokens_per_s = _watch_any
     watch_ttft_s = watch_ctx_used = watch_n_ctx = _watch_any
+    watch_reasoning_tokens = watch_answer_tokens = _watch_any
 
     def watch_collapsed(self, collapsed: bool) -> None:
         self.set_class(collapsed, "-collapsed")
@@ -190,6 +194,9 @@ class MonitorPanel(Vertical):
             ctx_used, n_ctx = (self.ctx_used or 0), (self.n_ctx or 0)
         rows = [("gen", f"{gen} {spark}".rstrip())]
         rows.append(("ttft", "--" if ttft_s is None else f"{ttft_s:.2f} s"))
+        if self.reasoning_tokens and not rates.streaming:
+            rows.append(("think", f"{_tokens(self.reasoning_tokens)} tok · answer "
+                                  f"{_tokens(self.answer_tokens or 0)}"))
         if rates.prompt_tokens_per_s:
             rows.append(("prompt", f"{rates.prompt_tokens_per_s:.0f} tok/s"))
         if n_ctx:

@@ -26,14 +26,14 @@ from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
 from tui.app import gc_tuning
-from tui.app.prompt_builder import ContextPlanned, build_prompt, snapshot
-from tui.app.reply_job import ReplyFinished, ReplyJob
+from tui.app.messages import ContextPlanned, ReplyFinished
+from tui.app.reply_job import ReplyJob
 from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.markdown_lite import segment_cut
-from tui.engine.errors import EngineError, PromptTooLong
-from tui.engine.protocol import Done, SamplingParams, TextDelta
-from tui.prompting.templates import PromptingError
+from tui.session.request import snapshot
+from tui.session.turn import TurnOutcome, run_turn
 from tui.store import ConversationMeta, StoredMessage, StoreError
+from tui.store.parts import Part, ReasoningPart, TextPart
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -107,6 +107,7 @@ class ReplyStreamer(Vertical):
             id=f"unsaved-{self._unsaved}", role=role, content=content, created=time.time(),
             model=kwargs.get("model"), stats=kwargs.get("stats"),
             status=kwargs.get("status", "done"), error=kwargs.get("error"),
+            parts=kwargs.get("parts", ()),
         )
 
     def _replace(self, old: StoredMessage, new: StoredMessage) -> None:
@@ -133,10 +134,9 @@ class ReplyStreamer(Vertical):
     async def _start_reply(self) -> None:
         assert self.meta is not None
         app = self.lmdesk
-        sampling = SamplingParams(
-            temperature=app.settings.temperature, max_tokens=app.settings.max_tokens
-        )
-        sampling = app.profile_sampling(sampling)  # the conversation's model profile, if any
+        sampling, notes = app.reply_sampling(self.meta)
+        for note in notes:
+            app.notify(note, severity="warning")
         request = snapshot(app.store, self.meta, self.history, sampling,
                            data_dir=app.paths.data_dir, n_ctx=app.settings.n_ctx)
         placeholder = StoredMessage(
@@ -145,8 +145,8 @@ class ReplyStreamer(Vertical):
         )
         self.history.append(placeholder)
         view = await self.log_view.add_live(placeholder)
-        job = ReplyJob(self.meta.id, (), request.sampling, app.model_name, view)
-        job.request = request
+        job = ReplyJob(self.meta.id, app.model_name, view, request, self.post_message,
+                       app.rates.delta)
         job.stream = Markdown.get_stream(view.markdown)
         self.job = job
         self.generating = True
@@ -156,50 +156,10 @@ class ReplyStreamer(Vertical):
 
     @work(thread=True, exclusive=True, group="reply", exit_on_error=False)
     def _generate(self, job: ReplyJob) -> None:
-        """Runs in a thread: feed the engine's deltas into ``job``; never touches widgets."""
-        done: Done | None = None
-        try:
-            engine = self.lmdesk.wait_for_engine(job.cancel_event)
-            if engine is None:
-                self.post_message(ReplyFinished(job, None))
-                return
-            if job.request is not None:
-                try:
-                    built = build_prompt(job.request, engine)
-                except PromptingError as exc:  # ContextError: nothing is sent, nothing lost
-                    job.context_error = str(exc)
-                    self.post_message(ReplyFinished(job, None))
-                    return
-                job.messages, job.sampling = built.messages, built.sampling
-                job.sources, job.notes = built.sources, built.notes
-                self.post_message(ContextPlanned(
-                    job.conversation_id, built.plan.tokens, built.n_ctx,
-                    built.plan.left_out, tuple(built.notes),
-                ))
-            cancel_sent = False
-            self.lmdesk.rates.start()  # the monitor's live tok/s
-            for event in self.lmdesk.locked_generate(engine, job.messages, job.sampling,
-                                                     job.cancel_event):
-                if isinstance(event, TextDelta):
-                    job.push(event.text, event.n_tokens)
-                    self.lmdesk.rates.delta(event.n_tokens)
-                elif isinstance(event, Done):
-                    done = event
-                if job.cancelled and not cancel_sent:
-                    engine.cancel()
-                    cancel_sent = True
-            error = None if done is not None or job.cancelled else (
-                "the engine stopped without finishing")
-            self.post_message(ReplyFinished(job, done, error))
-        except PromptTooLong as exc:
-            self.post_message(ReplyFinished(
-                job, done, f"{exc} Start a new conversation (ctrl+n) or shorten this one."
-            ))
-        except EngineError as exc:
-            self.post_message(ReplyFinished(job, done, str(exc)))
-        except Exception as exc:  # the app must not die: report it
-            error = f"internal error: {type(exc).__name__}: {exc}"
-            self.post_message(ReplyFinished(job, done, error))
+        """Runs in a thread: the turn, its pieces into ``job``; never touches widgets."""
+        self.lmdesk.rates.start()  # the monitor's live tok/s
+        outcome = run_turn(self.lmdesk.session, job.request, job, job.cancel_event)
+        self.post_message(ReplyFinished(job, outcome))
 
     async def _flush(self) -> None:
         """Timer: move what arrived into the view. One at a time (it awaits the stream), and
@@ -216,15 +176,21 @@ class ReplyStreamer(Vertical):
         if job is None or job.stream is None:
             return
         cpu = time.thread_time()
+        thought_before = job.reasoning_tokens
         text, tokens = job.take()
-        if not text:
+        if not text and job.reasoning_tokens == thought_before:
             return
         if self.flush_log is not None:
             self.flush_log.append((tokens, cpu))
-        await self._write(job, text)
+        if job.reasoning_tokens != thought_before or (text and job.reasoning_tokens):
+            job.view.set_reasoning(job.reasoning_so_far, job.reasoning_tokens,
+                                   job.reasoning_seconds(), done=bool(job.shown))
+        if text:
+            await self._write(job, text)
         if job.stored is None and not job.save_failed:
-            stored = self._append("assistant", job.text, conversation_id=job.conversation_id,
-                                  model=job.model, status="partial")
+            stored = self._append("assistant", job.text_so_far,
+                                  conversation_id=job.conversation_id, model=job.model,
+                                  status="partial", parts=self._live_parts(job))
             if stored.id.startswith("unsaved-"):
                 job.save_failed = True
             else:
@@ -235,14 +201,26 @@ class ReplyStreamer(Vertical):
             job.last_checkpoint = time.monotonic()
             with self.lmdesk.guard("Could not checkpoint the reply"):
                 self.lmdesk.store.update_message(
-                    job.conversation_id, job.stored.id, content=job.text
+                    job.conversation_id, job.stored.id, content=job.text_so_far,
+                    parts=self._live_parts(job),
                 )
-        rate = job.live_rate()
-        job.view.set_progress(
-            f"{job.model} · {job.tokens_shown} tokens" + (f" · {rate:.1f} tok/s" if rate else "")
-        )
-        if job.tokens_shown == tokens:
+        if job.shown:
+            rate = job.live_rate()
+            job.view.set_progress(f"{job.model} · {job.tokens_shown} tokens"
+                                  + (f" · {rate:.1f} tok/s" if rate else ""))
+        if job.tokens_shown == tokens or (job.reasoning_tokens and not job.shown):
             self.update_status()
+
+    @staticmethod
+    def _live_parts(job: ReplyJob) -> tuple[Part, ...]:
+        """The parts of a reply still being written (its reasoning so far, kept apart)."""
+        if not job.reasoning_tokens:
+            return ()
+        parts: list[Part] = [ReasoningPart(job.reasoning_so_far, job.reasoning_tokens,
+                                           round(job.reasoning_seconds(), 3))]
+        if job.shown:
+            parts.append(TextPart(job.text_so_far))
+        return tuple(parts)
 
     async def _write(self, job: ReplyJob, text: str) -> None:
         """Stream ``text`` into the live tail. Once the tail is long enough, the text up to the
@@ -268,41 +246,44 @@ class ReplyStreamer(Vertical):
         job = self.job
         if job is None:
             return
+        # the job changes hands before the first await: a ReplyFinished handled while this
+        # waits must already find it among the replies being left
+        job.detached = True
+        self._leaving.add(job)
+        self.job = None
+        self.lmdesk.session.cancel(job.cancel_event)
         async with self._flush_lock:  # no flush may be half-way through the widgets
             if self._timer is not None:
                 self._timer.stop()
                 self._timer = None
-            job.detached = True
-            job.cancel_event.set()
-            engine = self.lmdesk.engine
-            if engine is not None:
-                engine.cancel()
             if job.stream is not None:
                 await stop_stream(job.stream)
                 job.stream = None
-            self._leaving.add(job)
-            self.job = None
         self.generating = False
 
-    def _finish_detached(self, job: ReplyJob, done: Done | None, error: str | None) -> None:
+    def _ending(self, job: ReplyJob, outcome: TurnOutcome) -> tuple[str, str, tuple[Part, ...]]:
+        """(text, status, parts) of a finished turn, from what the engine or the UI saw."""
+        job.take()
+        text = outcome.text or job.text_so_far
+        parts = outcome.parts or self._live_parts(job)
+        reason = outcome.done.stats.stop_reason if outcome.done is not None else (
+            "error" if outcome.error else "cancelled")
+        status = "error" if outcome.error or reason == "error" else (
+            "stopped" if reason == "cancelled" else "done")
+        return text, status, parts
+
+    def _finish_detached(self, job: ReplyJob, outcome: TurnOutcome) -> None:
         """Save a reply whose conversation is no longer shown (see ``leave_reply``)."""
         self._leaving.discard(job)
-        job.take()
-        text = done.text if done is not None and done.text else job.text
-        reason = done.stats.stop_reason if done is not None else "cancelled"
-        status = "error" if error or reason == "error" else (
-            "done" if reason in ("stop", "length") else "stopped")
-        stats = {**dataclasses.asdict(done.stats), "model": job.model} if done else None
-        if stats is not None and job.sources:
-            stats["sources"] = job.sources
-        self.lmdesk.reply_done(job.model, done)
-        if not text and job.stored is None:
+        text, status, parts = self._ending(job, outcome)
+        self.lmdesk.reply_done(outcome)
+        if not text and not parts and job.stored is None:
             return
         try:
             title = self.lmdesk.store.get_conversation(job.conversation_id).title
         except StoreError:
             return  # the conversation was deleted: nothing to keep
-        self._save_reply(job, text, status, stats, error)
+        self._save_reply(job, text, status, outcome.stats(), outcome.error, parts)
         if status == "stopped":
             self.lmdesk.notify(
                 f"The reply in “{title}” was stopped when you left it; what it wrote is kept.",
@@ -312,10 +293,9 @@ class ReplyStreamer(Vertical):
 
     async def on_reply_finished(self, event: ReplyFinished) -> None:
         event.stop()
-        job = event.job
+        job, outcome = event.job, event.outcome
         if job in self._leaving:
-            self._finish_detached(job, event.done, event.error or (
-                event.done.error if event.done is not None else None))
+            self._finish_detached(job, outcome)
             if self.meta is not None and self.meta.id == job.conversation_id:
                 await self._show_saved(job)
             self.set_timer(SETTLE_S, self._settle)
@@ -326,41 +306,31 @@ class ReplyStreamer(Vertical):
             self._timer.stop()
             self._timer = None
         async with self._flush_lock:
+            if job is not self.job:  # left while this waited for the lock
+                self._finish_detached(job, outcome)
+                return
             await self._flush_now()
             if job.stream is not None:
                 await stop_stream(job.stream)
-        done = event.done
-        error = event.error or (done.error if done is not None else None)
-        text = job.text
-        if done is not None and done.text:
-            text = done.text
-        reason = done.stats.stop_reason if done is not None else ("error" if error else "cancelled")
-        status = "error" if error or reason == "error" else (
-            "stopped" if reason == "cancelled" else "done"
-        )
-        stats = None
-        if done is not None:
-            stats = {**dataclasses.asdict(done.stats), "model": job.model}
-            if self.lmdesk.profile is not None:
-                stats["profile"] = self.lmdesk.profile.nickname
-            if job.sources:
-                stats["sources"] = job.sources
-        self.lmdesk.reply_done(job.model, done)  # the monitor's rates, the model's usage
+        text, status, parts = self._ending(job, outcome)
+        stats = outcome.stats()
+        self.lmdesk.reply_done(outcome)  # the monitor's rates, the model's usage
         self.job = None
-        if not text and status == "stopped":
+        if not text and not parts and status == "stopped":
             self.history.remove(job.view.message)
             await self.log_view.remove_message(job.view.message.id)
         else:
-            final = self._save_reply(job, text, status, stats, error)
+            final = self._save_reply(job, text, status, stats, outcome.error, parts)
             self._replace(job.view.message, final)
             await self.log_view.replace(job.view, final)
         self.generating = False
         self.set_timer(SETTLE_S, self._settle)
-        if job.context_error:
-            self.lmdesk.notify(job.context_error, title="The prompt does not fit",
+        if outcome.context_error:
+            self.lmdesk.notify(outcome.context_error, title="The prompt does not fit",
                                severity="error", timeout=15)
-        if error:
-            self.lmdesk.notify(error, title="The reply failed", severity="error", timeout=10)
+        if outcome.error:
+            self.lmdesk.notify(outcome.error, title="The reply failed", severity="error",
+                               timeout=10)
         self.post_message(self.Changed(job.conversation_id, stats))
 
     async def _show_saved(self, job: ReplyJob) -> None:
@@ -390,20 +360,20 @@ class ReplyStreamer(Vertical):
 
     def _save_reply(
         self, job: ReplyJob, text: str, status: str, stats: dict[str, Any] | None,
-        error: str | None,
+        error: str | None, parts: tuple[Part, ...] = (),
     ) -> StoredMessage:
         if job.stored is not None:
             with self.lmdesk.guard("Could not save the reply"):
                 self.lmdesk.store.update_message(
                     job.conversation_id, job.stored.id, content=text, status=status,
-                    stats=stats, error=error,
+                    stats=stats, error=error, parts=parts,
                 )
             return dataclasses.replace(
-                job.stored, content=text, status=status, stats=stats, error=error
+                job.stored, content=text, status=status, stats=stats, error=error, parts=parts,
             )
         return self._append(
             "assistant", text, conversation_id=job.conversation_id, model=job.model,
-            stats=stats, status=status, error=error,
+            stats=stats, status=status, error=error, parts=parts,
         )
 
     def save_before_exit(self) -> None:
@@ -414,5 +384,6 @@ class ReplyStreamer(Vertical):
         for job in jobs:
             job.cancel_event.set()
             job.take()
-            if job.text:
-                self._save_reply(job, job.text, "stopped", None, None)
+            if job.text_so_far or job.reasoning_tokens:
+                self._save_reply(job, job.text_so_far, "stopped", None, None,
+                                 self._live_parts(job))

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui.store import ConversationMeta
+from tui.store import ConversationMeta, EndpointModel
 
 PIN = "▪ "
 
@@ -34,9 +34,9 @@ class ConversationList(OptionList):
             prompt = Text(no_wrap=True, overflow="ellipsis")
             prompt.append(PIN if meta.pinned else "  ", style="bold")
             prompt.append(meta.title or "Untitled")
-            remote = meta.extra.get("endpoint") if isinstance(meta.extra, dict) else None
-            if isinstance(remote, dict):  # runs on a remote endpoint: say so
-                prompt.append(f" ⇄ {remote.get('name') or remote.get('id') or 'remote'}",
+            remote = meta.options.model
+            if isinstance(remote, EndpointModel):  # runs on a remote endpoint: say so
+                prompt.append(f" ⇄ {remote.endpoint_name or remote.endpoint_id}",
                               style="italic")
             options.append(Option(prompt, id=meta.id))
         self.clear_options()

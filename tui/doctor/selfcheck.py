@@ -1,4 +1,4 @@
-"""``python -m tui.engine.selfcheck``: can this llama.cpp build run the default model here?
+"""``python -m tui.doctor.selfcheck``: can this llama.cpp build run the default model here?
 
 Loads the packaged model in a worker and generates a few tokens. Exit 0 when it works; else
 one line saying what failed (a build for CPU instructions this machine refuses dies with SIGILL).

@@ -1,15 +1,16 @@
 """What a reply is sent: the exact context window, built for each reply.
 
-Two steps, so the blocking work stays off the UI thread:
+Two steps, so the blocking work stays off a UI thread:
 
-- ``snapshot`` (UI thread, it reads the store): the conversation's system prompt, persona,
-  memories (when memory is on for it), context policy and attached knowledge bases.
+- ``snapshot`` (reads the store): the conversation's system prompt, persona, memories (when
+  memory is on for it), context policy and attached knowledge bases. ``for_prompt`` makes
+  the same request for a one-off prompt (``lmdesk ask``).
 - ``build_prompt`` (the generation thread): counts tokens with the loaded engine's tokenizer
   (a blocking call), retrieves knowledge-base passages, and fits everything in ``n_ctx`` with
   ``tui.prompting.context.build_context``.
 
-The reply streamer posts ``ContextPlanned`` with the figures; the chat log dims the messages
-left out of the window, and the monitor can show what fills it.
+The app, ``ask`` and ``serve`` all build prompts here, so they send the same thing for the
+same conversation.
 """
 
 from __future__ import annotations
@@ -21,25 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual.message import Message
-
 from tui.engine.protocol import ChatMessage, SamplingParams
-from tui.prompting.context import (
-    ContextPlan,
-    Policy,
-    TokenCounts,
-    build_context,
-    conversation_policy,
-)
-from tui.prompting.memory import Memory, MemoryStore, memory_on
+from tui.prompting.context import ContextPlan, Policy, build_context
+from tui.prompting.memory import Memory, MemoryStore
 from tui.prompting.personas import Persona, PersonaError, PersonaLibrary
 
 if TYPE_CHECKING:
     from tui.engine.base import Engine
     from tui.store import ConversationMeta, Store, StoredMessage
 
-KB_KEY = "kbs"
-"""``ConversationMeta.extra["kbs"]``: attached knowledge bases (as ``tui.kb.prompt``)."""
 KB_SHARE = 4
 """Knowledge-base passages may take up to 1/KB_SHARE of the window."""
 DEFAULT_N_CTX = 4096
@@ -48,26 +39,13 @@ _SUMMARIES: OrderedDict[str, str] = OrderedDict()
 """Summaries of older turns, shared by every conversation of this process (see context.py)."""
 
 
-class ContextPlanned(Message):
-    """Posted (by the chat's ReplyStreamer, bubbling to its screen and the app) when the
-    prompt of a reply is built: what fills the context window, and what was left out."""
-
-    def __init__(self, conversation_id: str, tokens: TokenCounts, n_ctx: int,
-                 left_out: tuple[str, ...] = (), notes: tuple[str, ...] = ()) -> None:
-        super().__init__()
-        self.conversation_id = conversation_id
-        self.tokens = tokens
-        self.n_ctx = n_ctx
-        self.left_out = left_out
-        self.notes = notes
-
-
 @dataclass
 class PromptRequest:
     """Everything read from the store for one reply (taken on the UI thread)."""
 
     conversation_id: str
-    history: list[StoredMessage]
+    history: list[Any]
+    """``StoredMessage``-like entries (id, role, content, status), oldest first."""
     system_prompt: str
     sampling: SamplingParams
     persona: Persona | None = None
@@ -92,30 +70,72 @@ class BuiltPrompt:
 def snapshot(store: Store, meta: ConversationMeta, history: Sequence[StoredMessage],
              sampling: SamplingParams, *, data_dir: Path | None = None,
              n_ctx: int | None = None) -> PromptRequest:
-    """Read what the prompt needs (UI thread). Store failures leave that part out, noted."""
+    """Read what the prompt needs from the store (the persona's sampling preset is applied to
+    ``sampling``). Store failures leave that part out, noted."""
     notes: list[str] = []
-    persona: Persona | None = None
     memories: list[Memory] = []
-    try:
-        persona = PersonaLibrary(store).for_conversation(meta)
-    except Exception as exc:  # a broken table must not stop the reply
-        notes.append(f"the persona could not be read: {exc}")
+    persona, note = conversation_persona(store, meta)
+    if note:
+        notes.append(note)
     if persona is not None:
         try:
             sampling = persona.apply_sampling(sampling)
         except PersonaError as exc:
             notes.append(f"the persona's sampling preset was ignored: {exc}")
-    if memory_on(meta):
-        try:
-            memories = MemoryStore(store).list_memories(enabled_only=True)
-        except Exception as exc:
-            notes.append(f"memory could not be read: {exc}")
-    raw_kbs = meta.extra.get(KB_KEY) or []
-    kbs = [k for k in raw_kbs if isinstance(k, str)] if isinstance(raw_kbs, list) else []
+    if meta.options.memory:
+        memories, note = enabled_memories(store)
+        if note:
+            notes.append(note)
     return PromptRequest(
         conversation_id=meta.id, history=list(history), system_prompt=meta.system_prompt,
         sampling=sampling, persona=persona, memories=memories,
-        policy=conversation_policy(meta), kbs=kbs, data_dir=data_dir, n_ctx=n_ctx,
+        policy=meta.options.context_policy, kbs=list(meta.options.knowledge_bases),
+        data_dir=data_dir, n_ctx=n_ctx, notes=notes,
+    )
+
+
+def conversation_persona(store: Store, meta: ConversationMeta) -> tuple[Persona | None, str]:
+    """The conversation's persona, and a note when it could not be read."""
+    try:
+        return PersonaLibrary(store).for_conversation(meta), ""
+    except Exception as exc:  # a broken table must not stop the reply
+        return None, f"the persona could not be read: {exc}"
+
+
+def enabled_memories(store: Store) -> tuple[list[Memory], str]:
+    """The memories to inject, and a note when they could not be read."""
+    try:
+        return MemoryStore(store).list_memories(enabled_only=True), ""
+    except Exception as exc:
+        return [], f"memory could not be read: {exc}"
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """A one-off prompt's history entry (``for_prompt``): what build_context reads."""
+
+    id: str
+    role: str
+    content: str
+    status: str = "done"
+
+
+def for_prompt(prompt: str, sampling: SamplingParams, *, system: str = "",
+               store: Store | None = None, memory: bool = True, kbs: Sequence[str] = (),
+               persona: Persona | None = None, data_dir: Path | None = None,
+               n_ctx: int | None = None) -> PromptRequest:
+    """The request for a single prompt (``lmdesk ask``): the same memory, persona and
+    knowledge bases a conversation would get."""
+    notes: list[str] = []
+    memories: list[Memory] = []
+    if memory and store is not None:
+        memories, note = enabled_memories(store)
+        if note:
+            notes.append(note)
+    history: list[Any] = [_Prompt("prompt", "user", prompt)]
+    return PromptRequest(
+        conversation_id="", history=history, system_prompt=system, sampling=sampling,
+        persona=persona, memories=memories, kbs=list(kbs), data_dir=data_dir, n_ctx=n_ctx,
         notes=notes,
     )
 

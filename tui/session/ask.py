@@ -1,0 +1,316 @@
+"""``lmdesk ask``: one prompt, answered on the shared reply pipeline.
+
+The same prompt a conversation in the app would send (memory, persona, knowledge bases, the
+context budget: ``tui.session.request``), generated through a ``ModelSession``. The answer
+streams to stdout; the reasoning of a thinking model goes to stderr, dimmed, unless
+``--no-reasoning``; ``--json`` prints one object at the end instead.
+
+``tui/cli.py`` adds the parser with ``add_ask_parser`` and calls ``cmd_ask``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from tui.engine.errors import EngineError
+from tui.engine.protocol import Done, TextDelta, ToolCallDelta
+from tui.session.choice import ChoiceError, choice_for_name, read_chat_template, resolve
+from tui.session.model_session import LoadedModel, ModelSession
+from tui.session.params import LoadOverrides, sampling_params
+from tui.session.request import BuiltPrompt, for_prompt
+from tui.session.turn import TurnOutcome, run_turn
+
+if TYPE_CHECKING:
+    from tui.config import Paths, Settings
+    from tui.store import Store
+
+DIM, RESET = "\x1b[2m", "\x1b[0m"
+SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens",
+                    "seed", "reasoning_budget")
+
+
+class AskError(Exception):
+    """One line for ``lmdesk: error: ...``."""
+
+
+def add_load_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--model",
+                   help="a GGUF path, a model name or a profile (default: smollm2-135m)")
+    p.add_argument("--n-ctx", type=int, help="context window in tokens")
+    p.add_argument("--threads", type=int, help="generation threads (default: physical cores)")
+    p.add_argument("--gpu-layers", type=int, help="layers on the GPU (-1: all)")
+    p.add_argument("--chat-template", metavar="FILE",
+                   help="a Jinja chat template to use instead of the model's own")
+
+
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--min-p", type=float, default=None)
+    p.add_argument("--repeat-penalty", type=float, default=None)
+    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--reasoning-budget", type=int, default=None, metavar="N",
+                   help="thinking tokens for reasoning models (0: do not think, -1: no limit)")
+
+
+def add_ask_parser(sub: Any) -> argparse.ArgumentParser:
+    ask: argparse.ArgumentParser = sub.add_parser(
+        "ask", help="answer one prompt, streamed to stdout")
+    ask.add_argument("prompt", nargs="*", help="the prompt (read from stdin when absent)")
+    ask.add_argument("-s", "--system", help="system prompt")
+    ask.add_argument("--raw", action="store_true", help="plain completion: no chat template")
+    ask.add_argument("--json", action="store_true", help="print one JSON object with the stats")
+    ask.add_argument("--no-reasoning", action="store_true",
+                     help="do not print a thinking model's reasoning (stderr)")
+    ask.add_argument("--no-memory", action="store_true",
+                     help="leave your memories out of the prompt")
+    ask.add_argument("-t", "--template", help="fill this prompt template (see `lmdesk templates`)")
+    ask.add_argument(
+        "--var", action="append", default=[], metavar="KEY=VALUE", help="a template variable"
+    )
+    ask.add_argument(
+        "--kb", action="append", default=[], metavar="NAME",
+        help="answer from this knowledge base (see `lmdesk kb`); repeatable",
+    )
+    add_load_options(ask)
+    add_sampling_options(ask)
+    return ask
+
+
+def load_overrides(args: argparse.Namespace) -> LoadOverrides:
+    """The load options given on the command line (``--chat-template`` read from its file)."""
+    template = None
+    if getattr(args, "chat_template", None):
+        try:
+            template = read_chat_template(args.chat_template)
+        except ChoiceError as exc:
+            raise AskError(str(exc)) from None
+    return LoadOverrides(n_ctx=args.n_ctx, n_threads=args.threads,
+                         n_gpu_layers=args.gpu_layers, chat_template=template)
+
+
+def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {name: getattr(args, name, None) for name in SAMPLING_OPTIONS}
+    if getattr(args, "stop", None):
+        values["stop"] = tuple(args.stop)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# -- where the pieces go ---------------------------------------------------------------------
+
+
+@dataclass
+class TerminalSink:
+    """Streams the answer to ``out`` and the reasoning (dimmed) to ``err``."""
+
+    out: TextIO
+    err: TextIO
+    quiet: bool = False
+    """--json: print nothing while it streams."""
+    show_reasoning: bool = True
+    broken = False
+    """stdout went away (``| head``): the reply is stopped and the command ends quietly."""
+    _in_reasoning: bool = False
+
+    def planned(self, built: BuiltPrompt, model: LoadedModel) -> None:
+        """What the prompt had to leave out, on stderr before the answer."""
+        for note in built.notes:
+            self.err.write(f"lmdesk: {note}\n")
+
+    def reasoning(self, text: str, n_tokens: int) -> None:
+        if self.quiet or not self.show_reasoning:
+            return
+        dim = self.err.isatty()
+        if not self._in_reasoning and dim:
+            self.err.write(DIM)
+        self._in_reasoning = True
+        self.err.write(text)
+        self.err.flush()
+
+    def _end_reasoning(self) -> None:
+        if self._in_reasoning:
+            self.err.write(f"{RESET}\n" if self.err.isatty() else "\n")
+            self.err.flush()
+            self._in_reasoning = False
+
+    def text(self, text: str, n_tokens: int) -> None:
+        if self.quiet or self.broken:
+            return
+        try:
+            self._end_reasoning()
+            self.out.write(text)
+            self.out.flush()
+        except BrokenPipeError:
+            self.broken = True
+
+    def tool_call(self, delta: ToolCallDelta) -> None:
+        """Tools are not enabled for ``ask`` yet."""
+
+    def close(self) -> None:
+        self._end_reasoning()
+
+
+def _open_store(paths: Paths) -> Store | None:
+    """The data folder, read-only (memories, personas, profiles); None if there is none."""
+    from tui.store import Store, StoreError
+
+    if not paths.data_dir.exists():
+        return None
+    try:
+        return Store.open(paths.data_dir, read_only=True)
+    except StoreError:
+        return None
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: str,
+            out: TextIO, err: TextIO | None = None) -> int:
+    """Answer ``prompt``. Raises ``AskError`` (one line) when it cannot."""
+    from tui.engine.local import LocalEngine
+
+    err = err if err is not None else sys.stderr
+    _check_knowledge_bases(paths, args.kb)
+    store = _open_store(paths)
+    for notice in store.notices if store is not None else []:
+        if "read-only" not in notice:
+            err.write(f"lmdesk: {notice}\n")
+    try:
+        try:
+            choice = choice_for_name(args.model, settings=settings, store=store)
+            resolved = resolve(choice, settings=settings, store=store,
+                               overrides=load_overrides(args))
+        except ChoiceError as exc:
+            raise AskError(str(exc)) from None
+        try:
+            sampling, notes = sampling_params(settings, profile=resolved.profile,
+                                              overrides=sampling_overrides(args))
+        except EngineError as exc:
+            raise AskError(str(exc)) from None
+        for note in [*resolved.notes, *notes]:
+            err.write(f"lmdesk: {note}\n")
+        log = paths.cache_dir / "worker.log"
+        session = ModelSession(lambda params: LocalEngine(params, log_path=_log(log)))
+        try:
+            loaded = session.switch(resolved)
+            if loaded is None:
+                raise AskError(session.last_error)
+            sink = TerminalSink(out, err, quiet=args.json, show_reasoning=not args.no_reasoning)
+            if args.raw:
+                outcome = _raw(session, loaded, prompt, sampling, sink)
+                if sink.broken:
+                    raise BrokenPipeError
+            else:
+                request = for_prompt(
+                    prompt, sampling, system=args.system or "", store=store,
+                    memory=not args.no_memory, kbs=args.kb, data_dir=paths.data_dir,
+                )
+                outcome = _interruptible(session, lambda cancel: run_turn(
+                    session, request, sink, cancel), sink)
+            if sink.broken:
+                raise BrokenPipeError  # main() ends quietly
+            sink.close()
+        finally:
+            session.close()
+    finally:
+        if store is not None:
+            store.close()
+    return _report(args, outcome, loaded, out)
+
+
+def _check_knowledge_bases(paths: Paths, names: list[str]) -> None:
+    """A knowledge base asked for by name must exist (in the app, one that went missing is
+    only left out with a note)."""
+    if not names:
+        return
+    from tui.kb import KBError, KBLibrary
+
+    library = KBLibrary(paths.data_dir)
+    for name in names:
+        try:
+            library.open(name)
+        except KBError as exc:
+            raise AskError(str(exc)) from None
+
+
+def _log(path: Path) -> Path:
+    from tui.config import ensure_private_dir
+
+    ensure_private_dir(path.parent)
+    return path
+
+
+def _interruptible(session: ModelSession, run: Any, sink: TerminalSink) -> TurnOutcome:
+    """Run the turn in a thread so ctrl+c (or a closed stdout) stops the reply."""
+    cancel = threading.Event()
+    result: list[TurnOutcome] = []
+    thread = threading.Thread(target=lambda: result.append(run(cancel)), daemon=True,
+                              name="lmdesk-ask")
+    thread.start()
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join(0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+            session.cancel(cancel)
+        if sink.broken:
+            session.cancel(cancel)
+    outcome = result[0] if result else TurnOutcome(error="the reply thread ended early")
+    outcome.cancelled = outcome.cancelled or interrupted
+    return outcome
+
+
+def _raw(session: ModelSession, loaded: LoadedModel, prompt: str, sampling: Any,
+         sink: TerminalSink) -> TurnOutcome:
+    """``--raw``: the prompt as it is, no chat template, no memory."""
+
+    def run(cancel: threading.Event) -> TurnOutcome:
+        outcome = TurnOutcome(model=loaded)
+        for event in session.generate(loaded.engine, (), sampling, cancel, raw_prompt=prompt):
+            if isinstance(event, TextDelta):
+                sink.text(event.text, event.n_tokens)
+            elif isinstance(event, Done):
+                outcome.done = event
+                outcome.error = event.error
+        return outcome
+
+    return _interruptible(session, run, sink)
+
+
+def _report(args: argparse.Namespace, outcome: TurnOutcome, loaded: LoadedModel,
+            out: TextIO) -> int:
+    if outcome.context_error:
+        raise AskError(outcome.context_error)
+    done = outcome.done
+    if done is None:
+        raise AskError(outcome.error or "the model ended without a reply")
+    sources = outcome.sources
+    if args.json:
+        record = {
+            "model": loaded.name,
+            "model_path": loaded.model.params.model_path if loaded.model.params else "",
+            "base_model": loaded.info.is_base_model,
+            "reply": done.text,
+            "reasoning": done.reasoning,
+            "stats": asdict(done.stats),
+            "sources": sources,
+            "error": done.error,
+        }
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        if not done.text.endswith("\n"):
+            out.write("\n")
+        if sources:
+            out.write("\nSources:\n" + "".join(f"[{s['n']}] {s['label']}\n" for s in sources))
+    out.flush()
+    if done.error:
+        raise AskError(done.error)
+    return 130 if outcome.cancelled else 0

@@ -41,6 +41,8 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
                "list, describe, download and remove models"),
     "serve": ("tui.serve.cli", "add_serve_parser",
               "an OpenAI-compatible API for your local models"),
+    "rpc-worker": ("tui.rpc.cli", "add_rpc_parser",
+                   "lend this machine's memory to a model running on another one"),
 }
 
 
@@ -182,7 +184,7 @@ def cmd_app(args: argparse.Namespace, settings: Settings, paths: Paths, notes: l
     return run_app(settings, paths, load_params(args, settings, model), model.name, notes)
 
 
-COMMANDS = ("app", "ask", "bench", "templates", "memory", "doctor", "kb", "models", "serve")
+COMMANDS = ("app", "ask", "bench", *_SUBCOMMANDS)
 _GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
 _GLOBAL_FLAGS = ("--offline", "--online")
 
@@ -241,6 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.serve.cli import cmd_serve
 
             return cmd_serve(args, settings, paths)
+        if command == "rpc-worker":
+            from tui.rpc.cli import RpcError, cmd_rpc_worker
+
+            try:
+                return cmd_rpc_worker(args)
+            except RpcError as exc:
+                raise CliError(str(exc)) from None
         if command == "models":
             from tui.models.cli import cmd_models
 

@@ -1,0 +1,169 @@
+"""``lmdesk rpc-worker``: lend this machine's memory and cores to a model running elsewhere.
+
+Starts llama.cpp's RPC server (``tui.rpc.server``) on a private loopback port and the gate
+(``tui.rpc.gate``) where the user asked, prints the address, what it offers and the security
+warning, then serves until ctrl+c. ``tui/cli.py`` adds the parser with ``add_rpc_parser``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any, TextIO
+
+from tui.rpc.gate import Gate, parse_allow
+
+WARNING = (
+    "llama.cpp's RPC protocol has no authentication and no encryption: anyone who can reach "
+    "this port can load data into this machine's memory and run work on it."
+)
+
+
+class RpcError(Exception):
+    """One line for ``lmdesk: error: ...``."""
+
+
+def add_rpc_parser(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "rpc-worker", help="lend this machine's memory to a model running on another one")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=50052)
+    p.add_argument("--mem", type=float, metavar="GiB",
+                   help="memory to offer for layers (default: what is free now)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--expose", action="store_true",
+                   help="listen on an address other machines reach (needs --allow)")
+    p.add_argument("--allow", action="append", default=[], metavar="ADDRESS",
+                   help="a client address or network allowed in (repeatable, with --expose)")
+    return p
+
+
+def _check(args: argparse.Namespace) -> list[Any]:
+    from tui.serve.server import is_loopback
+
+    if not 0 < args.port < 65536:
+        raise RpcError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.mem is not None and not (args.mem > 0 and args.mem < 1 << 20):
+        raise RpcError(f"--mem must be a positive number of GiB, got {args.mem}")
+    try:
+        allow = parse_allow(args.allow)
+    except ValueError as exc:
+        raise RpcError(f"--allow: {exc}") from None
+    if not is_loopback(args.host):
+        if not args.expose:
+            raise RpcError(
+                f"refusing to listen on {args.host}: {WARNING} Pass --expose with --allow "
+                "for each client machine, or keep 127.0.0.1 and use an SSH tunnel "
+                "(ssh -L 50052:127.0.0.1:50052 worker-host)")
+        if not allow:
+            raise RpcError("--expose needs at least one --allow ADDRESS (the machines that "
+                           "may use this worker)")
+    return allow
+
+
+def _offered_bytes(mem_gib: float | None) -> int:
+    import psutil
+
+    if mem_gib is not None:
+        return int(mem_gib * (1 << 30))
+    return int(psutil.virtual_memory().available * 0.9)
+
+
+def _start_server(threads: int) -> tuple[subprocess.Popen[str], int]:
+    """The llama.cpp RPC server on a free loopback port; RpcError when it cannot start."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.rpc.server", f"127.0.0.1:{port}", str(threads)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True,  # ctrl+c reaches the gate, which stops it in order
+    )
+    assert proc.stdout is not None
+    # llama.cpp prints its own banner on the same stdout before our "ready" line
+    line = ""
+    for raw in proc.stdout:
+        line = raw.strip()
+        if line == "ready" or line.startswith("error:"):
+            break
+    if line != "ready":
+        proc.kill()
+        proc.wait()
+        raise RpcError(line.removeprefix("error: ") or "the RPC server did not start")
+    return proc, port
+
+
+def cmd_rpc_worker(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    import psutil
+
+    out = out or sys.stdout
+    allow = _check(args)
+    threads = args.threads or psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    offered = _offered_bytes(args.mem)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((args.host, args.port))
+    except OSError as exc:
+        listener.close()
+        raise RpcError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    listener.listen(16)
+    proc, port = _start_server(threads)
+    server = psutil.Process(proc.pid)
+    gate: Gate
+
+    def status() -> dict[str, object]:
+        try:
+            used = server.memory_info().rss
+        except psutil.Error:
+            used = 0
+        with gate.stats.lock:
+            busy = gate.stats.connected > 0
+        return {"kind": "lmdesk-rpc-worker", "version": 1, "backend": "CPU",
+                "offered_bytes": offered, "used_bytes": used, "busy": busy,
+                "threads": threads}
+
+    def log(line: str) -> None:
+        print(f"lmdesk rpc-worker: {line}", file=out, flush=True)
+
+    gate = Gate(listener, ("127.0.0.1", port), allow=allow, status=status, log=log)
+    where = f"[{args.host}]:{args.port}" if family == socket.AF_INET6 else \
+        f"{args.host}:{args.port}"
+    print(f"lmdesk rpc-worker: listening on {where}", file=out)
+    print(f"  offers {offered / (1 << 30):.1f} GiB of memory, CPU backend, {threads} "
+          "threads", file=out)
+    if allow:
+        print("  clients allowed: " + ", ".join(str(n) for n in allow), file=out)
+    else:
+        print("  clients allowed: this machine only", file=out)
+    print(f"  warning: {WARNING}", file=out)
+    print(f"  use it from the main machine: lmdesk ask --rpc {where} ...", file=out, flush=True)
+    stop = threading.Event()
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        stop.set()
+        gate.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        gate.serve_forever()
+    finally:
+        gate.stop()
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    print(f"lmdesk rpc-worker: stopped ({gate.stats.clients} client connection(s), "
+          f"{len(gate.stats.refused)} refused)", file=out, flush=True)
+    return 0

@@ -19,3 +19,17 @@ def test_engine_bench_prints_rates_ratio_and_ceiling() -> None:
     assert re.search(r"ceiling\s+\d+\.\d GB/s", out), out
     assert re.search(r"worker RSS \d+ MiB", out), out
     assert re.search(r"cancel\s+\d+\.\d", out), out
+
+
+def test_app_bench_drives_the_real_app_in_a_terminal() -> None:
+    """`lmdesk bench app`: the real lmdesk in a pty against `lmdesk ask`; prints the ratio and
+    the app process's CPU per token (no figure is asserted, only that they are measured)."""
+    from tui.app.bench_app import run_app_bench
+
+    lines: list[str] = []
+    results = run_app_bench(lines.append, reps=1, max_tokens=24, sizes=((80, 24),),
+                            kinds=("list",))
+    text = "\n".join(lines)
+    assert re.search(r"ratio app/ask generation tokens/s = \d+\.\d{3}", text), text
+    assert re.search(r"app process CPU per streamed token = \d+\.\d{2} ms", text), text
+    assert results["ratio_list_80x24"] > 0 and results["cpu_ms_per_token_list_80x24"] > 0

@@ -66,7 +66,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench.add_argument(
-        "what", nargs="?", default="engine", choices=["engine", "ui", "store", "serve", "kb"]
+        "what", nargs="?", default="engine",
+        choices=["engine", "ui", "app", "store", "serve", "kb"],
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
@@ -170,6 +171,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         from tui.app.bench_ui import run_ui_bench
 
         run_ui_bench()
+    elif args.what == "app":
+        from tui.app.bench_app import run_app_bench
+
+        run_app_bench(reps=args.reps if args.reps != 6 else 3,
+                      max_tokens=args.tokens if args.tokens != 128 else 400)
     else:
         from tui.store.bench import run_store_bench
 

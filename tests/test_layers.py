@@ -12,7 +12,8 @@ import pytest
 
 import tui
 
-CORE = ["engine", "models", "store", "monitor", "prompting", "session", "serve", "kb", "doctor"]
+CORE = ["engine", "models", "store", "monitor", "prompting", "session", "tools", "rpc", "serve",
+        "kb", "doctor"]
 ROOT = Path(__file__).resolve().parents[1]
 
 

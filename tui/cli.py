@@ -43,6 +43,8 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
               "an OpenAI-compatible API for your local models"),
     "rpc-worker": ("tui.rpc.cli", "add_rpc_parser",
                    "lend this machine's memory to a model running on another one"),
+    "tools": ("tui.tools.cli", "add_tools_parser",
+              "tools the model may call: built-in ones and MCP servers'"),
 }
 
 
@@ -249,6 +251,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.serve.cli import cmd_serve
 
             return cmd_serve(args, settings, paths)
+        if command == "tools":
+            from tui.session.ask import tool_config
+            from tui.tools.cli import cmd_tools
+
+            if getattr(args, "tools_command", None) != "list":
+                raise CliError("usage: lmdesk tools list [--json]")
+            return cmd_tools(args, tool_config(settings), sys.stdout)
         if command == "rpc-worker":
             from tui.rpc.cli import RpcError, cmd_rpc_worker
 

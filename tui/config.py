@@ -84,6 +84,12 @@ class Settings:
     """Refuse network use unless the user starts a download or uses a remote endpoint."""
     serve_port: int = 8765
     """Port on 127.0.0.1 for serving the loaded model while you chat (alt+a)."""
+    tool_folders: list[str] = field(default_factory=list)
+    """Folders the file tools (read_file, list_folder) may read; nothing outside them."""
+    tools_always_allow: list[str] = field(default_factory=list)
+    """Tools that run without asking first (e.g. ["calculator", "current_time"])."""
+    mcp: dict[str, Any] = field(default_factory=dict)
+    """MCP servers: ``[mcp.servers.NAME]`` with command/args/env, or url (see the README)."""
     keymap: dict[str, str] = field(default_factory=dict)
     """Binding id -> keys, e.g. {"new_conversation" = "ctrl+n"}."""
 

@@ -16,6 +16,8 @@ from tui.engine.protocol import (
     ReasoningDelta,
     SamplingParams,
     TextDelta,
+    ToolCall,
+    ToolCallDelta,
     ToolChoice,
     ToolSpec,
 )
@@ -35,6 +37,8 @@ class ScriptedEngine:
 
     ``delay_s`` sleeps between tokens (0: as fast as possible). ``reasoning`` is streamed first
     as reasoning deltas (a thinking model), cut at ``SamplingParams.reasoning_budget``.
+    ``tool_steps``: while tools are offered, each generation asks for the next step's calls
+    instead of answering (a model using tools); then it answers with the reply.
     """
 
     def __init__(
@@ -47,7 +51,11 @@ class ScriptedEngine:
         n_ctx: int = 8192,
         load_delay_s: float = 0.0,
         reasoning: str | None = None,
+        tool_steps: Sequence[Sequence[ToolCall]] = (),
     ) -> None:
+        self.tool_steps = [tuple(step) for step in tool_steps]
+        self._calls_tools = bool(self.tool_steps)
+        self.tool_requests: list[tuple[tuple[ToolSpec, ...], ToolChoice]] = []
         self._tokens = list(tokens) if tokens is not None else _split(reply or "Hello!")
         self.reasoning_tokens = _split(reasoning) if reasoning else []
         self._delay_s = delay_s
@@ -81,9 +89,14 @@ class ScriptedEngine:
         tools: Sequence[ToolSpec] = (),
         tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
-        if tools:
+        if tools and not self._calls_tools:
             raise EngineError("the scripted engine cannot call tools")
         self._cancel.clear()
+        if tools:
+            self.tool_requests.append((tuple(tools), tool_choice))
+            if self.tool_steps:
+                yield from self._call_tools(messages, self.tool_steps.pop(0))
+                return
         self.requests.append(tuple(messages))
         self.samplings.append(sampling)
         start = time.perf_counter()
@@ -127,6 +140,19 @@ class ScriptedEngine:
             reasoning_seconds=thought_s if thought else 0.0,
         )
         yield Done(0, "".join(parts), stats, reasoning="".join(thought))
+
+    def _call_tools(self, messages: Sequence[ChatMessage],
+                    calls: Sequence[ToolCall]) -> Iterator[EngineEvent]:
+        self.requests.append(tuple(messages))
+        for index, call in enumerate(calls):
+            yield ToolCallDelta(0, index, call.id, call.name, call.arguments)
+        stats = GenerationStats(
+            prompt_tokens=sum(len(m.content.split()) for m in messages), prompt_tokens_per_s=0.0,
+            generated_tokens=len(calls) * 8, generation_tokens_per_s=0.0,
+            time_to_first_token_s=0.0, reused_tokens=0, evaluated_prompt_tokens=0,
+            stop_reason="tool_calls", total_seconds=0.0,
+        )
+        yield Done(0, "", stats, tool_calls=tuple(calls))
 
     def cancel(self) -> None:
         self._cancel.set()

@@ -21,7 +21,7 @@ from collections.abc import Collection, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from tui.engine.protocol import ChatMessage, Done, Role, SamplingParams
+from tui.engine.protocol import ChatMessage, Done, Role, SamplingParams, ToolCall
 from tui.prompting.memory import (
     DEFAULT_BUDGET,
     Counter,
@@ -36,6 +36,7 @@ from tui.prompting.personas import (
     examples_as_messages,
 )
 from tui.prompting.templates import PromptingError
+from tui.store.parts import TextPart, ToolCallPart, ToolResultPart
 
 if TYPE_CHECKING:
     from tui.store import ConversationMeta, Store
@@ -193,19 +194,59 @@ def _turns(history: Sequence[HistoryMessage]) -> list[_Turn]:
     two in a row from one role joined (as ``build_messages`` does)."""
     turns: list[_Turn] = []
     for m in history:
-        if m.status == "error" or m.role not in ("user", "assistant") or not m.content.strip():
+        steps = tool_steps(m)
+        if m.status == "error" or m.role not in ("user", "assistant") or (
+                not m.content.strip() and not steps):
             continue
         role: Role = "user" if m.role == "user" else "assistant"
-        if not turns or (role == "user" and turns[-1].messages[-1].role == "assistant"):
+        if not turns or (role == "user" and turns[-1].messages[-1].role != "user"):
             turns.append(_Turn())
         turn = turns[-1]
         turn.ids.append(m.id)
-        if turn.messages and turn.messages[-1].role == role:
+        if steps:
+            turn.messages.extend(steps)
+        elif turn.messages and turn.messages[-1].role == role:
             turn.messages[-1] = ChatMessage(role, f"{turn.messages[-1].content}\n\n{m.content}")
         else:
             turn.messages.append(ChatMessage(role, m.content))
         turn.originals.append((m.id, m.content))
     return turns
+
+
+def tool_steps(message: HistoryMessage) -> list[ChatMessage]:
+    """An assistant turn that called tools, as the model saw it: each assistant message with
+    its calls, the tool results, then the final answer; [] for a turn without tools. Its
+    reasoning is never sent back."""
+    parts = getattr(message, "parts", ())
+    if not any(isinstance(p, ToolCallPart) for p in parts):
+        return []
+    out: list[ChatMessage] = []
+    text = ""
+    calls: list[ToolCall] = []
+    results: list[ChatMessage] = []
+
+    def flush() -> None:
+        nonlocal text
+        if calls:
+            out.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
+            out.extend(results)
+            text = ""
+            calls.clear()
+            results.clear()
+
+    for part in parts:
+        if isinstance(part, TextPart):
+            flush()
+            text = part.text
+        elif isinstance(part, ToolCallPart):
+            calls.append(ToolCall(part.call_id, part.name, part.arguments))
+        elif isinstance(part, ToolResultPart):
+            results.append(ChatMessage("tool", part.content, tool_call_id=part.call_id,
+                                       name=part.name))
+    flush()
+    if text:
+        out.append(ChatMessage("assistant", text))
+    return out
 
 
 def _message_overhead(counter: CachedCounter) -> int:

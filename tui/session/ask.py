@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tui.engine.errors import EngineError
-from tui.engine.protocol import Done, TextDelta, ToolCallDelta
+from tui.engine.protocol import Done, TextDelta, ToolCall, ToolCallDelta
 from tui.session.choice import ChoiceError, choice_for_name, read_chat_template, resolve
 from tui.session.model_session import LoadedModel, ModelSession
 from tui.session.params import LoadOverrides, sampling_params
 from tui.session.request import BuiltPrompt, for_prompt
-from tui.session.turn import TurnOutcome, run_turn
+from tui.session.turn import Decision, ToolUse, TurnOutcome, run_turn
+from tui.store.parts import ToolResultPart
+from tui.tools import Tool, ToolBox, ToolConfig
 
 if TYPE_CHECKING:
     from tui.config import Paths, Settings
@@ -81,6 +83,13 @@ def add_ask_parser(sub: Any) -> argparse.ArgumentParser:
         "--kb", action="append", default=[], metavar="NAME",
         help="answer from this knowledge base (see `lmdesk kb`); repeatable",
     )
+    ask.add_argument("--tools", default="", metavar="NAMES",
+                     help="tools the model may call: calc,time,files,kb,mcp:NAME "
+                          "(see `lmdesk tools list`)")
+    ask.add_argument("--tool-choice", default="auto", metavar="NAME",
+                     help="auto (default), required, none, or a tool the model must call")
+    ask.add_argument("--yes", action="store_true",
+                     help="run every tool call without asking (for scripts)")
     add_load_options(ask)
     add_sampling_options(ask)
     return ask
@@ -153,7 +162,16 @@ class TerminalSink:
             self.broken = True
 
     def tool_call(self, delta: ToolCallDelta) -> None:
-        """Tools are not enabled for ``ask`` yet."""
+        """The call is shown once it has run (``tool_result``)."""
+
+    def tool_result(self, step: int, call: ToolCall, result: ToolResultPart) -> None:
+        if self.quiet:
+            return
+        self._end_reasoning()
+        state = "denied" if not result.approved else ("failed" if result.error else "ran")
+        line = f"[tool {state}: {call.name}({_short(call.arguments)}) -> {_short(result.content)}]"
+        self.err.write(f"{DIM}{line}{RESET}\n" if self.err.isatty() else line + "\n")
+        self.err.flush()
 
     def close(self) -> None:
         self._end_reasoning()
@@ -212,8 +230,15 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
                     prompt, sampling, system=args.system or "", store=store,
                     memory=not args.no_memory, kbs=args.kb, data_dir=paths.data_dir,
                 )
-                outcome = _interruptible(session, lambda cancel: run_turn(
-                    session, request, sink, cancel), sink)
+                box, use = _tools(args, settings, paths, err)
+                try:
+                    outcome = _interruptible(session, lambda cancel: run_turn(
+                        session, request, sink, cancel, use), sink)
+                finally:
+                    if box is not None:
+                        box.close()
+                for note in outcome.notes:
+                    err.write(f"lmdesk: {note}\n")
             if sink.broken:
                 raise BrokenPipeError  # main() ends quietly
             sink.close()
@@ -223,6 +248,73 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
         if store is not None:
             store.close()
     return _report(args, outcome, loaded, out)
+
+
+def tool_config(settings: Settings) -> ToolConfig:
+    return ToolConfig.from_settings(settings.tool_folders, settings.tools_always_allow,
+                                    settings.mcp)
+
+
+def _tools(args: argparse.Namespace, settings: Settings, paths: Paths,
+           err: TextIO) -> tuple[ToolBox | None, ToolUse | None]:
+    """The tools ``--tools`` names, and how a call is approved (``--yes``, or a question on
+    the terminal; with neither, a call is denied and the model told so)."""
+    names = [n.strip() for n in args.tools.split(",") if n.strip()]
+    if not names:
+        return None, None
+    config = tool_config(settings)
+    for problem in config.problems:
+        err.write(f"lmdesk: config.toml: {problem}\n")
+    box = ToolBox(config, kb_search=_kb_search(paths, args.kb) if args.kb else None)
+    tools, problems = box.resolve(names)
+    for problem in problems:
+        err.write(f"lmdesk: {problem}\n")
+    if not tools:
+        box.close()
+        raise AskError("none of the tools asked for can be used: " + "; ".join(problems))
+    choice = args.tool_choice
+    if choice not in ("auto", "none", "required") and choice not in {t.name for t in tools}:
+        box.close()
+        raise AskError(f"--tool-choice {choice!r} names no enabled tool (enabled: "
+                       f"{', '.join(t.name for t in tools)})")
+    always = {t.name for t in tools} if args.yes else set(config.always_allow)
+    return box, ToolUse(tools, _terminal_approver(err), always, choice)
+
+
+def _terminal_approver(err: TextIO) -> Any:
+    def approve(call: ToolCall, tool: Tool) -> Decision:
+        try:
+            tty = open("/dev/tty", "r+", encoding="utf-8")  # noqa: SIM115
+        except OSError:
+            err.write(f"lmdesk: {call.name} was not run: no terminal to ask (use --yes)\n")
+            return "deny"
+        with tty:
+            tty.write(f"Run {call.name}({_short(call.arguments, 200)})? "
+                      "[y] once, [a] always, [N] no: ")
+            tty.flush()
+            answer = tty.readline().strip().lower()
+        return "once" if answer in ("y", "yes") else ("always" if answer == "a" else "deny")
+
+    return approve
+
+
+def _kb_search(paths: Paths, names: list[str]) -> Any:
+    def search(query: str) -> str:
+        from tui.kb import KBLibrary
+        from tui.kb.prompt import search_many
+
+        library = KBLibrary(paths.data_dir)
+        hits = search_many([library.open(n) for n in names], query)
+        return "\n\n".join(
+            f"[{i}] {h.chunk.path}:{h.chunk.location}\n{h.chunk.text}"
+            for i, h in enumerate(hits, 1)) or "No passage matches."
+
+    return search
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check_knowledge_bases(paths: Paths, names: list[str]) -> None:
@@ -302,6 +394,11 @@ def _report(args: argparse.Namespace, outcome: TurnOutcome, loaded: LoadedModel,
             "reasoning": done.reasoning,
             "stats": asdict(done.stats),
             "sources": sources,
+            "tool_calls": [
+                {"name": call.name, "arguments": call.arguments, "result": result.content,
+                 "approved": result.approved, "error": result.error}
+                for call, result in outcome.steps
+            ],
             "error": done.error,
         }
         out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -10,15 +10,31 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from dataclasses import dataclass
-from typing import Any, Protocol
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from tui.engine.errors import EngineError, PromptTooLong
-from tui.engine.protocol import Done, ReasoningDelta, TextDelta, ToolCallDelta
+from tui.engine.protocol import (
+    ChatMessage,
+    Done,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+)
 from tui.prompting.templates import PromptingError
 from tui.session.model_session import LoadedModel, ModelSession
 from tui.session.request import BuiltPrompt, PromptRequest, build_prompt
-from tui.store.parts import Part, ReasoningPart, TextPart, ToolCallPart
+from tui.store.parts import Part, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
+from tui.tools.base import Tool, ToolError, parse_arguments
+
+MAX_STEPS = 8
+"""Model -> tool calls -> results -> model rounds in one turn, at most."""
+DENIED = "The user did not allow this call. Do not try it again; answer without it."
+Decision = Literal["once", "always", "deny"]
 
 
 class TurnSink(Protocol):
@@ -34,6 +50,32 @@ class TurnSink(Protocol):
     def tool_call(self, delta: ToolCallDelta) -> None: ...
 
 
+@runtime_checkable
+class ToolSink(TurnSink, Protocol):
+    """A sink that also shows each tool step (the app, ``ask``)."""
+
+    def tool_result(self, step: int, call: ToolCall, result: ToolResultPart) -> None: ...
+
+
+Approver = Callable[[ToolCall, Tool], Decision]
+"""Asked before each call of a tool that is not always allowed (from the generating thread:
+it may block until the user answers)."""
+
+
+@dataclass
+class ToolUse:
+    """The tools of a turn and who decides whether a call runs."""
+
+    tools: list[Tool]
+    approve: Approver
+    always: set[str] = field(default_factory=set)
+    """Tool names that run without asking; an "always" answer adds to it."""
+    choice: ToolChoice = "auto"
+    max_steps: int = MAX_STEPS
+    on_always: Callable[[str], None] = lambda _name: None
+    """Told when the user answers "always" (to remember it)."""
+
+
 @dataclass
 class TurnOutcome:
     done: Done | None = None
@@ -45,6 +87,13 @@ class TurnOutcome:
     model: LoadedModel | None = None
     built: BuiltPrompt | None = None
     cancelled: bool = False
+    steps: list[tuple[ToolCall, ToolResultPart]] = field(default_factory=list)
+    """Each tool call and its result, in order."""
+    done_before: list[Done] = field(default_factory=list)
+    """The engine's answers of earlier rounds (those that asked for tools)."""
+    notes: list[str] = field(default_factory=list)
+    tool_overhead_s: float = 0.0
+    """Time the tool loop spent outside generation and outside the tools themselves."""
 
     @property
     def text(self) -> str:
@@ -52,7 +101,21 @@ class TurnOutcome:
 
     @property
     def parts(self) -> tuple[Part, ...]:
-        return parts_of(self.done)
+        if not self.steps:
+            return parts_of(self.done)
+        parts: list[Part] = []
+        results = iter(self.steps)
+        for done in self.done_before:
+            parts.extend(p for p in parts_of(done) if not isinstance(p, ToolCallPart))
+            for _call in done.tool_calls:
+                call, result = next(results)
+                parts.append(ToolCallPart(call.id, call.name, call.arguments))
+                parts.append(result)
+        if self.done is not None:
+            final = parts_of(self.done)
+            parts.extend(final if final else
+                         ([TextPart(self.done.text)] if self.done.text else []))
+        return tuple(parts)
 
     @property
     def sources(self) -> list[dict[str, Any]]:
@@ -87,9 +150,10 @@ def parts_of(done: Done | None) -> tuple[Part, ...]:
 
 
 def run_turn(session: ModelSession, request: PromptRequest, sink: TurnSink,
-             cancel: threading.Event) -> TurnOutcome:
-    """One reply. Blocks: call it from a worker thread. Never raises for the engine's or the
-    prompt's failures: they come back in the outcome."""
+             cancel: threading.Event, tools: ToolUse | None = None) -> TurnOutcome:
+    """One reply, with its tool rounds when ``tools`` are given. Blocks: call it from a worker
+    thread. Never raises for the engine's or the prompt's failures: they come back in the
+    outcome."""
     outcome = TurnOutcome()
     try:
         loaded = session.wait_ready(cancel)
@@ -104,21 +168,44 @@ def run_turn(session: ModelSession, request: PromptRequest, sink: TurnSink,
             return outcome
         outcome.built = built
         sink.planned(built, loaded)
-        for event in session.generate(loaded.engine, built.messages, built.sampling, cancel):
-            if isinstance(event, TextDelta):
-                sink.text(event.text, event.n_tokens)
-            elif isinstance(event, ReasoningDelta):
-                sink.reasoning(event.text, event.n_tokens)
-            elif isinstance(event, ToolCallDelta):
-                sink.tool_call(event)
-            elif isinstance(event, Done):
-                outcome.done = event
+        messages = list(built.messages)
+        step = 0
+        while True:
+            kwargs: dict[str, object] = {}
+            if tools is not None and tools.tools:
+                kwargs = {"tools": [t.spec() for t in tools.tools],
+                          "tool_choice": tools.choice if step == 0 else "auto"}
+            done = _generate(session, loaded, messages, built, sink, cancel, outcome, kwargs)
+            outcome.done = done
+            if (done is None or done.error or cancel.is_set() or not done.tool_calls
+                    or tools is None):
+                break
+            step += 1
+            if step > tools.max_steps:
+                outcome.notes.append(f"stopped after {tools.max_steps} tool rounds")
+                break
+            outcome.done_before.append(done)
+            messages.append(ChatMessage("assistant", done.text, tool_calls=done.tool_calls))
+            for call in done.tool_calls:
+                result = _run_call(call, tools, outcome)
+                outcome.steps.append((call, result))
+                if isinstance(sink, ToolSink):
+                    sink.tool_result(step, call, result)
+                messages.append(ChatMessage("tool", result.content, tool_call_id=call.id,
+                                            name=call.name))
+                if cancel.is_set():
+                    break
+            if cancel.is_set():
+                outcome.done = None
+                break
         if outcome.done is not None and outcome.done.error:
             outcome.error = outcome.done.error
         elif outcome.done is None:
             outcome.cancelled = cancel.is_set()
             if not outcome.cancelled:
                 outcome.error = "the engine stopped without finishing"
+            elif outcome.done_before:  # stopped between rounds: keep the last answer
+                outcome.done = outcome.done_before.pop()
     except PromptTooLong as exc:
         outcome.error = f"{exc} Start a new conversation or shorten this one."
     except EngineError as exc:
@@ -126,3 +213,59 @@ def run_turn(session: ModelSession, request: PromptRequest, sink: TurnSink,
     except Exception as exc:  # a bug must not take the front end down: report it
         outcome.error = f"internal error: {type(exc).__name__}: {exc}"
     return outcome
+
+
+def _generate(session: ModelSession, loaded: LoadedModel, messages: list[ChatMessage],
+              built: BuiltPrompt, sink: TurnSink, cancel: threading.Event,
+              outcome: TurnOutcome, kwargs: dict[str, object]) -> Done | None:
+    done: Done | None = None
+    try:
+        events = session.generate(loaded.engine, messages, built.sampling, cancel, **kwargs)
+        for event in events:
+            if isinstance(event, TextDelta):
+                sink.text(event.text, event.n_tokens)
+            elif isinstance(event, ReasoningDelta):
+                sink.reasoning(event.text, event.n_tokens)
+            elif isinstance(event, ToolCallDelta):
+                sink.tool_call(event)
+            elif isinstance(event, Done):
+                done = event
+    except EngineError as exc:
+        if not kwargs or "tool" not in str(exc):
+            raise
+        # this model (or engine) cannot call tools: say so once and answer without them
+        outcome.notes.append(f"{exc}; answering without tools")
+        return _generate(session, loaded, messages, built, sink, cancel, outcome, {})
+    return done
+
+
+def _run_call(call: ToolCall, tools: ToolUse, outcome: TurnOutcome) -> ToolResultPart:
+    """Ask (unless always allowed), run, and say what came of it; never raises."""
+    started = time.perf_counter()
+    tool = next((t for t in tools.tools if t.name == call.name), None)
+    if tool is None:
+        names = ", ".join(t.name for t in tools.tools)
+        return ToolResultPart(call.id, call.name, f"There is no tool called {call.name}; "
+                              f"the tools are: {names}.", error="unknown tool")
+    if call.name not in tools.always:
+        asked = time.perf_counter()
+        decision = tools.approve(call, tool)
+        started += time.perf_counter() - asked  # the user's thinking time is not overhead
+        if decision == "deny":
+            return ToolResultPart(call.id, call.name, DENIED, approved=False)
+        if decision == "always":
+            tools.always.add(call.name)
+            tools.on_always(call.name)
+    try:
+        args = parse_arguments(call.arguments)
+        ran = time.perf_counter()
+        content = tool.run(args)
+        started += time.perf_counter() - ran  # the tool's own time is not the loop's either
+        result = ToolResultPart(call.id, call.name, content)
+    except ToolError as exc:
+        result = ToolResultPart(call.id, call.name, f"Error: {exc}", error=str(exc))
+    except Exception as exc:  # a tool's bug must not end the turn
+        line = f"{type(exc).__name__}: {exc}"
+        result = ToolResultPart(call.id, call.name, f"Error: {line}", error=line)
+    outcome.tool_overhead_s += time.perf_counter() - started
+    return result

@@ -57,6 +57,9 @@ from tui.store import (
     StoreError,
     StoreReadOnly,
 )
+from tui.tools import ToolBox, ToolConfig
+from tui.tools.knowledge import knowledge_search
+from tui.tools.mcp_hub import McpHub
 
 if TYPE_CHECKING:
     from tui.doctor.machine import LlamaBuild
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
     from tui.session.turn import TurnOutcome
 
 EngineFactory = Callable[[LoadParams], Engine]
+ALWAYS_ALLOW_KEY = "tools.always_allow"
 
 
 class LmdeskApp(App[None]):
@@ -120,6 +124,12 @@ class LmdeskApp(App[None]):
         self.rates = RateTracker()
         self.library = Library(self)
         self.panels = Panels(self)
+        self.tool_config = ToolConfig.from_settings(
+            settings.tool_folders, settings.tools_always_allow, settings.mcp)
+        self._notices.extend(f"config.toml: {p}" for p in self.tool_config.problems)
+        self.tool_hub = McpHub(list(self.tool_config.mcp_servers),
+                               log_dir=str(paths.cache_dir))
+        """MCP servers, started on first use and kept while the app runs."""
         self.main_screen: ChatScreen | None = None
 
         themes = load_themes(paths.themes_dir)
@@ -396,6 +406,26 @@ class LmdeskApp(App[None]):
         with self.guard("Could not record the model's usage"):
             record_reply(self.store, outcome.model.model, done.stats)
 
+    def always_allowed_tools(self) -> list[str]:
+        """Tools that run without asking: config.toml's list and those answered "always"."""
+        stored: object = None
+        with suppress(StoreError):
+            stored = self.store.get_setting(ALWAYS_ALLOW_KEY)
+        extra = [t for t in stored if isinstance(t, str)] if isinstance(stored, list) else []
+        return list(dict.fromkeys([*self.tool_config.always_allow, *extra]))
+
+    def set_always_allowed_tools(self, names: list[str]) -> None:
+        """The always-allowed tools chosen in the app (config.toml's stay as they are)."""
+        kept = [n for n in names if n not in self.tool_config.always_allow]
+        with self.guard("Could not save the always-allowed tools"):
+            self.store.set_setting(ALWAYS_ALLOW_KEY, kept)
+
+    def tool_box(self, meta: ConversationMeta) -> ToolBox:
+        """The tools the conversation can use (its knowledge bases for search_knowledge)."""
+        kbs = list(meta.options.knowledge_bases)
+        return ToolBox(self.tool_config, self.tool_hub,
+                       kb_search=knowledge_search(self.paths.data_dir, kbs) if kbs else None)
+
     def conversation_options_changed(self, cid: str, options: ConversationOptions) -> None:
         """A screen changed a conversation's options: keep the open one's copy in step."""
         chat = self.main_screen
@@ -432,6 +462,8 @@ class LmdeskApp(App[None]):
                 with suppress(Exception):  # closing: nothing left to show an error on
                     screen.pane.save_before_exit()
         self.session.close()
+        with suppress(Exception):
+            self.tool_hub.close()
         if self.sampler is not None:
             self.sampler.close()
 
@@ -545,3 +577,10 @@ class LmdeskApp(App[None]):
 
     def action_serve(self) -> None:
         self.panels.toggle_serving()
+
+    def action_tools(self) -> None:
+        from tui.app.screens.tools import ToolsScreen
+
+        chat = self.main_screen
+        if not isinstance(self.screen, ToolsScreen):
+            self.push_screen(ToolsScreen(chat.meta.id if chat and chat.meta else None))

@@ -95,6 +95,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("serve", "alt+a", "serve", "Serve API",
                "Serve the loaded model on 127.0.0.1 (OpenAI API) while you chat; again: stop",
                scope="app"),
+    ActionSpec("tools", "alt+x", "tools", "Tools",
+               "Tools the model may call here (built-in and MCP servers'), and which run "
+               "without asking", scope="app"),
     ActionSpec("templates", "alt+t", "templates", "Templates",
                "The template library: search, fill and use a prompt template", scope="app"),
     ActionSpec("personas", "alt+p", "personas", "Personas",

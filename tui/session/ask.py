@@ -27,6 +27,7 @@ from tui.session.request import BuiltPrompt, for_prompt
 from tui.session.turn import Decision, ToolUse, TurnOutcome, run_turn
 from tui.store.parts import ToolResultPart
 from tui.tools import Tool, ToolBox, ToolConfig
+from tui.tools.knowledge import knowledge_search
 
 if TYPE_CHECKING:
     from tui.config import Paths, Settings
@@ -265,7 +266,8 @@ def _tools(args: argparse.Namespace, settings: Settings, paths: Paths,
     config = tool_config(settings)
     for problem in config.problems:
         err.write(f"lmdesk: config.toml: {problem}\n")
-    box = ToolBox(config, kb_search=_kb_search(paths, args.kb) if args.kb else None)
+    box = ToolBox(config, kb_search=knowledge_search(paths.data_dir, args.kb)
+                  if args.kb else None)
     tools, problems = box.resolve(names)
     for problem in problems:
         err.write(f"lmdesk: {problem}\n")
@@ -296,20 +298,6 @@ def _terminal_approver(err: TextIO) -> Any:
         return "once" if answer in ("y", "yes") else ("always" if answer == "a" else "deny")
 
     return approve
-
-
-def _kb_search(paths: Paths, names: list[str]) -> Any:
-    def search(query: str) -> str:
-        from tui.kb import KBLibrary
-        from tui.kb.prompt import search_many
-
-        library = KBLibrary(paths.data_dir)
-        hits = search_many([library.open(n) for n in names], query)
-        return "\n\n".join(
-            f"[{i}] {h.chunk.path}:{h.chunk.location}\n{h.chunk.text}"
-            for i, h in enumerate(hits, 1)) or "No passage matches."
-
-    return search
 
 
 def _short(text: str, limit: int = 80) -> str:

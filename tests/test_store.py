@@ -215,7 +215,7 @@ def test_export_and_import_round_trip(store: Store) -> None:
     assert "## System prompt\n\nsys" in md and "## User\n\nPlan a **trip**" in md
     assert "## Assistant\n\nSure" in md and "_(stopped)_" in md
     data = store.export_json(c.id)
-    assert (data["format"], data["version"]) == ("lmdesk-conversation", 1)
+    assert (data["format"], data["version"]) == ("lmdesk-conversation", 2)
     data = json.loads(json.dumps(data))  # through a file
     new = store.import_json(data)
     assert new.id != c.id and new.title == "Trip" and new.message_count == 2

@@ -135,7 +135,7 @@ def test_damaged_conversation_without_backup_starts_empty(data: Path, garbage: b
         c = s.create_conversation("A")
         s.append_message(c.id, "user", "only one")
     conv = data / "conversations" / f"{c.id}.json"
-    assert not conv.with_name(conv.name + ".bak").exists()
+    conv.with_name(conv.name + ".bak").unlink()  # the copy from before the append
     conv.write_bytes(garbage)
     with Store.open(data) as s:
         assert s.messages(c.id) == []
@@ -350,6 +350,58 @@ def test_sigkill_at_random_moments_loses_nothing_saved(data: Path) -> None:
     total = sum(len(ids) for ids in saved.values())
     assert total > rounds, "the writer barely wrote anything; the test proves little"
     assert time.monotonic() - started < 60
+
+
+def test_sigkill_during_branch_edits_keeps_every_acknowledged_message(data: Path) -> None:
+    rounds, seed = 20, random.randrange(1_000_000)
+    rng = random.Random(seed)
+    parents: dict[str, str | None] = {}  # acknowledged message -> its parent
+    deleted: set[str] = set()
+    doomed: set[str] = set()  # subtrees whose deletion began (it may have been saved)
+
+    def maybe_deleted(mid: str | None) -> bool:
+        while mid is not None:
+            if mid in doomed:
+                return True
+            mid = parents.get(mid)
+        return False
+
+    cid = ""
+    for n in range(rounds):
+        proc = spawn("branch", str(data), str(seed + n))
+        ready = read_line(proc.stdout)
+        assert ready.startswith("ready "), ready
+        cid = ready.split()[1]
+        time.sleep(rng.uniform(0.0, 0.25))
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        for line in out.splitlines():
+            kind, _cid, *rest = line.split()
+            if kind == "A":
+                parents[rest[0]] = None if rest[1] == "-" else rest[1]
+            elif kind == "X":
+                doomed.add(rest[0])
+            elif kind == "D":
+                deleted.update(rest[0].split(","))
+        with Store.open(data) as s:
+            why = f"round {n}, seed {seed}"
+            assert not s.read_only and s.notices == [], f"{why}: {s.notices}"
+            tree = s.tree(cid)
+            for mid, parent in parents.items():
+                if mid in deleted:
+                    assert mid not in tree, f"{why}: a deleted message came back"
+                    continue
+                got = tree.get(mid)
+                if got is None and maybe_deleted(mid):
+                    continue  # its deletion was saved, then the writer was killed
+                assert got is not None, f"{why}: acknowledged message {mid} lost"
+                assert got.parent == parent, f"{why}: {mid} lost its parent"
+            branch = tree.branch
+            assert [m.parent for m in branch] == [None, *(m.id for m in branch[:-1])], why
+            assert s.get_conversation(cid).message_count == len(tree.messages), why
+        assert leftovers(data) == [], why
+    assert len(parents) > rounds, "the writer barely wrote anything; the test proves little"
 
 
 def test_writer_killed_between_the_two_renames(tmp_path: Path) -> None:

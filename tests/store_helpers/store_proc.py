@@ -7,6 +7,10 @@
                                   "U cid mid length" streamed content saved
     store_proc.py crash DATA N    append N messages to a new conversation, print its id, and
                                   exit without closing the store (pending counters are lost)
+    store_proc.py branch DATA SEED  edit a conversation's tree forever (the kill test),
+                                  printing after each save: "A cid mid parent" message saved
+                                  ("-" for no parent), "D cid id,id" subtree deleted (after
+                                  "X cid mid" before it), "S cid mid" branch shown
 """
 
 from __future__ import annotations
@@ -77,6 +81,40 @@ def crash(data: Path, count: int) -> None:
     os._exit(0)  # no close(): the index still has message_count 0
 
 
+def branch(data: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    store = Store.open(data)
+    metas = store.list_conversations()
+    cid = metas[0].id if metas else store.create_conversation("branch test").id
+    say(f"ready {cid}")
+    n = 0
+    while True:
+        n += 1
+        roll = rng.random()
+        tree = store.tree(cid)
+        shown = tree.branch
+        if roll < 0.08 and shown:  # move to another version of a message shown
+            target = rng.choice(shown)
+            other = rng.choice(tree.siblings(target.id))
+            store.show(cid, other.id)
+            say(f"S {cid} {other.id}")
+        elif roll < 0.12 and len(shown) > 2:  # delete a message and what follows
+            target = rng.choice(shown[1:]).id
+            say(f"X {cid} {target}")  # about to: a kill may land after the save, before "D"
+            gone = store.delete_subtree(cid, target)
+            say(f"D {cid} {','.join(gone)}")
+        else:
+            if roll < 0.35 and shown:  # edit an earlier prompt, or regenerate a reply
+                parent = rng.choice(shown).parent
+            else:  # go on at the end of the branch shown
+                parent = shown[-1].id if shown else None
+            role = "assistant" if parent is not None and tree.get(parent) is not None \
+                and tree.get(parent).role == "user" else "user"  # type: ignore[union-attr]
+            msg = store.append_message(cid, role, f"message {n} " + "x" * rng.randint(0, 300),
+                                       parent=parent)
+            say(f"A {cid} {msg.id} {parent or '-'}")
+
+
 def main() -> None:
     mode, data = sys.argv[1], Path(sys.argv[2])
     if mode == "hold":
@@ -85,6 +123,8 @@ def main() -> None:
         write(data, int(sys.argv[3]))
     elif mode == "crash":
         crash(data, int(sys.argv[3]))
+    elif mode == "branch":
+        branch(data, int(sys.argv[3]))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

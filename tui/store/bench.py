@@ -18,11 +18,11 @@ from typing import Any
 from tui.config import ensure_private_dir
 
 from . import schema
+from .conversation_file import META_DOC, META_TABLE, MSG_TABLE
 from .errors import StoreError
 from .models import StoredMessage, message_to_doc, new_id
 from .storage import AtomicJSONStorage, signature
 from .store import CONV_DIR, CONV_TABLE, INDEX_NAME, Store
-from .store_ops import MSG_TABLE
 
 _PROSE = (
     "the model answers with a short paragraph about local inference, quantisation, "
@@ -55,18 +55,20 @@ def build_data_set(data_dir: Path, conversations: int, messages: int) -> list[st
                 id=f"m{c:05d}{m:05d}", role="user" if m % 2 == 0 else "assistant",
                 content=_text(c + m), created=created + m / 1000,
                 model=None if m % 2 == 0 else "bench-model",
+                parent=f"m{c:05d}{m - 1:05d}" if m else None,
             ))
             for m in range(messages)
         }
-        storage = AtomicJSONStorage(data_dir / CONV_DIR / f"{cid}.json", durable=False)
-        storage.write_raw({MSG_TABLE: docs})
-        sig = storage.cached_signature
-        rows[str(c + 1)] = {
+        meta = {
             "id": cid, "title": f"Bench conversation {c}", "created": created,
             "updated": created + messages / 1000, "pinned": False, "system_prompt": "",
-            "model": "bench-model", "message_count": messages, "options": {},
-            "sig": list(sig) if sig else None,
+            "model": "bench-model", "options": {}, "shown": None,
         }
+        storage = AtomicJSONStorage(data_dir / CONV_DIR / f"{cid}.json", durable=False)
+        storage.write_raw({META_TABLE: {META_DOC: meta}, MSG_TABLE: docs})
+        sig = storage.cached_signature
+        row = {key: value for key, value in meta.items() if key != "shown"}
+        rows[str(c + 1)] = {**row, "message_count": messages, "sig": list(sig) if sig else None}
         ids.append(cid)
     index: schema.Index = {CONV_TABLE: rows}
     schema.set_version(index, schema.current_version())
@@ -136,6 +138,7 @@ def run_store_bench(
                                                            1e-9)
         results["append_ratio"] = ratio
         out(f"append median ratio {large} vs {small} conversations: {ratio:.2f}")
+        results[f"rebuild_ms_{large}"] = _time_rebuild(root / f"n{large}", large, out)
 
         data_dir = root / "long"
         (cid,) = build_data_set(data_dir, 1, long_conversation)
@@ -159,6 +162,21 @@ def run_store_bench(
             f"{statistics.median(times):.2f} ms"
         )
     return results
+
+
+def _time_rebuild(data_dir: Path, expected: int, out: Callable[[str], None]) -> float:
+    """Lose the index (and its backup) and time the open that lists every conversation again
+    from the files."""
+    for name in (INDEX_NAME, f"{INDEX_NAME}.bak"):
+        (data_dir / name).unlink(missing_ok=True)
+    start = time.perf_counter()
+    with Store.open(data_dir) as store:
+        elapsed = (time.perf_counter() - start) * 1000
+        listed = store.list_conversations()
+    if len(listed) != expected:
+        raise StoreError(f"bench: rebuilt {len(listed)} of {expected} conversations")
+    out(f"rebuild a lost index from {expected} conversation files: {elapsed:.0f} ms")
+    return elapsed
 
 
 def _time_appends_open(store: Store, cid: str, appends: int) -> list[float]:

@@ -19,9 +19,12 @@ from .models import (
 )
 from .options import options_from_doc, options_from_legacy_extra, options_to_doc
 from .parts import ReasoningPart, parts_from_docs
+from .tree import ConversationTree
 
 EXPORT_FORMAT = "lmdesk-conversation"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+"""1: a list of messages in order. 2: every branch, each message with its ``parent``, and
+``shown``, the last message of the branch shown. Both are read."""
 _ID_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -76,16 +79,18 @@ def close_fences(text: str) -> str:
     return text + ("" if text.endswith("\n") else "\n") + fence
 
 
-def export_json(meta: ConversationMeta, messages: list[StoredMessage]) -> dict[str, Any]:
+def export_json(meta: ConversationMeta, tree: ConversationTree) -> dict[str, Any]:
     conversation = asdict(meta)
     conversation.pop("message_count", None)
     conversation["options"] = options_to_doc(meta.options)
+    leaf = tree.leaf
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "exported": time.time(),
         "conversation": conversation,
-        "messages": [message_to_doc(m) for m in messages],
+        "messages": [message_to_doc(m) for m in tree.messages],
+        "shown": leaf.id if leaf is not None else None,
     }
 
 
@@ -107,8 +112,9 @@ def _opt_str(value: Any, what: str) -> str | None:
     return value
 
 
-def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage]]:
-    """Check an export; return the conversation's fields and its messages (ids kept if sane)."""
+def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage], str | None]:
+    """Check an export; return the conversation's fields, its messages (ids kept if sane,
+    parents checked) and the message whose branch is shown."""
     if not isinstance(data, dict):
         raise _bad("expected a JSON object")
     if data.get("format") != EXPORT_FORMAT:
@@ -146,6 +152,8 @@ def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage]]:
     }
     messages: list[StoredMessage] = []
     seen: set[str] = set()
+    renamed: dict[str, str] = {}
+    previous: str | None = None
     for n, raw in enumerate(raw_messages, 1):
         where = f"message {n}"
         if not isinstance(raw, dict):
@@ -161,10 +169,23 @@ def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage]]:
         stats = raw.get("stats")
         if stats is not None and not isinstance(stats, dict):
             raise _bad(f"{where}: 'stats' should be an object")
-        mid = raw.get("id")
+        original = raw.get("id")
+        mid = original
         if not isinstance(mid, str) or not _ID_OK.match(mid) or mid in seen:
             mid = new_id("m")
+        if isinstance(original, str):
+            renamed.setdefault(original, mid)
         seen.add(mid)
+        if "parent" not in raw:  # version 1: each message follows the one before
+            parent = previous
+        elif raw["parent"] is None:
+            parent = None
+        elif isinstance(raw["parent"], str) and raw["parent"] in renamed \
+                and renamed[raw["parent"]] != mid:
+            parent = renamed[raw["parent"]]
+        else:
+            raise _bad(f"{where}'s parent {raw['parent']!r} is not an earlier message")
+        previous = mid
         messages.append(
             StoredMessage(
                 id=mid,
@@ -176,9 +197,11 @@ def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage]]:
                 status=status,
                 error=_opt_str(raw.get("error"), f"{where} error"),
                 parts=parts_from_docs(raw.get("parts")),
+                parent=parent,
             )
         )
-    return fields, messages
+    shown = data.get("shown")
+    return fields, messages, renamed.get(shown) if isinstance(shown, str) else None
 
 
 def snippet(text: str, start: int, end: int, width: int = 80) -> str:

@@ -31,10 +31,22 @@ class StoredMessage:
     parts: tuple[Part, ...] = ()
     """An assistant turn's structure (reasoning, tool calls and results) when it has more than
     a plain answer; ``content`` is always the answer text (see ``tui.store.parts``)."""
+    parent: str | None = None
+    """The message this one answers or follows; None for a first message. Siblings (same
+    parent) are the other versions of a reply or a prompt (see ``tui.store.tree``)."""
 
     @property
     def reasoning(self) -> str:
         return reasoning_of(self.parts)
+
+    @property
+    def can_continue(self) -> bool:
+        """A reply that ended early (stopped, cut off by a crash, or at its token limit) and
+        can be continued where it ended."""
+        if self.role != "assistant" or not self.content:
+            return False
+        return self.status in ("stopped", "partial") or (
+            self.status == "done" and (self.stats or {}).get("stop_reason") == "length")
 
 
 @dataclass
@@ -87,6 +99,7 @@ def message_to_doc(msg: StoredMessage) -> dict[str, Any]:
         "stats": copy.deepcopy(msg.stats),
         "status": msg.status,
         "error": msg.error,
+        "parent": msg.parent,
         **({"parts": parts_to_docs(msg.parts)} if msg.parts else {}),
     }
 
@@ -103,6 +116,7 @@ def message_from_doc(doc: dict[str, Any]) -> StoredMessage:
         status=str(doc.get("status", "done")),
         error=doc.get("error"),
         parts=parts_from_docs(doc.get("parts")),
+        parent=doc["parent"] if isinstance(doc.get("parent"), str) else None,
     )
 
 

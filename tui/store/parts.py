@@ -101,3 +101,13 @@ def parts_from_docs(docs: object) -> tuple[Part, ...]:
 def reasoning_of(parts: Iterable[Part]) -> str:
     """All reasoning text of a turn, blocks separated by a blank line."""
     return "\n\n".join(p.text for p in parts if isinstance(p, ReasoningPart) and p.text)
+
+
+def continued_parts(before: Iterable[Part], after: Iterable[Part], text: str
+                    ) -> tuple[Part, ...]:
+    """The parts of a reply continued where it stopped: what it had (reasoning, tool calls),
+    what the continuation added, and the whole answer ``text``; () when neither had parts."""
+    kept = [p for p in (*before, *after) if not isinstance(p, TextPart)]
+    if not kept:
+        return ()
+    return (*kept, TextPart(text)) if text else tuple(kept)

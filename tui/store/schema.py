@@ -25,6 +25,8 @@ UpgradeStep = Callable[[Index, Path], Index]
 
 META_TABLE = "meta"
 META_DOC = "1"
+TABLES_IN_FILES = 3
+"""The first version whose named tables are files of their own (``tables``)."""
 
 
 def _v0_to_v1(index: Index, data_dir: Path) -> Index:
@@ -62,7 +64,59 @@ def _v1_to_v2(index: Index, data_dir: Path) -> Index:
     return index
 
 
-UPGRADES: list[UpgradeStep] = [_v0_to_v1, _v1_to_v2]
+CORE_TABLES = (META_TABLE, "conversations")
+
+
+def _v2_to_v3(index: Index, data_dir: Path) -> Index:
+    """Nothing the user wrote depends on the index any more: each conversation's file gets
+    its metadata (title, times, pin, system prompt, model, options) and every message its
+    parent (a linear conversation becomes a chain), and each named table (settings, memory,
+    templates, personas, profiles...) moves to a file of its own under ``tables/``. The index
+    keeps only the schema and the list of conversations, which can be rebuilt from their files.
+
+    Safe to run again after a crash part-way: the old index is still the source until the new
+    one is written, and every file it writes is written whole from it."""
+    from tui.config import ensure_private_dir
+
+    from .conversation_file import META_DOC as CONV_META_DOC
+    from .conversation_file import META_TABLE as CONV_META
+    from .conversation_file import MSG_TABLE, ROW_FIELDS, index_row, record_parents
+    from .storage import Damaged, parse
+    from .tables import TABLES_DIR, file_name
+
+    tables = ensure_private_dir(data_dir / TABLES_DIR)
+    for name, table in index.items():
+        if name not in CORE_TABLES:
+            AtomicJSONStorage(tables / file_name(name)).write_raw({name: table})
+    conv_dir = ensure_private_dir(data_dir / "conversations")
+    for row in index.get("conversations", {}).values():
+        cid = row.get("id")
+        if not isinstance(cid, str):
+            continue
+        path = conv_dir / f"{cid}.json"
+        try:
+            data = parse(path.read_bytes())
+        except FileNotFoundError:
+            if path.with_name(path.name + ".bak").exists():
+                continue  # restored from its backup when it is first read
+            data = {}
+        except (OSError, Damaged):
+            continue  # told and mended from its backup when it is first read
+        record_parents(data.setdefault(MSG_TABLE, {}))
+        meta = {key: copy.deepcopy(row[key]) for key in ROW_FIELDS if key in row}
+        old = data.get(CONV_META, {}).get(CONV_META_DOC)
+        if isinstance(old, dict) and isinstance(old.get("shown"), str):
+            meta["shown"] = old["shown"]
+        data[CONV_META] = {CONV_META_DOC: {"id": cid, **meta}}
+        storage = AtomicJSONStorage(path)
+        storage.read()  # so the copy being replaced becomes the backup
+        storage.write(data)
+        row.update(index_row(cid, data, known=row))
+        row["sig"] = list(storage.cached_signature) if storage.cached_signature else None
+    return {name: table for name, table in index.items() if name in CORE_TABLES}
+
+
+UPGRADES: list[UpgradeStep] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
 
 
 def current_version() -> int:

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,21 @@ def remove_stale_temp_files(folder: Path) -> int:
             except OSError:
                 pass
     return removed
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What the storage did about a file it could not read (the last time it had to)."""
+
+    reason: str
+    aside: str | None
+    """The damaged file's new name (None: it was missing, or left alone read-only)."""
+    backup_aside: str | None
+    """The backup's new name when it was damaged too."""
+    restored: bool
+    """The backup was good and took the file's place."""
+    notice: str
+    """The line added to ``notices``."""
 
 
 class Damaged(Exception):
@@ -139,6 +155,8 @@ class AtomicJSONStorage(Storage):
         self._cache: tuple[Signature, dict[str, dict[str, Any]]] | None = None
         self._good: Signature | None = None
         """Signature of the file on disk last known to parse (only that one becomes the .bak)."""
+        self.recovery: Recovery | None = None
+        self._backup_aside: str | None = None
 
     @property
     def backup_path(self) -> Path:
@@ -189,7 +207,7 @@ class AtomicJSONStorage(Storage):
             return None
         except (OSError, Damaged):
             if not self.read_only:
-                self._set_aside(self.backup_path)
+                self._backup_aside = self._set_aside(self.backup_path).name
             return None
 
     def _set_aside(self, path: Path) -> Path:
@@ -206,6 +224,7 @@ class AtomicJSONStorage(Storage):
 
     def _recover(self, sig: Signature | None, reason: str) -> dict[str, dict[str, Any]] | None:
         """Set the unreadable file aside and put the backup in its place, telling the user."""
+        self._backup_aside = None
         backup = self._read_backup()
         if self.read_only:
             what = "showing its last good copy" if backup is not None else "showing nothing"
@@ -217,10 +236,12 @@ class AtomicJSONStorage(Storage):
                 self._cache = (sig, backup if backup is not None else {})
             if notice not in self.notices:
                 self.notices.append(notice)
+            self.recovery = Recovery(reason, None, None, backup is not None, notice)
             return backup
         self._cache = None
         self._good = None
         aside_note = ""
+        aside_name: str | None = None
         if sig is not None:
             try:
                 aside = self._set_aside(self.path)
@@ -229,18 +250,19 @@ class AtomicJSONStorage(Storage):
                     f"{self.path} could not be read ({reason}) and could not be set aside "
                     f"({exc.strerror})"
                 ) from exc
-            aside_note = f" It was set aside as {aside.name}."
+            aside_name = aside.name
+            aside_note = f" It was set aside as {aside_name}."
         if backup is None:
-            self.notices.append(
-                f"{self.path} could not be read ({reason}).{aside_note} There was no usable "
-                "backup, so it starts empty."
-            )
+            notice = (f"{self.path} could not be read ({reason}).{aside_note} There was no "
+                      "usable backup, so it starts empty.")
+            self.notices.append(notice)
+            self.recovery = Recovery(reason, aside_name, self._backup_aside, False, notice)
             return None
         self._write_payload(dumps(backup), backup, keep_backup=False)
-        self.notices.append(
-            f"{self.path} could not be read ({reason}).{aside_note} The last good copy was "
-            "restored; the most recent change may be missing."
-        )
+        notice = (f"{self.path} could not be read ({reason}).{aside_note} The last good copy "
+                  "was restored; the most recent change may be missing.")
+        self.notices.append(notice)
+        self.recovery = Recovery(reason, aside_name, None, True, notice)
         return backup
 
     # -- writing -----------------------------------------------------------------------------

@@ -1,63 +1,101 @@
-"""The Store: conversations, messages, settings and named tables in one private data folder.
+"""The Store: conversations (trees of messages), settings and named tables in one private
+data folder.
 
 Layout of the folder (0700, files 0600)::
 
     lmdesk.lock                 flock held by the one writer
-    index.json                  TinyDB: meta (schema), conversations (metadata), settings, ...
-    conversations/<id>.json     TinyDB: the messages of one conversation
+    index.json                  the schema version and the list of conversations (a cache,
+                                rebuilt from the conversation files when lost: see ``index``)
+    conversations/<id>.json     one conversation: its metadata and its messages
+    tables/<name>.json          one named table each: settings, memory, templates, personas...
     *.bak, *.corrupt-<time>     last good copies, damaged files set aside
 
-Appending a message rewrites only that conversation's file. The conversation's
-``message_count`` and ``updated`` in the index are refreshed lazily: kept in memory, written
-with the next index change or at ``close()``. Each index row records the signature of the
-conversation file it describes, so after a crash the stale rows are found with one ``stat``
-per conversation at open and re-derived from their files.
+Appending a message rewrites only that conversation's file; the index's counters follow
+lazily (written with the next index change or at ``close()``).
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import re
+import dataclasses
+import functools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
-from tinydb import TinyDB, where
+from tinydb import where
 from tinydb.table import Table
 
 from tui.config import ensure_private_dir
 
 from . import schema
+from .conversation_file import MSG_TABLE, ConversationFile, index_row
 from .errors import NotFoundError, StoreError, StoreReadOnly
+from .exchange import export_json, export_markdown, parse_import
+from .index import CONV_DIR, CONV_TABLE, INDEX_NAME, ConversationIndex
 from .lock import DataLock, acquire
-from .models import ConversationMeta, StoredMessage, meta_from_row, new_id, sort_key
+from .models import (
+    ConversationMeta,
+    SearchHit,
+    StoredMessage,
+    check_role,
+    check_status,
+    message_to_doc,
+    meta_from_row,
+    new_id,
+    sort_key,
+)
 from .options import ConversationOptions, options_to_doc
-from .storage import AtomicJSONStorage, remove_stale_temp_files, signature
-from .store_ops import MSG_TABLE, StoreOps, locked
+from .parts import Part, parts_to_docs
+from .search import search_files
+from .storage import remove_stale_temp_files
+from .tables import TABLES_DIR, TableFiles
+from .tree import ConversationTree
 
-INDEX_NAME = "index.json"
-CONV_DIR = "conversations"
-CONV_TABLE = "conversations"
+__all__ = ["CONV_DIR", "CONV_TABLE", "INDEX_NAME", "LEAF", "Store"]
+
 SETTINGS_TABLE = "settings"
 RESERVED_TABLES = frozenset({schema.META_TABLE, CONV_TABLE})
 LAST_OPENED_KEY = "store.last_conversation"
 OPEN_CONVERSATIONS = 8
-"""Conversation databases kept parsed in memory (least recently used dropped)."""
-_ID_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Conversation files kept parsed in memory (least recently used dropped)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Store(StoreOps):
+class _Leaf(Enum):
+    LEAF = "leaf"
+
+
+LEAF = _Leaf.LEAF
+"""``append_message``'s default parent: the last message of the branch shown."""
+
+
+def locked(fn: F) -> F:
+    """Serialise calls (the app calls from worker threads) and refuse a closed store."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        with self._mutex:
+            if self._closed:
+                raise StoreError("the store is closed")
+            return fn(self, *args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+class Store:
     """Open with ``Store.open(data_dir)``; use as a context manager or call ``close()``."""
 
     read_only: bool
     notices: list[str]
-    """Lines to show the user: read-only mode, recovered or set-aside files. May grow later
-    (a damaged conversation file is noticed when it is first read)."""
+    """Lines to show the user: read-only mode, recovered, rebuilt or set-aside files. May grow
+    later (a damaged conversation file is noticed when it is first read)."""
     data_dir: Path
 
     def __init__(self, data_dir: Path, *, lock: DataLock | None) -> None:
@@ -69,13 +107,10 @@ class Store(StoreOps):
         self._lock = lock
         self._mutex = threading.RLock()
         self._closed = False
-        self._index = TinyDB(data_dir / INDEX_NAME, storage=AtomicJSONStorage,
-                             notices=self.notices)
-        self._convs: OrderedDict[str, TinyDB] = OrderedDict()
-        self._live: dict[str, dict[str, Any]] = {}
-        self._rows_src: object = None
-        self._rows_map: dict[str, tuple[int, dict[str, Any]]] = {}
-        self._derived: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._convs: OrderedDict[str, ConversationFile] = OrderedDict()
+        self._index = ConversationIndex(data_dir, self.notices, self._convs.get)
+        self._tables = TableFiles(data_dir / TABLES_DIR, read_only=False, read_only_reason="",
+                                  notices=self.notices)
         self._last_opened: tuple[str, float] | None = None
         self._last_opened_dirty = False
 
@@ -89,8 +124,8 @@ class Store(StoreOps):
         cause = "it was opened read-only on purpose"
         if not read_only:
             try:
-                ensure_private_dir(data_dir)
-                ensure_private_dir(data_dir / CONV_DIR)
+                for folder in (data_dir, data_dir / CONV_DIR, data_dir / TABLES_DIR):
+                    ensure_private_dir(folder)
             except OSError as exc:
                 cause = f"the data folder {data_dir} cannot be created ({exc.strerror})"
             else:
@@ -100,13 +135,18 @@ class Store(StoreOps):
             if lock is None:
                 store._make_read_only(cause, tell=not read_only)
             else:
-                remove_stale_temp_files(data_dir)
-                remove_stale_temp_files(data_dir / CONV_DIR)
-            newer = schema.prepare(store._index_storage, data_dir, store.notices)
+                for folder in (data_dir, data_dir / CONV_DIR, data_dir / TABLES_DIR):
+                    remove_stale_temp_files(folder)
+            existed = store._index.existed()
+            newer = schema.prepare(store._index.storage, data_dir, store.notices)
             if newer:
                 store._make_read_only(newer, tell=True)
-            if not store.read_only:
-                store._reconcile()
+            store._tables = TableFiles(
+                data_dir / TABLES_DIR, read_only=store.read_only,
+                read_only_reason=store._reason, notices=store.notices,
+                legacy=store._legacy_tables())
+            store._index.reconcile(existed=existed)
+            store._tables.read_all()
             setting = store._settings().get(where("key") == LAST_OPENED_KEY)
             value = setting.get("value") if isinstance(setting, dict) else None
             if isinstance(value, list) and len(value) == 2:
@@ -115,6 +155,20 @@ class Store(StoreOps):
             store._release()
             raise
         return store
+
+    @property
+    def read_only_reason(self) -> str:
+        """Why nothing can be saved ("" when the store is writable)."""
+        return self._reason
+
+    def _legacy_tables(self) -> dict[str, dict[str, Any]] | None:
+        """Read-only on a folder an older lmdesk still holds: its tables are in the index."""
+        if not self.read_only:
+            return None
+        data = self._index.storage.read()
+        if data is None or schema.version_of(data) >= schema.TABLES_IN_FILES:
+            return None
+        return data
 
     def _make_read_only(self, cause: str, *, tell: bool) -> None:
         self.read_only = True
@@ -128,8 +182,7 @@ class Store(StoreOps):
             self.notices.append(
                 f"{cause}; opened read-only: changes will not be saved until {until}."
             )
-        self._index_storage.read_only = True
-        self._index_storage.read_only_reason = self._reason
+        self._index.set_read_only(self._reason)
         self._release()
 
     def _release(self) -> None:
@@ -139,10 +192,10 @@ class Store(StoreOps):
 
     @locked
     def flush(self) -> None:
-        """Write pending conversation counters and the last-opened conversation to the index."""
+        """Write pending conversation counters and the last-opened conversation."""
         if self.read_only:
             return
-        self._write_rows({})
+        self._index.flush()
         if self._last_opened_dirty and self._last_opened is not None:
             cid, at = self._last_opened
             self._settings().upsert({"key": LAST_OPENED_KEY, "value": [cid, at]},
@@ -159,10 +212,10 @@ class Store(StoreOps):
                     self.flush()
             finally:
                 self._closed = True
-                for db in self._convs.values():
-                    db.close()
+                for file in self._convs.values():
+                    file.close()
                 self._convs.clear()
-                self._index.close()
+                self._tables.close()
                 self._release()
 
     def __enter__(self) -> Store:
@@ -176,137 +229,52 @@ class Store(StoreOps):
 
     # -- internals ---------------------------------------------------------------------------
 
-    @property
-    def _index_storage(self) -> AtomicJSONStorage:
-        return cast(AtomicJSONStorage, self._index.storage)
-
     def _check_writable(self) -> None:
         if self.read_only:
             raise StoreReadOnly(self._reason)
 
-    def _conv_table(self) -> Table:
-        return self._index.table(CONV_TABLE, cache_size=0)
-
     def _settings(self) -> Table:
-        return self._index.table(SETTINGS_TABLE, cache_size=0)
+        return self._tables.table(SETTINGS_TABLE)
 
-    def _named_table(self, name: str) -> Table:
-        if not isinstance(name, str) or not name or name in RESERVED_TABLES:
-            raise StoreError(f"table name {name!r} is reserved or empty")
-        return self._index.table(name, cache_size=0 if self.read_only else 10)
-
-    def _rows(self) -> dict[str, tuple[int, dict[str, Any]]]:
-        """cid -> (doc id, index row); rebuilt only when the conversations table changed."""
-        data = self._index_storage.read() or {}
-        raw = data.get(CONV_TABLE, {})
-        if raw is not self._rows_src:
-            self._rows_map = {
-                doc["id"]: (int(key), doc) for key, doc in raw.items()
-                if isinstance(doc.get("id"), str)
-            }
-            self._rows_src = raw
-        return self._rows_map
-
-    def _row(self, cid: str) -> dict[str, Any]:
-        if not isinstance(cid, str) or not _ID_OK.match(cid):
-            raise NotFoundError(f"no conversation {cid!r}")
-        found = self._rows().get(cid)
-        if found is None:
-            raise NotFoundError(f"no conversation {cid!r}")
-        return found[1]
-
-    def _conv_path(self, cid: str) -> Path:
-        return self.data_dir / CONV_DIR / f"{cid}.json"
-
-    def _conv_db(self, cid: str) -> TinyDB:
-        db = self._convs.get(cid)
-        if db is not None:
+    def _file(self, cid: str) -> ConversationFile:
+        """The open file of a listed conversation (``NotFoundError`` for any other id)."""
+        self._index.row(cid)
+        file = self._convs.get(cid)
+        if file is not None:
             self._convs.move_to_end(cid)
-            return db
-        db = TinyDB(
-            self._conv_path(cid), storage=AtomicJSONStorage, read_only=self.read_only,
-            read_only_reason=self._reason, notices=self.notices,
-        )
-        self._convs[cid] = db
+            return file
+        file = ConversationFile(self._index.conv_path(cid), read_only=self.read_only,
+                                read_only_reason=self._reason, notices=self.notices)
+        self._convs[cid] = file
         while len(self._convs) > OPEN_CONVERSATIONS:
             self._convs.popitem(last=False)[1].close()
-        return db
+        return file
 
-    def _touch(self, cid: str) -> None:
+    def _touch(self, cid: str, *, bump: bool = True) -> None:
         """Remember a conversation's new counters (written to the index later)."""
-        db = self._conv_db(cid)
-        sig = cast(AtomicJSONStorage, db.storage).cached_signature
-        self._live[cid] = {
-            "updated": time.time(),
-            "message_count": len(db.table(MSG_TABLE, cache_size=0)),
+        file = self._file(cid)
+        sig = file.signature
+        fields: dict[str, Any] = {
+            "message_count": len(file.data().get(MSG_TABLE, {})),
             "sig": list(sig) if sig else None,
         }
+        if bump:
+            fields["updated"] = time.time()
+        self._index.pending(cid, fields)
 
-    def _write_rows(self, changes: dict[str, dict[str, Any]]) -> None:
-        """One index write: the given row changes plus every pending counter."""
-        merged = {cid: dict(fields) for cid, fields in self._live.items()}
-        for cid, fields in changes.items():
-            merged.setdefault(cid, {}).update(fields)
-        rows = self._rows()
-        doc_ids = [rows[cid][0] for cid in merged if cid in rows]
-        if not doc_ids:
-            self._live.clear()
-            return
+    def _meta(self, cid: str) -> ConversationMeta:
+        return self._index.meta(cid)
 
-        def apply(doc: MutableMapping[str, Any]) -> None:
-            doc.update(merged[doc["id"]])
-
-        self._conv_table().update(apply, doc_ids=doc_ids)
-        self._live.clear()
-
-    def _derived_counters(self, cid: str, row: dict[str, Any]) -> dict[str, Any] | None:
-        """Counters from the conversation file when the index row is stale, else None."""
-        path = self._conv_path(cid)
-        try:
-            st: os.stat_result | None = os.stat(path)
-        except OSError:
-            st = None
-        sig = list(signature(st)) if st is not None else None
-        if sig == row.get("sig") and not (sig is None and path.with_suffix(".json.bak").exists()):
-            return None
-        cached = self._derived.get(cid)
-        if cached is not None and cached[0] == sig:
-            return cached[1]
-        db = self._convs.get(cid)
-        storage = cast(AtomicJSONStorage, db.storage) if db is not None else AtomicJSONStorage(
-            path, read_only=self.read_only, read_only_reason=self._reason, notices=self.notices)
-        data = storage.read() or {}
-        new_sig = storage.cached_signature
-        derived = {
-            "updated": max(float(row.get("updated", 0.0)), st.st_mtime if st else 0.0),
-            "message_count": len(data.get(MSG_TABLE, {})),
-            "sig": list(new_sig) if new_sig else None,
-        }
-        if self.read_only:
-            self._derived[cid] = (sig, derived)
-        return derived
-
-    def _reconcile(self) -> None:
-        """After a crash: re-derive the rows whose conversation file changed since written."""
-        for cid, (_, row) in self._rows().items():
-            derived = self._derived_counters(cid, row)
-            if derived is not None:
-                self._live[cid] = derived
-        if self._live:
-            self._write_rows({})
-
-    def _meta(self, cid: str, row: dict[str, Any]) -> ConversationMeta:
-        live = self._live.get(cid)
-        if live is None and self.read_only:
-            live = self._derived_counters(cid, row)
-        return meta_from_row(row, live)
+    def _opened(self, cid: str) -> None:
+        self._last_opened = (cid, time.time())
+        self._last_opened_dirty = True
 
     # -- conversations -----------------------------------------------------------------------
 
     @locked
     def list_conversations(self) -> list[ConversationMeta]:
         """Pinned first, then the most recently updated."""
-        metas = [self._meta(cid, row) for cid, (_, row) in self._rows().items()]
+        metas = self._index.metas()
         metas.sort(key=sort_key, reverse=True)
         return metas
 
@@ -317,17 +285,44 @@ class Store(StoreOps):
     ) -> ConversationMeta:
         self._check_writable()
         now = time.time()
-        row: dict[str, Any] = {
-            "id": new_id("c"), "title": title, "created": now, "updated": now, "pinned": False,
-            "system_prompt": system_prompt, "model": model, "message_count": 0,
-            "options": options_to_doc(options) if options is not None else {}, "sig": None,
-        }
-        self._conv_table().insert(row)
+        meta = {"title": title, "created": now, "updated": now, "pinned": False,
+                "system_prompt": system_prompt, "model": model,
+                "options": options_to_doc(options) if options is not None else {}}
+        return self._add_conversation(meta, {})
+
+    def _add_conversation(self, meta: dict[str, Any], docs: dict[str, dict[str, Any]]
+                          ) -> ConversationMeta:
+        """Write a new conversation's file, then its index row."""
+        cid = new_id("c")
+        file = ConversationFile(self._index.conv_path(cid), notices=self.notices)
+        file.create({"id": cid, "shown": None, **meta}, docs)
+        row = index_row(cid, file.data())
+        sig = file.signature
+        row["sig"] = list(sig) if sig else None
+        try:
+            self._index.save(add={cid: row})
+        except BaseException:
+            file.unlink()
+            raise
         return meta_from_row(row)
 
     @locked
     def get_conversation(self, cid: str) -> ConversationMeta:
-        return self._meta(cid, self._row(cid))
+        return self._meta(cid)
+
+    @locked
+    def find_conversation(self, ref: str) -> ConversationMeta:
+        """The conversation whose id is ``ref`` or the only one whose id starts with it."""
+        rows = self._index.rows()
+        if ref in rows:
+            return self._meta(ref)
+        matches = sorted(cid for cid in rows if ref and cid.startswith(ref))
+        if len(matches) == 1:
+            return self._meta(matches[0])
+        if matches:
+            raise StoreError(f"{ref!r} is the start of {len(matches)} conversations' ids: give "
+                             "more of it")
+        raise NotFoundError(f"no conversation {ref!r}")
 
     _CHANGEABLE: ClassVar[dict[str, tuple[type[Any], ...]]] = {
         "title": (str,), "pinned": (bool,), "system_prompt": (str,),
@@ -337,9 +332,10 @@ class Store(StoreOps):
     @locked
     def update_conversation(self, cid: str, **changes: Any) -> ConversationMeta:
         """Change title, pinned, system_prompt, model or options (replaced whole: to change
-        some options and keep the rest, use ``update_options``)."""
+        some options and keep the rest, use ``update_options``). Written to the
+        conversation's file first (the truth), then to the index."""
         self._check_writable()
-        self._row(cid)
+        self._index.row(cid)
         for key, value in changes.items():
             kinds = self._CHANGEABLE.get(key)
             if kinds is None:
@@ -348,34 +344,31 @@ class Store(StoreOps):
                 raise StoreError(f"{key} should be {kinds[0].__name__}, got {value!r}")
         if "options" in changes:
             changes = {**changes, "options": options_to_doc(changes["options"])}
-        self._write_rows({cid: copy.deepcopy(changes)})
-        return self._meta(cid, self._row(cid))
+        if not changes:
+            return self._meta(cid)
+        file = self._file(cid)
+        file.set_meta(copy.deepcopy(changes))
+        sig = file.signature
+        self._index.save({cid: {**copy.deepcopy(changes), "sig": list(sig) if sig else None}})
+        return self._meta(cid)
 
     @locked
     def update_options(self, cid: str, **changes: Any) -> ConversationMeta:
         """Change some of a conversation's options, keeping the others as stored now (several
         screens change options; none may undo another's change)."""
-        options = self._meta(cid, self._row(cid)).options.replace(**changes)
+        options = self._meta(cid).options.replace(**changes)
         return self.update_conversation(cid, options=options)
 
     @locked
     def delete_conversation(self, cid: str) -> None:
         self._check_writable()
-        self._row(cid)
-        doc_id = self._rows()[cid][0]
-        self._live.pop(cid, None)
-        self._conv_table().remove(doc_ids=[doc_id])
-        db = self._convs.pop(cid, None)
-        if db is not None:
-            db.close()
-        path = self._conv_path(cid)
-        for victim in (path.with_name(path.name + ".bak"), path):
-            try:
-                victim.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                self.notices.append(f"could not remove {victim} ({exc.strerror})")
+        file = self._file(cid)
+        problems = file.unlink()
+        self._convs.pop(cid, None)
+        if file.path.exists():
+            raise StoreError(problems[-1] if problems else f"could not remove {file.path}")
+        self.notices.extend(problems)
+        self._index.save(drop=[cid])
         if self._last_opened is not None and self._last_opened[0] == cid:
             self._last_opened = None
 
@@ -387,24 +380,206 @@ class Store(StoreOps):
         opened = self._last_opened
         if (
             opened is not None
-            and opened[0] in self._rows()
+            and opened[0] in self._index.rows()
             and (newest is None or opened[1] >= newest.updated)
         ):
             return opened[0]
         return newest.id if newest is not None else None
 
+    @locked
+    def fork(self, cid: str, mid: str, title: str | None = None) -> ConversationMeta:
+        """A new conversation holding the history up to and including message ``mid``
+        (same system prompt, model and options)."""
+        self._check_writable()
+        path = self._file(cid).tree().path_to(mid)
+        if not path:
+            raise NotFoundError(f"no message {mid!r} in conversation {cid!r}")
+        meta = self._meta(cid)
+        docs: dict[str, dict[str, Any]] = {}
+        previous: str | None = None
+        for n, m in enumerate(path, 1):
+            copied = dataclasses.replace(m, id=new_id("m"), parent=previous)
+            docs[str(n)] = message_to_doc(copied)
+            previous = copied.id
+        now = time.time()
+        fields = {"title": title or f"{meta.title} (fork)", "created": now, "updated": now,
+                  "pinned": False, "system_prompt": meta.system_prompt, "model": meta.model,
+                  "options": options_to_doc(meta.options)}
+        return self._add_conversation(fields, docs)
+
     # -- messages ----------------------------------------------------------------------------
 
     @locked
     def messages(self, cid: str) -> list[StoredMessage]:
-        """The conversation's messages in order; also marks it as the last one opened."""
-        msgs = self._load_messages(cid)
-        meta = self._meta(cid, self._row(cid))
-        if meta.message_count != len(msgs) and not self.read_only:
-            # The file was restored from its backup since the index was written.
-            sig = cast(AtomicJSONStorage, self._conv_db(cid).storage).cached_signature
-            self._live[cid] = {"updated": meta.updated, "message_count": len(msgs),
-                               "sig": list(sig) if sig else None}
-        self._last_opened = (cid, time.time())
-        self._last_opened_dirty = True
-        return msgs
+        """Every message, of every branch, in the order saved (``branch`` gives the one
+        shown); also marks the conversation as the last one opened."""
+        file = self._opening(cid)
+        return file.messages()
+
+    @locked
+    def tree(self, cid: str) -> ConversationTree:
+        """The conversation's messages and the branch shown; marks it as the last opened."""
+        return self._opening(cid).tree()
+
+    def _opening(self, cid: str) -> ConversationFile:
+        file = self._file(cid)
+        count = len(file.data().get(MSG_TABLE, {}))
+        if not self.read_only and self._meta(cid).message_count != count:
+            # the file was restored from its backup since the index was written
+            self._touch(cid, bump=False)
+        self._opened(cid)
+        return file
+
+    @locked
+    def branch(self, cid: str) -> list[StoredMessage]:
+        """The messages of the branch shown, first first: the conversation as it reads."""
+        return self.tree(cid).branch
+
+    @locked
+    def show(self, cid: str, mid: str) -> ConversationTree:
+        """Show the branch through message ``mid`` (kept for the next time it is opened)."""
+        self._check_writable()
+        file = self._file(cid)
+        file.show(mid)
+        self._touch(cid, bump=False)
+        return file.tree()
+
+    @locked
+    def append_message(
+        self, cid: str, role: str, content: str, *, model: str | None = None,
+        stats: dict[str, Any] | None = None, status: str = "done", error: str | None = None,
+        parts: tuple[Part, ...] = (), parent: str | _Leaf | None = LEAF,
+    ) -> StoredMessage:
+        """Save one message now (one write of this conversation's file, not of the index).
+
+        It follows ``parent``: by default the last message of the branch shown; any other
+        message (or None: a new first message) starts a new branch, which is then shown.
+        For a streaming reply: append with ``status="partial"``, then ``update_message`` with
+        the content so far every few seconds, and a last time with the final status.
+        """
+        self._check_writable()
+        file = self._file(cid)
+        check_role(role)
+        check_status(status)
+        if not isinstance(content, str):
+            raise StoreError(f"message content should be text, got {type(content).__name__}")
+        if parent is LEAF:
+            parent_id = file.leaf_id()
+        else:
+            parent_id = parent
+            if parent_id is not None and not file.has(parent_id):
+                raise NotFoundError(f"no message {parent_id!r} in conversation {cid!r}")
+        msg = StoredMessage(
+            id=new_id("m"), role=role, content=content, created=time.time(), model=model,
+            stats=copy.deepcopy(stats), status=status, error=error, parts=tuple(parts),
+            parent=parent_id,
+        )
+        file.append(message_to_doc(msg))
+        self._touch(cid)
+        return msg
+
+    @locked
+    def update_message(
+        self, cid: str, mid: str, *, content: str | None = None, status: str | None = None,
+        stats: dict[str, Any] | None = None, error: str | None = None,
+        parts: tuple[Part, ...] | None = None,
+    ) -> None:
+        """Change the given fields of a message (None leaves a field as it is)."""
+        self._check_writable()
+        if status is not None:
+            check_status(status)
+        file = self._file(cid)
+        fields: dict[str, Any] = {}
+        if content is not None:
+            fields["content"] = content
+        if status is not None:
+            fields["status"] = status
+        if stats is not None:
+            fields["stats"] = copy.deepcopy(stats)
+        if error is not None:
+            fields["error"] = error
+        if parts is not None:
+            fields["parts"] = parts_to_docs(parts)
+        if not fields:
+            file.update(mid, {})  # still: NotFoundError for an unknown message
+            return
+        file.update(mid, fields)
+        self._touch(cid)
+
+    @locked
+    def delete_message(self, cid: str, mid: str) -> None:
+        """Delete one message; the messages that followed it follow its parent instead."""
+        self._check_writable()
+        self._file(cid).remove_one(mid)
+        self._touch(cid)
+
+    @locked
+    def delete_subtree(self, cid: str, mid: str) -> list[str]:
+        """Delete a message and every message below it in every branch; the branch shown moves
+        to a sibling (else to the parent). Returns the ids deleted."""
+        self._check_writable()
+        gone = self._file(cid).remove_subtree(mid)
+        self._touch(cid)
+        return gone
+
+    # -- settings and named tables -----------------------------------------------------------
+
+    @locked
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        doc = self._settings().get(where("key") == key)
+        return copy.deepcopy(doc["value"]) if isinstance(doc, dict) and "value" in doc else default
+
+    @locked
+    def set_setting(self, key: str, value: Any) -> None:
+        """Any JSON value, saved in the settings file."""
+        self._check_writable()
+        doc = {"key": key, "value": copy.deepcopy(value)}
+        self._settings().upsert(doc, where("key") == key)
+
+    @locked
+    def table(self, name: str) -> Table:
+        """A TinyDB table in a file of its own (``tables/<name>.json``), saved atomically.
+
+        Documents it returns share nested values with the cache: copy before mutating them.
+        Writes raise ``StoreReadOnly`` in read-only mode. "meta" and "conversations" are
+        reserved.
+        """
+        if not isinstance(name, str) or not name or name in RESERVED_TABLES:
+            raise StoreError(f"table name {name!r} is reserved or empty")
+        return self._tables.table(name)
+
+    # -- search ------------------------------------------------------------------------------
+
+    @locked
+    def search(self, query: str, limit: int = 50, *, reasoning: bool = False) -> list[SearchHit]:
+        """Case-insensitive substring search over every message of every branch, newest
+        conversations first; with ``reasoning``, the reasoning of thinking models' replies
+        too. A hit on a branch not shown opens with ``show(hit.conversation_id,
+        hit.message_id)``."""
+        files = ((meta, self._convs.get(meta.id) or ConversationFile(
+            self._index.conv_path(meta.id), read_only=self.read_only,
+            read_only_reason=self._reason, notices=self.notices))
+            for meta in self.list_conversations())
+        return search_files(files, query, limit, reasoning=reasoning)
+
+    # -- export and import -------------------------------------------------------------------
+
+    @locked
+    def export_markdown(self, cid: str) -> str:
+        """The branch shown, as a Markdown document."""
+        return export_markdown(self._meta(cid), self._file(cid).tree().branch)
+
+    @locked
+    def export_json(self, cid: str) -> dict[str, Any]:
+        """{"format": "lmdesk-conversation", "version": 2, "conversation": {...},
+        "messages": [...every branch, each with its parent...], "shown": id}"""
+        return export_json(self._meta(cid), self._file(cid).tree())
+
+    @locked
+    def import_json(self, data: dict[str, Any]) -> ConversationMeta:
+        """Add an exported conversation (this version's or the first one's) under a new id;
+        ``StoreError`` says what is wrong."""
+        self._check_writable()
+        fields, messages, shown = parse_import(data)
+        docs = {str(n): message_to_doc(m) for n, m in enumerate(messages, 1)}
+        return self._add_conversation({**fields, "shown": shown}, docs)

@@ -179,10 +179,15 @@ class _Worker:
         if self.formatter is None:
             text, stops = plain_transcript(messages)
             return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False), stops
-        result = self.formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        # a last assistant message is a reply to continue: the turns before it, the template's
+        # opening of the assistant turn, then its text as it stands (no end-of-turn marker)
+        head, partial = continued(messages)
+        result = self.formatter(messages=[{"role": m.role, "content": m.content} for m in head])
         tokens = self.llm.tokenize(
             result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
         )
+        if partial:
+            tokens += self.llm.tokenize(partial.encode("utf-8"), add_bos=False, special=False)
         stops = [result.stop] if isinstance(result.stop, str) else list(result.stop or [])
         return tokens, stops
 
@@ -278,17 +283,26 @@ class _Worker:
         return stop, keep_serving
 
 
+def continued(messages: tuple[ChatMessage, ...]) -> tuple[tuple[ChatMessage, ...], str]:
+    """(the messages to render, the reply text to continue): a conversation that ends with an
+    assistant message asks for more of that message, not for a new one."""
+    if len(messages) > 1 and messages[-1].role == "assistant":
+        return messages[:-1], messages[-1].content
+    return messages, ""
+
+
 def plain_transcript(messages: tuple[ChatMessage, ...]) -> tuple[str, list[str]]:
     """A prompt for a base model (no chat template): the text itself, or a simple transcript."""
     if len(messages) == 1 and messages[0].role == "user":
         return messages[0].content, []
+    head, partial = continued(messages)
     lines = []
-    for m in messages:
+    for m in head:
         if m.role == "system":
             lines.append(m.content + "\n")
         else:
             lines.append(f"{'User' if m.role == 'user' else 'Assistant'}: {m.content}\n")
-    lines.append("Assistant:")
+    lines.append(f"Assistant: {partial}" if partial else "Assistant:")
     return "".join(lines), ["\nUser:"]
 
 

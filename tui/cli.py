@@ -33,6 +33,8 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
                   "list, show, import and export prompt templates"),
     "memory": ("tui.prompting.cli", "add_memory_parser",
                "facts and preferences the model remembers about you"),
+    "chats": ("tui.store.cli", "add_chats_parser",
+              "list, show, export, import and remove conversations"),
     "doctor": ("tui.doctor.cli", "add_doctor_parser",
                "this machine, what it can run, the install's health, the network"),
     "kb": ("tui.kb.cli", "add_kb_parser",
@@ -141,12 +143,50 @@ def _open_store(paths: Paths, *, read_only: bool = False) -> Store:
         raise CliError(f"cannot open the data folder {paths.data_dir}: {exc}") from None
 
 
+def _say_notices(store: Store, lines: Sequence[str], *, writing: bool) -> None:
+    for notice in lines:
+        if not (writing and store.read_only and "opened read-only" in notice):
+            print(f"lmdesk: {notice}", file=sys.stderr)
+
+
+def _store_command(command: str, args: argparse.Namespace, paths: Paths) -> int:
+    """``templates``, ``memory`` and ``chats``: on the store, telling in one line each what it
+    had to set aside, restore or rebuild (also what it meets while the command runs)."""
+    from tui.prompting.cli import cmd_memory, cmd_templates
+    from tui.store.cli import ChatsError, cmd_chats
+
+    action = getattr(args, f"{command}_command", None) or "list"
+    writing = action in _WRITES[command]
+    with _open_store(paths, read_only=False) as store:
+        told = len(store.notices)
+        _say_notices(store, store.notices, writing=writing)
+        try:
+            if command == "templates":
+                return cmd_templates(args, store)
+            if command == "memory":
+                return cmd_memory(args, store)
+            try:
+                return cmd_chats(args, store)
+            except ChatsError as exc:
+                raise CliError(str(exc)) from None
+        finally:
+            _say_notices(store, store.notices[told:], writing=writing)
+
+
 def cmd_ask(
     args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO, stdin: TextIO
 ) -> int:
     from tui.session.ask import cmd_ask as ask
 
-    prompt = _read_prompt(args, stdin, paths)
+    if args.continue_reply:
+        if not args.chat:
+            raise CliError("--continue goes with --chat ID: the conversation whose last reply "
+                           "to continue")
+        if args.prompt or args.template:
+            raise CliError("--continue continues the last reply: give no prompt")
+        prompt = ""
+    else:
+        prompt = _read_prompt(args, stdin, paths)
     try:
         return ask(args, settings, paths, prompt, out)
     except AskError as exc:
@@ -193,6 +233,10 @@ def cmd_app(args: argparse.Namespace, settings: Settings, paths: Paths, notes: l
 
 
 COMMANDS = ("app", "ask", "bench", *_SUBCOMMANDS)
+_WRITES = {"templates": {"import", "rm", "copy"}, "memory": {"add", "rm", "enable", "disable"},
+           "chats": {"import", "rm"}}
+"""Store commands that change the data folder: they refuse in one line when it is read-only
+(so the read-only notice is not said as well)."""
 _GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
 _GLOBAL_FLAGS = ("--offline", "--online")
 
@@ -277,13 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.doctor.cli import cmd_doctor
 
             return cmd_doctor(args, settings, paths, offline=offline)
-        if command in ("templates", "memory"):
-            from tui.prompting.cli import cmd_memory, cmd_templates
-
-            with _open_store(paths, read_only=False) as store:
-                if command == "templates":
-                    return cmd_templates(args, store)
-                return cmd_memory(args, store)
+        if command in ("templates", "memory", "chats"):
+            return _store_command(command, args, paths)
         return cmd_app(args, settings, paths, notes)
     except (CliError, EngineError) as exc:
         print(f"lmdesk: error: {exc}", file=sys.stderr)

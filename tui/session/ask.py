@@ -5,6 +5,10 @@ context budget: ``tui.session.request``), generated through a ``ModelSession``. 
 streams to stdout; the reasoning of a thinking model goes to stderr, dimmed, unless
 ``--no-reasoning``; ``--json`` prints one object at the end instead.
 
+``--chat ID`` adds the turn to a stored conversation instead (its branch shown, system prompt,
+options and model; the prompt and the reply are saved: ``tui.session.stored_turn``), and
+``--chat ID --continue`` extends its last reply where it stopped.
+
 ``tui/cli.py`` adds the parser with ``add_ask_parser`` and calls ``cmd_ask``.
 """
 
@@ -31,7 +35,7 @@ from tui.tools.knowledge import knowledge_search
 
 if TYPE_CHECKING:
     from tui.config import Paths, Settings
-    from tui.store import Store
+    from tui.store import ConversationMeta, Store
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens",
@@ -91,6 +95,14 @@ def add_ask_parser(sub: Any) -> argparse.ArgumentParser:
                      help="auto (default), required, none, or a tool the model must call")
     ask.add_argument("--yes", action="store_true",
                      help="run every tool call without asking (for scripts)")
+    ask.add_argument(
+        "--chat", metavar="ID",
+        help="add this turn to a stored conversation (an id or its start, see `lmdesk chats "
+             "list`): its history, system prompt and model; the prompt and reply are saved")
+    ask.add_argument(
+        "--continue", dest="continue_reply", action="store_true",
+        help="with --chat and no prompt: continue the conversation's last reply where it "
+             "stopped (stopped, or cut at its token limit)")
     add_load_options(ask)
     add_sampling_options(ask)
     return ask
@@ -197,20 +209,27 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
 
     err = err if err is not None else sys.stderr
     _check_knowledge_bases(paths, args.kb)
-    store = _open_store(paths)
+    chat = getattr(args, "chat", None)
+    store = _open_chat_store(paths) if chat else _open_store(paths)
     for notice in store.notices if store is not None else []:
         if "read-only" not in notice:
             err.write(f"lmdesk: {notice}\n")
     try:
+        meta = _find_chat(store, chat, args) if chat and store is not None else None
         try:
-            choice = choice_for_name(args.model, settings=settings, store=store)
+            if meta is not None and not args.model and meta.options.model is not None:
+                choice = meta.options.model  # the conversation's own model, as in the app
+            else:
+                choice = choice_for_name(args.model, settings=settings, store=store)
             resolved = resolve(choice, settings=settings, store=store,
                                overrides=load_overrides(args))
         except ChoiceError as exc:
             raise AskError(str(exc)) from None
         try:
-            sampling, notes = sampling_params(settings, profile=resolved.profile,
-                                              overrides=sampling_overrides(args))
+            sampling, notes = sampling_params(
+                settings, profile=resolved.profile,
+                options=meta.options if meta is not None else None,
+                overrides=sampling_overrides(args))
         except EngineError as exc:
             raise AskError(str(exc)) from None
         for note in [*resolved.notes, *notes]:
@@ -222,19 +241,24 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
             if loaded is None:
                 raise AskError(session.last_error)
             sink = TerminalSink(out, err, quiet=args.json, show_reasoning=not args.no_reasoning)
+            saved: dict[str, Any] = {}
             if args.raw:
                 outcome = _raw(session, loaded, prompt, sampling, sink)
                 if sink.broken:
                     raise BrokenPipeError
             else:
-                request = for_prompt(
-                    prompt, sampling, system=args.system or "", store=store,
-                    memory=not args.no_memory, kbs=args.kb, data_dir=paths.data_dir,
-                )
                 box, use = _tools(args, settings, paths, err)
                 try:
-                    outcome = _interruptible(session, lambda cancel: run_turn(
-                        session, request, sink, cancel, use), sink)
+                    if meta is not None and store is not None:
+                        outcome = _chat_turn(session, store, meta, prompt, sampling, args,
+                                             paths, sink, use, saved)
+                    else:
+                        request = for_prompt(
+                            prompt, sampling, system=args.system or "", store=store,
+                            memory=not args.no_memory, kbs=args.kb, data_dir=paths.data_dir,
+                        )
+                        outcome = _interruptible(session, lambda cancel: run_turn(
+                            session, request, sink, cancel, use), sink)
                 finally:
                     if box is not None:
                         box.close()
@@ -248,7 +272,70 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
     finally:
         if store is not None:
             store.close()
-    return _report(args, outcome, loaded, out)
+    return _report(args, outcome, loaded, out, saved)
+
+
+def _open_chat_store(paths: Paths) -> Store:
+    """The data folder, writable (``--chat`` saves the turn); one line when it cannot be."""
+    from tui.config import ensure_private_dir
+    from tui.store import Store, StoreError
+
+    try:
+        store = Store.open(ensure_private_dir(paths.data_dir))
+    except StoreError as exc:
+        raise AskError(f"cannot open the data folder {paths.data_dir}: {exc}") from None
+    if store.read_only:
+        reason = store.read_only_reason
+        store.close()
+        raise AskError(f"{reason}: --chat cannot save the turn (ask without --chat, or close "
+                       "the other lmdesk)")
+    return store
+
+
+def _find_chat(store: Store, ref: str, args: argparse.Namespace) -> ConversationMeta:
+    from tui.store import StoreError
+
+    if args.raw or args.system:
+        raise AskError("--chat uses the conversation's own history and system prompt: leave "
+                       "out --raw and --system")
+    try:
+        return store.find_conversation(ref)
+    except StoreError as exc:
+        raise AskError(f"{exc} (see `lmdesk chats list`)") from None
+
+
+def _chat_turn(session: ModelSession, store: Store, meta: ConversationMeta, prompt: str,
+               sampling: Any, args: argparse.Namespace, paths: Paths, sink: TerminalSink,
+               use: ToolUse | None, saved: dict[str, Any]) -> TurnOutcome:
+    """``--chat``: the turn on the stored conversation, saved as it streams (what was saved
+    goes into ``saved``, for ``--json``)."""
+    from tui.session.request import snapshot
+    from tui.session.stored_turn import SavingSink, StoredTurnError, begin
+    from tui.store import StoreError
+
+    try:
+        turn = begin(store, meta, prompt, continue_reply=args.continue_reply)
+    except (StoredTurnError, StoreError) as exc:
+        raise AskError(str(exc)) from None
+    request = snapshot(store, meta, turn.history, sampling, data_dir=paths.data_dir,
+                       n_ctx=args.n_ctx)
+    request.kbs = [*request.kbs, *(k for k in args.kb if k not in request.kbs)]
+    if turn.continuing is not None and not args.json:
+        sink.text(turn.continuing.content, 0)  # the reply as it stands, then the rest
+    saving = SavingSink(store, turn, sink)
+    outcome = _interruptible(session, lambda cancel: run_turn(
+        session, request, saving, cancel, use), sink)
+    saved["conversation"] = meta.id
+    if turn.continuing is None:
+        saved["prompt_id"] = turn.history[-1].id
+    try:
+        reply = saving.finish(outcome)
+    except (StoredTurnError, StoreError) as exc:
+        sink.err.write(f"lmdesk: {exc}\n")
+    else:
+        if reply is not None:
+            saved["reply_id"] = reply.id
+    return outcome
 
 
 def tool_config(settings: Settings) -> ToolConfig:
@@ -366,7 +453,7 @@ def _raw(session: ModelSession, loaded: LoadedModel, prompt: str, sampling: Any,
 
 
 def _report(args: argparse.Namespace, outcome: TurnOutcome, loaded: LoadedModel,
-            out: TextIO) -> int:
+            out: TextIO, saved: dict[str, Any] | None = None) -> int:
     if outcome.context_error:
         raise AskError(outcome.context_error)
     done = outcome.done
@@ -388,6 +475,7 @@ def _report(args: argparse.Namespace, outcome: TurnOutcome, loaded: LoadedModel,
                 for call, result in outcome.steps
             ],
             "error": done.error,
+            **(saved or {}),
         }
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
     else:

@@ -80,7 +80,7 @@ async def test_escape_stops_and_keeps_partial_reply(tmp_path: Path) -> None:
 
 
 @pilot_test
-async def test_regenerate_replaces_last_reply(tmp_path: Path) -> None:
+async def test_regenerate_shows_a_new_version_and_keeps_the_old(tmp_path: Path) -> None:
     engine = ScriptedEngine("first answer")
     app = make_app(tmp_path, engine=engine)
     async with app.run_test() as pilot:
@@ -88,8 +88,10 @@ async def test_regenerate_replaces_last_reply(tmp_path: Path) -> None:
         engine._tokens = ["second ", "answer"]
         await pilot.press("ctrl+r")
         await wait_idle(pilot)
-        messages = app.store.messages(chat(app).meta.id)
-        assert [m.content for m in messages] == ["question", "second answer"]
+        cid = chat(app).meta.id
+        assert [m.content for m in app.store.branch(cid)] == ["question", "second answer"]
+        assert [m.content for m in app.store.messages(cid)] == [
+            "question", "first answer", "second answer"]
         assert len(engine.requests) == 2
         assert engine.requests[0] == engine.requests[1]
         assert len(chat(app).pane.log_view.views()) == 2
@@ -108,9 +110,12 @@ async def test_edit_last_prompt_and_resend(tmp_path: Path) -> None:
         prompt.load_text("fixed prompt")
         await pilot.press("enter")
         await wait_idle(pilot)
-        messages = app.store.messages(chat(app).meta.id)
-        assert [m.content for m in messages] == ["first prompt", "ok", "fixed prompt", "ok"]
+        cid = chat(app).meta.id
+        branch = app.store.branch(cid)
+        assert [m.content for m in branch] == ["first prompt", "ok", "fixed prompt", "ok"]
+        assert "typo prompt" in [m.content for m in app.store.messages(cid)]  # kept
         assert engine.requests[-1][-1].content == "fixed prompt"
+        assert "typo prompt" not in [m.content for m in engine.requests[-1]]
 
 
 @pilot_test

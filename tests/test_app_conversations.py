@@ -225,7 +225,7 @@ async def test_palette_lists_actions_and_conversations(tmp_path: Path) -> None:
         await pilot.pause()
         actions = ActionsProvider(app.screen)
         hits = sorted([hit async for hit in actions.search("regenerate")], reverse=True)
-        assert hits[0].text == "Regenerate: Write the last reply again (^r)"
+        assert hits[0].text == "Regenerate: Write the last reply again, keeping the old one (^r)"
         conversations = ConversationsProvider(app.screen)
         await conversations.startup()
         found = [hit async for hit in conversations.search("holiday")]

@@ -111,6 +111,7 @@ class LmdeskApp(App[None]):
         self._target_name = model_name
         """The model being switched to, shown while it loads."""
         self._notices = list(notices)
+        self._store_notices_shown = 0
         self._closed = False
         self.show_welcome = show_welcome
         """Show the first-run welcome on a fresh store (tests turn it off)."""
@@ -169,7 +170,8 @@ class LmdeskApp(App[None]):
     def on_mount(self) -> None:
         if self.read_only:
             self.title = "lmdesk (read-only)"
-        for notice in [*self.store.notices, *self._notices]:
+        self.show_new_notices()
+        for notice in self._notices:
             self.notify(notice, severity="warning", timeout=12)
         if self._theme_problems:
             self.notify(problems_notice(self._theme_problems), title="Themes",
@@ -185,6 +187,14 @@ class LmdeskApp(App[None]):
     @property
     def read_only(self) -> bool:
         return bool(self.store.read_only)
+
+    def show_new_notices(self) -> None:
+        """Tell what the store had to mend since the last time (a damaged file found when
+        first read), once each."""
+        notices = self.store.notices
+        for notice in notices[self._store_notices_shown:]:
+            self.notify(notice, severity="warning", timeout=12)
+        self._store_notices_shown = len(notices)
 
     def _theme_changed(self, theme: Theme) -> None:
         if theme.name == self._saved_theme or self.read_only:
@@ -525,6 +535,8 @@ class LmdeskApp(App[None]):
         rows.append(("↑ / ↓", "At the prompt's first/last line: earlier prompts", "-"))
         rows.append(("↑ ↓ enter 1-9", "In the messages (f4): select; copy it; copy code n",
                      "log.*"))
+        rows.append(("← → e f delete", "In the messages: other versions; edit, fork or "
+                     "delete from here", "log.*"))
         rows.append(("r p delete", "In the conversation list: rename, pin, delete",
                      "sidebar.*"))
         rows.append(("^p", "Command palette: every action, every conversation", "-"))

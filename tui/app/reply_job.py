@@ -41,7 +41,12 @@ class ReplyJob:
     segment: str = ""
     """Text in the live Markdown tail, not yet frozen (UI thread only)."""
     stored: StoredMessage | None = None
-    """The assistant message in the store, once the first token arrived."""
+    """The assistant message in the store, once the first token arrived (from the start when
+    a reply is continued)."""
+    parent_id: str | None = None
+    """The message the reply answers (the last of the branch it was asked on)."""
+    continuing: StoredMessage | None = None
+    """The reply being continued where it stopped (its text comes first in ``shown``)."""
     cancel_event: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
@@ -115,6 +120,11 @@ class ReplyJob:
     @property
     def text_so_far(self) -> str:
         return "".join(self.shown)
+
+    @property
+    def prefix(self) -> str:
+        """What the reply held before this generation (a continued reply's text)."""
+        return self.continuing.content if self.continuing is not None else ""
 
     @property
     def reasoning_so_far(self) -> str:

@@ -226,7 +226,11 @@ def first_run_text(report: DoctorReport, model_name: str | None = None) -> str:
 
 
 def is_first_run(store: Any) -> bool:
-    return not bool(store.get_setting(WELCOME_KEY, False))
+    """Never welcomed, and nothing written yet (a folder whose settings were lost but whose
+    conversations are there is not a fresh install)."""
+    if store.get_setting(WELCOME_KEY, False):
+        return False
+    return not any(meta.message_count for meta in store.list_conversations())
 
 
 def mark_first_run_done(store: Any) -> None:

@@ -21,7 +21,7 @@ from tui.app.widgets.chat_pane import READ_ONLY_SEND, ChatPane
 from tui.app.widgets.message_view import LiveReply, MessageView, code_blocks
 from tui.app.widgets.monitor_panel import MonitorPanel
 from tui.app.widgets.sidebar import ConversationList, Sidebar
-from tui.store import ConversationMeta, SearchHit, StoreError
+from tui.store import ConversationMeta, SearchHit, StoredMessage, StoreError
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -106,18 +106,27 @@ class ChatScreen(Screen[None]):
         return metas
 
     async def open_conversation(self, cid: str, around: str | None = None) -> bool:
+        """Open a conversation on its branch shown, or on the branch holding message
+        ``around`` (a search result in another branch: that branch is shown from now on)."""
         store = self.lmdesk.store
         try:
             meta = store.get_conversation(cid)
-            history = store.messages(cid)
+            tree = store.tree(cid)
         except StoreError as exc:
             self.lmdesk.notify(f"Could not open the conversation: {exc}", severity="error")
             return False
+        if around is not None and around in tree and around not in {m.id for m in tree.branch}:
+            tree = tree.show(around)
+            if not self.lmdesk.read_only:
+                with self.lmdesk.guard("Could not keep the branch shown"):
+                    tree = store.show(cid, around)
         self.meta = meta
         self._follow_model(meta)
-        await self.pane.open(meta, history, around=around)
+        await self.pane.open(meta, tree, around=around)
         self.refresh_sidebar()
         self._update_titles()
+        self.lmdesk.show_new_notices()
+        history = self.pane.history
         last = next((m for m in reversed(history) if m.role == "assistant" and m.stats), None)
         self._show_stats(last.stats if last is not None else None)
         self.set_timer(1.0, self._settle)
@@ -215,6 +224,59 @@ class ChatScreen(Screen[None]):
 
     def action_edit_last(self) -> None:
         self.pane.edit_last()
+
+    async def action_continue_reply(self) -> None:
+        await self.pane.continue_reply()
+
+    async def action_sibling(self, step: int) -> None:
+        await self.pane.switch_version(step)
+
+    def _message_target(self) -> StoredMessage | None:
+        """The selected message when the log has focus, else the last one shown."""
+        log = self.pane.log_view
+        if log.has_focus and log.selected is not None:
+            return log.selected.message
+        return self.pane.history[-1] if self.pane.history else None
+
+    async def action_fork_conversation(self) -> None:
+        """A new conversation with the history up to the selected (else last) message."""
+        target = self._message_target()
+        if self.meta is None or not self._writable() or self.pane.busy():
+            return
+        if target is None or target.id.startswith(("unsaved-", "streaming")):
+            self.lmdesk.notify("Nothing to fork yet: send a prompt first.")
+            return
+        with self.lmdesk.guard("Could not fork the conversation"):
+            meta = self.lmdesk.store.fork(self.meta.id, target.id)
+            await self.open_conversation(meta.id)
+            self.lmdesk.notify(f"Forked into “{meta.title}” ({meta.message_count} messages).")
+
+    def action_delete_message(self) -> None:
+        """Delete the selected message and everything after it, in every branch (asks)."""
+        log = self.pane.log_view
+        target = log.selected.message if log.has_focus and log.selected is not None else None
+        if self.meta is None or not self._writable() or self.pane.busy():
+            return
+        if target is None or target.id.startswith(("unsaved-", "streaming")):
+            self.lmdesk.notify("Select a message to delete first: f4, then ↑/↓.")
+            return
+        cid = self.meta.id
+        later = len(self.pane.conv_tree.subtree(target.id)) - 1
+        after = (f" and the {later} message{'s' if later != 1 else ''} after it (in every "
+                 "branch)" if later else "")
+
+        async def delete(yes: bool | None) -> None:
+            if not yes or self.meta is None or self.meta.id != cid:
+                return
+            with self.lmdesk.guard("Could not delete the message"):
+                gone = self.lmdesk.store.delete_subtree(cid, target.id)
+                await self.pane.show_stored_branch()
+                self.pane.refresh_tree()
+                self.lmdesk.notify(f"Deleted {len(gone)} message{'s' if len(gone) != 1 else ''}.")
+                self.refresh_sidebar()
+
+        self.app.push_screen(ConfirmScreen("Delete message", f"Delete this message{after}?"),
+                             delete)
 
     def action_focus_prompt(self) -> None:
         self.pane.prompt.focus()

@@ -44,6 +44,14 @@ class ChatLog(VerticalScroll, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "select(-1)", "Previous", show=False, id="log.previous"),
         Binding("down", "select(1)", "Next", show=False, id="log.next"),
+        Binding("left", "screen.sibling(-1)", "Previous version", show=False,
+                id="log.version_previous"),
+        Binding("right", "screen.sibling(1)", "Next version", show=False,
+                id="log.version_next"),
+        Binding("e", "screen.edit_last", "Edit from here", show=False, id="log.edit"),
+        Binding("f", "screen.fork_conversation", "Fork from here", show=False, id="log.fork"),
+        Binding("delete", "screen.delete_message", "Delete with what follows", show=False,
+                id="log.delete"),
         Binding("home", "select_edge(0)", "First", show=False, id="log.first"),
         Binding("end", "select_edge(1)", "Last", show=False, id="log.last"),
         Binding("enter", "screen.copy_message", "Copy", show=False, id="log.copy"),
@@ -63,8 +71,20 @@ class ChatLog(VerticalScroll, can_focus=True):
         self._loading = False
         self.outside: frozenset[str] = frozenset()
         """Ids of the messages left out of the last prompt's context window (dimmed)."""
+        self.versions: dict[str, tuple[int, int]] = {}
+        """(n, of) for the messages shown that have other versions (siblings in the tree)."""
 
     # -- what is mounted -----------------------------------------------------------------------
+
+    def _view(self, message: StoredMessage) -> MessageView:
+        return MessageView(message, version=self.versions.get(message.id))
+
+    def set_versions(self, versions: dict[str, tuple[int, int]]) -> None:
+        """New version counts (a reply regenerated, a prompt edited): redraw what changed."""
+        self.versions = versions
+        for view in self.views():
+            if isinstance(view, MessageView):
+                view.set_version(versions.get(view.message_id))
 
     def views(self) -> list[MessageWidget]:
         return [child for child in self.children if isinstance(child, MessageWidget)]
@@ -126,7 +146,7 @@ class ChatLog(VerticalScroll, can_focus=True):
     async def _remount(self, first: int, last: int) -> None:
         self.selected = None
         self._first, self._last = first, last
-        views = [MessageView(m) for m in self.history[first:last]]
+        views = [self._view(m) for m in self.history[first:last]]
         self._dim(views)
         with self.app.batch_update():
             await self.remove_children()
@@ -135,7 +155,7 @@ class ChatLog(VerticalScroll, can_focus=True):
 
     async def add(self, message: StoredMessage) -> MessageView:
         """Append ``message`` (the caller added it to ``history`` first) and follow it."""
-        view = MessageView(message)
+        view = self._view(message)
         await self._append(view)
         return view
 
@@ -143,6 +163,20 @@ class ChatLog(VerticalScroll, can_focus=True):
         """Append the reply about to be streamed (its placeholder is in ``history``)."""
         live = LiveReply(message)
         await self._append(live)
+        return live
+
+    async def live_in_place(self, message: StoredMessage) -> LiveReply:
+        """Stream more of ``message`` (a reply being continued) in place of its view."""
+        old = self.view_for(message.id)
+        if old is None:
+            return await self.add_live(message)
+        live = LiveReply(message)
+        with self.app.batch_update():
+            await self.mount(live, after=old)
+            await old.remove()
+        if self.selected is old:
+            self.select(live)
+        self.anchor()
         return live
 
     async def _append(self, view: MessageWidget) -> None:
@@ -156,7 +190,7 @@ class ChatLog(VerticalScroll, can_focus=True):
 
     async def replace(self, old: MessageWidget, message: StoredMessage) -> MessageView:
         """Show ``message`` in place of ``old`` (a finished reply replaces its live view)."""
-        view = MessageView(message)
+        view = self._view(message)
         view.reasoning_shown = bool(getattr(old, "reasoning_shown", False))
         with self.app.batch_update():
             await self.mount(view, after=old)
@@ -181,7 +215,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         self._loading = True
         try:
             start = max(0, self._first - PAGE)
-            views = [MessageView(m) for m in self.history[start : self._first]]
+            views = [self._view(m) for m in self.history[start : self._first]]
             self._dim(views)
             old_height = self.virtual_size.height
             old_y = self.scroll_y
@@ -208,7 +242,7 @@ class ChatLog(VerticalScroll, can_focus=True):
         self._loading = True
         try:
             end = min(len(self.history), self._last + PAGE)
-            views = [MessageView(m) for m in self.history[self._last : end]]
+            views = [self._view(m) for m in self.history[self._last : end]]
             self._dim(views)
             mounted = self.views()
             await self.mount_all(views, after=mounted[-1] if mounted else None)

@@ -15,7 +15,7 @@ from textual.widgets import Static
 from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.prompt_input import PromptInput
 from tui.app.widgets.reply_stream import ReplyStreamer
-from tui.store import ConversationMeta, StoredMessage
+from tui.store import ConversationMeta, ConversationTree, StoredMessage
 
 DEFAULT_TITLE = "New conversation"
 TITLE_CHARS = 40
@@ -62,7 +62,8 @@ class ChatPane(ReplyStreamer):
             else:
                 text = "Writing the reply… (esc stops)"
         elif self.editing is not None:
-            text = "Editing your last prompt: Enter sends it again, esc cancels."
+            text = ("Editing a prompt: Enter sends it as a new version (the old one and what "
+                    "followed it are kept: ←/→ on it), esc cancels.")
         elif app.read_only:
             text = "Read-only (another lmdesk is running): browsing, search and export only."
         elif app.model_state == "loading":
@@ -80,14 +81,15 @@ class ChatPane(ReplyStreamer):
     # -- opening -------------------------------------------------------------------------------
 
     async def open(
-        self, meta: ConversationMeta, history: list[StoredMessage], around: str | None = None
+        self, meta: ConversationMeta, tree: ConversationTree, around: str | None = None
     ) -> None:
+        """Show ``meta``'s branch shown in ``tree`` (a page around message ``around``)."""
         await self.leave_reply()
         self.meta = meta
-        self.history = history
+        self.conv_tree = tree
         self.editing = None
-        await self.log_view.show(history, around=around)
-        self.prompt.set_history([m.content for m in history if m.role == "user"])
+        await self.show_branch(tree.branch, around=around)
+        self.prompt.set_history([m.content for m in self.history if m.role == "user"])
         self.update_status()
 
     # -- sending -------------------------------------------------------------------------------
@@ -111,12 +113,18 @@ class ChatPane(ReplyStreamer):
             return False
         if self.meta is None or not text.strip():
             return False
+        parent = self.history[-1].id if self.history else None
         if self.editing is not None:
-            await self._drop_from(self.editing)
+            # a new version of that prompt: the old one and all that followed it are kept
+            index = next((i for i, m in enumerate(self.history) if m.id == self.editing), None)
             self.editing = None
+            if index is not None:
+                parent = self.history[index].parent
+                await self.show_branch(self.history[:index])
         first = not any(m.role == "user" for m in self.history)
-        user = self._append("user", text)
+        user = self._append("user", text, parent=parent)
         self.history.append(user)
+        self.refresh_tree()
         await self.log_view.add(user)
         self.prompt.remember(text)
         self.prompt.clear()
@@ -152,28 +160,84 @@ class ChatPane(ReplyStreamer):
             return True
         return self.meta is None
 
+    def _selected(self) -> StoredMessage | None:
+        """The message selected in the log (when the log has focus)."""
+        log = self.log_view
+        if log.has_focus and log.selected is not None:
+            return log.selected.message
+        return None
+
     async def regenerate(self) -> None:
+        """Write the last reply again (or the selected one): the old reply stays beside the
+        new one, as another version (←/→ on it)."""
         if self.busy():
             return
-        assert self.meta is not None
-        if self.history and self.history[-1].role == "assistant":
-            await self._drop_from(self.history[-1].id)
-        if not self.history or self.history[-1].role != "user":
+        selected = self._selected()
+        target = selected if selected is not None and selected.role == "assistant" else (
+            self.history[-1] if self.history and self.history[-1].role == "assistant"
+            else None)
+        index = len(self.history)
+        if target is not None:
+            index = next(i for i, m in enumerate(self.history) if m.id == target.id)
+        if index == 0 or self.history[index - 1].role != "user":
             self.lmdesk.notify("Nothing to regenerate: send a prompt first.")
             return
+        if index < len(self.history):
+            await self.show_branch(self.history[:index])
         await self._start_reply()
 
-    def edit_last(self) -> None:
+    async def continue_reply(self) -> None:
+        """Write more of the last reply, from where it stopped (no new prompt)."""
         if self.busy():
             return
-        last = next((m for m in reversed(self.history) if m.role == "user"), None)
-        if last is None:
+        last = self.history[-1] if self.history else None
+        if last is None or not last.can_continue or last.id.startswith("unsaved-"):
+            self.lmdesk.notify("Only a reply that stopped early (esc, or its token limit) "
+                               "can be continued, and only the last one.")
+            return
+        await self._start_reply(continuing=last)
+
+    def edit_last(self) -> None:
+        """Edit the selected prompt (else the last one); sending makes it a new version."""
+        if self.busy():
+            return
+        selected = self._selected()
+        target = selected if selected is not None and selected.role == "user" else None
+        if target is None:
+            target = next((m for m in reversed(self.history) if m.role == "user"), None)
+        if target is None:
             self.lmdesk.notify("No prompt to edit yet.")
             return
-        self.editing = last.id
-        self.prompt.set_prompt(last.content)
+        self.editing = target.id
+        self.prompt.set_prompt(target.content)
         self.prompt.focus()
         self.update_status()
+
+    async def switch_version(self, step: int) -> None:
+        """Show the previous (-1) or next (1) version of the selected message, and the
+        conversation as it went on from it; kept for the next time it is opened."""
+        if self.job is not None:
+            self.lmdesk.notify("A reply is still being written: esc stops it.",
+                               severity="warning")
+            return
+        selected = self._selected()
+        if selected is None or self.meta is None:
+            self.lmdesk.notify("Select a message first: f4, then ↑/↓.")
+            return
+        ids = [m.id for m in self.conv_tree.siblings(selected.id)]
+        if len(ids) < 2:
+            self.lmdesk.notify("This message has no other version.")
+            return
+        at = ids.index(selected.id) + step
+        if not 0 <= at < len(ids):
+            return
+        target = ids[at]
+        self.conv_tree = self.conv_tree.show(target)
+        if not self.lmdesk.read_only:
+            with self.lmdesk.guard("Could not keep the branch shown"):
+                self.conv_tree = self.lmdesk.store.show(self.meta.id, target)
+        await self.show_branch(self.conv_tree.branch, around=target)
+        self.prompt.set_history([m.content for m in self.history if m.role == "user"])
 
     # -- what to copy --------------------------------------------------------------------------
 

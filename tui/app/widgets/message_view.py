@@ -63,12 +63,21 @@ class MessageView(MessageWidget):
     }
     """
 
-    def __init__(self, message: StoredMessage, **kwargs: Any) -> None:
+    def __init__(self, message: StoredMessage, *, version: tuple[int, int] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self._visual: BlocksVisual | None = None
         self._ansi = False
         self.reasoning_shown = False
         """Whether the reasoning is shown in full (else one collapsed line)."""
+        self.version = version
+        """(n, of) when the message has other versions (regenerated, or edited): "‹2/3›"."""
+
+    def set_version(self, version: tuple[int, int] | None) -> None:
+        if version != self.version:
+            self.version = version
+            self._visual = None
+            self.refresh(layout=True)
 
     def toggle_reasoning(self) -> bool:
         """Show or hide the reasoning; False when the message has none."""
@@ -97,7 +106,11 @@ class MessageView(MessageWidget):
     def _build(self) -> BlocksVisual:
         message = self.message
         role_style = "bold $text-accent" if message.role == "user" else "bold $text-primary"
-        blocks = [Block(Content.styled(ROLE_NAMES.get(message.role, message.role), role_style))]
+        head = Content.styled(ROLE_NAMES.get(message.role, message.role), role_style)
+        if self.version is not None:
+            n, of = self.version
+            head = head + Content.styled(f"  ‹ {n}/{of} ›", "$text-muted")
+        blocks = [Block(head)]
         if message.role == "assistant":
             blocks.extend(self._reasoning_blocks())
             body, _count = parse_blocks(message.content, ansi=self._ansi)

@@ -32,8 +32,8 @@ from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.markdown_lite import segment_cut
 from tui.session.request import snapshot
 from tui.session.turn import TurnOutcome, run_turn
-from tui.store import ConversationMeta, StoredMessage, StoreError
-from tui.store.parts import Part, ReasoningPart, TextPart
+from tui.store import ConversationMeta, ConversationTree, StoredMessage, StoreError
+from tui.store.parts import Part, ReasoningPart, TextPart, continued_parts
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -44,6 +44,16 @@ SEGMENT_LINES = 12
 CHECKPOINT_S = 3.0
 SETTLE_S = 0.5
 """Idle time after a reply before the collector's deferred full pass."""
+
+
+def versions(tree: ConversationTree, branch: list[StoredMessage]) -> dict[str, tuple[int, int]]:
+    """(n, of) for each message of ``branch`` that has other versions."""
+    out = {}
+    for message in branch:
+        n, of = tree.position(message.id)
+        if of > 1:
+            out[message.id] = (n, of)
+    return out
 
 
 async def stop_stream(stream: MarkdownStream) -> None:
@@ -69,7 +79,10 @@ class ReplyStreamer(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.meta: ConversationMeta | None = None
+        self.conv_tree = ConversationTree(())
+        """Every message of the open conversation, every branch (as last read)."""
         self.history: list[StoredMessage] = []
+        """The branch shown: what the log holds and what the next reply answers."""
         self.job: ReplyJob | None = None
         self._leaving: set[ReplyJob] = set()
         """Replies stopped because the user left their conversation, not yet ended."""
@@ -110,44 +123,67 @@ class ReplyStreamer(Vertical):
             parts=kwargs.get("parts", ()),
         )
 
+    async def show_stored_branch(self, around: str | None = None) -> None:
+        """Show the branch the store shows (after a change that may have moved it)."""
+        if self.meta is None:
+            return
+        with self.lmdesk.guard("Could not read the conversation"):
+            self.conv_tree = self.lmdesk.store.tree(self.meta.id)
+        branch = self.conv_tree.branch
+        if [m.id for m in branch] != [m.id for m in self.history] or around is not None:
+            await self.show_branch(branch, around=around)
+
+    async def show_branch(self, branch: list[StoredMessage], around: str | None = None
+                          ) -> None:
+        self.history = list(branch)
+        self.log_view.versions = versions(self.conv_tree, self.history)
+        await self.log_view.show(self.history, around=around)
+
     def _replace(self, old: StoredMessage, new: StoredMessage) -> None:
         for index, message in enumerate(self.history):
             if message is old:
                 self.history[index] = new
                 return
 
-    async def _drop_from(self, message_id: str) -> None:
-        """Delete a message and every message after it (edit-and-resend)."""
-        assert self.meta is not None
-        index = next((i for i, m in enumerate(self.history) if m.id == message_id), None)
-        if index is None:
+    def refresh_tree(self) -> None:
+        """Read the conversation's tree again (after a save) and redraw the version counts."""
+        if self.meta is None:
             return
-        for message in self.history[index:]:
-            if not message.id.startswith("unsaved-"):
-                with self.lmdesk.guard("Could not delete the old message"):
-                    self.lmdesk.store.delete_message(self.meta.id, message.id)
-            await self.log_view.remove_message(message.id)
-        del self.history[index:]
+        with self.lmdesk.guard("Could not read the conversation"):
+            self.conv_tree = self.lmdesk.store.tree(self.meta.id)
+        self.log_view.set_versions(versions(self.conv_tree, self.history))
 
     # -- streaming ---------------------------------------------------------------------------
 
-    async def _start_reply(self) -> None:
+    async def _start_reply(self, continuing: StoredMessage | None = None) -> None:
+        """Answer the branch shown (its last message is the prompt), or write more of
+        ``continuing``, its last message, a reply that stopped early."""
         assert self.meta is not None
         app = self.lmdesk
         sampling, notes = app.reply_sampling(self.meta)
         for note in notes:
             app.notify(note, severity="warning")
+        # the request is the branch shown: the window and the KV cache follow it
         request = snapshot(app.store, self.meta, self.history, sampling,
                            data_dir=app.paths.data_dir, n_ctx=app.settings.n_ctx)
-        placeholder = StoredMessage(
-            id="streaming", role="assistant", content="", created=time.time(),
-            model=app.model_name, status="partial",
-        )
-        self.history.append(placeholder)
-        view = await self.log_view.add_live(placeholder)
+        if continuing is None:
+            parent = self.history[-1].id if self.history else None
+            placeholder = StoredMessage(
+                id="streaming", role="assistant", content="", created=time.time(),
+                model=app.model_name, status="partial", parent=parent,
+            )
+            self.history.append(placeholder)
+            view = await self.log_view.add_live(placeholder)
+        else:
+            parent = continuing.parent
+            view = await self.log_view.live_in_place(continuing)
         job = ReplyJob(self.meta.id, app.model_name, view, request, self.post_message,
-                       app.rates.delta)
+                       app.rates.delta, parent_id=parent, continuing=continuing,
+                       stored=continuing)
         job.stream = Markdown.get_stream(view.markdown)
+        if continuing is not None:
+            job.shown.append(continuing.content)
+            await self._write(job, continuing.content)
         self.job = job
         self.generating = True
         gc_tuning.hold()
@@ -190,7 +226,8 @@ class ReplyStreamer(Vertical):
         if job.stored is None and not job.save_failed:
             stored = self._append("assistant", job.text_so_far,
                                   conversation_id=job.conversation_id, model=job.model,
-                                  status="partial", parts=self._live_parts(job))
+                                  status="partial", parts=self._live_parts(job),
+                                  parent=job.parent_id)
             if stored.id.startswith("unsaved-"):
                 job.save_failed = True
             else:
@@ -214,11 +251,13 @@ class ReplyStreamer(Vertical):
     @staticmethod
     def _live_parts(job: ReplyJob) -> tuple[Part, ...]:
         """The parts of a reply still being written (its reasoning so far, kept apart)."""
-        if not job.reasoning_tokens:
-            return ()
-        parts: list[Part] = [ReasoningPart(job.reasoning_so_far, job.reasoning_tokens,
-                                           round(job.reasoning_seconds(), 3))]
-        if job.shown:
+        parts: list[Part] = []
+        if job.reasoning_tokens:
+            parts.append(ReasoningPart(job.reasoning_so_far, job.reasoning_tokens,
+                                       round(job.reasoning_seconds(), 3)))
+        if job.continuing is not None:
+            return continued_parts(job.continuing.parts, parts, job.text_so_far)
+        if parts and job.shown:
             parts.append(TextPart(job.text_so_far))
         return tuple(parts)
 
@@ -264,8 +303,12 @@ class ReplyStreamer(Vertical):
     def _ending(self, job: ReplyJob, outcome: TurnOutcome) -> tuple[str, str, tuple[Part, ...]]:
         """(text, status, parts) of a finished turn, from what the engine or the UI saw."""
         job.take()
-        text = outcome.text or job.text_so_far
-        parts = outcome.parts or self._live_parts(job)
+        text = job.prefix + outcome.text if outcome.text else job.text_so_far
+        if job.continuing is not None:
+            parts = continued_parts(job.continuing.parts, outcome.parts, text) \
+                if outcome.parts else self._live_parts(job)
+        else:
+            parts = outcome.parts or self._live_parts(job)
         reason = outcome.done.stats.stop_reason if outcome.done is not None else (
             "error" if outcome.error else "cancelled")
         status = "error" if outcome.error or reason == "error" else (
@@ -319,9 +362,11 @@ class ReplyStreamer(Vertical):
         if not text and not parts and status == "stopped":
             self.history.remove(job.view.message)
             await self.log_view.remove_message(job.view.message.id)
+            await self.show_stored_branch()  # a regenerated reply stopped: the old one again
         else:
             final = self._save_reply(job, text, status, stats, outcome.error, parts)
             self._replace(job.view.message, final)
+            self.refresh_tree()
             await self.log_view.replace(job.view, final)
         self.generating = False
         self.set_timer(SETTLE_S, self._settle)
@@ -373,7 +418,7 @@ class ReplyStreamer(Vertical):
             )
         return self._append(
             "assistant", text, conversation_id=job.conversation_id, model=job.model,
-            stats=stats, status=status, error=error, parts=parts,
+            stats=stats, status=status, error=error, parts=parts, parent=job.parent_id,
         )
 
     def save_before_exit(self) -> None:

@@ -104,9 +104,9 @@ def check_data_folder(path: Path) -> tuple[DataFolder, list[Problem]]:
     files: list[Path] = []
     if readable:
         files = sorted(p for p in path.glob("*.json") if p.is_file())
-        sub = path / "conversations"
-        if sub.is_dir() and os.access(sub, os.R_OK | os.X_OK):
-            files += sorted(p for p in sub.glob("*.json") if p.is_file())
+        for sub in (path / "conversations", path / "tables"):
+            if sub.is_dir() and os.access(sub, os.R_OK | os.X_OK):
+                files += sorted(p for p in sub.glob("*.json") if p.is_file())
     bad: list[str] = []
     for f in files:
         try:
@@ -114,8 +114,13 @@ def check_data_folder(path: Path) -> tuple[DataFolder, list[Problem]]:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             bad.append(str(f))
             backup = f.with_name(f.name + ".bak")
-            fix = (f"restore the last good copy: cp {backup} {f}" if backup.exists()
-                   else f"start lmdesk: it sets {f.name} aside (renamed, kept) and starts afresh")
+            if backup.exists():
+                fix = f"restore the last good copy: cp {backup} {f}"
+            elif f.name == "index.json":
+                fix = ("start lmdesk: it sets index.json aside (renamed, kept) and lists the "
+                       "conversations again from their files")
+            else:
+                fix = f"start lmdesk: it sets {f.name} aside (renamed, kept) and starts afresh"
             problems.append(Problem(f"{f} does not parse as JSON ({exc})", fix))
         else:
             fmode = _mode(f)

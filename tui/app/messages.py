@@ -12,6 +12,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from tui.app.reply_job import ReplyJob
+    from tui.app.widgets.tool_approval import ApprovalRequest
     from tui.prompting.context import TokenCounts
     from tui.session.model_session import SessionEvent
     from tui.session.turn import TurnOutcome
@@ -47,3 +48,12 @@ class ReplyFinished(Message):
         super().__init__()
         self.job = job
         self.outcome = outcome
+
+
+class ToolApprovalNeeded(Message):
+    """The model wants to call a tool that is not always allowed: ask the user."""
+
+    def __init__(self, job: ReplyJob, request: ApprovalRequest) -> None:
+        super().__init__()
+        self.job = job
+        self.request = request

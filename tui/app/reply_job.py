@@ -13,8 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tui.app.messages import ContextPlanned
-from tui.engine.protocol import ToolCallDelta
+from tui.app.messages import ContextPlanned, ToolApprovalNeeded
+from tui.app.widgets.tool_approval import ApprovalRequest
+from tui.engine.protocol import ToolCall, ToolCallDelta
+from tui.session.turn import Decision
+from tui.store.parts import ToolResultPart
+from tui.tools import Tool
 
 if TYPE_CHECKING:
     from textual.message import Message
@@ -64,6 +68,14 @@ class ReplyJob:
     wrote is saved into its own conversation when the engine ends (no widget is touched)."""
     _pending: list[str] = field(default_factory=list)
     _pending_tokens: int = 0
+    tool_names: tuple[str, ...] = ()
+    """The conversation's enabled tools (resolved on the generation thread)."""
+    step: int = 0
+    """Tool rounds done so far."""
+    waiting: ApprovalRequest | None = None
+    """The call waiting for the user's answer, if any."""
+    steps_shown: list[tuple[int, ToolCall, ToolResultPart]] = field(default_factory=list)
+    _pending_steps: list[tuple[int, ToolCall, ToolResultPart]] = field(default_factory=list)
     _pending_reasoning: list[str] = field(default_factory=list)
     _pending_reasoning_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -94,7 +106,22 @@ class ReplyJob:
         self.on_tokens(n_tokens)
 
     def tool_call(self, delta: ToolCallDelta) -> None:
-        """Tool calls are shown once the turn ends (tools: a later step)."""
+        """A call is shown once it has run (``tool_result``)."""
+
+    def tool_result(self, step: int, call: ToolCall, result: ToolResultPart) -> None:
+        with self._lock:
+            self.step = step
+            self._pending_steps.append((step, call, result))
+
+    def approve(self, call: ToolCall, tool: Tool) -> Decision:
+        """The turn's approver: ask the UI and wait (a stopped reply denies)."""
+        request = ApprovalRequest(call, tool, self.step + 1)
+        self.waiting = request
+        self.post(ToolApprovalNeeded(self, request))
+        try:
+            return request.wait(self.cancel_event)
+        finally:
+            self.waiting = None
 
     # -- UI thread -----------------------------------------------------------------------------
 
@@ -110,6 +137,10 @@ class ReplyJob:
             self.reasoning_tokens += self._pending_reasoning_tokens
             self._pending_reasoning.clear()
             self._pending_reasoning_tokens = 0
+        with self._lock:
+            steps = list(self._pending_steps)
+            self._pending_steps.clear()
+        self.steps_shown.extend(steps)
         if thought:
             self.reasoning_shown.append(thought)
         if text:

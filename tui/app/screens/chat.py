@@ -293,8 +293,8 @@ class ChatScreen(Screen[None]):
         for view in views:
             if isinstance(view, MessageView | LiveReply) and view.toggle_reasoning():
                 return
-        self.lmdesk.notify("That reply has no reasoning." if log.has_focus else
-                           "No reply here has reasoning.")
+        self.lmdesk.notify("That reply has no reasoning or tool calls." if log.has_focus
+                           else "No reply here has reasoning or tool calls.")
 
     def action_toggle_thinking(self) -> None:
         """Thinking on or off for this conversation (a reasoning model's budget: its default

@@ -15,6 +15,7 @@ from textual.widgets import Static
 from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.prompt_input import PromptInput
 from tui.app.widgets.reply_stream import ReplyStreamer
+from tui.app.widgets.tool_approval import ToolApproval
 from tui.store import ConversationMeta, ConversationTree, StoredMessage
 
 DEFAULT_TITLE = "New conversation"
@@ -40,11 +41,15 @@ class ChatPane(ReplyStreamer):
     def compose(self) -> ComposeResult:
         yield ChatLog(id="chat-log")
         yield Static(id="chat-status", markup=False)
+        yield ToolApproval(id="tool-approval")
         yield PromptInput(id="prompt")
 
     @property
     def prompt(self) -> PromptInput:
         return self.query_one(PromptInput)
+
+    def focus_prompt(self) -> None:
+        self.prompt.focus()
 
     def on_mount(self) -> None:
         self.update_status()
@@ -57,8 +62,14 @@ class ChatPane(ReplyStreamer):
         if self.job is not None:
             if app.model_state == "loading" and self.job.first_token_at is None:
                 text = "Waiting for the model to load… (esc cancels)"
+            elif self.job.waiting is not None:
+                text = (f"The model asks to run {self.job.waiting.call.name}: y once, a always, "
+                        "n deny (esc stops the reply)")
             elif self.job.thinking:
                 text = "Thinking… (esc stops)"
+            elif self.job.step:
+                rounds = "1 tool call" if self.job.step == 1 else f"{self.job.step} tool rounds"
+                text = f"Writing the reply… {rounds} so far (esc stops)"
             else:
                 text = "Writing the reply… (esc stops)"
         elif self.editing is not None:
@@ -142,7 +153,8 @@ class ChatPane(ReplyStreamer):
     def stop(self) -> bool:
         """Stop the reply being written (or leave editing). False when there was nothing."""
         if self.job is not None:
-            self.lmdesk.session.cancel(self.job.cancel_event)
+            self.lmdesk.session.cancel(self.job.cancel_event)  # a pending tool call: denied
+            self.query_one(ToolApproval).clear()
             return True
         if self.editing is not None:
             self.editing = None

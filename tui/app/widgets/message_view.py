@@ -22,7 +22,8 @@ from textual.widgets.markdown import MarkdownBlock, MarkdownFence
 
 from tui.app.widgets.markdown_lite import Block, BlocksVisual, parse_blocks
 from tui.app.widgets.reply_lines import reasoning_line, sources_line, stats_line
-from tui.store import ReasoningPart, StoredMessage
+from tui.engine.protocol import ToolCall
+from tui.store import ReasoningPart, StoredMessage, ToolCallPart, ToolResultPart
 
 ROLE_NAMES = {"user": "you", "assistant": "assistant"}
 INDENT = Content(" ")
@@ -80,13 +81,27 @@ class MessageView(MessageWidget):
             self.refresh(layout=True)
 
     def toggle_reasoning(self) -> bool:
-        """Show or hide the reasoning; False when the message has none."""
-        if not self.message.reasoning:
+        """Show or hide the reasoning and the tool calls in full; False when the message has
+        neither."""
+        if not self.message.reasoning and not _has_tools(self.message):
             return False
         self.reasoning_shown = not self.reasoning_shown
         self._visual = None
         self.refresh(layout=True)
         return True
+
+    def _tool_blocks(self) -> list[Block]:
+        """Each call and its result: one collapsed line each, in full when expanded."""
+        blocks: list[Block] = []
+        results = {p.call_id: p for p in self.message.parts if isinstance(p, ToolResultPart)}
+        calls = [p for p in self.message.parts if isinstance(p, ToolCallPart)]
+        for call in calls:
+            result = results.get(call.call_id)
+            blocks.extend(tool_step_blocks(call.name, call.arguments, result,
+                                           expanded=self.reasoning_shown))
+        if blocks:
+            blocks.append(Block(EMPTY_CONTENT))
+        return blocks
 
     def _reasoning_blocks(self) -> list[Block]:
         parts = [p for p in self.message.parts if isinstance(p, ReasoningPart)]
@@ -113,6 +128,7 @@ class MessageView(MessageWidget):
         blocks = [Block(head)]
         if message.role == "assistant":
             blocks.extend(self._reasoning_blocks())
+            blocks.extend(self._tool_blocks())
             body, _count = parse_blocks(message.content, ansi=self._ansi)
         else:
             body = [Block(Content(message.content))] if message.content else []
@@ -140,6 +156,38 @@ class MessageView(MessageWidget):
 
 
 EMPTY_CONTENT = Content("")
+TOOL_PREFIX = Content("  ┊ ")
+
+
+def _has_tools(message: StoredMessage) -> bool:
+    return any(isinstance(p, ToolCallPart) for p in message.parts)
+
+
+def tool_step_blocks(name: str, arguments: str, result: ToolResultPart | None, *,
+                     expanded: bool) -> list[Block]:
+    """A tool call under a reply: "▸ name args → result" on one line, or all of it."""
+    if result is None:
+        state, answer = "…", ""
+    elif not result.approved:
+        state, answer = "denied", ""
+    elif result.error:
+        state, answer = "failed", result.error
+    else:
+        state, answer = "→", result.content
+    if not expanded:
+        args = " ".join(arguments.split())
+        args = args if len(args) <= 40 else args[:39] + "…"
+        first = " ".join(answer.split())
+        first = first if len(first) <= 50 else first[:49] + "…"
+        line = f"▸ {name} {args} {state} {first}".rstrip()
+        return [Block(Content.styled(line, "$text-muted"), first=INDENT, rest=INDENT)]
+    blocks = [Block(Content.styled(f"▾ {name} ({state})", "$text-muted"), first=INDENT,
+                    rest=INDENT)]
+    for text in [f"arguments: {arguments}", *([answer] if answer else [])]:
+        for row in text.split("\n"):
+            blocks.append(Block(Content.styled(row, "$text-muted"), first=TOOL_PREFIX,
+                                rest=TOOL_PREFIX))
+    return blocks
 
 
 class FrozenSegment(Widget):
@@ -267,7 +315,7 @@ class LiveReply(MessageWidget):
             color: $text-muted;
             padding: 0 1;
         }
-        & > .msg-reasoning {
+        & > .msg-reasoning, & > .msg-tools {
             color: $text-muted;
             padding: 0 1;
             display: none;
@@ -288,10 +336,12 @@ class LiveReply(MessageWidget):
         self.markdown = ReplyMarkdown()
         self.reasoning_shown = False
         self._reasoning: tuple[str, int, float, bool] | None = None
+        self._steps: list[tuple[int, ToolCall, ToolResultPart]] = []
 
     def compose(self) -> ComposeResult:
         yield Static("assistant", classes="msg-role", markup=False)
         yield Static(classes="msg-reasoning", markup=False)
+        yield Static(classes="msg-tools", markup=False)
         yield self.markdown
         model = self.message.model or ""
         yield Static(Content(f"{model} · waiting for the first token…".lstrip(" ·")),
@@ -316,12 +366,27 @@ class LiveReply(MessageWidget):
         if not done:
             self.set_progress(f"{self.message.model or ''} · thinking".lstrip(" ·"))
 
+    def set_steps(self, steps: list[tuple[int, ToolCall, ToolResultPart]]) -> None:
+        """The tool calls made so far, one line each (in full when expanded)."""
+        self._steps = list(steps)
+        box = self.query_one(".msg-tools", Static)
+        box.add_class("-on")
+        lines: list[Content] = []
+        for _step, call, result in self._steps:
+            for block in tool_step_blocks(call.name, call.arguments, result,
+                                          expanded=self.reasoning_shown):
+                lines.append(block.first + block.content)
+        box.update(Content("\n").join(lines))
+
     def toggle_reasoning(self) -> bool:
-        """Show or hide the reasoning written so far; False when there is none yet."""
-        if self._reasoning is None:
+        """Show or hide the reasoning and tool calls so far; False when there are none yet."""
+        if self._reasoning is None and not self._steps:
             return False
         self.reasoning_shown = not self.reasoning_shown
-        self.set_reasoning(*self._reasoning[:3], done=self._reasoning[3])
+        if self._reasoning is not None:
+            self.set_reasoning(*self._reasoning[:3], done=self._reasoning[3])
+        if self._steps:
+            self.set_steps(self._steps)
         return True
 
     async def freeze(self, source: str, ansi: bool) -> ReplyMarkdown:

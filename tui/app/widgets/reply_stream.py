@@ -26,14 +26,15 @@ from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
 
 from tui.app import gc_tuning
-from tui.app.messages import ContextPlanned, ReplyFinished
+from tui.app.messages import ContextPlanned, ReplyFinished, ToolApprovalNeeded
 from tui.app.reply_job import ReplyJob
 from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.markdown_lite import segment_cut
+from tui.app.widgets.tool_approval import ToolApproval
 from tui.session.request import snapshot
-from tui.session.turn import TurnOutcome, run_turn
+from tui.session.turn import ToolUse, TurnOutcome, run_turn
 from tui.store import ConversationMeta, ConversationTree, StoredMessage, StoreError
-from tui.store.parts import Part, ReasoningPart, TextPart, continued_parts
+from tui.store.parts import Part, ReasoningPart, TextPart, ToolCallPart, continued_parts
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -179,7 +180,8 @@ class ReplyStreamer(Vertical):
             view = await self.log_view.live_in_place(continuing)
         job = ReplyJob(self.meta.id, app.model_name, view, request, self.post_message,
                        app.rates.delta, parent_id=parent, continuing=continuing,
-                       stored=continuing)
+                       stored=continuing,
+                       tool_names=self.meta.options.tools if continuing is None else ())
         job.stream = Markdown.get_stream(view.markdown)
         if continuing is not None:
             job.shown.append(continuing.content)
@@ -193,9 +195,45 @@ class ReplyStreamer(Vertical):
     @work(thread=True, exclusive=True, group="reply", exit_on_error=False)
     def _generate(self, job: ReplyJob) -> None:
         """Runs in a thread: the turn, its pieces into ``job``; never touches widgets."""
-        self.lmdesk.rates.start()  # the monitor's live tok/s
-        outcome = run_turn(self.lmdesk.session, job.request, job, job.cancel_event)
+        app = self.lmdesk
+        app.rates.start()  # the monitor's live tok/s
+        use, notes = self._tool_use(job) if job.tool_names else (None, [])
+        outcome = run_turn(app.session, job.request, job, job.cancel_event, use)
+        outcome.notes[:0] = notes
         self.post_message(ReplyFinished(job, outcome))
+
+    def _tool_use(self, job: ReplyJob) -> tuple[ToolUse | None, list[str]]:
+        """The conversation's tools (MCP servers start here, off the UI thread) and the job
+        as their approver; a tool that cannot be had is a note, not a failed reply."""
+        app = self.lmdesk
+        assert self.meta is not None
+        tools, problems = app.tool_box(self.meta).resolve(job.tool_names)
+        if not tools:
+            return None, problems
+
+        def remember(name: str) -> None:
+            app.call_from_thread(lambda: app.set_always_allowed_tools(
+                [*app.always_allowed_tools(), name]))
+
+        return ToolUse(tools, job.approve, set(app.always_allowed_tools()),
+                       on_always=remember), problems
+
+    def on_tool_approval_needed(self, event: ToolApprovalNeeded) -> None:
+        """Ask the user about a call (the generation thread waits for the answer)."""
+        event.stop()
+        if event.job is not self.job:  # a reply being left: nothing more runs for it
+            event.request.answer("deny")
+            return
+        self.query_one(ToolApproval).ask(event.request)
+        self.update_status()
+
+    def on_tool_approval_answered(self, event: ToolApproval.Answered) -> None:
+        event.stop()
+        self.update_status()
+        self.focus_prompt()
+
+    def focus_prompt(self) -> None:
+        """Put the cursor back in the prompt (the chat pane has one)."""
 
     async def _flush(self) -> None:
         """Timer: move what arrived into the view. One at a time (it awaits the stream), and
@@ -213,7 +251,11 @@ class ReplyStreamer(Vertical):
             return
         cpu = time.thread_time()
         thought_before = job.reasoning_tokens
+        steps_before = len(job.steps_shown)
         text, tokens = job.take()
+        if len(job.steps_shown) != steps_before:
+            job.view.set_steps(job.steps_shown)
+            self.update_status()
         if not text and job.reasoning_tokens == thought_before:
             return
         if self.flush_log is not None:
@@ -250,11 +292,15 @@ class ReplyStreamer(Vertical):
 
     @staticmethod
     def _live_parts(job: ReplyJob) -> tuple[Part, ...]:
-        """The parts of a reply still being written (its reasoning so far, kept apart)."""
+        """The parts of a reply still being written (its reasoning so far, kept apart, and
+        the tool calls made so far)."""
         parts: list[Part] = []
         if job.reasoning_tokens:
             parts.append(ReasoningPart(job.reasoning_so_far, job.reasoning_tokens,
                                        round(job.reasoning_seconds(), 3)))
+        for _step, call, result in job.steps_shown:
+            parts.append(ToolCallPart(call.id, call.name, call.arguments))
+            parts.append(result)
         if job.continuing is not None:
             return continued_parts(job.continuing.parts, parts, job.text_so_far)
         if parts and job.shown:
@@ -376,6 +422,9 @@ class ReplyStreamer(Vertical):
         if outcome.error:
             self.lmdesk.notify(outcome.error, title="The reply failed", severity="error",
                                timeout=10)
+        for note in outcome.notes:
+            self.lmdesk.notify(note, title="Tools", severity="warning", timeout=10)
+        self.query_one(ToolApproval).clear()
         self.post_message(self.Changed(job.conversation_id, stats))
 
     async def _show_saved(self, job: ReplyJob) -> None:

@@ -47,6 +47,8 @@ _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
                    "lend this machine's memory to a model running on another one"),
     "tools": ("tui.tools.cli", "add_tools_parser",
               "tools the model may call: built-in ones and MCP servers'"),
+    "tune": ("tui.tune.cli", "add_tune_parser",
+             "fine-tune a model on your own instruction/response pairs (LoRA)"),
 }
 
 
@@ -313,6 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.models.cli import cmd_models
 
             return cmd_models(args, settings, paths)
+        if command == "tune":
+            from tui.tune.cli import cmd_tune
+
+            return cmd_tune(args, settings, paths)
         if command == "kb":
             from tui.kb.cli import cmd_kb
 

@@ -149,9 +149,13 @@ def _list(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
     models = _models(args, settings, paths)
     res = Resources.current()
     fits = [_model_fit(m, res) for m in models]
+    from tui.models.profiles import stored_profiles
+
+    profiles = stored_profiles(paths.data_dir)
     if getattr(args, "json", False):
         rows = [{**m.to_json(), "fit": _fit_json(f)} for m, f in zip(models, fits, strict=True)]
-        out.write(json.dumps({"models": rows}, indent=1) + "\n")
+        out.write(json.dumps({"models": rows, "profiles": [p.to_dict() for p in profiles]},
+                             indent=1) + "\n")
         return 0
     if not models:
         out.write("no models found: `lmdesk models pull REPO` downloads one, "
@@ -173,6 +177,11 @@ def _list(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
         )
         if m.note:
             out.write(f"{'':28} note: {m.note}\n")
+    if profiles:
+        out.write(f"\n{'PROFILE':28} MODEL\n")
+        for p in profiles:
+            lora = f" + LoRA {p.lora_path}" if p.lora_path else ""
+            out.write(f"{p.nickname[:28]:28} {p.model_name or Path(p.model_path).stem}{lora}\n")
     return 0
 
 

@@ -325,3 +325,17 @@ class ProfileLibrary:
         """The profile a conversation runs on (None when none or gone)."""
         model = options.model
         return self.find(model.profile_id) if isinstance(model, ProfileModel) else None
+
+
+def stored_profiles(data_dir: Path) -> list[Profile]:
+    """The profiles in a data folder, read-only (another lmdesk may hold it); [] when none."""
+    from tui.store import Store, StoreError
+    from tui.store.store import INDEX_NAME
+
+    if not (Path(data_dir) / INDEX_NAME).is_file():
+        return []
+    try:
+        with Store.open(Path(data_dir), read_only=True) as store:
+            return ProfileLibrary(store).list()
+    except (StoreError, OSError):
+        return []

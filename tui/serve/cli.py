@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tui.config import Paths, Settings
@@ -77,16 +78,26 @@ def _load_params(args: argparse.Namespace, settings: Settings, ref: ModelRef) ->
         n_ctx=pick("n_ctx", "n_ctx"),
         n_threads=pick("threads", "n_threads"),
         n_gpu_layers=pick("gpu_layers", "n_gpu_layers"),
+        lora_path=ref.lora_path,
     )
 
 
-def build_pool(args: argparse.Namespace, settings: Settings) -> EnginePool:
-    """The default model first, then every installed one, each loaded on first use."""
+def build_pool(args: argparse.Namespace, settings: Settings,
+               paths: Paths | None = None) -> EnginePool:
+    """The default model first, then every installed one and (with ``paths``) every model
+    profile (base model + its LoRA adapter, e.g. from `lmdesk tune`), each loaded on first
+    use. A profile's nickname names it, as for `lmdesk ask --model`."""
+    from tui.models.profiles import stored_profiles
+
     pool = EnginePool(queue_depth=args.queue, max_loaded=args.max_loaded)
-    default = resolve_model(args.model or settings.model, settings.model_dirs)
+    profiles = [ModelRef(p.nickname, Path(p.model_path), "profile", lora_path=p.lora_path)
+                for p in (stored_profiles(paths.data_dir) if paths is not None else [])]
+    wanted = args.model or settings.model
+    default = next((p for p in profiles if wanted and p.name.lower() == wanted.strip().lower()),
+                   None) or resolve_model(wanted, settings.model_dirs)
     pool.add_model(default.name, _load_params(args, settings, default), default=True)
     seen = {default.name.lower()}
-    for ref in packaged_models() + folder_models(settings.model_dirs):
+    for ref in packaged_models() + folder_models(settings.model_dirs) + profiles:
         if ref.name.lower() not in seen:
             seen.add(ref.name.lower())
             pool.add_model(ref.name, _load_params(args, settings, ref))
@@ -122,7 +133,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         err("--queue must be >= 0, --max-loaded >= 1 and --max-tokens-limit >= 1")
         return 2
     try:
-        pool = build_pool(args, settings)
+        pool = build_pool(args, settings, paths)
     except (ModelNotFound, EngineError) as exc:
         err(str(exc))
         return 1

@@ -151,7 +151,7 @@ def _run(args: argparse.Namespace, settings: Settings, paths: Paths, store: Stor
          out: TextIO, err: TextIO) -> int:
     from tui.tune.run import Tuner
 
-    tuner = Tuner(paths.data_dir, store)
+    tuner = Tuner(paths.data_dir, store, log_dir=paths.cache_dir)
     resume = bool(args.resume)
     if resume:
         spec = tuner.resume_spec(args.resume)
@@ -160,7 +160,7 @@ def _run(args: argparse.Namespace, settings: Settings, paths: Paths, store: Stor
         if args.restart:
             tuner.check_name(spec.name, resuming=True)
             tuner.discard(spec.name)
-    plan = tuner.plan(spec, resuming=resume, log_dir=paths.cache_dir)
+    plan = tuner.plan(spec, resuming=resume)
     est = plan.estimate
     if not args.json:
         out.write(f"{spec.name}: {spec.base_name} + LoRA rank {spec.params.rank} on "

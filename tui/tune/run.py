@@ -122,10 +122,12 @@ def split(pairs: Sequence[Pair], params: TrainParams) -> tuple[tuple[Pair, ...],
 class Tuner:
     """Runs tunes for one data folder; ``store`` is where the profile is registered."""
 
-    def __init__(self, data_dir: Path, store: Store) -> None:
+    def __init__(self, data_dir: Path, store: Store, *, log_dir: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.store = store
         self.root = self.data_dir / TUNES_DIR
+        self.log_dir = log_dir
+        """Where the short measuring process writes its log (default: the cache folder)."""
 
     # -- names and folders ---------------------------------------------------------------
 
@@ -174,7 +176,8 @@ class Tuner:
         self.check_name(spec.name, resuming=resuming)
         header = planning.read_base(spec.base_path)
         resources = resources or planning.Resources.current(self.data_dir)
-        logs = log_dir or Path(os.environ.get("LMDESK_CACHE_DIR") or self.data_dir / ".cache")
+        logs = log_dir or self.log_dir or Path(os.environ.get("LMDESK_CACHE_DIR")
+                                                 or self.data_dir / ".cache")
         measured = measure(MeasureRequest(spec.base_path, spec.source.pairs), str(logs))
         context = min(header.context_length or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
         for i, n in enumerate(measured.tokens):

@@ -596,3 +596,15 @@ class LmdeskApp(App[None]):
         chat = self.main_screen
         if not isinstance(self.screen, ToolsScreen):
             self.push_screen(ToolsScreen(chat.meta.id if chat and chat.meta else None))
+
+    def action_tune(self) -> None:
+        from tui.app.screens.tune import TuneScreen
+
+        if not isinstance(self.screen, TuneScreen):
+            self.push_screen(TuneScreen())
+
+    def action_mark_good(self) -> None:
+        from tui.app.screens.tune import toggle_good_mark
+
+        if self.main_screen is not None and self.screen is self.main_screen:
+            toggle_good_mark(self, self.main_screen)

@@ -111,6 +111,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("memory", "alt+m", "memory", "Memory",
                "What lmdesk remembers about you; memory on/off for this conversation",
                scope="app"),
+    ActionSpec("tune", "alt+u", "tune", "Personalise",
+               "Fine-tune a model on your own pairs, step by step (LoRA)", scope="app"),
+    ActionSpec("mark_good", "alt+g", "mark_good", "Mark good",
+               "Mark the selected (else last) reply good, to tune a model on; again: unmark",
+               scope="app"),
     ActionSpec("quit", "ctrl+q", "quit", "Quit", "Quit lmdesk", scope="app"),
 )
 

@@ -13,7 +13,7 @@ import pytest
 import tui
 
 CORE = ["engine", "models", "store", "monitor", "prompting", "session", "tools", "rpc", "serve",
-        "kb", "doctor"]
+        "kb", "doctor", "tune"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -83,3 +83,22 @@ def test_the_import_contracts_fail_on_a_violation(tmp_path: Path, module: str,
     result = _lint_imports(tmp_path, tmp_path / "pyproject.toml")
     assert result.returncode != 0, result.stdout
     assert "BROKEN" in result.stdout
+
+
+def test_tune_imports_no_training_package_until_it_trains() -> None:
+    """The tune extra is optional and heavy: importing lmdesk's tune modules (as `lmdesk tune`
+    and the app do) loads none of it; only the training process imports it."""
+    root = Path(tui.__file__).parent
+    modules = [".".join(p.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__")
+               for p in sorted((root / "tune").rglob("*.py"))]
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "heavy = ('torch', 'transformers', 'peft', 'gguf', 'llama_cpp', 'numpy')\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "tui.tune.trainer" in modules
+    assert result.stdout.strip() == ""

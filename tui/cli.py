@@ -73,7 +73,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench.add_argument(
         "what", nargs="?", default="engine",
-        choices=["engine", "ui", "app", "store", "serve", "kb"],
+        choices=["engine", "ui", "app", "store", "serve", "kb", "tune"],
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
@@ -207,6 +207,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         from tui.serve.bench import run_serve_bench
 
         run_serve_bench(load_params(args, settings, _model(args, settings)))
+    elif args.what == "tune":
+        from tui.tune.bench import run_tune_bench
+
+        return run_tune_bench(_model(args, settings).path)
     elif args.what == "kb":
         from tui.kb.bench import run_kb_bench
 

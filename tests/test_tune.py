@@ -194,3 +194,21 @@ def test_cancel_then_resume_from_the_last_checkpoint(smollm: Path, tmp_path: Pat
         losses_before[:stopped.step], rel=1e-4)
     assert (data / "tunes" / "stop-go" / "adapter.gguf").is_file()
     assert not (data / "tunes" / "stop-go.partial").exists()
+
+
+@pytest.mark.gemma
+def test_a_gemma3_adapter_trains_exports_and_loads_in_llama_cpp(gemma: Path,
+                                                                tmp_path: Path) -> None:
+    """The second architecture: a short run on Gemma 3 270M (a base model without a chat
+    template: the worker's plain transcript), its adapter applied by llama.cpp."""
+    pairs = write_pairs(tmp_path / "p.jsonl")
+    code, out, err = run_cli("--data-dir", str(tmp_path / "data"), "tune", "--base",
+                             str(gemma), "--pairs", str(pairs), "--name", "gemma-quill",
+                             "--epochs", "1", "--rank", "4", "--holdout", "0", "--batch", "8",
+                             "--lr", "2e-3", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["base"]["architecture"] == "gemma3"
+    header = read_header(record["adapter"]["path"])
+    assert header.architecture == "gemma3" and header.get("general.type") == "adapter"
+    assert any(s["base"] != s["tuned"] for s in record["samples"])

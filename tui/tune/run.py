@@ -256,8 +256,8 @@ class Tuner:
         say("answering held-out questions with the base and the tuned model (llama.cpp)")
         samples = compare_samples(spec.base_path, done.adapter_path, plan)
         if all(s.base == s.tuned for s in samples):
-            raise TuneError("the adapter loads but changes no answer: train longer "
-                            "(--epochs) or with a higher --lr")
+            raise TuneError("the adapter loads but changes none of the sample answers: "
+                            "--restart with more --epochs or a higher --lr")
         say("writing the record")
         record = _record(plan, done, samples, final)
         (folder / RECORD_FILE).write_text(json.dumps(record, indent=1, ensure_ascii=False)

@@ -16,9 +16,9 @@ import pytest
 
 from tests.tune_helpers import PROMPTS_NOT_IN_PAIRS, SIGN_OFF, write_pairs
 from tui.cli import main
+from tui.engine.gguf import read_header
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
-from tui.models.gguf import read_header
 
 pytestmark = pytest.mark.model
 NAME = "quill-style"

@@ -152,6 +152,10 @@ def test_the_profile_is_listed_and_used_by_ask_and_serve(tuned: TunedRun) -> Non
                      max_loaded=1)
     pool = build_pool(args, Settings(), resolve_paths(data))
     assert NAME in [m.name for m in pool.models()]
+    params = pool._entries[NAME].params
+    assert params is not None and params.lora_path == tuned.record["adapter"]["path"]
+    args.model = NAME  # `serve -m NAME`: the tuned model is the default
+    assert build_pool(args, Settings(), resolve_paths(data)).default == NAME
 
 
 def test_cancel_then_resume_from_the_last_checkpoint(smollm: Path, tmp_path: Path) -> None:

@@ -18,9 +18,7 @@ class ModelNotFound(Exception):
 class ModelRef:
     name: str
     path: Path
-    source: str  # "packaged", "folder", "path", "hf-cache", "profile"
-    lora_path: str | None = None
-    """A LoRA adapter GGUF applied at load (a model profile's, e.g. from `lmdesk tune`)."""
+    source: str  # "packaged", "folder", "path", "hf-cache"
 
 
 def _package_dir(package: str) -> Path | None:

@@ -68,7 +68,8 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _load_params(args: argparse.Namespace, settings: Settings, ref: ModelRef) -> LoadParams:
+def _load_params(args: argparse.Namespace, settings: Settings, ref: ModelRef,
+                 lora_path: str | None = None) -> LoadParams:
     def pick(arg: str, setting: str) -> Any:
         value = getattr(args, arg, None)
         return value if value is not None else getattr(settings, setting)
@@ -78,7 +79,7 @@ def _load_params(args: argparse.Namespace, settings: Settings, ref: ModelRef) ->
         n_ctx=pick("n_ctx", "n_ctx"),
         n_threads=pick("threads", "n_threads"),
         n_gpu_layers=pick("gpu_layers", "n_gpu_layers"),
-        lora_path=ref.lora_path,
+        lora_path=lora_path,
     )
 
 
@@ -90,17 +91,21 @@ def build_pool(args: argparse.Namespace, settings: Settings,
     from tui.models.profiles import stored_profiles
 
     pool = EnginePool(queue_depth=args.queue, max_loaded=args.max_loaded)
-    profiles = [ModelRef(p.nickname, Path(p.model_path), "profile", lora_path=p.lora_path)
-                for p in (stored_profiles(paths.data_dir) if paths is not None else [])]
+    adapters: dict[str, str | None] = {}
+    profiles = []
+    for p in stored_profiles(paths.data_dir) if paths is not None else []:
+        profiles.append(ModelRef(p.nickname, Path(p.model_path), "profile"))
+        adapters[p.nickname.lower()] = p.lora_path
     wanted = args.model or settings.model
     default = next((p for p in profiles if wanted and p.name.lower() == wanted.strip().lower()),
                    None) or resolve_model(wanted, settings.model_dirs)
-    pool.add_model(default.name, _load_params(args, settings, default), default=True)
-    seen = {default.name.lower()}
-    for ref in packaged_models() + folder_models(settings.model_dirs) + profiles:
+    seen: set[str] = set()
+    for ref in [default, *packaged_models(), *folder_models(settings.model_dirs), *profiles]:
         if ref.name.lower() not in seen:
             seen.add(ref.name.lower())
-            pool.add_model(ref.name, _load_params(args, settings, ref))
+            lora = adapters.get(ref.name.lower()) if ref.source == "profile" else None
+            pool.add_model(ref.name, _load_params(args, settings, ref, lora),
+                           default=ref is default)
     return pool
 
 

@@ -139,24 +139,24 @@ async def test_cancel_keeps_the_screen_and_says_how_to_resume(tmp_path: Path) ->
         assert isinstance(screen, TuneScreen)
         screen._runner = runner
         screen.query_one("#tune-name", Input).value = "x"
-        await pilot.click("#tune-check")
+        await pilot.press("f5")
         await pilot.pause()
         assert "Give the path" in text(screen, "#tune-estimate")
         assert screen.query_one("#tune-estimate", Static).has_class("-red")
         screen.query_one("#tune-file", Input).value = str(pairs)
         screen.query_one("#tune-epochs", Input).value = "many"
-        await pilot.click("#tune-check")
+        await pilot.press("f5")
         await pilot.pause()
         assert "The epochs must be a number" in text(screen, "#tune-estimate")
         screen.query_one("#tune-epochs", Input).value = "2"
-        await pilot.click("#tune-check")
+        await pilot.press("f5")
         await wait_for(pilot, lambda: not screen.query_one("#tune-start", Button).disabled)
-        await pilot.click("#tune-start")
+        await pilot.press("f6")
         await wait_for(pilot, lambda: screen.query_one(ProgressBar).progress == 2)
         await pilot.press("escape")  # refused while it trains
         await pilot.pause()
         assert app.screen is screen
-        await pilot.click("#tune-cancel")
+        await pilot.press("f8")
         deadline = time.monotonic() + 10
         while screen.running and time.monotonic() < deadline:
             await pilot.pause(0.05)

@@ -85,9 +85,10 @@ def toggle_good_mark(app: LmdeskApp, chat: ChatScreen) -> None:
 class TuneScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back", id="tune.close"),
-        Binding("ctrl+k", "check", "Check", id="tune.check"),
-        Binding("ctrl+s", "start", "Start", id="tune.start"),
-        Binding("ctrl+x", "cancel_run", "Cancel", id="tune.cancel"),
+        # keys a text box does not take (ctrl+k, ctrl+x and friends edit the text)
+        Binding("f5", "check", "Check", id="tune.check"),
+        Binding("f6", "start", "Start", id="tune.start"),
+        Binding("f8", "cancel_run", "Cancel", id="tune.cancel"),
     ]
     DEFAULT_CSS = """
     TuneScreen {

@@ -3,8 +3,8 @@
 The estimate has the fit estimate's style (green/amber/red): memory from the base model's
 float32 weights (transformers dequantises the GGUF) plus the activations of a batch of the
 longest pairs, time from the tokens to train and a rate calibrated on this project's 2-core
-test machine, disk from the adapter and its checkpoint. The constants were measured with
-SmolLM2-135M (see the CHANGELOG entry that introduced ``lmdesk tune``).
+test machine, disk from the adapter and its checkpoint. Memory was checked against
+SmolLM2-135M (estimated 1.7 GiB at rank 8, batch 4; measured peak 1.6-1.7 GiB).
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ LOAD_FACTOR = 2.0
 """Peak float32 copies of the weights while transformers dequantises the GGUF."""
 PER_TOKEN_LAYER_BYTES = 48
 """Activations kept for the backward pass, per token, layer and hidden unit (float32)."""
-PARAM_TOKENS_PER_S_PER_CORE = 6.0e9
-"""Training speed: (tokens/s) x (parameters) per physical core, measured on SmolLM2-135M."""
+PARAM_TOKENS_PER_S_PER_CORE = 3.4e9
+"""Training speed: (tokens/s) x (parameters) per physical core. SmolLM2-135M trained at
+16 tok/s on this project's 2-core machine while other jobs held about two thirds of it, so
+about 50 tok/s on idle cores; not yet measured on an idle machine."""
 STEP_OVERHEAD_S = 0.05
 
 Verdict = Literal["green", "amber", "red"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.tune_helpers import PROMPTS_NOT_IN_PAIRS, SIGN_OFF, write_pairs
+from tests.tune_helpers import PROMPTS_NOT_IN_PAIRS, SIGN_OFF, style_pairs, write_pairs
 from tui.cli import main
 from tui.engine.gguf import read_header
 from tui.engine.local import LocalEngine
@@ -163,10 +163,10 @@ def test_cancel_then_resume_from_the_last_checkpoint(smollm: Path, tmp_path: Pat
     from tui.tune.protocol import Cancelled, Checkpointed, Progress, TrainParams
     from tui.tune.run import PairsSource, Tuner, TuneSpec
 
-    pairs = write_pairs(tmp_path / "few.jsonl")
+    pairs = write_pairs(tmp_path / "few.jsonl", style_pairs()[:20])
     data = tmp_path / "data"
     spec = TuneSpec("stop-go", str(smollm), "smollm2-135m", PairsSource.from_file(pairs),
-                    TrainParams(epochs=1, batch_size=4, holdout=0.0, learning_rate=3e-3))
+                    TrainParams(epochs=1, batch_size=2, holdout=0.0, learning_rate=3e-3))
     with Store.open(data) as store:
         tuner = Tuner(data, store)
         plan = tuner.plan(spec, log_dir=tmp_path / "logs")
@@ -205,11 +205,11 @@ def test_a_gemma3_adapter_trains_exports_and_loads_in_llama_cpp(gemma: Path,
                                                                 tmp_path: Path) -> None:
     """The second architecture: a short run on Gemma 3 270M (a base model without a chat
     template: the worker's plain transcript), its adapter applied by llama.cpp."""
-    pairs = write_pairs(tmp_path / "p.jsonl")
+    pairs = write_pairs(tmp_path / "p.jsonl", style_pairs()[:8])
     code, out, err = run_cli("--data-dir", str(tmp_path / "data"), "tune", "--base",
                              str(gemma), "--pairs", str(pairs), "--name", "gemma-quill",
-                             "--epochs", "1", "--rank", "4", "--holdout", "0", "--batch", "8",
-                             "--lr", "2e-3", "--json")
+                             "--epochs", "2", "--rank", "4", "--holdout", "0", "--batch", "8",
+                             "--lr", "3e-3", "--json")
     assert code == 0, err
     record = json.loads(out)
     assert record["base"]["architecture"] == "gemma3"

@@ -1,4 +1,4 @@
-"""The app's tuning hooks: alt+g marks a reply good (with its question), alt+u opens the guided
+"""The app's tuning hooks: alt+y marks a reply good (with its question), alt+u opens the guided
 screen. The screen's flow runs on a scripted runner here (training itself is tested for real
 in tests/test_tune.py): check shows the estimate, start shows progress, cancel stops, the end
 shows the losses and the answers side by side."""
@@ -87,16 +87,16 @@ async def test_mark_a_reply_good_then_tune_on_the_marks(tmp_path: Path) -> None:
     async with app.run_test(size=(140, 44)) as pilot:
         await wait_for(pilot, lambda: app.model_state == "ready")
         await send(pilot, "Capital of France?")
-        await pilot.press("alt+g")
+        await pilot.press("alt+y")
         await pilot.pause()
         marks = GoodReplies(app.store)
         [pair] = marks.pairs()
         assert (pair.instruction, pair.response) == ("Capital of France?", "Paris. Over and out.")
         assert pair.system == chat(app).meta.system_prompt
-        await pilot.press("alt+g")  # again: unmarked
+        await pilot.press("alt+y")  # again: unmarked
         await pilot.pause()
         assert marks.pairs() == []
-        await pilot.press("alt+g")
+        await pilot.press("alt+y")
         await pilot.pause()
 
         await pilot.press("alt+u")

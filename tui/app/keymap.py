@@ -113,7 +113,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                scope="app"),
     ActionSpec("tune", "alt+u", "tune", "Personalise",
                "Fine-tune a model on your own pairs, step by step (LoRA)", scope="app"),
-    ActionSpec("mark_good", "alt+g", "mark_good", "Mark good",
+    ActionSpec("mark_good", "alt+y", "mark_good", "Mark good",
                "Mark the selected (else last) reply good, to tune a model on; again: unmark",
                scope="app"),
     ActionSpec("quit", "ctrl+q", "quit", "Quit", "Quit lmdesk", scope="app"),

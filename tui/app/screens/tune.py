@@ -1,7 +1,7 @@
 """Personalise a model (alt+u): fine-tune a LoRA on your own pairs, guided step by step.
 
 1. the base model; 2. the pairs: a JSONL/CSV file, a persona's examples, or the replies marked
-good in any chat (alt+g); 3. a name and the few settings that matter. "Check" counts the pairs
+good in any chat (alt+y); 3. a name and the few settings that matter. "Check" counts the pairs
 and their tokens in the model's template and estimates time, memory and disk (green, amber,
 red); "Start" trains in its own process (``tui/tune``) with a progress bar that can be
 cancelled and resumed from the last checkpoint. At the end: the held-out loss before and after,

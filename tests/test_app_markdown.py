@@ -104,3 +104,35 @@ async def test_long_reply_streams_in_frozen_segments(tmp_path: Path) -> None:
         app.screen.query_one("Input").value = str(count)  # type: ignore[attr-defined]
         await pilot.press("enter")
         assert app.clipboard == code_blocks(text)[-1]
+
+
+POEM = ("I stand at the edge\nof the abyss,\nthe waves crash\n\n"
+        "```text\nkeep\nthese\n```\n\n- one\n- two\n")
+
+
+def test_single_line_breaks_are_kept() -> None:
+    out = lines(POEM)
+    assert out[:3] == ["I stand at the edge", "of the abyss,", "the waves crash"]
+    assert "  keep" in out and "  these" in out  # the code block as it was
+    assert "• one" in out and "• two" in out  # a list stays a list
+    assert code_blocks(POEM) == ["keep\nthese"]
+
+
+@pilot_test
+async def test_live_reply_keeps_single_line_breaks(tmp_path: Path) -> None:
+    """While the reply streams (Textual's Markdown), the lines are the model's lines too."""
+    engine = ScriptedEngine(tokens=["Roses are red,\n", "violets are blue\n"] + ["."] * 400,
+                            delay_s=0.01)
+    app = make_app(tmp_path, engine=engine, settings=Settings(max_tokens=5000))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await send(pilot, "a poem", wait=False)
+        pane = chat(app).pane
+        await wait_for(pilot, lambda: bool(pane.query(LiveReply)))
+        live = pane.query_one(LiveReply)
+        await wait_for(pilot, lambda: "violets" in live.markdown.source, timeout=10)
+        await pilot.pause(0.2)
+        paragraph = live.markdown.query("MarkdownParagraph").first()
+        text = str(paragraph.content)
+        assert "Roses are red,\nviolets are blue" in text
+        pane.stop()
+        await wait_idle(pilot)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from textual.content import Content, Span
 from textual.css.styles import RulesMap
@@ -225,6 +226,22 @@ def _margins(blocks: list[Block], top: int, bottom: int) -> list[Block]:
     return blocks
 
 
+def _keep_line_breaks(state: StateCore) -> None:
+    """A single line break in a paragraph stays a line break (as chat UIs show replies):
+    poems, addresses and line-per-item answers keep their lines. Code is not touched."""
+    for token in state.tokens:
+        for child in token.children or ():
+            if child.type == "softbreak":
+                child.type = "hardbreak"
+
+
+def reply_parser() -> MarkdownIt:
+    """The Markdown parser for replies, live and finished: GFM-like, line breaks kept."""
+    parser = MarkdownIt("gfm-like")
+    parser.core.ruler.push("keep_line_breaks", _keep_line_breaks)
+    return parser
+
+
 _parser: MarkdownIt | None = None
 
 
@@ -234,7 +251,7 @@ def parse_blocks(
     """The blocks of a Markdown text and how many code blocks it has."""
     global _parser
     if _parser is None:
-        _parser = MarkdownIt("gfm-like")
+        _parser = reply_parser()
     tokens = _parser.parse(source)
     builder = _Builder(first_number, ansi)
     return builder.blocks(tokens, 0, len(tokens), 0), builder.code_blocks

@@ -20,7 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Label, Markdown, Static
 from textual.widgets.markdown import MarkdownBlock, MarkdownFence
 
-from tui.app.widgets.markdown_lite import Block, BlocksVisual, parse_blocks
+from tui.app.widgets.markdown_lite import Block, BlocksVisual, parse_blocks, reply_parser
 from tui.app.widgets.reply_lines import reasoning_line, sources_line, stats_line
 from tui.engine.protocol import ToolCall
 from tui.store import ReasoningPart, StoredMessage, ToolCallPart, ToolResultPart
@@ -283,7 +283,7 @@ class ReplyMarkdown(Markdown):
 
     def __init__(self, markdown: str | None = None, *, first_number: int = 1,
                  **kwargs: Any) -> None:
-        super().__init__(markdown, open_links=False, **kwargs)
+        super().__init__(markdown, open_links=False, parser_factory=reply_parser, **kwargs)
         self.first_number = first_number
         self._fences: list[NumberedFence] = []
 

@@ -9,17 +9,22 @@ what the session reports arrives as ``SessionChanged`` messages. Worker failures
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import on, work
+from textual import events, on, work
+from textual.actions import ActionParseResult
+from textual.actions import parse as parse_action
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.dom import DOMNode
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
+from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from tui.app import gc_tuning, keymap
@@ -71,6 +76,8 @@ if TYPE_CHECKING:
 
 EngineFactory = Callable[[LoadParams], Engine]
 ALWAYS_ALLOW_KEY = "tools.always_allow"
+FOCUS_ACTIONS = frozenset({"focus_next", "focus_previous", "focus_log", "focus_prompt"})
+"""Actions by which the user moves the focus on purpose (tab, shift+tab, f4, f5)."""
 
 
 class LmdeskApp(App[None]):
@@ -132,6 +139,8 @@ class LmdeskApp(App[None]):
                                log_dir=str(paths.cache_dir))
         """MCP servers, started on first use and kept while the app runs."""
         self.main_screen: ChatScreen | None = None
+        self._chosen_focus: weakref.ref[Widget] | None = None
+        """Where the user last put the focus on the chat screen (tab, f4, a click)."""
 
         themes = load_themes(paths.themes_dir)
         for theme in themes.themes:
@@ -177,6 +186,7 @@ class LmdeskApp(App[None]):
             self.notify(problems_notice(self._theme_problems), title="Themes",
                         severity="warning", timeout=12)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.screen_change_signal.subscribe(self, self._screen_changed)
         self._switch_to_choice(self._start, quiet_failure=False)
         if self.show_welcome:
             from tui.app.screens.welcome import WelcomeScreen, should_welcome
@@ -202,6 +212,44 @@ class LmdeskApp(App[None]):
         self._saved_theme = theme.name
         with self.guard("Could not save the theme choice"):
             self.store.set_setting("theme", theme.name)
+
+    # -- focus: the prompt, unless the user chose another place --------------------------------
+
+    async def run_action(self, action: str | ActionParseResult,
+                         default_namespace: DOMNode | None = None,
+                         namespaces: Mapping[str, DOMNode] | None = None) -> bool:
+        handled = await super().run_action(action, default_namespace, namespaces)
+        name = parse_action(action)[1] if isinstance(action, str) else action[1]
+        if name in FOCUS_ACTIONS:
+            self.call_later(self._note_chosen_focus)  # after the focus moves (call_later too)
+        return handled
+
+    async def on_event(self, event: events.Event) -> None:
+        await super().on_event(event)
+        if isinstance(event, events.MouseDown):
+            self.call_later(self._note_chosen_focus)
+
+    def _note_chosen_focus(self) -> None:
+        chat = self.main_screen
+        if chat is not None and self.screen is chat and chat.focused is not None:
+            self._chosen_focus = weakref.ref(chat.focused)
+
+    def _screen_changed(self, screen: Screen[object]) -> None:
+        if screen is self.main_screen:
+            self.call_after_refresh(self.restore_prompt_focus)
+
+    def restore_prompt_focus(self) -> None:
+        """Back on the chat screen (a dialog closed, a conversation opened): the focus goes
+        to the prompt, unless it is where the user put it on purpose."""
+        chat = self.main_screen
+        if chat is None or self.screen is not chat or not chat.is_mounted:
+            return
+        chosen = self._chosen_focus() if self._chosen_focus is not None else None
+        focused = chat.focused
+        prompt = chat.pane.prompt
+        if focused is prompt or (focused is not None and focused is chosen):
+            return
+        prompt.focus()
 
     # -- the current model (tui.session) -------------------------------------------------------
 

@@ -445,7 +445,6 @@ class ChatScreen(Screen[None]):
         async def opened(hit: SearchHit | None) -> None:
             if hit is not None:
                 await self.open_conversation(hit.conversation_id, around=hit.message_id)
-                self.pane.log_view.focus()
 
         self.app.push_screen(SearchScreen(self.lmdesk.store.search), opened)
 

@@ -25,7 +25,8 @@ class SystemPromptScreen(ModalScreen[str | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save", "Save", id="system_prompt.save", priority=True),
-        Binding("escape", "cancel", "Cancel", id="system_prompt.cancel"),
+        # priority: a TextArea that indents on tab takes esc to leave itself otherwise
+        Binding("escape", "cancel", "Cancel", id="system_prompt.cancel", priority=True),
     ]
 
     def __init__(self, text: str, title: str = "System prompt") -> None:

@@ -31,8 +31,7 @@ async def test_create_index_and_attach_a_kb(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, KnowledgeScreen))
         screen = app.screen
         assert isinstance(screen, KnowledgeScreen)
-        await pilot.press("n")
-        await pilot.press(*"docs")
+        await pilot.press(*"docs")  # the name box has the focus
         await pilot.press("enter")
         paths = screen.query_one("#kb-paths", Input)
         assert paths.has_focus

@@ -104,7 +104,7 @@ async def test_library_duplicate_builtin_and_delete(tmp_path: Path) -> None:
         assert isinstance(screen, TemplatesScreen)
         first = screen.current()
         assert first is not None and first.builtin
-        await pilot.press("e")  # built-ins are read-only
+        await pilot.press("down", "e")  # into the list; built-ins are read-only
         assert any("read-only" in m for _, m in notifications(app))
         await pilot.press("d")
         await pilot.pause()
@@ -297,7 +297,7 @@ async def test_create_template_and_context_command(tmp_path: Path) -> None:
         assert chat(app).pane.meta.options.context_policy == "summarize"
         await pilot.press("alt+t")
         await wait_for(pilot, lambda: isinstance(app.screen, TemplatesScreen))
-        await pilot.press("n")
+        await pilot.press("ctrl+n")
         await pilot.pause()
         editor = app.screen
         editor.query_one("#edit-name", Input).value = "bad name"

@@ -73,6 +73,26 @@ def _eta(seconds: float | None) -> str:
     return f"{seconds / 60:.0f} min left"
 
 
+class KBTable(DataTable[str]):
+    """The knowledge bases; single keys act on the selected one, only while the table has
+    focus (in the name and paths boxes they are typed)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "screen.toggle_attach", "Attach", id="kb.attach"),
+        Binding("i", "screen.reindex", "Reindex", id="kb.reindex"),
+        Binding("x", "screen.cancel_index", "Cancel indexing", id="kb.cancel"),
+        Binding("n", "screen.new", "New", id="kb.new"),
+    ]
+
+
+class KBField(Input):
+    """The name or paths box: up goes to the list."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "screen.focus_table", "List", show=False, id="kb.list"),
+    ]
+
+
 class KnowledgeScreen(ModalScreen[None]):
     """The knowledge bases, and which of them the open conversation uses."""
 
@@ -90,10 +110,6 @@ class KnowledgeScreen(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="kb.close"),
-        Binding("a", "toggle_attach", "Attach", id="kb.attach"),
-        Binding("i", "reindex", "Reindex", id="kb.reindex"),
-        Binding("x", "cancel_index", "Cancel indexing", id="kb.cancel"),
-        Binding("n", "new", "New", id="kb.new"),
     ]
 
     def __init__(self, conversation_id: str | None) -> None:
@@ -116,16 +132,16 @@ class KnowledgeScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = "Knowledge bases"
-            yield DataTable(id="kb-table", cursor_type="row", zebra_stripes=True)
+            yield KBTable(id="kb-table", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="kb-new"):
-                yield Input(placeholder="name", id="kb-name")
-                yield Input(placeholder="folders or files to index (separate with ;)",
-                            id="kb-paths")
+                yield KBField(placeholder="name of a new one", id="kb-name")
+                yield KBField(placeholder="folders or files to index (separate with ;)",
+                              id="kb-paths")
             yield ProgressBar(id="kb-progress", show_eta=False)
             yield Static("", id="kb-status", markup=False)
             yield Static(
-                "a: attach to / detach from this conversation   i: reindex   x: cancel indexing"
-                "   n: new (name, paths, enter)   esc: close",
+                "in the list (↑ from the boxes): a attach/detach  i reindex  x cancel indexing"
+                "  n new   in the boxes: name, paths, enter   esc: close",
                 classes="modal-hint", markup=False,
             )
 
@@ -135,7 +151,7 @@ class KnowledgeScreen(ModalScreen[None]):
         self.attached = self._read_attached()
         self.query_one(ProgressBar).display = False
         self._list()
-        table.focus()
+        self.query_one("#kb-name", Input).focus()
 
     def on_unmount(self) -> None:
         self._cancel.set()
@@ -228,6 +244,9 @@ class KnowledgeScreen(ModalScreen[None]):
 
     def action_new(self) -> None:
         self.query_one("#kb-name", Input).focus()
+
+    def action_focus_table(self) -> None:
+        self.query_one(KBTable).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

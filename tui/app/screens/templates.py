@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, cast
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -50,8 +51,18 @@ def describe(t: Template) -> str:
     return "\n".join(lines)
 
 
+class SearchBox(Input):
+    """The search box: what is typed filters the list; down moves into it, enter uses the
+    highlighted template."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("down", "screen.into_list", "Results", show=False, id="templates.results"),
+    ]
+
+
 class TemplateList(OptionList):
-    """The templates; keys act on the highlighted one."""
+    """The templates; single keys act on the highlighted one (only while the list has focus:
+    elsewhere they are typed), other letters go to the search box."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "screen.new", "New", id="templates.new"),
@@ -61,6 +72,15 @@ class TemplateList(OptionList):
         Binding("i", "screen.import_file", "Import", id="templates.import"),
         Binding("x", "screen.export_file", "Export", id="templates.export"),
     ]
+
+    def on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character and not self.screen.active_bindings.get(
+                event.key):
+            event.stop()
+            event.prevent_default()
+            search = self.screen.query_one(SearchBox)
+            search.focus()
+            search.insert_text_at_cursor(event.character)
 
 
 class TemplatesScreen(Screen[FilledPrompt | None]):
@@ -106,7 +126,8 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
         tags = library.tags()
         yield Static("Template library", id="templates-title")
         with Horizontal(id="templates-filters"):
-            yield Input(self._query, placeholder="Search templates…", id="templates-search")
+            yield SearchBox(self._query, placeholder="Search templates… (↓: the results)",
+                            id="templates-search")
             yield Select([("All languages", ALL), *((lang, lang) for lang in langs)],
                          value=ALL, allow_blank=False, id="templates-lang")
             yield Select([("All tags", ALL), *((f"{tag} ({n})", tag) for tag, n in tags.items())],
@@ -115,14 +136,14 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
             yield TemplateList(id="template-list")
             with VerticalScroll(id="template-preview-box"):
                 yield Static(id="template-preview", markup=False)
-        yield Static("enter: fill and use   n: new   e: edit   d: duplicate   delete: delete   "
-                     "i: import   x: export   esc: close", id="templates-hint")
+        yield Static("enter: fill and use   in the list: n new  e edit  d duplicate  delete  "
+                     "i import  x export   esc: close", id="templates-hint")
 
     def on_mount(self) -> None:
         self.refresh_list()
         for notice in self.library.notices:
             self.notify(notice, severity="warning")
-        self.query_one(TemplateList).focus()
+        self.query_one(SearchBox).focus()
 
     # -- the list ------------------------------------------------------------------------------
 
@@ -171,7 +192,10 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "templates-search":
             event.stop()
-            self.query_one(TemplateList).focus()
+            self.use_template()
+
+    def action_into_list(self) -> None:
+        self.query_one(TemplateList).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()

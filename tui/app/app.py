@@ -35,6 +35,7 @@ from tui.app.panels import Panels
 from tui.app.screens.chat import ChatScreen
 from tui.app.screens.help import HelpScreen
 from tui.app.themes import DEFAULT_DARK, load_themes, problems_notice, stylesheet_path
+from tui.app.widgets.prompt_input import register_terminal_keys
 from tui.config import Paths, Settings
 from tui.engine.base import Engine
 from tui.engine.protocol import LoadParams, ModelInfo, SamplingParams
@@ -108,6 +109,7 @@ class LmdeskApp(App[None]):
         show_welcome: bool = True,
     ) -> None:
         super().__init__(css_path=stylesheet_path())
+        register_terminal_keys()
         self.first_frame_at: float | None = None
         """perf_counter() when the main screen was first painted (``lmdesk bench ui``)."""
         self.settings = settings

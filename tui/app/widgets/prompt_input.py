@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from enum import Enum
+from typing import Any, ClassVar, cast
 
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
+
+
+class _TerminalKey(Enum):
+    """Key names for sequences Textual's parser reads as another key (it has ``.value`` like
+    Textual's own ``Keys``)."""
+
+    ALT_ENTER = "alt+enter"
+
+
+ALT_ENTER_SEQUENCES = ("\x1b\r", "\x8d")
+"""What alt+enter sends where the terminal does not speak the kitty keyboard protocol: ESC CR
+(tmux, screen, xterm with metaSendsEscape, most emulators) or the 8-bit form (xterm's
+default eightBitInput). Textual drops the ESC and reads plain enter, so alt+enter sent."""
+
+
+def register_terminal_keys() -> None:
+    """Teach Textual's input parser that these sequences are alt+enter (idempotent; called
+    when the app starts, never at import)."""
+    from textual._ansi_sequences import ANSI_SEQUENCES_KEYS
+
+    table = cast("dict[str, object]", ANSI_SEQUENCES_KEYS)
+    for sequence in ALT_ENTER_SEQUENCES:
+        table.setdefault(sequence, (_TerminalKey.ALT_ENTER,))
 
 
 class PromptInput(TextArea):

@@ -76,15 +76,29 @@ async def test_collapse_toggle_and_no_sampling_while_collapsed(tmp_path: Path) -
 
 
 @pilot_test
-async def test_80x24_hides_monitor_and_stays_usable(tmp_path: Path) -> None:
+async def test_80x24_shows_one_status_line_and_f12_lays_the_panel_over(tmp_path: Path) -> None:
     sampler = FakeSampler()
     app = make_app(tmp_path, sampler=sampler)
     async with app.run_test(size=(80, 24)) as pilot:
         panel = chat(app).query_one(MonitorPanel)
-        await pilot.pause(1.2)
-        assert not panel.display
-        assert sampler.samples == 0  # hidden: nothing sampled
         await send(pilot, "hi")
+        await wait_for(pilot, lambda: panel.snapshot is not None)
+        await pilot.pause(0.1)
+        # one line under the chat: model, RAM, tok/s, ctx
+        assert panel.display and panel.region.height == 1 and panel.region.width == 80
+        line = body(panel)
+        assert line.startswith("scripted · RAM 6.0/16.0 GiB · ")
+        assert "tok/s · ctx 21/8k" in line and "f12: monitor" in line
+        pane = chat(app).pane
+        pane_region = pane.region
+        await pilot.press("f12")  # the full panel, over the chat (which keeps its width)
+        await pilot.pause()
+        assert panel.overlay and panel.region.width == 30 and panel.region.height > 10
+        assert pane.region.width == pane_region.width
+        assert "ttft" in body(panel) and "CPU" in body(panel)
+        await pilot.press("f12")
+        await pilot.pause()
+        assert not panel.overlay and panel.region.height == 1
         assert len(app.store.messages(chat(app).meta.id)) == 2
 
 

@@ -54,7 +54,9 @@ async def test_reasoning_is_shown_collapsed_expanded_stored_and_not_resent(
                                                reply.parts[0].seconds)
         assert reply.parts[1] == TextPart(ANSWER)
         assert reply.stats is not None and reply.stats["reasoning_tokens"] > 0
-        # the monitor shows thinking and answer tokens apart
+        # the monitor shows thinking and answer tokens apart (f12: the full panel at 100 columns)
+        await pilot.press("f12")
+        await pilot.pause()
         body = str(app.screen.query_one(MonitorPanel).query_one("#monitor-body").render())
         assert "think" in body and "answer" in body
         # the next turn does not send the reasoning back

@@ -59,3 +59,9 @@ def test_main_screen_ansi_theme(snap_compare: Any, tmp_path: Path) -> None:
 def test_help_screen(snap_compare: Any, tmp_path: Path) -> None:
     assert snap_compare(snapshot_app(tmp_path), terminal_size=(120, 40), press=["f1"],
                         run_before=settle)
+
+
+def test_main_screen_80x24_monitor_overlay(snap_compare: Any, tmp_path: Path) -> None:
+    """f12 at 80x24: the full monitor laid over the right of the chat."""
+    assert snap_compare(snapshot_app(tmp_path), terminal_size=(80, 24), press=["f12"],
+                        run_before=settle)

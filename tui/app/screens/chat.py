@@ -320,8 +320,7 @@ class ChatScreen(Screen[None]):
         self.app.push_screen(ModelsScreen())
 
     def action_toggle_monitor(self) -> None:
-        monitor = self.query_one(MonitorPanel)
-        monitor.collapsed = not monitor.collapsed
+        self.query_one(MonitorPanel).toggle()
 
     def action_copy_message(self) -> None:
         message = self.pane.copy_source()

@@ -1,9 +1,13 @@
 """The right-hand panel: the model, RAM (system, the app, each model worker), CPU, VRAM, the
 reply speed (live while streaming, a sparkline of recent replies), ttft, the context used.
 
+Below ``WIDE_FROM`` columns (80x24 over SSH) there is no room for a column: the panel is one
+status line under the chat (model, RAM, tok/s, ctx), and ``toggle()`` (f12) lays the full
+panel over the right of the chat instead of collapsing it (themes/lmdesk.tcss places both).
+
 The system is sampled about once a second in a thread worker (group "monitor") that posts a
 ``MonitorPanel.Sampled`` message; the UI thread only formats. Nothing is sampled while the panel
-is collapsed or hidden (a narrow terminal), so an idle app costs next to nothing.
+is collapsed or hidden, so an idle app costs next to nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
 SAMPLE_S = 1.0
 GiB = 1024**3
 MiB = 1024**2
+WIDE_FROM = 120
+"""From this many columns the panel is a column of its own (the app's -wide breakpoint)."""
 
 
 def _tokens(n: int) -> str:
@@ -67,6 +73,9 @@ class MonitorPanel(Vertical):
                 display: none;
             }
         }
+        &.-compact > .monitor-title {
+            display: none;
+        }
     }
     """
 
@@ -88,6 +97,8 @@ class MonitorPanel(Vertical):
     """Of the last reply's tokens, those spent thinking (None: it did not think)."""
     answer_tokens: reactive[int | None] = reactive(None)
     collapsed: reactive[bool] = reactive(False)
+    overlay: reactive[bool] = reactive(False)
+    """Below ``WIDE_FROM`` columns: the full panel laid over the chat (else one line)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -115,6 +126,38 @@ class MonitorPanel(Vertical):
     watch_model_name = watch_load_state = watch_tokens_per_s = _watch_any
     watch_ttft_s = watch_ctx_used = watch_n_ctx = _watch_any
     watch_reasoning_tokens = watch_answer_tokens = _watch_any
+
+    @property
+    def narrow(self) -> bool:
+        return self.app.size.width < WIDE_FROM
+
+    @property
+    def compact(self) -> bool:
+        """Drawn as one status line (a narrow terminal, the overlay not shown)."""
+        return self.narrow and not self.overlay
+
+    def toggle(self) -> None:
+        """f12: collapse or expand the column; in a narrow terminal, show or hide the full
+        panel over the chat."""
+        if self.narrow:
+            self.overlay = not self.overlay
+        else:
+            self.collapsed = not self.collapsed
+
+    def watch_overlay(self, overlay: bool) -> None:
+        self.set_class(overlay, "-overlay")
+        self._layout_changed()
+
+    def on_resize(self) -> None:
+        self._layout_changed()
+
+    def _layout_changed(self) -> None:
+        if not self.is_mounted:
+            return
+        if not self.narrow and self.overlay:
+            self.overlay = False  # wide again: the column is back
+        self.set_class(self.compact, "-compact")
+        self._render_body()
 
     def watch_collapsed(self, collapsed: bool) -> None:
         self.set_class(collapsed, "-collapsed")
@@ -205,7 +248,25 @@ class MonitorPanel(Vertical):
             rows.append(("ctx", "--"))
         return rows
 
+    def status_line(self) -> str:
+        """The one line shown in a narrow terminal: model, RAM, tok/s, ctx."""
+        rows = dict(self.lines())
+        model = rows.get("model", "--")
+        state = rows.get("status")
+        parts = [f"{model} ({state})" if state else model]
+        if "RAM" in rows:
+            parts.append(f"RAM {rows['RAM']}")
+        gen = rows.get("gen", "--").split(" tok/s")[0]
+        parts.append(f"{gen} tok/s" if gen != "--" else "-- tok/s")
+        ctx = rows.get("ctx", "--")
+        parts.append(f"ctx {ctx.split(' ')[0]}")
+        return " · ".join(parts) + f"   {self.lmdesk.key_for('toggle_monitor')}: monitor"
+
     def _render_body(self) -> None:
+        if self.compact:
+            self.query_one("#monitor-body", Static).update(
+                Content.styled(self.status_line(), "$text-muted"))
+            return
         content = Content("\n").join(
             Content.assemble((f"{label:<7}", "$text-muted"), value)
             for label, value in self.lines()

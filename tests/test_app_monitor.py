@@ -102,6 +102,44 @@ async def test_80x24_shows_one_status_line_and_f12_lays_the_panel_over(tmp_path:
         assert len(app.store.messages(chat(app).meta.id)) == 2
 
 
+@pilot_test
+async def test_each_model_memory_row_names_its_model(tmp_path: Path) -> None:
+    sampler = FakeSampler()
+    sampler.watch(1001, "smollm2-135m")
+    sampler.watch(1002, "gemma-3-270m-it-q4_k_m-long")
+    app = make_app(tmp_path, sampler=sampler)
+    async with app.run_test(size=(140, 40)) as pilot:
+        panel = chat(app).query_one(MonitorPanel)
+        await wait_for(pilot, lambda: panel.snapshot is not None)
+        await pilot.pause(0.1)
+        rows = [line for line in body(panel).splitlines() if line.startswith(" model")]
+        assert rows == [" model 212 MiB smollm2-135m", " model 212 MiB gemma-3-270m…"]
+
+
+@pilot_test
+async def test_after_a_compare_the_monitor_shows_its_figures(tmp_path: Path) -> None:
+    """A compare run's reply keeps its figures per model: the monitor shows the first's, not
+    the 0.0 tok/s / 0.00 s / 0 tokens of a reply without top-level figures."""
+    from tests.app_fixtures import export_data
+
+    data = export_data("Compared", 1)
+    figures = {"generated_tokens": 40, "generation_tokens_per_s": 55.5,
+               "time_to_first_token_s": 0.31, "prompt_tokens": 20, "stop_reason": "stop"}
+    data["messages"][1]["stats"] = {"compare": {
+        "models": ["a", "b"], "mode": "together",
+        "results": [{"model": "a", "text": "x", **figures},
+                    {"model": "b", "text": "y", **figures, "generation_tokens_per_s": 9.0}]}}
+    store = Store.open(tmp_path / "data")
+    store.import_json(data)
+    app = make_app(tmp_path, store=store)
+    async with app.run_test(size=(140, 40)) as pilot:
+        panel = chat(app).query_one(MonitorPanel)
+        await wait_for(pilot, lambda: panel.snapshot is not None)
+        await pilot.pause(0.1)
+        text = body(panel)
+        assert "55.5 tok/s" in text and "0.31 s" in text and "60/8k" in text
+
+
 def test_worker_pids_are_watched(tmp_path: Path) -> None:
     from tui.engine.protocol import LoadParams
     from tui.session.choice import ResolvedModel

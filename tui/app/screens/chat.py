@@ -19,7 +19,7 @@ from tui.app.screens.text_input import TextInputScreen
 from tui.app.transfer import export_conversation, import_conversation, slug
 from tui.app.widgets.chat_pane import READ_ONLY_SEND, ChatPane
 from tui.app.widgets.message_view import LiveReply, MessageView, code_blocks
-from tui.app.widgets.monitor_panel import MonitorPanel
+from tui.app.widgets.monitor_panel import MonitorPanel, reply_figures
 from tui.app.widgets.sidebar import ConversationList, Sidebar
 from tui.store import ConversationMeta, SearchHit, StoredMessage, StoreError
 
@@ -187,6 +187,7 @@ class ChatScreen(Screen[None]):
     def _show_stats(self, stats: dict[str, Any] | None) -> None:
         """The monitor shows the last reply's speed and the context it filled."""
         monitor = self.query_one(MonitorPanel)
+        stats = reply_figures(stats)  # a compare run: the app's model's figures
         if not stats:
             monitor.tokens_per_s = monitor.ttft_s = monitor.ctx_used = None
             monitor.reasoning_tokens = monitor.answer_tokens = None

@@ -33,6 +33,22 @@ GiB = 1024**3
 MiB = 1024**2
 WIDE_FROM = 120
 """From this many columns the panel is a column of its own (the app's -wide breakpoint)."""
+ROW_WIDTH = 28
+"""Characters in a row of the full panel (its width less the padding)."""
+
+
+def reply_figures(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The figures of a stored reply the monitor shows. A compare run keeps one set per model
+    under ``compare``: the first model's (the app's own) that has any."""
+    if not stats or not isinstance(stats.get("compare"), dict):
+        return stats
+    results = stats["compare"].get("results") or []
+    return next((r for r in results if isinstance(r, dict) and r.get("generated_tokens")),
+                None)
+
+
+def _clip(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: max(0, room - 1)] + "…"
 
 
 def _tokens(n: int) -> str:
@@ -214,7 +230,8 @@ class MonitorPanel(Vertical):
             rows.append(("app", size(snap.app_rss)))
             for worker in snap.workers:
                 value = size(worker.rss_bytes) if worker.alive else "gone"
-                rows.append((" model", value))
+                room = ROW_WIDTH - 7 - len(value) - 1
+                rows.append((" model", f"{value} {_clip(worker.label, room)}".rstrip()))
             if snap.gpus:
                 for gpu in snap.gpus:
                     rows.append((f"VRAM{gpu.index}",

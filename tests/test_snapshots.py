@@ -40,7 +40,18 @@ async def settle(pilot: Pilot[Any]) -> None:
     monitors = list(app.screen.query(MonitorPanel))
     if monitors and monitors[0].display and monitors[0].region.width:
         await wait_for(pilot, lambda: monitors[0].snapshot is not None)
+    steady_cursors(app)
     await pilot.pause(0.2)
+
+
+def steady_cursors(app: LmdeskApp) -> None:
+    """A blinking cursor is drawn or not depending on when the picture is taken: keep it on."""
+    from textual.widgets import Input, TextArea
+
+    for screen in app.screen_stack:
+        for widget in screen.query("Input, TextArea"):
+            if isinstance(widget, Input | TextArea):
+                widget.cursor_blink = False
 
 
 def test_main_screen_80x24(snap_compare: Any, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from tests.app_fixtures import make_app, make_paths, wait_for
+from tests.test_snapshots import steady_cursors
 from tui.app.app import LmdeskApp
 from tui.app.screens.templates import TemplatesScreen
 from tui.store import Store
@@ -19,6 +20,7 @@ async def open_library(pilot: Pilot[Any]) -> None:
     await wait_for(pilot, lambda: app.model_state == "ready")
     await pilot.press("alt+t")
     await wait_for(pilot, lambda: isinstance(app.screen, TemplatesScreen))
+    steady_cursors(app)
     await pilot.pause(0.2)
 
 

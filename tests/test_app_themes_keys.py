@@ -119,8 +119,8 @@ async def test_theme_choice_persists(tmp_path: Path) -> None:
 
 
 def test_check_keymap() -> None:
-    good, problems = check_keymap({"regenerate": "f5", "bogus": "x", "search": ""})
-    assert good == {"regenerate": "f5"}
+    good, problems = check_keymap({"regenerate": "f11", "bogus": "x", "search": ""})
+    assert good == {"regenerate": "f11"}
     assert len(problems) == 2
     ids = [spec.id for spec in ACTIONS]
     assert len(ids) == len(set(ids))
@@ -149,13 +149,13 @@ def test_every_screen_and_widget_binding_is_remappable() -> None:
     assert missing == []
     ids = set(keymap.declared_bindings())
     assert {"models.unload", "profiles.use", "log.copy", "send"} <= ids
-    good, problems = keymap.check_keymap({i: "f20" for i in ids})
+    good, problems = keymap.check_keymap({i: f"ctrl+f{n}" for n, i in enumerate(sorted(ids))})
     assert problems == [] and set(good) == ids
 
 
 @pilot_test
 async def test_keymap_from_settings_remaps_keys(tmp_path: Path) -> None:
-    settings = Settings(keymap={"new_conversation": "ctrl+t", "nothing_like_this": "f12"})
+    settings = Settings(keymap={"new_conversation": "f11", "nothing_like_this": "f12"})
     app = make_app(tmp_path, reply="ok", settings=settings)
     async with app.run_test() as pilot:
         await send(pilot, "hello")
@@ -163,7 +163,7 @@ async def test_keymap_from_settings_remaps_keys(tmp_path: Path) -> None:
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert chat(app).meta.id == first
-        await pilot.press("ctrl+t")
+        await pilot.press("f11")
         await pilot.pause()
         assert chat(app).meta.id != first
         assert any("nothing_like_this" in text for _s, text in notifications(app))
@@ -171,7 +171,7 @@ async def test_keymap_from_settings_remaps_keys(tmp_path: Path) -> None:
         assert isinstance(app.screen, HelpScreen)
         table = app.screen.query_one(DataTable)
         rows = [table.get_row_at(i) for i in range(table.row_count)]
-        assert ["^t", "Start a new conversation", "new_conversation"] in rows
+        assert ["f11", "new_conversation", "Start a new conversation"] in rows
         await pilot.press("f1")  # f1 again closes it
         assert not isinstance(app.screen, HelpScreen)
 
@@ -187,3 +187,36 @@ async def test_sidebar_toggles(tmp_path: Path) -> None:
         await pilot.press("ctrl+b")
         assert sidebar.display
         assert chat(app).query_one("#monitor").region.height == 1  # one status line
+
+
+@pilot_test
+async def test_help_shows_the_ids_in_full_at_100_columns(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.pause(0.2)
+        shown = "\n".join("".join(seg.text for seg in strip)
+                          for strip in app.screen._compositor.render_strips())
+        for binding_id in ("new_conversation", "toggle_sidebar", "regenerate",
+                           "copy_message", "system_prompt", "toggle_monitor"):
+            assert f" {binding_id} " in shown, binding_id
+
+
+@pilot_test
+async def test_a_remap_onto_another_actions_key_is_refused_in_one_notice(tmp_path: Path) -> None:
+    # the help's old example: f10 is the doctor's key
+    settings = Settings(keymap={"regenerate": "f10", "search": "f11", "copy_message": "f11"})
+    app = make_app(tmp_path, reply="ok", settings=settings)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        keymap_notes = [text for _s, text in notifications(app) if "keymap:" in text]
+        assert len(keymap_notes) == 1
+        assert "regenerate = 'f10' refused: f10 is already doctor's key" in keymap_notes[0]
+        assert "search = 'f11' refused" in keymap_notes[0]
+        assert app.keymap == {}
+        await pilot.press("f10")  # still the doctor
+        await pilot.pause()
+        from tui.app.screens.doctor import DoctorScreen
+
+        assert isinstance(app.screen, DoctorScreen)

@@ -149,7 +149,8 @@ class LmdeskApp(App[None]):
             self.register_theme(theme)
         self._theme_problems = themes.problems
         good_keys, key_problems = keymap.check_keymap(settings.keymap)
-        self._notices.extend(key_problems)
+        if key_problems:  # one notification for all of them
+            self._notices.append("\n".join(key_problems))
         self.keymap = good_keys
         self.set_keymap(good_keys)
         self._saved_theme = self._pick_theme()

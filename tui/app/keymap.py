@@ -155,20 +155,55 @@ def known_ids(extra: Iterable[str] = ()) -> set[str]:
     return {spec.id for spec in ACTIONS} | set(declared_bindings()) | set(extra)
 
 
+PROMPT_KEYS: dict[str, str] = {"send": "enter", "newline": "ctrl+j,alt+enter,shift+enter"}
+"""The prompt's own bindings (PromptInput): the prompt always has them, so they count too."""
+
+
+def _global_keys(keymap: Mapping[str, str]) -> dict[str, str]:
+    """Binding id -> keys of every binding live on the chat screen at once: the app's and
+    the chat screen's actions (priority bindings) and the prompt's."""
+    defaults = {spec.id: spec.keys for spec in ACTIONS} | PROMPT_KEYS
+    return {bid: keymap.get(bid, keys) for bid, keys in defaults.items()}
+
+
+def _collisions(keymap: Mapping[str, str]) -> dict[str, list[str]]:
+    """Key -> the binding ids sharing it (only keys held by more than one)."""
+    holders: dict[str, list[str]] = {}
+    for bid, keys in _global_keys(keymap).items():
+        for key in dict.fromkeys(k for k in keys.split(",") if k):
+            holders.setdefault(key, []).append(bid)
+    return {key: ids for key, ids in holders.items() if len(ids) > 1}
+
+
 def check_keymap(keymap: Mapping[str, object]) -> tuple[dict[str, str], list[str]]:
-    """Keep the entries that name a known binding with a key string; report the rest."""
+    """Keep the entries that name a known binding with a key string and take no key another
+    action already has; report the rest (a refused remap keeps the binding's own keys)."""
     good: dict[str, str] = {}
     problems: list[str] = []
     if not keymap:
         return good, problems
     known = known_ids()
+    global_ids = {spec.id for spec in ACTIONS} | set(PROMPT_KEYS)
     for binding_id, keys in keymap.items():
         if binding_id not in known:
             problems.append(f"keymap: no binding called {binding_id!r}")
         elif not isinstance(keys, str) or not keys.strip():
             problems.append(f"keymap: {binding_id} should be a key like \"ctrl+k\"")
+        elif binding_id in global_ids and binding_id not in PROMPT_KEYS and any(
+                len(k) == 1 and k.isprintable() for k in keys.replace(" ", "").split(",")):
+            problems.append(f"keymap: {binding_id} = {keys!r} refused: a single character "
+                            "would be taken from what you type in the prompt")
         else:
             good[binding_id] = keys.replace(" ", "")
+    while collisions := _collisions(good):
+        key, ids = next(iter(collisions.items()))
+        remapped = [bid for bid in ids if bid in good and key in good[bid].split(",")]
+        if not remapped:
+            break  # only built-in keys share it: not the user's doing
+        for bid in remapped:
+            others = ", ".join(i for i in ids if i != bid)
+            problems.append(f"keymap: {bid} = {good.pop(bid)!r} refused: {key} is already "
+                            f"{others}'s key")
     return good, problems
 
 

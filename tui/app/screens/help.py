@@ -20,7 +20,7 @@ Row = tuple[str, str, str]
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = (
         "HelpScreen {" + MODAL_CSS + """
-        & > Vertical { width: 110; height: 90%; }
+        & > Vertical { width: 100%; max-width: 120; height: 90%; }
         DataTable { height: 1fr; }
     }"""
     )
@@ -38,15 +38,18 @@ class HelpScreen(ModalScreen[None]):
             box.border_title = "Keys"
             yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
             yield Static(
-                "Remap any key in config.toml:  [keymap]  regenerate = \"f10\"   "
-                "(the id is the last column). ^p opens the command palette.",
+                "Remap a key in config.toml: [keymap] then id = \"keys\", e.g. "
+                "regenerate = \"f11\" (a key another action has is refused). "
+                "^p: the command palette.",
                 classes="modal-hint", markup=False,
             )
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("keys", "does", "id")
-        table.add_rows(self._rows)
+        # the id before the description: the id is what config.toml needs, so it is never the
+        # column cut off in a narrow terminal
+        table.add_columns("keys", "id", "does")
+        table.add_rows([(keys, binding_id, does) for keys, does, binding_id in self._rows])
         table.focus()
 
     def action_close(self) -> None:

@@ -73,7 +73,8 @@ def add_ask_parser(sub: Any) -> argparse.ArgumentParser:
     ask: argparse.ArgumentParser = sub.add_parser(
         "ask", help="answer one prompt, streamed to stdout")
     ask.add_argument("prompt", nargs="*", help="the prompt (read from stdin when absent)")
-    ask.add_argument("-s", "--system", help="system prompt")
+    ask.add_argument("-s", "--system",
+                     help="system prompt (default: the system_prompt setting, as the app uses)")
     ask.add_argument("--raw", action="store_true", help="plain completion: no chat template")
     ask.add_argument("--json", action="store_true", help="print one JSON object with the stats")
     ask.add_argument("--no-reasoning", action="store_true",
@@ -254,7 +255,10 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
                                              paths, sink, use, saved)
                     else:
                         request = for_prompt(
-                            prompt, sampling, system=args.system or "", store=store,
+                            prompt, sampling, store=store,
+                            # a new conversation in the app starts with the system prompt
+                            system=settings.system_prompt if args.system is None
+                            else args.system,
                             memory=not args.no_memory, kbs=args.kb, data_dir=paths.data_dir,
                         )
                         outcome = _interruptible(session, lambda cancel: run_turn(

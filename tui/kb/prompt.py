@@ -8,11 +8,13 @@ system prompt, and shows ``sources`` under the reply (each opens its file at its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from tui.kb.chunking import tokenize
 from tui.kb.index import Embedder, Hit, rrf
 
 if TYPE_CHECKING:
@@ -20,6 +22,10 @@ if TYPE_CHECKING:
     from tui.kb.kb import KnowledgeBase
 
 PER_KB = 8
+SHARED_TERMS = 2
+"""An answer that cites no [n] must share this many words (stop words aside) with a passage
+for that passage to be listed as its source."""
+_CITATION = re.compile(r"\[(\d{1,3})\]")
 INSTRUCTIONS = (
     "Answer using the numbered passages below. After each fact you take from a passage, "
     "cite it as [1], [2] and so on. If the passages do not contain the answer, say so."
@@ -41,6 +47,8 @@ class Source:
     """``start``/``end`` are PDF pages."""
     heading: str = ""
     kb: str = ""
+    sha1: str = ""
+    """The file's SHA-1 when it was indexed (the passage viewer tells a changed file)."""
 
     @property
     def label(self) -> str:
@@ -165,10 +173,36 @@ def retrieve_for_prompt(
         used += cost
     if not taken:
         return RetrievedContext((), (), "", 0, tuple(notes) or ("no passages found",))
+    indexed = {kb.name: kb.index.files for kb in kbs}
     sources = tuple(Source(i, h.chunk.path, h.chunk.start, h.chunk.end, h.chunk.page,
-                           h.chunk.heading, h.kb) for i, h in enumerate(taken, 1))
+                           h.chunk.heading, h.kb, _indexed_sha1(indexed, h))
+                    for i, h in enumerate(taken, 1))
     block = build_block(texts)
     return RetrievedContext(tuple(texts), sources, block, _count(engine, block), tuple(notes))
+
+
+def _indexed_sha1(indexed: Mapping[str, Mapping[str, object]], hit: Hit) -> str:
+    state = indexed.get(hit.kb, {}).get(hit.chunk.path)
+    return str(getattr(state, "sha1", "") or "")
+
+
+def passage_body(passage: str) -> str:
+    """A numbered passage without its header line (the number, the file, the heading)."""
+    return passage.split("\n", 1)[1] if "\n" in passage else ""
+
+
+def answer_sources(answer: str, sources: Sequence[Mapping[str, object]],
+                   passages: Sequence[str]) -> list[Mapping[str, object]]:
+    """The sources an answer is drawn from, of those its prompt offered (``passages[i]`` is
+    source i + 1). An answer that cites [n] has those; one that cites none has the passages
+    it shares words with, so an answer unrelated to the documents lists no source."""
+    numbers = {int(n) for n in _CITATION.findall(answer)}
+    cited = [s for s in sources if s.get("n") in numbers]
+    if cited:
+        return cited
+    words = set(tokenize(answer))
+    return [s for s, passage in zip(sources, passages, strict=False)
+            if len(words & set(tokenize(passage_body(passage)))) >= SHARED_TERMS]
 
 
 def kb_messages(

@@ -64,7 +64,10 @@ class BuiltPrompt:
     plan: ContextPlan
     n_ctx: int
     sources: list[dict[str, Any]] = field(default_factory=list)
+    """Every source the prompt offers, [1] first (the reply lists those it used)."""
     notes: list[str] = field(default_factory=list)
+    passages: list[str] = field(default_factory=list)
+    """The numbered passages behind ``sources``, in the same order."""
 
 
 def snapshot(store: Store, meta: ConversationMeta, history: Sequence[StoredMessage],
@@ -150,14 +153,21 @@ class _TextCounter:
         return self.engine.count_tokens(text=text)
 
 
-def _kb_block(request: PromptRequest, engine: Engine, n_ctx: int
-              ) -> tuple[str, list[dict[str, Any]], list[str]]:
+@dataclass
+class _KBBlock:
+    text: str = ""
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    passages: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _kb_block(request: PromptRequest, engine: Engine, n_ctx: int) -> _KBBlock:
     """Passages from the attached knowledge bases for the last user message."""
     if not request.kbs or request.data_dir is None:
-        return "", [], []
+        return _KBBlock()
     query = next((m.content for m in reversed(request.history) if m.role == "user"), "")
     if not query.strip():
-        return "", [], []
+        return _KBBlock()
     from tui.kb import KBLibrary
     from tui.kb.prompt import retrieve_for_prompt
 
@@ -170,16 +180,17 @@ def _kb_block(request: PromptRequest, engine: Engine, n_ctx: int
         except Exception as exc:
             notes.append(f"knowledge base {name!r} left out: {exc}")
     if not opened:
-        return "", [], notes
+        return _KBBlock(notes=notes)
     try:
         found = retrieve_for_prompt(opened, query, _TextCounter(engine),
                                     max(64, n_ctx // KB_SHARE))
     except Exception as exc:
         notes.append(f"knowledge-base search failed: {exc}")
-        return "", [], notes
-    sources = [{"n": s.n, "path": s.path, "start": s.start, "end": s.end, "label": s.label}
+        return _KBBlock(notes=notes)
+    sources = [{"n": s.n, "path": s.path, "start": s.start, "end": s.end, "label": s.label,
+                "kb": s.kb, "sha1": s.sha1}
                for s in found.sources]
-    return found.system_block, sources, notes
+    return _KBBlock(found.system_block, sources, list(found.passages), notes)
 
 
 def build_prompt(request: PromptRequest, engine: Engine,
@@ -193,9 +204,9 @@ def build_prompt(request: PromptRequest, engine: Engine,
     if reserve < sampling.max_tokens:
         sampling = dataclasses.replace(sampling, max_tokens=reserve)
     notes = list(request.notes)
-    kb_text, sources, kb_notes = _kb_block(request, engine, n_ctx)
-    notes += kb_notes
-    system = "\n\n".join(p for p in (request.system_prompt.strip(), kb_text) if p)
+    kb = _kb_block(request, engine, n_ctx)
+    notes += kb.notes
+    system = "\n\n".join(p for p in (request.system_prompt.strip(), kb.text) if p)
     plan = build_context(
         engine, history=request.history, n_ctx=n_ctx, system_prompt=system,
         persona=request.persona, memories=request.memories, reply_reserve=reserve,
@@ -203,4 +214,4 @@ def build_prompt(request: PromptRequest, engine: Engine,
         summary_cache=summary_cache if summary_cache is not None else _SUMMARIES,
     )
     notes += plan.notes
-    return BuiltPrompt(plan.messages, sampling, plan, n_ctx, sources, notes)
+    return BuiltPrompt(plan.messages, sampling, plan, n_ctx, kb.sources, notes, kb.passages)

@@ -119,7 +119,13 @@ class TurnOutcome:
 
     @property
     def sources(self) -> list[dict[str, Any]]:
-        return self.built.sources if self.built is not None else []
+        """The knowledge-base sources the answer drew on (none for an unrelated answer)."""
+        if self.built is None or not self.built.sources:
+            return []
+        from tui.kb.prompt import answer_sources
+
+        return [dict(s) for s in answer_sources(self.text, self.built.sources,
+                                                self.built.passages)]
 
     def stats(self) -> dict[str, Any] | None:
         """The figures saved with the reply: the engine's stats, the model, the sources."""

@@ -366,12 +366,26 @@ def read_passage(path: str, start: int, end: int,
     return first, out
 
 
+def file_sha1(path: str) -> str:
+    """The file's SHA-1, read in blocks; raises OSError."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class PassageRead(Message):
-    def __init__(self, first: int, lines: list[str], error: str = "") -> None:
+    def __init__(self, first: int, lines: list[str], error: str = "",
+                 changed: bool = False) -> None:
         super().__init__()
         self.first = first
         self.lines = lines
         self.error = error
+        self.changed = changed
+        """The file is not the one indexed: its lines may have moved."""
 
 
 class SourceScreen(ModalScreen[None]):
@@ -417,10 +431,12 @@ class SourceScreen(ModalScreen[None]):
             return
         try:
             first, lines = read_passage(self.path, self.start, self.end)
+            indexed = str(self.source.get("sha1") or "")
+            changed = bool(indexed) and file_sha1(self.path) != indexed
         except OSError as exc:
             self.post_message(PassageRead(1, [], str(exc)))
             return
-        self.post_message(PassageRead(first, lines))
+        self.post_message(PassageRead(first, lines, changed=changed))
 
     def on_passage_read(self, event: PassageRead) -> None:
         event.stop()
@@ -436,6 +452,10 @@ class SourceScreen(ModalScreen[None]):
                 mark = "▌" if self.start <= number <= self.end else " "
                 rows.append(f"{number:>{width}} {mark} {line}")
             text = "\n".join(rows)
+        if event.changed and not event.error:
+            text = (f"⚠ {Path(self.path).name} changed since it was indexed: these are its "
+                    f"lines {self.start}-{self.end} now, not necessarily the passage cited "
+                    "(reindex it with i in alt+k).\n\n" + text)
         self.query_one("#source-text", Static).update(text)
 
     @property

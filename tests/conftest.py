@@ -52,6 +52,7 @@ def _private_dirs(
     monkeypatch.setenv("LMDESK_DATA_DIR", str(base / "data"))
     monkeypatch.setenv("LMDESK_CONFIG_DIR", str(base / "config"))
     monkeypatch.setenv("LMDESK_CACHE_DIR", str(base / "cache"))
+    monkeypatch.setenv("LMDESK_EXPORT_DIR", str(base / "exports"))
 
 
 @pytest.fixture(scope="session")

@@ -136,24 +136,25 @@ async def test_search_opens_the_conversation_at_the_message(tmp_path: Path) -> N
 async def test_export_and_import_round_trip(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
+    exports = tmp_path / "exports"
+    monkeypatch.setenv("LMDESK_EXPORT_DIR", str(exports))
     app = make_app(tmp_path, reply="the **answer**")
     async with app.run_test() as pilot:
         await send(pilot, "round trip")
         await pilot.press("f6")
         assert isinstance(app.screen, TextInputScreen)
-        await pilot.press("enter")  # default: <slug>.md in the current folder
+        await pilot.press("enter")  # default: <export folder>/<slug>.md
         await pilot.pause()
-        markdown = (tmp_path / "round-trip.md").read_text()
+        markdown = (exports / "round-trip.md").read_text()
         assert "round trip" in markdown and "the **answer**" in markdown
-        assert any("round-trip.md" in text for _s, text in notifications(app))
+        assert any(str(exports / "round-trip.md") in text for _s, text in notifications(app))
         exported = chat(app).export_to(chat(app).meta.id, Path("out/conv.json"))
-        assert exported == tmp_path / "out/conv.json"
-        data = json.loads((tmp_path / "out/conv.json").read_text())
+        assert exported == exports / "out/conv.json"
+        data = json.loads((exports / "out/conv.json").read_text())
         assert [m["content"] for m in data["messages"]] == ["round trip", "the **answer**"]
         before = {m.id for m in app.store.list_conversations()}
         await pilot.press("f7")
-        app.screen.query_one("Input").value = str(tmp_path / "out/conv.json")  # type: ignore[attr-defined]
+        app.screen.query_one("Input").value = str(exports / "out/conv.json")  # type: ignore[attr-defined]
         await pilot.press("enter")
         await pilot.pause()
         new = chat(app).meta.id

@@ -1,9 +1,15 @@
-"""Export a conversation to a file (Markdown or JSON), import a JSON export."""
+"""Export a conversation to a file (Markdown or JSON), import a JSON export.
+
+Exports go to the user's documents folder, ``<Documents>/lmdesk`` (``LMDESK_EXPORT_DIR``
+overrides it), not to wherever lmdesk was started; they are private (0600) like the store.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from tui.store import ConversationMeta, Store
@@ -15,18 +21,35 @@ def slug(title: str) -> str:
     return text[:40] or "conversation"
 
 
-def export_conversation(store: Store, cid: str, path: Path) -> Path:
-    """Write ``cid`` to ``path`` (relative: to the current folder); ``.json`` writes JSON, any
-    other suffix Markdown. Returns the absolute path. Raises OSError or StoreError."""
+ENV_EXPORT_DIR = "LMDESK_EXPORT_DIR"
+
+
+def export_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where exports go by default: ``LMDESK_EXPORT_DIR``, else ``<Documents>/lmdesk``."""
+    chosen = (os.environ if env is None else env).get(ENV_EXPORT_DIR)
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    import platformdirs
+
+    return Path(platformdirs.user_documents_dir()) / "lmdesk"
+
+
+def export_conversation(store: Store, cid: str, path: Path, base: Path | None = None) -> Path:
+    """Write ``cid`` to ``path`` (relative: to ``base``, by default ``export_dir()``);
+    ``.json`` writes JSON, any other suffix Markdown. The file is private (0600). Returns
+    the absolute path. Raises OSError or StoreError."""
     path = path.expanduser()
     if not path.is_absolute():
-        path = Path.cwd() / path
+        path = (base if base is not None else export_dir()) / path
     if path.suffix.lower() == ".json":
         data = json.dumps(store.export_json(cid), indent=2, ensure_ascii=False)
     else:
         data = store.export_markdown(cid)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(data, encoding="utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)  # an existing file keeps its mode otherwise
+        f.write(data)
     return path
 
 

@@ -16,7 +16,7 @@ from tui.app.screens.confirm import ConfirmScreen
 from tui.app.screens.search import SearchScreen
 from tui.app.screens.system_prompt import SystemPromptScreen
 from tui.app.screens.text_input import TextInputScreen
-from tui.app.transfer import export_conversation, import_conversation, slug
+from tui.app.transfer import export_conversation, export_dir, import_conversation, slug
 from tui.app.widgets.chat_pane import READ_ONLY_SEND, ChatPane
 from tui.app.widgets.message_view import LiveReply, MessageView, code_blocks
 from tui.app.widgets.monitor_panel import MonitorPanel, reply_figures
@@ -460,8 +460,9 @@ class ChatScreen(Screen[None]):
 
         self.app.push_screen(
             TextInputScreen(
-                "Export conversation", f"{slug(meta.title)}{suffix}",
-                hint="A path ending in .md (Markdown) or .json (JSON, can be imported).",
+                "Export conversation", str(export_dir() / f"{slug(meta.title)}{suffix}"),
+                hint=f"A path ending in .md (Markdown) or .json (JSON, can be imported); "
+                     f"a relative one goes under {export_dir()}.",
             ),
             export,
         )

@@ -157,6 +157,9 @@ async def test_export_and_import_round_trip(
         app.screen.query_one("Input").value = str(exports / "out/conv.json")  # type: ignore[attr-defined]
         await pilot.press("enter")
         await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)  # the conversation is here already
+        await pilot.press("y")
+        await pilot.pause()
         new = chat(app).meta.id
         assert new not in before
         assert [m.content for m in app.store.messages(new)] == ["round trip", "the **answer**"]

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from tui.store import ConversationMeta, Store
+from tui.store import ConversationMeta, Store, StoreError
+
+if TYPE_CHECKING:
+    from tui.app.app import LmdeskApp
 
 
 def slug(title: str) -> str:
@@ -53,9 +57,97 @@ def export_conversation(store: Store, cid: str, path: Path, base: Path | None = 
     return path
 
 
-def import_conversation(store: Store, path: Path) -> ConversationMeta:
-    """Add the conversation exported in ``path``. Raises OSError, ValueError or StoreError."""
-    data = json.loads(path.expanduser().read_text(encoding="utf-8"))
+def read_export(path: Path) -> dict[str, Any]:
+    """The export in ``path``, checked; ``ValueError`` says in one line what is wrong."""
+    path = path.expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder: give the .json file in it") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file (not a JSON export)") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path.name} is not JSON (line {exc.lineno}: {exc.msg})") from None
     if not isinstance(data, dict):
         raise ValueError("not a conversation export (expected a JSON object)")
-    return store.import_json(data)
+    from tui.store.exchange import parse_import
+
+    try:
+        parse_import(data)
+    except StoreError as exc:
+        raise ValueError(f"{path.name} is not an lmdesk export: {exc}") from None
+    return data
+
+
+def already_imported(store: Store, data: Mapping[str, Any]) -> ConversationMeta | None:
+    """A conversation in the store that this export already made (the same title, start
+    time and number of messages), or None."""
+    conv = data.get("conversation")
+    messages = data.get("messages")
+    if not isinstance(conv, dict) or not isinstance(messages, list):
+        return None
+    created = conv.get("created")
+    if not isinstance(created, int | float):
+        return None
+    for meta in store.list_conversations():
+        if (meta.title == conv.get("title") and abs(meta.created - created) < 1e-3
+                and meta.message_count == len(messages)):
+            return meta
+    return None
+
+
+def import_conversation(store: Store, path: Path) -> ConversationMeta:
+    """Add the conversation exported in ``path``. Raises OSError, ValueError or StoreError."""
+    return store.import_json(read_export(path))
+
+
+def ask_import(app: LmdeskApp, import_from: Callable[[Path], Awaitable[object]]) -> None:
+    """The import dialog: a wrong path is said in the dialog, which stays open; a file
+    imported before asks before making a second copy; then ``import_from(path)``."""
+    from tui.app.screens.confirm import ConfirmScreen
+    from tui.app.screens.text_input import TextInputScreen
+
+    checked: dict[str, dict[str, Any]] = {}
+
+    def check(value: str) -> str | None:
+        try:
+            checked[value] = read_export(Path(value))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    async def chosen(value: str | None) -> None:
+        if not value:
+            return
+        path = Path(value)
+        twin = already_imported(app.store, checked[value]) if value in checked else None
+        if twin is None:
+            await import_from(path)
+            return
+
+        async def answer(yes: bool | None) -> None:
+            if yes:
+                await import_from(path)
+
+        when = _day(twin.created)
+        app.push_screen(ConfirmScreen(
+            "Imported before", f"{path.name} was imported already: “{twin.title}” "
+            f"({twin.message_count} messages, started {when}). Import a second copy?",
+            yes="Import again"), answer)
+
+    app.push_screen(TextInputScreen(
+        "Import a conversation", placeholder="path/to/export.json",
+        hint="A .json file written by Export.   Enter: import   esc: cancel",
+        check=check), chosen)
+
+
+def _day(timestamp: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))

@@ -16,7 +16,13 @@ from tui.app.screens.confirm import ConfirmScreen
 from tui.app.screens.search import SearchScreen
 from tui.app.screens.system_prompt import SystemPromptScreen
 from tui.app.screens.text_input import TextInputScreen
-from tui.app.transfer import export_conversation, export_dir, import_conversation, slug
+from tui.app.transfer import (
+    ask_import,
+    export_conversation,
+    export_dir,
+    import_conversation,
+    slug,
+)
 from tui.app.widgets.chat_pane import READ_ONLY_SEND, ChatPane
 from tui.app.widgets.message_view import LiveReply, MessageView, code_blocks
 from tui.app.widgets.monitor_panel import MonitorPanel, reply_figures
@@ -477,18 +483,8 @@ class ChatScreen(Screen[None]):
         return path
 
     def action_import_conversation(self) -> None:
-        if not self._writable():
-            return
-
-        async def load(value: str | None) -> None:
-            if value:
-                await self.import_from(Path(value))
-
-        self.app.push_screen(
-            TextInputScreen("Import a conversation", placeholder="path/to/export.json",
-                            hint="A .json file written by Export."),
-            load,
-        )
+        if self._writable():
+            ask_import(self.lmdesk, self.import_from)
 
     async def import_from(self, path: Path) -> ConversationMeta | None:
         try:

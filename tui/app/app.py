@@ -25,6 +25,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.theme import Theme
 from textual.widget import Widget
+from textual.widgets import TextArea
 from textual.worker import Worker, WorkerState
 
 from tui.app import gc_tuning, keymap
@@ -90,6 +91,12 @@ class LmdeskApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         *keymap.bindings("app"),
         Binding("ctrl+c", "help_quit", show=False, system=True),
+        # priority: the app moves the focus before it hands on the keys typed after tab (as
+        # the screens' plain binding, tab bubbled up from a form's field while the letters
+        # typed after it went into that field); check_action leaves tab to an indenting
+        # editor
+        Binding("tab", "focus_next", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", show=False, priority=True),
     ]
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012 (as Textual types it)
 
@@ -231,6 +238,12 @@ class LmdeskApp(App[None]):
         await super().on_event(event)
         if isinstance(event, events.MouseDown):
             self.call_later(self._note_chosen_focus)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("focus_next", "focus_previous"):
+            focused = self.focused
+            return not (isinstance(focused, TextArea) and focused.tab_behavior == "indent")
+        return True
 
     def _note_chosen_focus(self) -> None:
         chat = self.main_screen

@@ -46,7 +46,7 @@ def test_apply_sets_the_libraries_switches_and_the_guard() -> None:
     env: dict[str, str] = {}
     try:
         state = apply_offline_mode(Settings(), None, env)
-        assert state.offline and state.source == "config"
+        assert state.offline and state.source == "default" and not state.strict
         assert offline.guard_installed()
         assert env["HF_HUB_OFFLINE"] == "1" and env["LMDESK_OFFLINE"] == "1"
         assert env["HF_HUB_DISABLE_TELEMETRY"] == "1" and env["DO_NOT_TRACK"] == "1"

@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = resolve_paths(args.data_dir, args.config_dir)
     settings, notes = load_settings(paths)
     command = args.command
-    from tui.offline import apply_offline_mode
+    from tui.offline import OfflineError, apply_offline_mode
 
     # before anything imports huggingface_hub: it reads its offline switch at import
     offline = apply_offline_mode(settings, args.offline, os.environ)
@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command in ("templates", "memory", "chats"):
             return _store_command(command, args, paths)
         return cmd_app(args, settings, paths, notes)
-    except (CliError, EngineError) as exc:
+    except (CliError, EngineError, OfflineError) as exc:
         print(f"lmdesk: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -92,6 +92,8 @@ class Settings:
     """MCP servers: ``[mcp.servers.NAME]`` with command/args/env, or url (see the README)."""
     keymap: dict[str, str] = field(default_factory=dict)
     """Binding id -> keys, e.g. {"new_conversation" = "ctrl+n"}."""
+    from_file: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
+    """The settings config.toml gave (the rest are defaults); not a setting itself."""
 
 
 def load_settings(paths: Paths) -> tuple[Settings, list[str]]:
@@ -104,7 +106,7 @@ def load_settings(paths: Paths) -> tuple[Settings, list[str]]:
         raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return Settings(), [f"{path}: {exc}; using the defaults"]
-    known = {f.name for f in fields(Settings)}
+    known = {f.name for f in fields(Settings)} - {"from_file"}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key in known:
@@ -118,4 +120,4 @@ def load_settings(paths: Paths) -> tuple[Settings, list[str]]:
         if expected is not None and not isinstance(value, expected):
             problems.append(f"{path}: {key} should be {expected.__name__}, got {value!r}")
             del values[key]
-    return Settings(**values), problems
+    return Settings(**values, from_file=frozenset(values)), problems

@@ -1,16 +1,21 @@
 """Offline mode, enforced: lmdesk opens no outbound connection unless the user asks for one.
 
 The switch: the ``offline`` setting (default on), ``LMDESK_OFFLINE=1/0`` and the ``--offline`` /
-``--online`` flags (flag beats environment beats config). When offline:
+``--online`` flags (flag beats environment beats config beats the default). When offline:
 
 - the Hugging Face libraries are told so (``HF_HUB_OFFLINE=1``) before they are imported;
 - a socket-level guard refuses every connection and name lookup for a host that is not this
   machine, with an ``OfflineError`` naming what was refused.
 
-A download or a remote endpoint opens the door for its own hosts only, for as long as it runs::
+Offline by default, a download or a remote endpoint the user asks for opens the door for its
+own hosts only, for as long as it runs::
 
     with allow_network("https://huggingface.co/...", hosts=HF_HOSTS):
         ...
+
+Offline because the user said so (any of the flag, ``LMDESK_OFFLINE=1`` or ``offline = true``
+in config.toml: one switch, ``OfflineState.strict``), the door stays shut: ``allow_network``
+raises ``OfflineError`` before any name is looked up.
 
 Telemetry is silenced whatever the mode (``HF_HUB_DISABLE_TELEMETRY=1``, ``DO_NOT_TRACK=1``).
 Call ``apply_offline_mode`` in ``main()`` before anything imports huggingface_hub.
@@ -30,6 +35,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ENV_OFFLINE = "LMDESK_OFFLINE"
+ENV_SOURCE = "LMDESK_OFFLINE_SOURCE"
+"""Set beside ``LMDESK_OFFLINE`` by ``apply_offline_mode``: what decided it, so the processes
+it starts (and a later look in this one) do not take the inherited value for the user's."""
 TURN_OFF = "turn it off with --online or LMDESK_OFFLINE=0"
 
 SILENCED_ENV: dict[str, str] = {
@@ -67,23 +75,35 @@ class OfflineState:
     silenced: tuple[str, ...] = tuple(SILENCED_ENV)
     """Environment variables set to keep libraries from phoning home."""
 
+    @property
+    def strict(self) -> bool:
+        """Offline because the user said so: no download or endpoint opens the door."""
+        return self.offline and self.source != "default"
+
+
+SOURCES = ("flag", "environment", "config", "default")
+
 
 def decide_offline(
-    config_offline: bool, flag: bool | None, env: Mapping[str, str]
+    config_offline: bool, flag: bool | None, env: Mapping[str, str], *,
+    from_config: bool = True,
 ) -> tuple[bool, str, list[str]]:
-    """Flag, then ``LMDESK_OFFLINE``, then the config. Returns (offline, source, notes)."""
+    """Flag, then ``LMDESK_OFFLINE``, then the config (``from_config``: config.toml sets it;
+    else it is the default). Returns (offline, source, notes)."""
     notes: list[str] = []
     if flag is not None:
         return flag, "flag", notes
     raw = env.get(ENV_OFFLINE)
     if raw is not None:
         value = raw.strip().lower()
+        inherited = env.get(ENV_SOURCE, "environment")  # set by apply_offline_mode
+        source = inherited if inherited in SOURCES else "environment"
         if value in _TRUE:
-            return True, "environment", notes
+            return True, source, notes
         if value in _FALSE:
-            return False, "environment", notes
+            return False, source, notes
         notes.append(f"{ENV_OFFLINE}={raw!r} is not 1 or 0; ignored")
-    return bool(config_offline), "config", notes
+    return bool(config_offline), "config" if from_config else "default", notes
 
 
 def apply_offline_mode(
@@ -95,8 +115,11 @@ def apply_offline_mode(
     ``env`` is ``os.environ`` by default (child processes inherit the switches, and
     ``LMDESK_OFFLINE`` is set so a model worker can call ``install_from_env()``).
     """
+    global _state
     target = os.environ if env is None else env
-    offline, source, notes = decide_offline(getattr(settings, "offline", True), flag, target)
+    from_config = "offline" in getattr(settings, "from_file", ("offline",))
+    offline, source, notes = decide_offline(getattr(settings, "offline", True), flag, target,
+                                            from_config=from_config)
     for key, value in SILENCED_ENV.items():
         target[key] = value
     if offline:
@@ -105,6 +128,7 @@ def apply_offline_mode(
     else:
         target.pop("HF_HUB_OFFLINE", None)
         target[ENV_OFFLINE] = "0"
+    target[ENV_SOURCE] = source
     hub = sys.modules.get("huggingface_hub.constants")
     if hub is not None:  # imported before us: its constants are already read; set them too
         notes.append("huggingface_hub was imported before offline mode was applied")
@@ -114,7 +138,13 @@ def apply_offline_mode(
         install_guard()
     else:
         uninstall_guard()
-    return OfflineState(offline, source, tuple(notes))
+    _state = OfflineState(offline, source, tuple(notes))
+    return _state
+
+
+def current_state() -> OfflineState | None:
+    """What ``apply_offline_mode`` decided in this process (None before it ran)."""
+    return _state
 
 
 def enable_offline(reason: str = "offline mode") -> None:
@@ -136,6 +166,7 @@ def install_from_env(env: Mapping[str, str] | None = None) -> bool:
 
 # -- the guard -------------------------------------------------------------------------------
 
+_state: OfflineState | None = None
 _lock = threading.RLock()
 _installed = False
 _reason = "offline mode"
@@ -228,9 +259,12 @@ def install_guard() -> None:
 
 
 def uninstall_guard() -> None:
-    """Put the originals back (only if ours are still the ones installed)."""
-    global _installed
+    """Put the originals back (only if ours are still the ones installed); the offline state
+    decided before is over with it."""
+    global _installed, _state
     with _lock:
+        if _state is not None and _state.offline:
+            _state = None
         if not _installed:
             return
         if socket.socket.connect is _guarded_connect:
@@ -269,6 +303,14 @@ def allow_network(for_what: str, hosts: Iterable[str] = ()) -> Iterator[list[str
     opened = _hosts_of(for_what, hosts)
     if not opened:
         raise ValueError(f"allow_network({for_what!r}): name the host (a URL or hosts=...)")
+    state = _state
+    outside = [h for h in opened if not is_local_host(h)]
+    if state is not None and state.strict and _installed and outside:
+        said = {"flag": "--offline", "environment": f"{ENV_OFFLINE}=1",
+                "config": "offline = true in config.toml"}.get(state.source, state.source)
+        with _lock:
+            _refused.append(outside[0])
+        raise OfflineError(f"offline mode ({said}): {outside[0]} not contacted; {TURN_OFF}")
     hub = sys.modules.get("huggingface_hub.constants")
     lift_hub = hub is not None and any(h in HF_HOSTS or h.endswith(".hf.co") for h in opened)
     with _lock:

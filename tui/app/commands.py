@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, cast
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from tui.app.keymap import ACTIONS, ActionSpec
+from tui.display import count
 from tui.store import ConversationMeta, StoreError
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class ConversationsProvider(Provider):
     async def discover(self) -> Hits:
         for meta in self._conversations[:20]:
             yield DiscoveryHit(f"Open: {meta.title}", self._command(meta),
-                               help=f"{meta.message_count} messages")
+                               help=count(meta.message_count, "message"))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -76,7 +77,7 @@ class ConversationsProvider(Provider):
             score = matcher.match(label)
             if score > 0:
                 yield Hit(score, matcher.highlight(label), self._command(meta), text=label,
-                          help=f"{meta.message_count} messages")
+                          help=count(meta.message_count, "message"))
 
 
 class TemplatesProvider(Provider):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, cast
 
 from tui.prompting.context import Policy, set_conversation_policy
 from tui.prompting.memory import MemoryStore, set_conversation_memory
-from tui.prompting.personas import PersonaLibrary, set_conversation_persona
+from tui.prompting.personas import PersonaLibrary, PersonaNotFound, set_conversation_persona
 from tui.prompting.templates import PromptingError, TemplateLibrary
 from tui.store import ConversationMeta, StoreError
 
@@ -211,4 +211,5 @@ def _find_persona(library: PersonaLibrary, wanted: str) -> str:
     for persona in library.list_personas():
         if wanted in (persona.id,) or persona.name.lower() == wanted.lower():
             return persona.id
-    return library.get(wanted).id  # raises PersonaNotFound with the message
+    names = ", ".join(p.id for p in library.list_personas())
+    raise PersonaNotFound(f"no persona {wanted!r}; there are: {names} (or none)")

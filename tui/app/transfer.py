@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tui.display import count
 from tui.store import ConversationMeta, Store, StoreError
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ def ask_import(app: LmdeskApp, import_from: Callable[[Path], Awaitable[object]])
         when = _day(twin.created)
         app.push_screen(ConfirmScreen(
             "Imported before", f"{path.name} was imported already: “{twin.title}” "
-            f"({twin.message_count} messages, started {when}). Import a second copy?",
+            f"({count(twin.message_count, 'message')}, started {when}). Import a second copy?",
             yes="Import again"), answer)
 
     app.push_screen(TextInputScreen(

@@ -12,6 +12,7 @@ import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, TextIO
 
+from tui.display import count
 from tui.kb.ingest import IngestReport, Progress, ProgressFn
 from tui.kb.kb import KBError, KBLibrary
 
@@ -47,7 +48,8 @@ def _progress_printer(err: TextIO) -> ProgressFn:
         if not err.isatty():
             return
         eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-        err.write(f"\r{p.files_done}/{p.files_total} files, {p.chunks} chunks{eta}   ")
+        done = f"{p.files_done}/{count(p.files_total, 'file')}, {count(p.chunks, 'chunk')}"
+        err.write(f"\r{done}{eta}   ")
         err.flush()
         if p.files_done == p.files_total:
             err.write("\n")
@@ -94,7 +96,7 @@ def cmd_kb(args: argparse.Namespace, settings: Settings | None, paths: Paths,
                 out.write("no knowledge bases yet: lmdesk kb add NAME PATH...\n")
             for i in infos:
                 dense = f", dense: {i.dense}" if i.dense else ""
-                out.write(f"{i.name}\t{i.files} files\t{i.chunks} chunks{dense}\t"
+                out.write(f"{i.name}\t{count(i.files, 'file')}\t{count(i.chunks, 'chunk')}{dense}\t"
                           f"{', '.join(i.paths)}\n")
         elif action == "search":
             kb = lib.open(args.name)

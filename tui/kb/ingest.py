@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tui.display import count
 from tui.kb.chunking import Chunk, chunk_units, tokenize
 from tui.kb.extract import SkipFile, extract, kind_of
 
@@ -62,7 +63,7 @@ class IngestReport:
     """One line per file or folder skipped or not readable."""
 
     def summary(self) -> str:
-        parts = [f"{self.files_total} files", f"{self.chunks_total} chunks"]
+        parts = [count(self.files_total, "file"), count(self.chunks_total, "chunk")]
         for label, n in (("new", self.files_new), ("changed", self.files_changed),
                          ("unchanged", self.files_unchanged), ("deleted", self.files_deleted),
                          ("skipped", self.files_skipped)):

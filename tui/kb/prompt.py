@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from tui.display import count
 from tui.kb.chunking import tokenize
 from tui.kb.index import Embedder, Hit, rrf
 
@@ -162,7 +163,7 @@ def retrieve_for_prompt(
         if used + cost > token_budget:
             room = token_budget - used
             if room < 64:
-                notes.append(f"{len(hits) - len(taken)} passages left out (token budget)")
+                notes.append(f"{count(len(hits) - len(taken), 'passage')} left out (token budget)")
                 break
             text = text[: max(0, int(len(text) * room / cost) - 8)].rstrip() + " ..."
             cost = _count(engine, text + "\n\n")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tui.display import count
 from tui.engine.protocol import ChatMessage, Done, EngineEvent, SamplingParams
 from tui.prompting.templates import PromptingError
 
@@ -186,8 +187,8 @@ def memory_block(engine: Counter, memories: Sequence[Memory],
     for memory in priority:
         cost = engine.count_tokens(text=f"- {memory.text}\n")
         if header + cost > budget:
-            notes.append(f"memory {memory.id} is {cost} tokens, more than the whole memory "
-                         f"budget of {budget}: left out (shorten it or raise the budget)")
+            notes.append(f"memory {memory.id} is {count(cost, 'token')}, more than the whole "
+                         f"memory budget of {budget}: left out (shorten it or raise the budget)")
             too_big.append(memory)
         elif used + cost > budget:
             left.append(memory)
@@ -204,8 +205,9 @@ def memory_block(engine: Counter, memories: Sequence[Memory],
         text = format_block(ordered)
         tokens = engine.count_tokens(text=text) if text else 0
     if left:
-        notes.append(f"memory over budget: {len(left)} of {len(candidates)} memories left out "
-                     f"(budget {budget} tokens)")
+        out_of = count(len(candidates), "memory", "memories")
+        notes.append(f"memory over budget: {len(left)} of {out_of} left out "
+                     f"(budget {count(budget, 'token')})")
     return MemoryBlock(text, tuple(m.id for m in ordered),
                        tuple(m.id for m in (*too_big, *left)), tokens, tuple(notes))
 

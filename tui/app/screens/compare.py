@@ -28,6 +28,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Select, Static
 
+from tui.display import count
 from tui.engine.base import Engine
 from tui.engine.errors import EngineError
 from tui.engine.protocol import ChatMessage, Done, SamplingParams, TextDelta
@@ -63,11 +64,12 @@ class Side:
             return f"error: {self.error}"
         if self.done is not None:
             s = self.done.stats
-            return (f"{s.generated_tokens} tokens · {s.generation_tokens_per_s:.1f} tok/s · "
+            return (f"{count(s.generated_tokens, 'token')} · "
+                    f"{s.generation_tokens_per_s:.1f} tok/s · "
                     f"ttft {s.time_to_first_token_s:.2f} s · {s.stop_reason}")
         if self.tokens and self.started:
             rate = self.tokens / max(time.perf_counter() - self.started, 1e-6)
-            return f"{self.tokens} tokens · {rate:.1f} tok/s…"
+            return f"{count(self.tokens, 'token')} · {rate:.1f} tok/s…"
         return self.state
 
     def result(self) -> dict[str, Any]:

@@ -117,7 +117,7 @@ class EndpointsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield DataTable(id="endpoints", cursor_type="row", zebra_stripes=True)
         yield Static("", id="endpoints-detail", markup=False)
-        yield Static("enter use · a add · r refresh models · x remove · esc back",
+        yield Static("enter use · a add · r refresh models · del/x remove · esc back",
                      id="endpoints-hint", markup=False)
         yield Footer()
 

@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from tui.app.screens.confirm import MODAL_CSS
 from tui.app.widgets.reply_lines import source_label
+from tui.display import count
 from tui.kb import IngestReport, KBError, KBInfo, KBLibrary, Progress
 from tui.store import ConversationOptions
 
@@ -324,7 +325,8 @@ class KnowledgeScreen(ModalScreen[None]):
         bar = self.query_one(ProgressBar)
         bar.update(total=max(p.files_total, 1), progress=p.files_done)
         self._status(
-            f"Indexing {event.name}: {p.files_done}/{p.files_total} files, {p.chunks} chunks, "
+            f"Indexing {event.name}: {p.files_done}/{count(p.files_total, 'file')}, "
+            f"{count(p.chunks, 'chunk')}, "
             f"{_eta(p.eta_s)}   (x cancels)"
         )
 
@@ -338,8 +340,8 @@ class KnowledgeScreen(ModalScreen[None]):
                                severity="error")
         else:
             self.last_report = event.report
-            problems = f" ({len(event.report.problems)} problems)" if event.report.problems \
-                else ""
+            found = len(event.report.problems)
+            problems = f" ({count(found, 'problem')})" if found else ""
             self._status(f"{event.name}: {event.report.summary()}{problems}")
         self._list()
 

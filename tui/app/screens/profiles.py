@@ -16,6 +16,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from tui.app.screens.confirm import ConfirmScreen
+from tui.display import count
 from tui.models.profiles import SAMPLING_KEYS, Profile, ProfileError, ProfileLibrary
 
 if TYPE_CHECKING:
@@ -240,8 +241,8 @@ class ProfilesScreen(Screen[None]):
                  f"threads {_cell(p.n_threads)} · LoRA {p.lora_path or 'none'}",
                  f"sampling: {sampling}"]
         if p.usage.replies:
-            lines.append(f"{p.usage.replies} replies · {p.usage.mean_tps:.1f} tok/s · "
-                         f"ttft {p.usage.mean_ttft:.2f} s")
+            lines.append(f"{count(p.usage.replies, 'reply', 'replies')} · "
+                         f"{p.usage.mean_tps:.1f} tok/s · ttft {p.usage.mean_ttft:.2f} s")
         if p.notes:
             lines.append(p.notes)
         detail.update("\n".join(lines))

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from tui.display import count
 from tui.store import StoredMessage
 
 
 def reasoning_line(tokens: int, seconds: float, *, done: bool, expanded: bool = False) -> str:
     """"thinking… 312 tokens, 4 s" while the model thinks; "▸ thought for 4 s · 312 tokens"
     after (▾ when the reasoning is shown in full)."""
-    count = f"{tokens} token{'s' if tokens != 1 else ''}"
+    spent = count(tokens, "token")
     if not done:
-        return f"thinking… {count}, {seconds:.0f} s"
+        return f"thinking… {spent}, {seconds:.0f} s"
     mark = "▾" if expanded else "▸"
-    return f"{mark} thought for {seconds:.1f} s · {count}"
+    return f"{mark} thought for {seconds:.1f} s · {spent}"
 
 
 def stats_line(message: StoredMessage) -> str:
@@ -31,7 +32,7 @@ def stats_line(message: StoredMessage) -> str:
     if stats and isinstance(stats.get("compare"), dict):
         parts.append(compare_stats_line(stats))
     elif stats:
-        parts.append(f"{int(stats.get('generated_tokens', 0))} tokens")
+        parts.append(count(int(stats.get("generated_tokens", 0)), "token"))
         parts.append(f"{float(stats.get('generation_tokens_per_s', 0.0)):.1f} tok/s")
         parts.append(f"ttft {float(stats.get('time_to_first_token_s', 0.0)):.2f} s")
         if stats.get("stop_reason") == "length":
@@ -57,7 +58,7 @@ def compare_stats_line(stats: dict[str, Any]) -> str:
         if r.get("error"):
             parts.append(f"{r.get('model')} error")
         else:
-            parts.append(f"{r.get('model')} {int(r.get('generated_tokens', 0))} tokens "
+            parts.append(f"{r.get('model')} {count(int(r.get('generated_tokens', 0)), 'token')} "
                          f"{float(r.get('generation_tokens_per_s', 0.0)):.1f} tok/s")
     return f"compare ({info.get('mode', '?')}): " + " · ".join(parts)
 

@@ -1,0 +1,25 @@
+"""Text shown to a person: counts with the right plural, and text from elsewhere (a model's
+output, a template body, a file name) made safe to print on a terminal."""
+
+from __future__ import annotations
+
+import re
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""C0 and C1 control characters, tab and newline aside: ESC starts the sequences that move
+the cursor, clear the screen, set the title or write the clipboard (OSC 52)."""
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 token``, ``2 tokens``, ``0 tokens``; ``plural`` where adding an s is wrong."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``) instead of acted on,
+    tab and newline kept; a lone surrogate (a file name that is not UTF-8) shown as ``\\udcxx``
+    instead of failing to encode."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        text = "".join(f"\\u{ord(ch):04x}" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text

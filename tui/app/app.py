@@ -148,6 +148,8 @@ class LmdeskApp(App[None]):
                                log_dir=str(paths.cache_dir))
         """MCP servers, started on first use and kept while the app runs."""
         self.main_screen: ChatScreen | None = None
+        self._persona_name: tuple[str | None, str] = (None, "")
+        """(persona id, its name): the last one looked up for ``active_persona``."""
         self._chosen_focus: weakref.ref[Widget] | None = None
         """Where the user last put the focus on the chat screen (tab, f4, a click)."""
 
@@ -357,6 +359,8 @@ class LmdeskApp(App[None]):
                 new = self.store.update_options(meta.id, model=choice)
                 meta.model = resolved.name
                 self.conversation_options_changed(meta.id, new.options)
+            if self.main_screen is not None and self.main_screen.is_mounted:
+                self.main_screen.refresh_sidebar()  # its ⇄ marker follows the model now
         self.switch_to(resolved, estimate)
         return True
 
@@ -448,6 +452,10 @@ class LmdeskApp(App[None]):
             if self.sampler is not None and info.worker_pid > 0:
                 self.sampler.watch(info.worker_pid, event.loaded.name)
             self.rates.set_context(0, info.n_ctx)
+            if info.is_base_model:
+                self.notify(f"{event.loaded.name} has no chat template: it is a base model and "
+                            "runs in completion mode (it continues your text rather than "
+                            "answering it).", title="Completion mode", timeout=12)
             self.model_state = "ready"
             self.mutate_reactive(LmdeskApp.model_state)  # the same state, another model
         elif isinstance(event, ModelFailed):
@@ -508,6 +516,22 @@ class LmdeskApp(App[None]):
         for meta in (chat.meta, chat.pane.meta if chat.is_mounted else None):
             if meta is not None and meta.id == cid:
                 meta.options = options
+
+    def active_persona(self) -> str | None:
+        """The open conversation's persona, by name (None: no persona)."""
+        chat = self.main_screen
+        meta = chat.meta if chat is not None else None
+        persona_id = meta.options.persona if meta is not None else None
+        if not persona_id:
+            return None
+        if self._persona_name[0] != persona_id:
+            from tui.prompting.personas import PersonaLibrary
+
+            name = persona_id
+            with suppress(Exception):  # a persona deleted since: show its id
+                name = PersonaLibrary(self.store).get(persona_id).name
+            self._persona_name = (persona_id, name)
+        return self._persona_name[1]
 
     # -- the monitor -------------------------------------------------------------------------
 

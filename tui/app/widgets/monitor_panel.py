@@ -221,6 +221,9 @@ class MonitorPanel(Vertical):
         rows: list[tuple[str, str]] = [("model", model)]
         if remote is not None:
             rows.append(("", f"⇄ {remote.host}"))
+        persona = self.lmdesk.active_persona()
+        if persona:
+            rows.append(("persona", _clip(persona, ROW_WIDTH - 7)))
         if state:
             rows.append(("status", state))
         snap = self.snapshot
@@ -271,6 +274,8 @@ class MonitorPanel(Vertical):
         model = rows.get("model", "--")
         state = rows.get("status")
         parts = [f"{model} ({state})" if state else model]
+        if "persona" in rows:
+            parts[0] += f" as {rows['persona']}"
         if "RAM" in rows:
             parts.append(f"RAM {rows['RAM']}")
         gen = rows.get("gen", "--").split(" tok/s")[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, TextIO
@@ -27,10 +28,15 @@ def add_kb_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     add = s.add_parser("add", help="create NAME (or add paths to it) and index the paths")
     add.add_argument("name")
     add.add_argument("paths", nargs="+", metavar="PATH")
-    add.add_argument("--max-mb", type=float, default=20.0, help="skip files larger than this")
     re_ = s.add_parser("reindex", help="bring NAME up to date with its files")
     re_.add_argument("name")
-    re_.add_argument("--max-mb", type=float, default=20.0, help="skip files larger than this")
+    for indexing in (add, re_):
+        indexing.add_argument("--max-mb", type=_size_mib, default=20.0,
+                              help="skip files larger than this (MiB)")
+        indexing.add_argument(
+            "--follow-links", action="store_true", default=None,
+            help="follow symlinks that lead out of the folders given (skipped by default); "
+                 "kept for later reindexes")
     s.add_parser("list", help="all knowledge bases")
     search = s.add_parser("search", help="the best passages for a query")
     search.add_argument("name")
@@ -41,6 +47,22 @@ def add_kb_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     for action in s.choices.values():
         action.add_argument("--json", action="store_true", help="machine-readable output")
     return p
+
+
+MAX_FILE_MIB = 1024 * 1024
+"""The largest --max-mb taken (a terabyte): above it the number is a typo."""
+
+
+def _size_mib(text: str) -> float:
+    """--max-mb: a size in MiB, more than 0 (nan, inf and negatives refused in one line)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MiB") from None
+    if not math.isfinite(value) or value <= 0 or value > MAX_FILE_MIB:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: give MiB above 0, like 20 or 0.5")
+    return value
 
 
 def _progress_printer(err: TextIO) -> ProgressFn:
@@ -80,6 +102,8 @@ def cmd_kb(args: argparse.Namespace, settings: Settings | None, paths: Paths,
                 kb.add_paths(args.paths)
             else:
                 kb = lib.open(args.name)
+            if args.follow_links:
+                kb.set_follow_links(True)
             try:
                 report = kb.reindex(progress=_progress_printer(err),
                                     max_bytes=int(args.max_mb * 2**20))

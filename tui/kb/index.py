@@ -75,9 +75,25 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def make_private(folder: Path) -> None:
+    """``folder`` and everything in it readable by the owner only (0700 folders, 0600
+    files), as the rest of the data folder: bm25s writes its files with the umask's mode."""
+    with contextlib.suppress(OSError):
+        folder.chmod(0o700)
+    for base, dirs, files in os.walk(folder):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(base, name), 0o700)
+        for name in files:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(base, name), 0o600)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)
         json.dump(data, f, ensure_ascii=False, indent=1)
         f.flush()
         os.fsync(f.fileno())
@@ -165,7 +181,7 @@ class ChunkIndex:
         new = kb_dir / "index.new"
         old = kb_dir / "index.old"
         shutil.rmtree(new, ignore_errors=True)
-        new.mkdir(parents=True)
+        new.mkdir(parents=True, mode=0o700)
         with open(new / "chunks.jsonl", "w", encoding="utf-8") as f:
             for c, toks in zip(self.chunks, self.tokens, strict=True):
                 rec = {"p": c.path, "s": c.start, "e": c.end, "h": c.heading, "x": c.text,
@@ -183,6 +199,7 @@ class ChunkIndex:
             np.savez(new / "dense.npz", vectors=self.vectors,
                      name=np.asarray(self.embedder_name))
         (new / "complete").write_text("1")
+        make_private(new)
         fsync_dir(new)
         cur = kb_dir / INDEX_DIR
         shutil.rmtree(old, ignore_errors=True)

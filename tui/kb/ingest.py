@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tui.display import count
+from tui.display import count, printable
 from tui.kb.chunking import Chunk, chunk_units, tokenize
 from tui.kb.extract import SkipFile, extract, kind_of
 
@@ -85,73 +85,118 @@ class Walk:
     were indexed before are kept."""
 
 
-def walk(roots: Sequence[Path], *, follow_links: bool = True) -> Walk:
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _valid_name(p: Path) -> bool:
+    """A name that is valid UTF-8 (Python keeps other bytes as lone surrogates, which
+    cannot be written to the index, shown, or sent to a model)."""
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def walk(roots: Sequence[Path], *, follow_links: bool = False) -> Walk:
     """Regular-looking files under ``roots`` (a root may itself be a file), hidden files and
-    ``SKIP_DIRS`` left out, each directory visited once (symlink loops reported)."""
+    ``SKIP_DIRS`` left out, each directory visited once (symlink loops reported).
+
+    A symlink that leads out of the folder given (``/etc/shadow``, ``..``) is skipped with
+    one line unless ``follow_links``; one that stays inside it is followed. A name that is
+    not valid UTF-8 is skipped with one line."""
     out = Walk()
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
 
-    def visit_dir(d: Path) -> None:
+    def escapes(p: Path, root: str) -> bool:
+        """``p`` is a link (or under one) that resolves outside ``root``: say so."""
+        if follow_links or not p.is_symlink():
+            return False
+        target = os.path.realpath(p)
+        if _inside(target, root):
+            return False
+        out.problems.append(f"{printable(str(p))}: a link out of {printable(root)} (to "
+                            f"{printable(target)}), skipped (--follow-links follows it)")
+        return True
+
+    def visit_dir(d: Path, root: str) -> None:
         try:
             st = d.stat()
         except FileNotFoundError:
-            out.problems.append(f"{d}: folder vanished during ingest")
+            out.problems.append(f"{printable(str(d))}: folder vanished during ingest")
             return
         except OSError as exc:
-            out.problems.append(f"{d}: cannot open folder ({exc.strerror or exc})")
+            out.problems.append(f"{printable(str(d))}: cannot open folder "
+                                f"({exc.strerror or exc})")
             out.incomplete.append(str(d))
             return
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:
-            out.problems.append(f"{d}: symlink loop or folder seen twice, skipped")
+            out.problems.append(f"{printable(str(d))}: symlink loop or folder seen twice, "
+                                "skipped")
             return
         seen_dirs.add(key)
         try:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except FileNotFoundError:
-            out.problems.append(f"{d}: folder vanished during ingest")
+            out.problems.append(f"{printable(str(d))}: folder vanished during ingest")
             return
         except OSError as exc:
-            out.problems.append(f"{d}: cannot list folder ({exc.strerror or exc})")
+            out.problems.append(f"{printable(str(d))}: cannot list folder "
+                                f"({exc.strerror or exc})")
             out.incomplete.append(str(d))
             return
         for e in entries:
             if e.name.startswith(".") or e.name in SKIP_DIRS or e.name.endswith(".dist-info"):
                 continue
             p = Path(e.path)
+            if not _valid_name(p):
+                out.problems.append(f"{printable(str(p))}: the name is not valid UTF-8, "
+                                    "skipped (rename it to index it)")
+                continue
+            if escapes(p, root):
+                continue
             try:
-                is_dir = e.is_dir(follow_symlinks=follow_links)
+                is_dir = e.is_dir(follow_symlinks=True)
             except OSError:
                 is_dir = False
             if is_dir:
-                visit_dir(p)
+                visit_dir(p, root)
             else:
-                visit_file(p)
+                visit_file(p, root)
 
-    def visit_file(p: Path) -> None:
+    def visit_file(p: Path, root: str) -> None:
         try:
             st = p.stat()
         except FileNotFoundError:
             if p.is_symlink():
-                out.problems.append(f"{p}: broken symlink, skipped")
+                out.problems.append(f"{printable(str(p))}: broken symlink, skipped")
             else:
-                out.problems.append(f"{p}: vanished during ingest")
+                out.problems.append(f"{printable(str(p))}: vanished during ingest")
             return
         except OSError as exc:  # ELOOP on a self-referencing link, EACCES...
-            out.problems.append(f"{p}: cannot stat ({exc.strerror or exc}), skipped")
+            out.problems.append(f"{printable(str(p))}: cannot stat "
+                                f"({exc.strerror or exc}), skipped")
             return
         if stat.S_ISDIR(st.st_mode):
-            visit_dir(p)
+            visit_dir(p, root)
             return
         key = str(p)
         if key not in seen_files:
             seen_files.add(key)
             out.files.append((p, st))
 
-    for root in roots:
-        visit_file(Path(root).expanduser().absolute())
+    for given in roots:
+        path = Path(given).expanduser().absolute()
+        if not _valid_name(path):
+            out.problems.append(f"{printable(str(path))}: the name is not valid UTF-8, "
+                                "skipped (rename it to index it)")
+            continue
+        # the folder given is the boundary, wherever it really is (it may be a link itself)
+        visit_file(path, os.path.realpath(path))
     return out
 
 

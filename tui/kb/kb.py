@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.config import ensure_private_dir
+from tui.display import printable
 from tui.kb.chunking import Chunk
 from tui.kb.extract import SkipFile
 from tui.kb.index import ChunkIndex, Embedder, FileState, Hit, write_json_atomic
@@ -92,12 +93,27 @@ class KnowledgeBase:
         return KBInfo(self.name, tuple(self.paths), indexed, len(idx.chunks),
                       str(self.meta.get("updated", "")), idx.embedder_name)
 
+    @property
+    def follow_links(self) -> bool:
+        """Follow symlinks that lead out of the folders given (off: they are skipped)."""
+        return bool(self.meta.get("follow_links", False))
+
+    def set_follow_links(self, follow: bool) -> None:
+        if follow != self.follow_links:
+            self.meta["follow_links"] = follow
+            self._save_meta()
+
     def add_paths(self, paths: Iterable[str | Path]) -> list[str]:
         """Add folders or files (absolute paths are stored); returns the ones new to it."""
         added = []
         current = self.paths
         for p in paths:
             ap = str(Path(p).expanduser().absolute())
+            try:
+                ap.encode("utf-8")
+            except UnicodeEncodeError:
+                raise KBError(f"{printable(ap)}: the name is not valid UTF-8 (rename it to "
+                              "index it)") from None
             if ap not in current:
                 current.append(ap)
                 added.append(ap)
@@ -130,7 +146,8 @@ class KnowledgeBase:
         missing_roots = [r for r in roots if not os.path.lexists(r)]
         for r in missing_roots:
             report.problems.append(f"{r}: not found; its files are kept from the last index")
-        w = walk([Path(r) for r in roots if r not in missing_roots])
+        w = walk([Path(r) for r in roots if r not in missing_roots],
+                 follow_links=self.follow_links)
         report.problems.extend(w.problems)
         report.files_total = len(w.files)
 
@@ -274,6 +291,7 @@ class KBLibrary:
             raise KBError(f"bad knowledge base name {name!r}: use letters, digits, - _ .")
         if self.exists(name):
             raise KBError(f"a knowledge base named {name!r} already exists")
+        ensure_private_dir(self.root)  # kb/ itself too, not only the knowledge base in it
         directory = ensure_private_dir(self.root / name)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         kb = KnowledgeBase(directory, {"name": name, "paths": [], "created": now,

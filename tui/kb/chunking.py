@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from sys import intern
 
 from tui.kb.extract import Unit
 
@@ -122,19 +124,28 @@ def _stem(word: str) -> str:
     return word
 
 
+@lru_cache(maxsize=1 << 18)
+def _word_tokens(word: str) -> tuple[str, ...]:
+    """The tokens of one word (cached: a text repeats its words, and each token string is
+    then held once however often it occurs)."""
+    low = word.lower()
+    if len(low) > 40:
+        return ()
+    out: list[str] = []
+    parts = [p.lower() for seg in word.split("_") for p in _CAMEL.findall(seg)]
+    if len(parts) > 1 or (parts and parts[0] != low):
+        if low not in STOPWORDS:
+            out.append(_stem(low))
+        out.extend(_stem(p) for p in parts if p not in STOPWORDS and len(p) > 1)
+    elif low not in STOPWORDS:
+        out.append(_stem(low))
+    return tuple(intern(t) for t in out)
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased words without stop words, plurals folded; identifiers also split on
     ``snake_case`` and ``camelCase`` so ``run_kb_bench`` matches "kb bench"."""
     out: list[str] = []
     for word in _WORD.findall(text):
-        low = word.lower()
-        if len(low) > 40:
-            continue
-        parts = [p.lower() for seg in word.split("_") for p in _CAMEL.findall(seg)]
-        if len(parts) > 1 or (parts and parts[0] != low):
-            if low not in STOPWORDS:
-                out.append(_stem(low))
-            out.extend(_stem(p) for p in parts if p not in STOPWORDS and len(p) > 1)
-        elif low not in STOPWORDS:
-            out.append(_stem(low))
+        out.extend(_word_tokens(word))
     return out

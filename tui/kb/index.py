@@ -23,6 +23,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from sys import intern
 from typing import Any, Protocol
 
 import numpy as np
@@ -238,7 +239,7 @@ class ChunkIndex:
             for line in f:
                 r = json.loads(line)
                 chunks.append(Chunk(r["p"], r["s"], r["e"], r["x"], r["h"], bool(r.get("pg"))))
-                tokens.append(r["t"].split())
+                tokens.append([intern(t) for t in r["t"].split()])
         vectors: Any = None
         name = ""
         if (cur / "dense.npz").exists():

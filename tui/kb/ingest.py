@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tui.display import count, printable
+from tui.kb import segments
 from tui.kb.chunking import Chunk, chunk_units, tokenize
 from tui.kb.extract import SkipFile, extract, kind_of
 
@@ -246,6 +247,21 @@ def process_file(path: Path, st: os.stat_result, old_sha1: str | None,
     kind = kind_of(path)
     if kind == "binary":
         raise SkipFile("binary file")
+    if kind in segments.EXTRACTORS and st.st_size > segments.SEGMENT_BYTES:
+        if not stat.S_ISREG(st.st_mode):
+            raise SkipFile("not a regular file (FIFO, socket or device)")
+        if st.st_size > max_bytes:
+            raise SkipFile(f"too large ({st.st_size / 2**20:.0f} MiB > "
+                           f"{max_bytes / 2**20:.0f} MiB limit)")
+        try:
+            if old_sha1 is not None:  # indexed before: maybe only its mtime changed
+                sha1 = segments.file_sha1(path, max_bytes)
+                if sha1 == old_sha1:
+                    return FileResult(str(path), st, sha1, kind, None)
+            sha1, chunks, tokens = segments.chunk_file(path, kind, max_bytes)
+            return FileResult(str(path), st, sha1, kind, chunks, tokens)
+        except segments.NotStreamable:
+            pass  # read whole below
     data = read_bytes(path, st, max_bytes)
     sha1 = hashlib.sha1(data).hexdigest()
     if sha1 == old_sha1:

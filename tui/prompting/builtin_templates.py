@@ -68,6 +68,11 @@ def dumps_templates(templates: Sequence[Template], fmt: str = "json") -> str:
     return str(yaml.dump(doc, Dumper=Dumper, allow_unicode=True, sort_keys=False, width=100))
 
 
+MAX_FILE_BYTES = 4 * 2**20
+"""A template file larger than this is refused before it is read."""
+NESTED_TOO_DEEP = "nested too deeply to be a template file"
+
+
 def file_format(path: Path) -> str:
     return "yaml" if path.suffix.lower() in (".yaml", ".yml") else "json"
 
@@ -83,6 +88,8 @@ def loads_templates(text: str, *, source: str = "<text>", fmt: str = "json",
                                     "or export the templates as JSON")
         try:
             data = yaml.safe_load(text)
+        except RecursionError:
+            raise TemplateFileError(source, NESTED_TOO_DEEP) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
@@ -93,6 +100,8 @@ def loads_templates(text: str, *, source: str = "<text>", fmt: str = "json",
     else:
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise TemplateFileError(source, NESTED_TOO_DEEP) from None
         except json.JSONDecodeError as exc:
             raise TemplateFileError(source, f"not valid JSON: {exc.msg}",
                                     line=exc.lineno, column=exc.colno) from None
@@ -181,6 +190,10 @@ def _yaml_item_lines(text: str) -> list[int | None]:
 def read_template_file(path: Path | str, *, builtin: bool = False) -> list[Template]:
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise TemplateFileError(str(path), f"{size / 2**20:.1f} MiB is too large for a "
+                                    f"template file (up to {MAX_FILE_BYTES // 2**20} MiB)")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateFileError(str(path), f"cannot read it ({exc})") from None

@@ -43,6 +43,10 @@ if TYPE_CHECKING:
     from tui.store import Store
 
 
+MAX_BODY_CHARS = 100_000
+"""The longest template body (a prompt: a few times the largest context window there is)."""
+
+
 @dataclass(frozen=True)
 class Variable:
     name: str
@@ -89,6 +93,9 @@ class Template:
             raise TemplateError(
                 f"bad template name {self.name!r}: use lowercase letters, digits and '-' "
                 "(up to 64), like 'email-reply'")
+        if len(self.body) > MAX_BODY_CHARS:
+            raise TemplateError(f"the body is {len(self.body):,} characters: a template may "
+                                f"have up to {MAX_BODY_CHARS:,}", template=self.name)
         try:
             used = slots(self.body)
         except TemplateError as exc:

@@ -157,6 +157,7 @@ class LmdeskApp(App[None]):
         for theme in themes.themes:
             self.register_theme(theme)
         self._theme_problems = themes.problems
+        self._theme_choice = ""
         good_keys, key_problems = keymap.check_keymap(settings.keymap)
         if key_problems:  # one notification for all of them
             self._notices.append("\n".join(key_problems))
@@ -171,14 +172,15 @@ class LmdeskApp(App[None]):
         wanted = self.settings.theme
         if wanted and wanted in self.available_themes:
             return wanted
-        if wanted:
-            self._notices.append(f"theme {wanted!r} not found; using {DEFAULT_DARK}")
         stored = None
         with suppress(StoreError):
             stored = self.store.get_setting("theme")
-        if isinstance(stored, str) and stored in self.available_themes:
-            return stored
-        return DEFAULT_DARK
+        chosen = stored if isinstance(stored, str) and stored in self.available_themes \
+            else DEFAULT_DARK
+        if wanted:  # told with the theme files that did not load: one notification
+            self._theme_choice = (f"theme = {wanted!r} in config.toml is not a theme that "
+                                  f"loaded: using {chosen}")
+        return chosen
 
     def get_default_screen(self) -> Screen[None]:
         self.main_screen = ChatScreen()
@@ -194,9 +196,9 @@ class LmdeskApp(App[None]):
         self.show_new_notices()
         for notice in self._notices:
             self.notify(notice, severity="warning", timeout=12)
-        if self._theme_problems:
-            self.notify(problems_notice(self._theme_problems), title="Themes",
-                        severity="warning", timeout=12)
+        if self._theme_problems or self._theme_choice:
+            self.notify(problems_notice(self._theme_problems, self._theme_choice),
+                        title="Themes", severity="warning", timeout=12)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.screen_change_signal.subscribe(self, self._screen_changed)
         self._switch_to_choice(self._start, quiet_failure=False)

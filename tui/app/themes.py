@@ -98,10 +98,41 @@ def parse_theme(data: dict[str, Any], source: str) -> Theme:
     kwargs["variables"] = dict(variables)
     theme = Theme(**kwargs)
     try:
-        theme.to_color_system().generate()
-    except Exception as exc:  # a bad variable or colour combination
+        generated = theme.to_color_system().generate()
+    except Exception as exc:  # a bad colour combination
         raise ThemeFileError(f"{source}: {exc}") from None
+    _check_variables(source, theme.variables, generated)
     return theme
+
+
+def _check_variables(source: str, variables: dict[str, str], known: dict[str, str]) -> None:
+    """Parse each [variables] value as the stylesheet will (a colour where Textual's
+    variable of that name is a colour, a text style for ``*-style`` ones): a value it would
+    reject fails here, naming the variable, instead of stopping every start of the app."""
+    from textual.css.stylesheet import Stylesheet
+
+    for name, value in variables.items():
+        if name.endswith("-style"):
+            rule, kind = "text-style", "text style (bold, italic, underline, none...)"
+        elif name in known:
+            rule, kind = "color", "colour"
+        else:
+            rule, kind = "", "value"
+        css = f"Screen {{ {rule}: {value}; }}" if rule else f"Screen {{ color: ${name}; }}"
+        sheet = Stylesheet(variables={**known, **({} if rule else {name: value})})
+        try:
+            sheet.add_source(css, read_from=(source, name))
+            sheet.parse()
+        except Exception:
+            if not rule:  # a variable of the user's own: only its syntax is checked
+                try:
+                    from textual.css.tokenize import tokenize_value
+
+                    list(tokenize_value(value, (source, name)))
+                    continue
+                except Exception:
+                    pass
+            raise ThemeFileError(f"{source}: {name} = {value!r} is not a {kind}") from None
 
 
 def load_theme_file(path: Path) -> Theme:
@@ -147,8 +178,14 @@ def load_themes(user_dir: Path | None) -> ThemeSet:
     return ThemeSet(list(by_name.values()), shipped.problems + user.problems)
 
 
-def problems_notice(problems: list[str]) -> str:
-    """One notification for every broken theme file."""
-    count = len(problems)
-    head = "A theme file was" if count == 1 else f"{count} theme files were"
-    return f"{head} not loaded: " + "; ".join(problems)
+def problems_notice(problems: list[str], choice: str = "") -> str:
+    """One notification for every broken theme file, and ``choice``: what became of the
+    theme config.toml asks for when it is not one that loaded."""
+    parts = []
+    if problems:
+        count = len(problems)
+        head = "A theme file was" if count == 1 else f"{count} theme files were"
+        parts.append(f"{head} not loaded: " + "; ".join(problems))
+    if choice:
+        parts.append(choice)
+    return ". ".join(parts)

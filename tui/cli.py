@@ -106,14 +106,31 @@ def load_params(args: argparse.Namespace, settings: Settings, model: ModelRef) -
     return session_load_params(settings, str(model.path), overrides=overrides)
 
 
+def _read_stdin(stdin: TextIO) -> str:
+    """stdin as text: UTF-8, any byte that is not replaced by U+FFFD (with one note), never
+    kept as the lone surrogates that no model, file or terminal can take."""
+    buffer = getattr(stdin, "buffer", None)
+    raw = buffer.read() if buffer is not None else stdin.read()
+    return _as_text(raw, "the prompt read from stdin")
+
+
+def _as_text(value: str | bytes, what: str) -> str:
+    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    text = data.decode("utf-8", errors="replace")
+    if "\ufffd" in text and (isinstance(value, bytes) or "\ufffd" not in value):
+        print(f"lmdesk: {what} is not valid UTF-8: the bytes that are not were replaced "
+              "by \ufffd", file=sys.stderr)
+    return text
+
+
 def _read_prompt(args: argparse.Namespace, stdin: TextIO, paths: Paths) -> str:
     if args.template:
         return _template_prompt(args, stdin, paths)
     if args.prompt and args.prompt != ["-"]:
-        return " ".join(args.prompt)
+        return _as_text(" ".join(args.prompt), "the prompt")
     if stdin.isatty() and args.prompt != ["-"]:
         raise CliError('no prompt: lmdesk ask "your question", or pipe text into it')
-    text = stdin.read()
+    text = _read_stdin(stdin)
     if not text.strip():
         raise CliError("the prompt read from stdin is empty")
     return text
@@ -129,9 +146,10 @@ def _template_prompt(args: argparse.Namespace, stdin: TextIO, paths: Paths) -> s
             prompt = render_for_ask(store, args.template, args.var)
         except PromptingError as exc:
             raise CliError(str(exc)) from None
-    extra = " ".join(args.prompt) if args.prompt and args.prompt != ["-"] else ""
+    extra = _as_text(" ".join(args.prompt), "the prompt") if args.prompt and \
+        args.prompt != ["-"] else ""
     if not extra and not stdin.isatty():
-        extra = stdin.read()
+        extra = _read_stdin(stdin)
     return f"{prompt}\n\n{extra.strip()}" if extra.strip() else prompt
 
 

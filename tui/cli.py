@@ -196,6 +196,7 @@ def _store_command(command: str, args: argparse.Namespace, paths: Paths) -> int:
 def cmd_ask(
     args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO, stdin: TextIO
 ) -> int:
+    from tui.display import for_terminal
     from tui.session.ask import cmd_ask as ask
 
     if args.continue_reply:
@@ -208,7 +209,8 @@ def cmd_ask(
     else:
         prompt = _read_prompt(args, stdin, paths)
     try:
-        return ask(args, settings, paths, prompt, out)
+        # what the model writes is shown, not obeyed, by the terminal (a pipe gets it as is)
+        return ask(args, settings, paths, prompt, for_terminal(out))
     except AskError as exc:
         raise CliError(str(exc)) from None
 

@@ -3,7 +3,9 @@ output, a template body, a file name) made safe to print on a terminal."""
 
 from __future__ import annotations
 
+import io
 import re
+from typing import TextIO, cast
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """C0 and C1 control characters, tab and newline aside: ESC starts the sequences that move
@@ -23,3 +25,35 @@ def printable(text: str) -> str:
     if any("\ud800" <= ch <= "\udfff" for ch in text):
         text = "".join(f"\\u{ord(ch):04x}" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
     return text
+
+
+class TerminalText(io.TextIOBase):
+    """A text stream that shows control characters (``printable``) instead of sending them
+    to the terminal: what a model, a template or a file name holds cannot move the cursor,
+    clear the screen or write the clipboard."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(printable(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+def for_terminal(stream: TextIO) -> TextIO:
+    """``stream``, made safe when it is a terminal (a pipe or a file gets the text as it is)."""
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return cast("TextIO", TerminalText(stream)) if tty else stream

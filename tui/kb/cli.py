@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING, TextIO
 
-from tui.display import count
+from tui.display import count, for_terminal, printable
 from tui.kb.ingest import IngestReport, Progress, ProgressFn
 from tui.kb.kb import KBError, KBLibrary
 
@@ -84,14 +84,14 @@ def _report(report: IngestReport, name: str, as_json: bool, out: TextIO, err: Te
         out.write(json.dumps({"name": name, **asdict(report)}, ensure_ascii=False) + "\n")
         return
     for line in report.problems:
-        err.write(f"skipped: {line}\n")
+        err.write(f"skipped: {printable(line)}\n")  # a file name may hold escapes
     out.write(f"{name}: {report.summary()}\n")
 
 
 def cmd_kb(args: argparse.Namespace, settings: Settings | None, paths: Paths,
            out: TextIO | None = None, err: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
+    out = for_terminal(out or sys.stdout)
+    err = err or sys.stderr  # not wrapped: its progress line returns the cursor with \r
     lib = KBLibrary(paths.data_dir)
     action = getattr(args, "kb_command", None)
     as_json = bool(getattr(args, "json", False))

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from tui.display import for_terminal
 from tui.prompting.builtin_templates import dumps_templates
 from tui.prompting.memory import MemoryStore
 from tui.prompting.templates import PromptingError, Template, TemplateError, TemplateLibrary
@@ -119,7 +120,7 @@ def _print_template(t: Template, out: TextIO) -> None:
 
 
 def cmd_templates(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> int:
-    out = out if out is not None else sys.stdout
+    out = for_terminal(out if out is not None else sys.stdout)
     action = getattr(args, "templates_command", None) or "list"
     as_json = bool(getattr(args, "json", False))
     library = TemplateLibrary(store)
@@ -178,7 +179,7 @@ def _report(out: TextIO, as_json: bool, names: list[str], verb: str) -> None:
 
 
 def cmd_memory(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> int:
-    out = out if out is not None else sys.stdout
+    out = for_terminal(out if out is not None else sys.stdout)
     action = getattr(args, "memory_command", None) or "list"
     as_json = bool(getattr(args, "json", False))
     memories = MemoryStore(store)

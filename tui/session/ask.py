@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from tui.display import printable
 from tui.engine.errors import EngineError
 from tui.engine.protocol import Done, TextDelta, ToolCall, ToolCallDelta
 from tui.session.choice import ChoiceError, choice_for_name, read_chat_template, resolve
@@ -156,7 +157,7 @@ class TerminalSink:
         if not self._in_reasoning and dim:
             self.err.write(DIM)
         self._in_reasoning = True
-        self.err.write(text)
+        self.err.write(printable(text) if dim else text)
         self.err.flush()
 
     def _end_reasoning(self) -> None:

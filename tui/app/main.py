@@ -49,7 +49,13 @@ def run_app(
         notices=notices,
     )
     try:
-        app.run()
+        app.run()  # Textual gives the terminal back when it returns, whatever happened
     finally:
-        store.close()
+        try:
+            store.close()  # the last counters and the conversation to open next time
+        except StoreError as exc:
+            # everything else was saved as it happened (disk full: the files as they were)
+            print(f"lmdesk: error: the last changes could not be saved when quitting: {exc}",
+                  file=sys.stderr)
+            return 1
     return app.return_code or 0

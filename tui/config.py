@@ -113,11 +113,47 @@ def load_settings(paths: Paths) -> tuple[Settings, list[str]]:
             values[key] = value
         else:
             problems.append(f"{path}: unknown setting {key!r} ignored")
-    defaults = Settings()
     for key, value in list(values.items()):
-        default = getattr(defaults, key)
-        expected = type(default) if default is not None else None
-        if expected is not None and not isinstance(value, expected):
-            problems.append(f"{path}: {key} should be {expected.__name__}, got {value!r}")
+        checked, problem = _check_value(key, value)
+        if problem:
+            problems.append(f"{path}: {key} {problem}, got {value!r}; ignored")
             del values[key]
+        else:
+            values[key] = checked
     return Settings(**values, from_file=frozenset(values)), problems
+
+
+_KINDS: dict[str, str] = {
+    "model": "text", "model_dirs": "texts", "n_ctx": "count", "n_threads": "count",
+    "n_gpu_layers": "integer", "temperature": "number", "max_tokens": "count",
+    "reasoning_budget": "integer", "system_prompt": "text", "theme": "text",
+    "offline": "flag", "serve_port": "port", "keymap": "keys",
+}
+"""What each setting takes; checked, so ``model = 5`` is a line at start, not a traceback."""
+
+
+def _check_value(key: str, value: Any) -> tuple[Any, str]:
+    """(the value to use, "") or (None, what it should be)."""
+    kind = _KINDS.get(key, "text")
+    if kind == "flag":
+        return (value, "") if isinstance(value, bool) else (None, "should be true or false")
+    if kind == "text":
+        return (value, "") if isinstance(value, str) else (None, 'should be text in quotes')
+    if kind == "texts":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return (value, "") if ok else (None, 'should be a list of folders, like ["~/models"]')
+    if kind == "keys":
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        return (value, "") if ok else (None, 'should be a table of binding = "keys"')
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, "should be a number"
+    if kind == "number":  # a TOML integer (temperature = 1) is a number too
+        return (float(value), "") if value == value and abs(value) != float("inf") else (
+            None, "should be a number")
+    if not isinstance(value, int):
+        return None, "should be a whole number"
+    if kind == "count" and value < 1:
+        return None, "should be 1 or more"
+    if kind == "port" and not 1 <= value <= 65535:
+        return None, "should be a port from 1 to 65535"
+    return value, ""

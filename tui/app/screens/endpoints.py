@@ -269,7 +269,12 @@ class EndpointsScreen(Screen[None]):
 
     def add_endpoint(self, name: str, url: str, api_key: str | None = None,
                      default_model: str | None = None) -> Endpoint | None:
-        """Save an endpoint and fetch its models (raises ``EndpointError`` on a bad URL)."""
+        """Save an endpoint and fetch its models (raises ``EndpointError`` on a bad URL or a
+        key no HTTP request can carry)."""
+        if api_key and not all(33 <= ord(ch) < 127 for ch in api_key):
+            raise EndpointError("the API key holds characters an HTTP header cannot carry "
+                                "(spaces, accents, other scripts): keys are plain ASCII; "
+                                "check it was pasted whole")
         endpoint = None
         with self.lmdesk.guard("Could not save the endpoint"):
             endpoint = self.library.add(name, url, api_key, default_model)

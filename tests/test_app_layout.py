@@ -118,3 +118,32 @@ async def test_the_remote_marker_goes_when_back_on_a_local_model(tmp_path: Path)
             assert "⇄" not in app.sub_title
     finally:
         server.stop()
+
+
+@pilot_test
+async def test_wrapped_doctor_lines_go_on_under_their_value(tmp_path: Path) -> None:
+    from tests.test_app_doctor import LLAMA
+    from tui.app.screens.doctor import CHECKING, DoctorScreen
+
+    app = make_app(tmp_path)
+    app.doctor_llama = LLAMA
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.model_state == "ready")
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: isinstance(app.screen, DoctorScreen))
+        screen = app.screen
+        assert isinstance(screen, DoctorScreen)
+        await wait_for(pilot, lambda: screen.text != CHECKING, timeout=30)
+        await pilot.pause(0.2)
+        body = screen.query_one("#doctor-text")
+        region = body.content_region
+        strips = app.screen._compositor.render_strips()
+        rows = ["".join(seg.text for seg in strip) for strip in strips]
+        visible = screen.query_one("#doctor-scroll").content_region
+        shown = [row[region.x:region.right].rstrip()
+                 for row in rows[visible.y:visible.bottom]]
+        # a wrapped line goes on under its value ("  SIMD     ...", then 11 spaces)
+        assert any(line.startswith(" " * 11) and line.strip() for line in shown), shown
+        # every line that is not a heading (column 0 in the report) starts indented
+        headings = {line for line in screen.text.splitlines() if line and line[0] != " "}
+        assert all(line.startswith(" ") or line in headings or not line for line in shown)

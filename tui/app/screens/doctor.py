@@ -4,23 +4,62 @@ subprocess), so it is built in a thread worker and shown when it arrives."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Static
 
 from tui.app.screens.confirm import MODAL_CSS
+from tui.app.widgets.markdown_lite import Block, BlocksVisual
 from tui.doctor import DoctorReport, doctor_report, render_text
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
 
 CHECKING = "Checking this machine…"
+_HANG = re.compile(r"^(\s*(?:- |\S+(?: \S+)?\s{2,})?)")
+"""What a wrapped line of the report goes on under: its indent, and a "label   " column or
+a "- " bullet."""
+
+
+def hanging_blocks(text: str) -> list[Block]:
+    """One block per line of ``text``, wrapped lines indented under the line's value."""
+    blocks = []
+    for line in text.split("\n"):
+        match = _HANG.match(line)
+        prefix = match.group(1) if match else ""
+        if len(prefix) > 40:  # not a label column: just the indent
+            prefix = line[: len(line) - len(line.lstrip())]
+        blocks.append(Block(Content(line[len(prefix):]), first=Content(prefix),
+                            rest=Content(" " * len(prefix))))
+    return blocks
+
+
+class HangingText(Widget):
+    """Plain text whose wrapped lines go on under their value, not at column 0."""
+
+    DEFAULT_CSS = "HangingText { height: auto; }"
+
+    def __init__(self, text: str = "", **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.text = text
+        self._visual = BlocksVisual(hanging_blocks(text))
+
+    def update(self, text: str) -> None:
+        self.text = text
+        self._visual = BlocksVisual(hanging_blocks(text))
+        self.refresh(layout=True)
+
+    def render(self) -> BlocksVisual:
+        return self._visual
 
 
 def build_report(app: LmdeskApp) -> DoctorReport:
@@ -68,7 +107,7 @@ class DoctorScreen(ModalScreen[None]):
         with Vertical() as box:
             box.border_title = "Doctor"
             with VerticalScroll(id="doctor-scroll"):
-                yield Static(CHECKING, id="doctor-text", markup=False)
+                yield HangingText(CHECKING, id="doctor-text")
             yield Static("r: check again   w: the welcome note   esc: close",
                          classes="modal-hint", markup=False)
 
@@ -88,20 +127,20 @@ class DoctorScreen(ModalScreen[None]):
     def on_doctor_ready(self, event: DoctorReady) -> None:
         event.stop()
         self.report = event.report
-        self.query_one("#doctor-text", Static).update(render_text(event.report))
+        self.query_one("#doctor-text", HangingText).update(render_text(event.report))
 
     def on_doctor_failed(self, event: DoctorFailed) -> None:
         event.stop()
-        self.query_one("#doctor-text", Static).update(
+        self.query_one("#doctor-text", HangingText).update(
             f"The check failed: {event.error}\nPress r to try again."
         )
 
     @property
     def text(self) -> str:
-        return str(self.query_one("#doctor-text", Static).content)
+        return self.query_one("#doctor-text", HangingText).text
 
     def action_refresh_report(self) -> None:
-        self.query_one("#doctor-text", Static).update(CHECKING)
+        self.query_one("#doctor-text", HangingText).update(CHECKING)
         self._check()
 
     def action_welcome(self) -> None:

@@ -26,6 +26,7 @@ at n_ctx 2048 and 8192 on an x86-64 CPU build. GPU figures are not calibrated.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -81,6 +82,11 @@ class ModelShape:
     swa_layers: int = 0
     layer_bytes: int = 0
     """Weights of one repeating layer (what offloading a layer moves to the GPU)."""
+    read_bytes: int = 0
+    """Weights read per generated token: all but an untied token embedding (one row), and
+    only the routed share of a mixture of experts (0: ``weights_bytes``)."""
+    active_params: int = 0
+    """Parameters in the matrix products of one token (0: ``n_params``)."""
 
     @classmethod
     def from_header(cls, header: GGUFHeader) -> ModelShape:
@@ -94,6 +100,7 @@ class ModelShape:
         repacked = _repacked_bytes(header)
         resident = _resident_bytes(header)
         blk = sum(t.n_bytes for t in header.tensors if t.name.startswith("blk."))
+        read_bytes, active = _per_token(header)
         return cls(
             name=header.name,
             architecture=arch,
@@ -113,6 +120,8 @@ class ModelShape:
             sliding_window=window,
             swa_layers=swa_layers,
             layer_bytes=blk // n_layers if n_layers else 0,
+            read_bytes=read_bytes,
+            active_params=active,
         )
 
     def kv_bytes(
@@ -226,6 +235,28 @@ def _repacked_bytes(header: GGUFHeader) -> int:
         elif t.name == "token_embd.weight" and "output.weight" not in names:
             total += t.n_bytes  # tied output: llama.cpp repacks a second copy for the matmul
     return total
+
+
+_EXPERT_TENSOR = re.compile(r"_exps\.|\.ffn_(gate|up|down)\.\d+\.weight$")
+
+
+def _per_token(header: GGUFHeader) -> tuple[int, int]:
+    """(bytes read, parameters multiplied) per generated token."""
+    names = {t.name for t in header.tensors}
+    tied = "output.weight" not in names
+    n_expert = int(header.arch_key("expert_count", 0) or 0)
+    n_used = int(header.arch_key("expert_used_count", 0) or 0)
+    routed = n_used / n_expert if n_expert and 0 < n_used <= n_expert else 1.0
+    read = params = 0
+    for t in header.tensors:
+        if t.name == "token_embd.weight" and not tied:
+            rows = t.shape[-1] if t.shape else 1
+            read += t.n_bytes // max(1, rows)  # one row looked up per token
+            continue
+        share = routed if _EXPERT_TENSOR.search(t.name) else 1.0
+        read += int(t.n_bytes * share)
+        params += int(t.n_elements * share)
+    return read, params
 
 
 def _resident_bytes(header: GGUFHeader) -> int:

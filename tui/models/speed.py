@@ -1,0 +1,789 @@
+"""Predicted tokens per second on this machine, calibrated from its own measured runs.
+
+Generating a token reads every weight that token uses, once, and multiplies each by the
+token's activations, so the time per token is
+
+    t_gen = k_w x max(bytes_read / bandwidth, 2 x active params / matvec rate)
+          + k_over x overhead
+
+``bytes_read``: the repeating layers' matrices (only the routed experts of a mixture of
+experts), the output matrix (the token embedding when it is tied) and the KV cache up to the
+position reached. ``bandwidth`` is measured here (parallel sums over an array larger than the
+caches, with as many threads as generation uses), times ``MEMORY_EFFICIENCY``. The matvec
+rate is the measured float32 matrix product rate times ``GEN_FLOPS_EFFICIENCY``: a machine
+with few cores is bound by arithmetic before memory. ``overhead`` is the per-token work that
+does not grow with the weights: llama.cpp's graph and its thread barriers (per layer), the
+logits over the vocabulary and sampling, the pipe to the app. Evaluating a prompt is compute
+bound:
+
+    t_prompt = k_flops x 2 x active params / flops + per-layer overhead / batch
+
+with ``flops`` a measured float32 matrix product (numpy) on the same threads.
+
+The multipliers ``k_*`` start at 1 (the physical model) and are fitted to this machine's own
+measured runs: bench runs, ``lmdesk models info --measure`` and the stats of real replies
+(``record_reply``), kept in ``speed-calibration.json`` in the data folder. Each model counts
+once (the median of its last runs), the fit is in log space with a pull towards 1, so one
+model's runs correct the overhead (what small models are bound by) and runs of a larger one
+correct the bandwidth share. A model with runs of its own is predicted mostly from them:
+after n runs the weight of its own median is n / (n + 0.5).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tui.models.fit import ModelShape
+
+CALIBRATION_FILE = "speed-calibration.json"
+CALIBRATION_VERSION = 1
+MACHINE_MAX_AGE_S = 30 * 24 * 3600
+"""A machine probe older than this is taken again."""
+RUNS_PER_MODEL = 20
+MAX_RUNS = 400
+MIN_GENERATED = 16
+"""Replies shorter than this are too short to time (their rate is mostly the first token)."""
+MIN_PROMPT_EVALUATED = 64
+"""Prompt rates from fewer evaluated tokens are overhead, not compute."""
+DEFAULT_CONTEXT = 512
+"""The position a prediction assumes (a short chat); a longer context reads more KV cache."""
+
+MEMORY_EFFICIENCY = 0.8
+"""Share of the measured read bandwidth a large model's generation reaches on a CPU."""
+FLOPS_EFFICIENCY = 0.5
+"""Share of the float32 matrix product rate that quantized prompt evaluation reaches."""
+GEN_FLOPS_EFFICIENCY = 0.15
+"""Share of it that one token's quantized matrix-vector products reach (no batch to reuse
+the unpacked weights across)."""
+OVERHEAD_FIXED_S = 1.0e-3
+OVERHEAD_PER_LAYER_S = 1.0e-4
+OVERHEAD_PER_VOCAB_S = 2.5e-8
+PROMPT_OVERHEAD_PER_LAYER_S = 1.0e-3
+"""Per batch of prompt tokens (a batch is up to 512 tokens)."""
+GPU_MEMORY_EFFICIENCY = 0.65
+GPU_FLOPS_PER_BYTE = 100.0
+"""A GPU's usable prompt throughput relative to its memory bandwidth (not calibrated here)."""
+GPU_OVERHEAD_FIXED_S = 5.0e-4
+GPU_OVERHEAD_PER_LAYER_S = 2.0e-5
+PRIOR_WEIGHT = 0.05
+"""How strongly the fit is pulled towards the physical model (in observations)."""
+
+
+@dataclass(frozen=True)
+class MachineSpeed:
+    """What this machine's memory and cores do, measured once and kept."""
+
+    bandwidth_gb_s: float
+    """Read bandwidth with ``threads`` threads."""
+    gflops: float
+    """float32 matrix product throughput on all cores."""
+    threads: int
+    cpu: str = ""
+    """CPU model and logical cores: a probe taken on another machine is taken again."""
+    gpu_bandwidth_gb_s: float = 0.0
+    gpu_name: str = ""
+    measured_at: float = 0.0
+
+    @property
+    def has_gpu(self) -> bool:
+        return self.gpu_bandwidth_gb_s > 0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured run of one model on this machine."""
+
+    key: str
+    """The model file's identity: its name and size (a hardlink or a moved file stays one)."""
+    read_bytes: int
+    kv_bytes_per_token: int
+    n_layers: int
+    vocab_size: int
+    active_params: int
+    n_threads: int
+    n_gpu_layers: int
+    gen_tok_s: float
+    prompt_tok_s: float
+    prompt_tokens: int
+    evaluated_prompt_tokens: int
+    generated_tokens: int
+    source: str
+    """"reply", "bench" or "measure"."""
+    at: float = 0.0
+    gpu_layer_share: float = 0.0
+    """Share of the layers on the GPU (0 on a CPU run)."""
+
+
+@dataclass(frozen=True)
+class SpeedPrediction:
+    tok_s: float
+    """Generated tokens per second."""
+    prompt_tok_s: float
+    """Prompt tokens evaluated per second."""
+    n_gpu_layers: int
+    basis: str
+    """How the figure was reached, in words."""
+    own_runs: int = 0
+    """This model's own measured runs behind the figure."""
+    memory_share: float = 0.0
+    """Share of a token's time spent on the weights (the rest is fixed overhead)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TokenCost:
+    """What one model costs per token, from its shape."""
+
+    read_bytes: int
+    kv_bytes_per_token: int
+    n_layers: int
+    vocab_size: int
+    active_params: int
+
+    @classmethod
+    def of(cls, shape: ModelShape) -> TokenCost:
+        per_cell = shape.n_kv_heads * (shape.key_length + shape.value_length) * 2
+        return cls(
+            read_bytes=shape.read_bytes or shape.weights_bytes,
+            kv_bytes_per_token=per_cell * shape.n_layers,
+            n_layers=max(1, shape.n_layers),
+            vocab_size=shape.vocab_size,
+            active_params=shape.active_params or shape.n_params,
+        )
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The multipliers fitted to the runs (1.0: the physical model)."""
+
+    k_mem: float = 1.0
+    k_over: float = 1.0
+    k_flops: float = 1.0
+    models: int = 0
+    """Distinct models behind the generation fit."""
+    prompt_models: int = 0
+
+
+def model_key(path: str | os.PathLike[str], size: int | None = None) -> str:
+    p = Path(path)
+    if size is None:
+        try:
+            size = p.stat().st_size
+        except OSError:
+            size = 0
+    return f"{p.name}:{size}"
+
+
+# -- the physical model ------------------------------------------------------------------------
+
+
+def _weights_time(cost: TokenCost, machine: MachineSpeed, position: float,
+                  gpu_share: float) -> float:
+    """Reading the weights or multiplying by them, whichever is slower (per token)."""
+    return max(_memory_time(cost, machine, position, gpu_share),
+               _matvec_time(cost, machine, gpu_share))
+
+
+def _matvec_time(cost: TokenCost, machine: MachineSpeed, gpu_share: float) -> float:
+    rate = machine.gflops * 1e9 * GEN_FLOPS_EFFICIENCY
+    seconds = 2.0 * cost.active_params * (1 - gpu_share) / rate if rate > 0 else math.inf
+    return seconds  # the GPU's share: bound by its memory long before its arithmetic
+
+
+def _memory_time(cost: TokenCost, machine: MachineSpeed, position: float,
+                 gpu_share: float) -> float:
+    total = cost.read_bytes + cost.kv_bytes_per_token * position
+    cpu_bw = machine.bandwidth_gb_s * 1e9 * MEMORY_EFFICIENCY
+    seconds = total * (1 - gpu_share) / cpu_bw if cpu_bw > 0 else math.inf
+    if gpu_share:
+        gpu_bw = machine.gpu_bandwidth_gb_s * 1e9 * GPU_MEMORY_EFFICIENCY
+        seconds += total * gpu_share / gpu_bw if gpu_bw > 0 else math.inf
+    return seconds
+
+
+def _overhead_time(cost: TokenCost, gpu_share: float) -> float:
+    if gpu_share >= 1.0:
+        return GPU_OVERHEAD_FIXED_S + GPU_OVERHEAD_PER_LAYER_S * cost.n_layers
+    cpu = (OVERHEAD_FIXED_S + OVERHEAD_PER_LAYER_S * cost.n_layers * (1 - gpu_share)
+           + OVERHEAD_PER_VOCAB_S * cost.vocab_size)
+    return cpu + (GPU_OVERHEAD_PER_LAYER_S * cost.n_layers * gpu_share if gpu_share else 0.0)
+
+
+def _prompt_time(cost: TokenCost, machine: MachineSpeed, gpu_share: float,
+                 batch: int = 512) -> float:
+    """Seconds per prompt token (compute, plus the per-layer overhead shared by a batch)."""
+    flops = 2.0 * cost.active_params
+    cpu_rate = machine.gflops * 1e9 * FLOPS_EFFICIENCY
+    seconds = flops * (1 - gpu_share) / cpu_rate if cpu_rate > 0 else math.inf
+    if gpu_share:
+        gpu_rate = machine.gpu_bandwidth_gb_s * 1e9 * GPU_FLOPS_PER_BYTE
+        seconds += flops * gpu_share / gpu_rate if gpu_rate > 0 else math.inf
+    return seconds + PROMPT_OVERHEAD_PER_LAYER_S * cost.n_layers / batch
+
+
+# -- fitting -------------------------------------------------------------------------------------
+
+
+def _grid_fit_2d(obs: Sequence[tuple[float, float, float]]) -> tuple[float, float]:
+    """ln k_w, ln k_over minimising sum (ln y - ln(k_w x + k_o o))^2 + prior pull."""
+
+    def loss(a: float, b: float) -> float:
+        km, ko = math.exp(a), math.exp(b)
+        total = PRIOR_WEIGHT * (a * a + b * b)
+        for y, x, o in obs:
+            total += (math.log(y) - math.log(km * x + ko * o)) ** 2
+        return total
+
+    best = (0.0, 0.0)
+    best_loss = loss(0.0, 0.0)
+    for step, span in ((0.1, 25), (0.01, 10)):
+        ca, cb = best
+        for i in range(-span, span + 1):
+            for j in range(-span, span + 1):
+                a, b = ca + i * step, cb + j * step
+                value = loss(a, b)
+                if value < best_loss:
+                    best, best_loss = (a, b), value
+    return best
+
+
+def _grid_fit_1d(obs: Sequence[tuple[float, float, float]]) -> float:
+    """ln k for y = k x + o (prompt: compute scaled, overhead fixed)."""
+
+    def loss(a: float) -> float:
+        k = math.exp(a)
+        return PRIOR_WEIGHT * a * a + sum((math.log(y) - math.log(k * x + o)) ** 2
+                                          for y, x, o in obs)
+
+    best, best_loss = 0.0, loss(0.0)
+    for step, span in ((0.05, 50), (0.005, 10)):
+        centre = best
+        for i in range(-span, span + 1):
+            a = centre + i * step
+            value = loss(a)
+            if value < best_loss:
+                best, best_loss = a, value
+    return best
+
+
+def _position(run: Run) -> float:
+    return run.prompt_tokens + run.generated_tokens / 2
+
+
+def _by_model(runs: Iterable[Run]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.key, []).append(run)
+    return {k: sorted(v, key=lambda r: r.at)[-RUNS_PER_MODEL:] for k, v in groups.items()}
+
+
+def fit_runs(runs: Sequence[Run], machine: MachineSpeed, *, gpu: bool = False) -> Fitted:
+    """The multipliers that make the physical model match ``runs`` best (one vote a model)."""
+    gen_obs: list[tuple[float, float, float]] = []
+    prompt_obs: list[tuple[float, float, float]] = []
+    for group in _by_model(r for r in runs if (r.gpu_layer_share > 0) == gpu).values():
+        cost = _cost_of(group[-1])
+        share = group[-1].gpu_layer_share
+        gens = [1 / r.gen_tok_s for r in group if r.gen_tok_s > 0]
+        if gens:
+            y = statistics.median(gens)
+            x = _weights_time(cost, machine, statistics.median(_position(r) for r in group),
+                              share)
+            gen_obs.append((y, x, _overhead_time(cost, share)))
+        prompts = [1 / r.prompt_tok_s for r in group
+                   if r.prompt_tok_s > 0 and r.evaluated_prompt_tokens >= MIN_PROMPT_EVALUATED]
+        if prompts:
+            batch = min(512, statistics.median(
+                r.evaluated_prompt_tokens for r in group
+                if r.prompt_tok_s > 0 and r.evaluated_prompt_tokens >= MIN_PROMPT_EVALUATED))
+            flops = _prompt_time(cost, machine, share, batch=10**9)
+            over = _prompt_time(cost, machine, share, batch=int(batch)) - flops
+            prompt_obs.append((statistics.median(prompts), flops, over))
+    usable = [o for o in gen_obs if all(math.isfinite(v) and v > 0 for v in o)]
+    a, b = _grid_fit_2d(usable) if usable else (0.0, 0.0)
+    usable_p = [o for o in prompt_obs if o[0] > 0 and math.isfinite(o[1]) and o[1] > 0]
+    c = _grid_fit_1d(usable_p) if usable_p else 0.0
+    return Fitted(math.exp(a), math.exp(b), math.exp(c), len(usable), len(usable_p))
+
+
+def _cost_of(run: Run) -> TokenCost:
+    return TokenCost(run.read_bytes, run.kv_bytes_per_token, max(1, run.n_layers),
+                     run.vocab_size, run.active_params)
+
+
+# -- predicting ------------------------------------------------------------------------------------
+
+
+class SpeedModel:
+    """Predicts generation and prompt speed for any model shape on one machine."""
+
+    def __init__(self, machine: MachineSpeed, runs: Sequence[Run] = ()) -> None:
+        self.machine = machine
+        self.runs = tuple(runs)
+        self._lock = threading.Lock()
+        self._fits: dict[bool, Fitted] = {}
+
+    def fitted(self, *, gpu: bool = False) -> Fitted:
+        with self._lock:
+            if gpu not in self._fits:
+                self._fits[gpu] = fit_runs(self.runs, self.machine, gpu=gpu)
+            return self._fits[gpu]
+
+    def predict(
+        self,
+        shape: ModelShape,
+        *,
+        n_gpu_layers: int = 0,
+        key: str | None = None,
+        context_tokens: int = DEFAULT_CONTEXT,
+    ) -> SpeedPrediction:
+        """Tokens per second for ``shape`` with ``n_gpu_layers`` on the GPU (-1: all).
+
+        ``key`` (``model_key(path)``) lets the model's own measured runs count.
+        """
+        cost = TokenCost.of(shape)
+        layers = shape.n_layers
+        on_gpu = 0 if not self.machine.has_gpu else (
+            layers if n_gpu_layers < 0 else min(n_gpu_layers, layers))
+        share = on_gpu / layers if layers else 0.0
+        fit = self.fitted(gpu=share > 0)
+        mem = _weights_time(cost, self.machine, context_tokens, share)
+        over = _overhead_time(cost, share)
+        t_gen = fit.k_mem * mem + fit.k_over * over
+        flops = _prompt_time(cost, self.machine, share, batch=10**9)
+        t_prompt = fit.k_flops * flops + (_prompt_time(cost, self.machine, share) - flops)
+        tok_s = 1 / t_gen if t_gen > 0 and math.isfinite(t_gen) else 0.0
+        prompt_tok_s = 1 / t_prompt if t_prompt > 0 and math.isfinite(t_prompt) else 0.0
+        basis = _basis(fit)
+        own = [r for r in self.runs if key is not None and r.key == key
+               and (r.gpu_layer_share > 0) == (share > 0)]
+        own = sorted(own, key=lambda r: r.at)[-RUNS_PER_MODEL:]
+        gens = [r.gen_tok_s for r in own if r.gen_tok_s > 0]
+        if gens and tok_s > 0:
+            w = len(gens) / (len(gens) + 0.5)
+            tok_s = math.exp(w * math.log(statistics.median(gens)) + (1 - w) * math.log(tok_s))
+            basis = f"{len(gens)} measured run{'s' if len(gens) != 1 else ''} of this model"
+        prompts = [r.prompt_tok_s for r in own
+                   if r.prompt_tok_s > 0 and r.evaluated_prompt_tokens >= MIN_PROMPT_EVALUATED]
+        if prompts and prompt_tok_s > 0:
+            w = len(prompts) / (len(prompts) + 0.5)
+            prompt_tok_s = math.exp(w * math.log(statistics.median(prompts))
+                                    + (1 - w) * math.log(prompt_tok_s))
+        share_mem = fit.k_mem * mem / t_gen if t_gen > 0 and math.isfinite(t_gen) else 0.0
+        return SpeedPrediction(tok_s, prompt_tok_s, on_gpu, basis, len(gens), share_mem)
+
+
+def _basis(fit: Fitted) -> str:
+    if not fit.models:
+        return "physical model (measured bandwidth and compute, no runs yet)"
+    return f"calibrated from {fit.models} model{'s' if fit.models != 1 else ''} run here"
+
+
+# -- the calibration file ------------------------------------------------------------------------
+
+
+@dataclass
+class Calibration:
+    """The machine probe and the measured runs, kept in the data folder."""
+
+    path: Path | None
+    machine: MachineSpeed | None = None
+    runs: list[Run] = field(default_factory=list)
+    problem: str | None = None
+    """Why the file could not be read (it is then started afresh, the old one kept aside)."""
+
+    @classmethod
+    def load(cls, data_dir: Path | None) -> Calibration:
+        if data_dir is None:
+            return cls(None)
+        path = data_dir / CALIBRATION_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, ValueError) as exc:
+            return cls(path, problem=f"{path}: unreadable ({exc}); starting afresh")
+        try:
+            if not isinstance(raw, dict) or raw.get("version") != CALIBRATION_VERSION:
+                raise TypeError("unknown version")
+            machine = _machine_from(raw.get("machine"))
+            runs = [_run_from(r) for r in raw.get("runs") or []]
+        except (TypeError, ValueError, KeyError) as exc:
+            return cls(path, problem=f"{path}: unreadable ({exc}); starting afresh")
+        return cls(path, machine, [r for r in runs if r is not None])
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        payload = {"version": CALIBRATION_VERSION,
+                   "machine": asdict(self.machine) if self.machine else None,
+                   "runs": [asdict(r) for r in self.runs[-MAX_RUNS:]]}
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".speed-", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(payload, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, self.path)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+
+
+def _machine_from(data: Any) -> MachineSpeed | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TypeError("machine is not an object")
+    names = {f.name for f in fields(MachineSpeed)}
+    return MachineSpeed(**{k: v for k, v in data.items() if k in names})
+
+
+def _run_from(data: Any) -> Run | None:
+    if not isinstance(data, dict):
+        return None
+    names = {f.name for f in fields(Run)}
+    try:
+        run = Run(**{k: v for k, v in data.items() if k in names})
+    except TypeError:
+        return None
+    ok = run.gen_tok_s >= 0 and run.prompt_tok_s >= 0 and run.read_bytes > 0
+    return run if ok and math.isfinite(run.gen_tok_s) and math.isfinite(run.prompt_tok_s) else None
+
+
+_FILE_LOCK = threading.Lock()
+
+
+# -- measuring the machine -----------------------------------------------------------------------
+
+
+def _cpu_label() -> str:
+    """The CPU's model name and logical cores (a probe from another machine is retaken)."""
+    name = ""
+    with contextlib.suppress(OSError):
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() in ("model name", "hardware") and value.strip():
+                name = value.strip()
+                break
+    import platform
+
+    return f"{name or platform.processor() or platform.machine()} x{os.cpu_count() or 1}"
+
+
+def physical_cores() -> int:
+    import psutil
+
+    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
+def measure_bandwidth_gb_s(threads: int, size_mb: int = 64, repeats: int = 15) -> float:
+    """Read bandwidth: parallel sums, each thread over its own array larger than the caches,
+    the best of many short rounds (a round the scheduler interrupts only loses itself, so a
+    busy machine still shows what its memory can do)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    arrays = [np.ones(size_mb * 1024 * 1024 // 8, dtype=np.float64) for _ in range(threads)]
+    total = sum(a.nbytes for a in arrays)
+    best = 0.0
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(np.sum, arrays))  # page everything in
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            list(pool.map(np.sum, arrays))
+            best = max(best, total / (time.perf_counter() - t0))
+    return best / 1e9
+
+
+def measure_gflops(n: int = 512, repeats: int = 15) -> float:
+    """float32 matrix products on all cores (numpy's BLAS threads, as prompt evaluation uses
+    every logical core): the best rate of many short ones."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+    return best / 1e9
+
+
+def gpu_bandwidth() -> tuple[float, str]:
+    """(GB/s, name) of the largest NVIDIA GPU from its bus width and memory clock; (0, "")."""
+    try:
+        import pynvml
+    except ImportError:
+        return 0.0, ""
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return 0.0, ""
+    try:
+        best = (0.0, "")
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            bus_bits = pynvml.nvmlDeviceGetMemoryBusWidth(handle)
+            mem_mhz = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM)
+            raw = pynvml.nvmlDeviceGetName(handle)
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+            gb_s = bus_bits / 8 * mem_mhz * 1e6 * 2 / 1e9  # double data rate
+            best = max(best, (gb_s, name))
+        return best
+    except Exception:
+        return 0.0, ""
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def measure_machine(threads: int | None = None) -> MachineSpeed:
+    n = threads or physical_cores()
+    gpu_gb_s, gpu_name = gpu_bandwidth()
+    return MachineSpeed(
+        bandwidth_gb_s=measure_bandwidth_gb_s(n), gflops=measure_gflops(), threads=n,
+        cpu=_cpu_label(), gpu_bandwidth_gb_s=gpu_gb_s, gpu_name=gpu_name,
+        measured_at=time.time(),
+    )
+
+
+def _stale(machine: MachineSpeed | None) -> bool:
+    if machine is None or machine.bandwidth_gb_s <= 0 or machine.gflops <= 0:
+        return True
+    if time.time() - machine.measured_at > MACHINE_MAX_AGE_S:
+        return True
+    return machine.cpu != _cpu_label() or machine.threads != physical_cores()
+
+
+def speed_model(data_dir: Path | None, *, refresh: bool = False) -> SpeedModel:
+    """The machine probe (measured now when missing, stale or asked) and the runs kept."""
+    with _FILE_LOCK:
+        cal = Calibration.load(data_dir)
+        if refresh or _stale(cal.machine):
+            old, new = cal.machine, measure_machine()
+            if old is not None and old.cpu == new.cpu and old.threads == new.threads:
+                # a probe on a busy machine reads low: keep the best this machine has shown
+                new = replace(new, bandwidth_gb_s=max(old.bandwidth_gb_s, new.bandwidth_gb_s),
+                              gflops=max(old.gflops, new.gflops))
+            cal.machine = new
+            cal.save()
+    assert cal.machine is not None
+    return SpeedModel(cal.machine, cal.runs)
+
+
+# -- recording runs --------------------------------------------------------------------------------
+
+
+def record_run(data_dir: Path | None, run: Run) -> None:
+    """Keep one measured run (the oldest beyond the limits are dropped)."""
+    if data_dir is None:
+        return
+    with _FILE_LOCK:
+        cal = Calibration.load(data_dir)
+        cal.runs = [*cal.runs, replace(run, at=run.at or time.time())]
+        per_key = _by_model(cal.runs)
+        cal.runs = sorted((r for rs in per_key.values() for r in rs), key=lambda r: r.at)
+        cal.save()
+
+
+@lru_cache(maxsize=32)
+def _shape_of_file(path: str, size: int, mtime_ns: int) -> ModelShape:
+    from tui.models.fit import shape_of
+
+    return shape_of(path)
+
+
+def shape_for_path(path: str | os.PathLike[str]) -> ModelShape | None:
+    """The shape of a GGUF file (read once per file version); None when unreadable."""
+    from tui.engine.gguf import GGUFError
+
+    try:
+        st = os.stat(path)
+        return _shape_of_file(str(path), st.st_size, st.st_mtime_ns)
+    except (OSError, GGUFError, ValueError, ZeroDivisionError):
+        return None
+
+
+def run_from_stats(
+    shape: ModelShape, key: str, stats: Any, *, n_threads: int, n_gpu_layers: int,
+    source: str,
+) -> Run | None:
+    """A Run from a reply's ``GenerationStats``; None when it is too short to time."""
+    if stats.generated_tokens < MIN_GENERATED or stats.generation_tokens_per_s <= 0:
+        return None
+    if getattr(stats, "stop_reason", "stop") == "error":
+        return None
+    cost = TokenCost.of(shape)
+    layers = shape.n_layers
+    on_gpu = layers if n_gpu_layers < 0 else min(n_gpu_layers, layers)
+    return Run(
+        key=key, read_bytes=cost.read_bytes, kv_bytes_per_token=cost.kv_bytes_per_token,
+        n_layers=cost.n_layers, vocab_size=cost.vocab_size, active_params=cost.active_params,
+        n_threads=n_threads, n_gpu_layers=on_gpu,
+        gen_tok_s=float(stats.generation_tokens_per_s),
+        prompt_tok_s=float(stats.prompt_tokens_per_s or 0.0),
+        prompt_tokens=int(stats.prompt_tokens), generated_tokens=int(stats.generated_tokens),
+        evaluated_prompt_tokens=int(getattr(stats, "evaluated_prompt_tokens", 0) or 0),
+        source=source, at=time.time(), gpu_layer_share=on_gpu / layers if layers else 0.0,
+    )
+
+
+def record_reply(data_dir: Path | None, info: Any, stats: Any, *, source: str = "reply") -> bool:
+    """Calibrate from a finished reply: ``info`` the loaded model's ``ModelInfo``, ``stats``
+    its ``GenerationStats``. Reads the model's GGUF header once per file (call it off the UI
+    thread). Returns whether the run was kept (short, failed or remote replies are not)."""
+    path = getattr(info, "path", "")
+    if data_dir is None or not path or not os.path.isfile(path):
+        return False
+    shape = shape_for_path(path)
+    if shape is None:
+        return False
+    run = run_from_stats(shape, model_key(path), stats, n_threads=int(info.n_threads),
+                         n_gpu_layers=int(info.n_gpu_layers), source=source)
+    if run is None:
+        return False
+    record_run(data_dir, run)
+    return True
+
+
+def record_bench(data_dir: Path | None, model_path: str, gen_tok_s: float, *,
+                 n_threads: int | None = None, n_gpu_layers: int = 0,
+                 tokens: int = 128) -> bool:
+    """Calibrate from a bench run (``lmdesk bench engine``): its median generation rate."""
+    shape = shape_for_path(model_path)
+    if data_dir is None or shape is None or gen_tok_s <= 0:
+        return False
+    stats = _Stats(0, 0.0, tokens, gen_tok_s, 0)
+    run = run_from_stats(shape, model_key(model_path), stats,
+                         n_threads=n_threads or physical_cores(), n_gpu_layers=n_gpu_layers,
+                         source="bench")
+    if run is None:
+        return False
+    record_run(data_dir, run)
+    return True
+
+
+@dataclass(frozen=True)
+class _Stats:
+    prompt_tokens: int
+    prompt_tokens_per_s: float
+    generated_tokens: int
+    generation_tokens_per_s: float
+    evaluated_prompt_tokens: int
+    stop_reason: str = "length"
+
+
+# -- measuring a model -------------------------------------------------------------------------
+
+MEASURE_PROMPT = (
+    "Run {i}. Here is a short passage to read first. A lighthouse keeper kept a logbook of "
+    "every ship that passed the cape, the weather of each morning, the oil burned each night "
+    "and the birds that rested on the gallery rail. Over thirty years the logbook grew into "
+    "twelve volumes, and the keeper's granddaughter, who inherited them, decided to turn the "
+    "notes into a story. Now continue that story at length, in plain prose."
+)
+
+
+@dataclass(frozen=True)
+class MeasuredSpeed:
+    """A model's speed here, measured with the real engine (the best of a few runs)."""
+
+    gen_tok_s: float
+    prompt_tok_s: float
+    prompt_tokens: int
+    evaluated_prompt_tokens: int
+    generated_tokens: int
+    n_threads: int
+    n_gpu_layers: int
+    n_ctx: int
+    runs: tuple[float, ...]
+    """Every counted run's generation rate."""
+
+    def to_stats(self) -> _Stats:
+        return _Stats(self.prompt_tokens, self.prompt_tok_s, self.generated_tokens,
+                      self.gen_tok_s, self.evaluated_prompt_tokens)
+
+
+def measure_speed(
+    path: str | os.PathLike[str],
+    *,
+    n_ctx: int | None = None,
+    tokens: int = 64,
+    runs: int = 2,
+    temperature: float = 0.7,
+) -> MeasuredSpeed:
+    """Load ``path`` in a model worker and time ``runs`` replies of ``tokens`` tokens after a
+    short warm-up (sampling as a chat reply samples). The best run counts: other work on the
+    machine only ever slows a run down."""
+    from tui.engine.local import LocalEngine
+    from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
+
+    sampling = SamplingParams(max_tokens=tokens, temperature=temperature, seed=1,
+                              ignore_eos=True)
+    warm_up = SamplingParams(max_tokens=8, temperature=temperature, seed=1, ignore_eos=True)
+    best: Any = None
+    rates: list[float] = []
+    with LocalEngine(LoadParams(model_path=str(path), n_ctx=n_ctx)) as engine:
+        info = engine.load()
+        for i in range(runs + 1):
+            text = MEASURE_PROMPT.format(i=i)
+            raw = None if info.chat_template else text
+            done: Done | None = None
+            asked = warm_up if i == 0 else sampling
+            for event in engine.generate([ChatMessage("user", text)], asked, raw_prompt=raw):
+                if isinstance(event, Done):
+                    done = event
+            if done is None or done.error:
+                raise RuntimeError(f"the measuring reply failed: {done.error if done else '?'}")
+            if i == 0:
+                continue  # the warm-up run pages the weights in
+            rates.append(done.stats.generation_tokens_per_s)
+            if best is None or done.stats.generation_tokens_per_s > best.generation_tokens_per_s:
+                best = done.stats
+    assert best is not None
+    return MeasuredSpeed(
+        gen_tok_s=float(best.generation_tokens_per_s),
+        prompt_tok_s=float(best.prompt_tokens_per_s),
+        prompt_tokens=int(best.prompt_tokens),
+        evaluated_prompt_tokens=int(best.evaluated_prompt_tokens),
+        generated_tokens=int(best.generated_tokens), n_threads=int(info.n_threads),
+        n_gpu_layers=int(info.n_gpu_layers), n_ctx=int(info.n_ctx), runs=tuple(rates),
+    )
+
+
+def record_measured(data_dir: Path | None, path: str | os.PathLike[str],
+                    measured: MeasuredSpeed) -> bool:
+    shape = shape_for_path(path)
+    if data_dir is None or shape is None:
+        return False
+    run = run_from_stats(shape, model_key(path), measured.to_stats(),
+                         n_threads=measured.n_threads, n_gpu_layers=measured.n_gpu_layers,
+                         source="measure")
+    if run is None:
+        return False
+    record_run(data_dir, run)
+    return True

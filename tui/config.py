@@ -92,6 +92,8 @@ class Settings:
     """MCP servers: ``[mcp.servers.NAME]`` with command/args/env, or url (see the README)."""
     keymap: dict[str, str] = field(default_factory=dict)
     """Binding id -> keys, e.g. {"new_conversation" = "ctrl+n"}."""
+    reading_speed: float = 8.0
+    """Tokens per second a model must reach to be called comfortable (green) here."""
     from_file: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
     """The settings config.toml gave (the rest are defaults); not a setting itself."""
 
@@ -127,7 +129,7 @@ _KINDS: dict[str, str] = {
     "model": "text", "model_dirs": "texts", "n_ctx": "count", "n_threads": "count",
     "n_gpu_layers": "integer", "temperature": "number", "max_tokens": "count",
     "reasoning_budget": "integer", "system_prompt": "text", "theme": "text",
-    "offline": "flag", "serve_port": "port", "keymap": "keys",
+    "offline": "flag", "serve_port": "port", "keymap": "keys", "reading_speed": "rate",
 }
 """What each setting takes; checked, so ``model = 5`` is a line at start, not a traceback."""
 
@@ -147,6 +149,9 @@ def _check_value(key: str, value: Any) -> tuple[Any, str]:
         return (value, "") if ok else (None, 'should be a table of binding = "keys"')
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None, "should be a number"
+    if kind == "rate":  # a positive number of tokens per second
+        ok = value == value and 0 < value < float("inf")
+        return (float(value), "") if ok else (None, "should be a number above 0")
     if kind == "number":  # a TOML integer (temperature = 1) is a number too
         return (float(value), "") if value == value and abs(value) != float("inf") else (
             None, "should be a number")

@@ -1,4 +1,6 @@
-"""The local model list: packaged models, the Hugging Face cache and the user's folders.
+"""The local model list: packaged models, the Hugging Face cache, other apps' stores (Ollama,
+LM Studio, text-generation-webui, GPT4All, Jan: used in place, see ``tui.models.stores``) and
+the user's folders.
 
 Each entry is described from its GGUF header, never by loading the model. Headers are cached
 in a JSON file keyed by (path, size, mtime), so a second listing reads no model file.
@@ -21,7 +23,7 @@ from tui.models.fit import ModelShape
 from tui.models.registry import ModelRef, folder_models, packaged_models
 
 CACHE_FILE = "gguf-headers.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 # architectures llama.cpp runs (general.architecture values); anything else gets a note
 KNOWN_ARCHITECTURES = frozenset({
@@ -46,7 +48,8 @@ class LocalModel:
     name: str
     path: str
     source: str
-    """"packaged", "hf-cache", "folder" or "path"."""
+    """"packaged", "hf-cache", "folder", "path", or the app it came from ("ollama",
+    "lmstudio", "textgen-webui", "gpt4all", "jan")."""
     size_bytes: int
     architecture: str | None = None
     n_params: int | None = None
@@ -60,13 +63,23 @@ class LocalModel:
     note: str | None = None
     shape: ModelShape | None = None
     """What the fit estimate needs, so the switcher can size every model without reading files."""
+    origin: str | None = None
+    """The folder (or store) it was found in."""
+    app_template: str | None = None
+    """The other app's chat template for it (Ollama's Go template): noted, not used."""
+    app_parameters: str | None = None
+    """The other app's default parameters for it, as JSON text."""
 
     @property
     def readable(self) -> bool:
         return self.error is None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.app_parameters:
+            with contextlib.suppress(ValueError):
+                data["app_parameters"] = json.loads(self.app_parameters)
+        return data
 
 
 def _entry_from_json(data: dict[str, Any]) -> dict[str, Any]:
@@ -207,13 +220,9 @@ def hf_cache_models(cache_dir: str | os.PathLike[str] | None = None) -> list[Mod
             for f in sorted(rev.files, key=lambda f: str(f.file_name)):
                 if str(f.file_name).lower().endswith(".gguf"):
                     path = Path(f.file_path)
-                    refs.append(_HfRef(path.stem, path, "hf-cache", str(repo.repo_id)))
+                    refs.append(ModelRef(path.stem, path, "hf-cache", repo_id=str(repo.repo_id),
+                                         origin=str(folder)))
     return refs
-
-
-@dataclass(frozen=True)
-class _HfRef(ModelRef):
-    repo_id: str | None = None
 
 
 def default_cache_path(cache_dir: Path | None = None) -> Path:
@@ -231,18 +240,26 @@ def list_models(
     cache_dir: Path | None = None,
     packaged: bool = True,
     hf_cache: bool | str | os.PathLike[str] = True,
+    other_apps: bool = True,
+    home: Path | None = None,
 ) -> list[LocalModel]:
     """Every local model, described from its header (through the cache).
 
     ``cache_path``: the header cache file; default ``cache_dir/gguf-headers.json`` where
     ``cache_dir`` defaults to ``tui.config``'s cache folder. ``hf_cache``: True for the
-    Hugging Face cache found from the environment, a folder, or False.
+    Hugging Face cache found from the environment, a folder, or False. ``other_apps``: also
+    the models of Ollama, LM Studio, text-generation-webui, GPT4All and Jan, found under
+    ``home`` (default: the user's home; ``OLLAMA_MODELS`` is honoured).
     """
+    from tui.models.stores import other_app_models
+
     refs: list[ModelRef] = []
     if packaged:
         refs += packaged_models()
     if hf_cache:
         refs += hf_cache_models(None if hf_cache is True else hf_cache)
+    if other_apps:
+        refs += other_app_models(home)
     refs += folder_models([Path(f) for f in folders])
     cache = HeaderCache(cache_path if cache_path is not None else default_cache_path(cache_dir))
     _read_missing_in_parallel(refs, cache)
@@ -254,28 +271,36 @@ def list_models(
         if key in seen:
             continue
         seen.add(key)
+        if ref.error:
+            models.append(_local(ref, ref.name, 0, {"error": ref.error}))
+            continue
         try:
             st = ref.path.stat()
         except OSError as exc:
-            models.append(LocalModel(ref.name, str(ref.path), ref.source, 0,
-                                     error=f"{ref.path}: cannot read ({exc.strerror})"))
+            models.append(_local(ref, ref.name, 0,
+                                 {"error": f"{ref.path}: cannot read ({exc.strerror})"}))
             continue
         info = cache.get(str(ref.path), st.st_size, st.st_mtime_ns)
         name = ref.name
         names[name] = names.get(name, 0) + 1
         if names[name] > 1:
             name = f"{name}-{names[name]}"
-        models.append(LocalModel(
-            name=name, path=str(ref.path), source=ref.source, size_bytes=st.st_size,
-            repo_id=getattr(ref, "repo_id", None),
-            architecture=info.get("architecture"), n_params=info.get("n_params"),
-            quantization=info.get("quantization"), context_length=info.get("context_length"),
-            n_layers=info.get("n_layers"), has_chat_template=bool(info.get("has_chat_template")),
-            error=info.get("error"), note=info.get("note"), shape=info.get("shape"),
-        ))
+        models.append(_local(ref, name, st.st_size, info))
     cache.prune()
     cache.save()
     return models
+
+
+def _local(ref: ModelRef, name: str, size: int, info: dict[str, Any]) -> LocalModel:
+    return LocalModel(
+        name=name, path=str(ref.path), source=ref.source, size_bytes=size,
+        repo_id=ref.repo_id, origin=ref.origin, app_template=ref.template,
+        app_parameters=ref.parameters,
+        architecture=info.get("architecture"), n_params=info.get("n_params"),
+        quantization=info.get("quantization"), context_length=info.get("context_length"),
+        n_layers=info.get("n_layers"), has_chat_template=bool(info.get("has_chat_template")),
+        error=info.get("error"), note=info.get("note"), shape=info.get("shape"),
+    )
 
 
 PARALLEL_FROM = 8
@@ -291,6 +316,8 @@ def _read_missing_in_parallel(refs: Sequence[ModelRef], cache: HeaderCache) -> N
     cores = os.cpu_count() or 1
     missing: list[tuple[str, int, int]] = []
     for ref in refs:
+        if ref.error:
+            continue
         with contextlib.suppress(OSError):
             st = ref.path.stat()
             if not cache.is_fresh(str(ref.path), st.st_size, st.st_mtime_ns):

@@ -18,7 +18,18 @@ class ModelNotFound(Exception):
 class ModelRef:
     name: str
     path: Path
-    source: str  # "packaged", "folder", "path", "hf-cache"
+    source: str
+    """"packaged", "folder", "path", "hf-cache", or the app it came from: "ollama",
+    "lmstudio", "textgen-webui", "gpt4all", "jan"."""
+    repo_id: str | None = None
+    origin: str | None = None
+    """The folder of the app or store it was found in."""
+    template: str | None = None
+    """The app's own chat template for it (Ollama's Go template), noted, not used."""
+    parameters: str | None = None
+    """The app's default parameters for it, as JSON text (Ollama's params layer)."""
+    error: str | None = None
+    """Why it cannot be used (a damaged manifest, a missing blob)."""
 
 
 def _package_dir(package: str) -> Path | None:
@@ -68,9 +79,15 @@ def folder_models(folders: Iterable[str | Path]) -> list[ModelRef]:
         if not base.is_dir():
             continue
         for path in sorted(base.rglob("*.gguf")):
-            if path.is_file():
-                refs.append(ModelRef(path.stem, path, "folder"))
+            if path.is_file() and _is_model_file(path):
+                refs.append(ModelRef(path.stem, path, "folder", origin=str(base)))
     return refs
+
+
+def _is_model_file(path: Path) -> bool:
+    from tui.models.stores import is_model_file
+
+    return is_model_file(path)
 
 
 def default_model() -> ModelRef:

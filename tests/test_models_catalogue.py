@@ -116,3 +116,16 @@ def test_a_users_copy_replaces_the_packaged_one(tmp_path: Path) -> None:
     assert "catalogue.json" in broken.problem and "using the packaged catalogue" in broken.problem
     assert "\n" not in broken.problem
     assert len(broken.entries) == len(packaged()["models"])
+
+
+def test_models_catalogue_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_models_cli import run
+
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(packaged()))
+    code, out, _ = run(capsys, "catalogue", "--check", str(good))
+    assert code == 0 and "usable" in out
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    code, _, err = run(capsys, "catalogue", "--check", str(bad))
+    assert code == 1 and err.startswith("lmdesk: error:") and "not JSON" in err

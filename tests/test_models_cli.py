@@ -62,8 +62,13 @@ def test_list_text_and_json(
     rows = {r["name"]: r for r in json.loads(out)["models"]}
     assert rows["copy"]["architecture"] == "llama" and rows["copy"]["source"] == "folder"
     assert rows["copy"]["fit"]["verdict"] in ("green", "amber", "red")
+    assert rows["copy"]["verdict"] in ("green", "amber", "red")
+    assert rows["copy"]["predicted_tok_s"] > 0 and rows["copy"]["predicted_prompt_tok_s"] > 0
+    assert rows["copy"]["n_ctx"] == 8192  # SmolLM2's trained context fits with margin
     assert rows["broken"]["error"] and rows["broken"]["fit"] is None
+    assert rows["broken"]["predicted_tok_s"] is None
     assert rows["gemma3-270m"]["has_chat_template"] is False
+    assert rows["gemma3-270m"]["source"] == "packaged"
 
 
 def test_info_and_measure(smollm: Path, hf_cache: Path,
@@ -71,21 +76,37 @@ def test_info_and_measure(smollm: Path, hf_cache: Path,
     code, out, _ = run(capsys, "info", "smollm2", "--json", "--n-ctx", "2048")
     data = json.loads(out)
     assert code == 0 and data["n_layers"] == 30 and data["fit"]["n_ctx"] == 2048
+    assert data["predicted_tok_s"] > 0 and "measured_tok_s" not in data
     code, out, _ = run(capsys, "info", str(smollm), "--n-ctx", "2048", "--measure")
     assert code == 0
-    assert "heads / kv heads   9 / 3" in out and "fit at n_ctx 2048" in out
+    assert "heads / kv heads   9 / 3" in out and "memory at n_ctx 2048" in out
     assert "measured worker RSS" in out and "estimate" in out
+    assert "measured speed:" in out and "predicted/measured" in out
+    code, out, _ = run(capsys, "info", "smollm2", "--json", "--measure")
+    data = json.loads(out)
+    assert data["measured_tok_s"] > 0 and data["predicted_tok_s"] > 0
+    # the two measuring runs above were kept: the prediction now leans on them
+    assert data["speed_basis"] == "2 measured runs of this model"
     code, _, err = run(capsys, "info", "no-such-model")
     assert code == 1 and "no model named 'no-such-model'" in err
+    assert err.startswith("lmdesk: error: ")
 
 
 def test_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "catalogue", "--json")
     data = json.loads(out)["catalogue"]
-    assert code == 0 and len(data) >= 16
-    assert all(e["fit"]["verdict"] in ("green", "amber", "red") for e in data)
+    assert code == 0 and len(data) >= 40
+    with_files = [e for e in data if e["files"]]
+    assert all(e["verdict"] in ("green", "amber", "red") for e in with_files)
+    assert all(e["predicted_tok_s"] > 0 for e in with_files if e["best_quantization"])
+    qwen = next(e for e in data if e["id"] == "qwen3-8b")
+    assert [q["quantization"] for q in qwen["quantizations"]][:2] == ["Q8_0", "Q6_K"]
+    assert all(q["predicted_tok_s"] > 0 and q["line"] for q in qwen["quantizations"])
     code, out, _ = run(capsys, "catalogue")
-    assert "TheBloke/Mistral-7B-Instruct-v0.2-GGUF" in out
+    assert "qwen3-8b" in out and "gpt-oss-20b" in out and "no GGUF file listed" in out
+    code, out, _ = run(capsys, "catalogue", "qwen3-8b")
+    assert code == 0 and "bartowski/Qwen_Qwen3-8B-GGUF" in out and "best here:" in out
+    assert "Qwen_Qwen3-8B-Q3_K_M.gguf" in out and "IQ4_XS" in out
 
 
 def test_pull_list_rm(hub: HubServer, hf_cache: Path, smollm: Path,

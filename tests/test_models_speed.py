@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -268,3 +269,18 @@ def test_prediction_is_within_25_percent_of_the_measured_speed(
         ratios.append(ratio)
     assert all(0.75 <= r <= 1.25 for r in ratios), ratios
     assert math.isfinite(statistics.mean(ratios))
+
+
+@pytest.mark.model
+def test_models_info_measure_prints_predicted_beside_measured(
+    smollm: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.test_models_cli import run
+
+    code, out, err = run(capsys, "info", str(smollm), "--n-ctx", "2048", "--measure", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["predicted_tok_s"] > 0 and data["measured_tok_s"] > 0
+    assert data["measured_speed"]["runs"] and data["measured"]["rss_after_reply"] > 0
+    kept = Calibration.load(Path(os.environ["LMDESK_DATA_DIR"])).runs
+    assert [r.source for r in kept] == ["measure"] and kept[0].key == model_key(smollm)

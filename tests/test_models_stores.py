@@ -195,3 +195,30 @@ def test_the_other_apps_folders(tmp_path: Path) -> None:
     assert is_model_file(Path("a/model-00001-of-00003.gguf"))
     assert not is_model_file(Path("a/model-00003-of-00003.gguf"))
     assert not is_model_file(Path("a/mmproj-model-f16.gguf"))
+
+
+def test_models_list_json_names_each_source(
+    smollm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.test_models_cli import run
+
+    home = tmp_path / "home"
+    make_ollama_store(home / ".ollama" / "models", smollm)
+    make_lmstudio_tree(home, smollm)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hf-cache"))
+    code, out, _ = run(capsys, "list", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)["models"]}
+    assert rows["smollm2:135m"]["source"] == "ollama"
+    assert rows["smollm2:135m"]["predicted_tok_s"] > 0
+    assert rows["SmolLM2-135M-Instruct-Q4_1"]["source"] == "lmstudio"
+    assert rows["smollm2-135m"]["source"] == "packaged"
+    assert rows["gone:latest"]["error"] and rows["gone:latest"]["verdict"] is None
+    code, out, _ = run(capsys, "list")
+    lines = out.splitlines()
+    assert sum("gone:latest" in line for line in lines) == 1
+    assert any(line.startswith("gone:latest") and "unreadable (ollama)" in line for line in lines)
+    assert any("smollm2:135m" in line and line.rstrip().endswith("ollama") for line in lines)

@@ -20,7 +20,14 @@ from typing import Any, TextIO
 
 from tui.config import Paths, Settings
 from tui.engine.gguf import GGUFError, read_header
-from tui.models.catalogue import find_entry, load_catalogue
+from tui.models.catalogue import (
+    CatalogueEntry,
+    CatalogueError,
+    find_entry,
+    parse_catalogue,
+    read_catalogue,
+)
+from tui.models.choice import Assessment, assess, choose_quantization, ctx_label, fmt_tok_s
 from tui.models.download import (
     DownloadError,
     DownloadProgress,
@@ -36,6 +43,13 @@ from tui.models.listing import (
     find_model,
     hf_cache_dir,
     list_models,
+)
+from tui.models.speed import (
+    SpeedModel,
+    measure_speed,
+    model_key,
+    record_measured,
+    speed_model,
 )
 
 MiB = 1 << 20
@@ -54,7 +68,8 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     info.add_argument("name", help="a name from `lmdesk models list` or a GGUF path")
     info.add_argument("--n-ctx", type=int, help="context window to size for")
     info.add_argument("--measure", action="store_true",
-                      help="load it in a worker and print the measured RSS beside the estimate")
+                      help="load it in a worker and print the measured speed and RSS beside "
+                           "the prediction (the run also calibrates the predictions)")
     info.add_argument("--dir", action="append", default=[], metavar="FOLDER")
     info.add_argument("--json", action="store_true")
 
@@ -69,6 +84,10 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     rm.add_argument("--json", action="store_true")
 
     cat = msub.add_parser("catalogue", help="well-known models and whether they fit here")
+    cat.add_argument("id", nargs="?", help="one entry: every quantization with its fit and speed")
+    cat.add_argument("--n-ctx", type=int, help="judge at this context (default: chosen per file)")
+    cat.add_argument("--check", metavar="FILE",
+                     help="check a catalogue file (for the config folder) and say what is wrong")
     cat.add_argument("--json", action="store_true")
 
 
@@ -86,11 +105,11 @@ def cmd_models(args: argparse.Namespace, settings: Settings, paths: Paths) -> in
         if command == "rm":
             return _rm(args, settings, paths, out)
         if command == "catalogue":
-            return _catalogue(args, out)
-    except (DownloadError, GGUFError, _CliError) as exc:
+            return _catalogue(args, settings, paths, out)
+    except (DownloadError, GGUFError, _CliError, CatalogueError) as exc:
         if getattr(args, "json", False):
             out.write(json.dumps({"error": str(exc)}) + "\n")
-        print(f"lmdesk models {command}: {exc}", file=sys.stderr)
+        print(f"lmdesk: error: models {command}: {exc}", file=sys.stderr)
         return 1
     print(f"lmdesk models: unknown command {command!r}", file=sys.stderr)
     return 2
@@ -134,10 +153,22 @@ def _fit_json(fit: FitEstimate | None) -> dict[str, Any] | None:
     return asdict(fit) if fit is not None else None
 
 
-def _model_fit(m: LocalModel, res: Resources, n_ctx: int | None = None) -> FitEstimate | None:
-    if m.shape is None:
+def _assess(m: LocalModel, res: Resources, speed: SpeedModel, settings: Settings,
+            n_ctx: int | None = None) -> Assessment | None:
+    if m.shape is None or m.error:
         return None
-    return estimate_fit(m.shape, n_ctx=n_ctx, resources=res)
+    return assess(m.shape, res, speed, n_ctx=n_ctx or settings.n_ctx,
+                  n_gpu_layers=settings.n_gpu_layers, key=model_key(m.path, m.size_bytes),
+                  reading_speed=settings.reading_speed)
+
+
+def _row_json(m: LocalModel, a: Assessment | None) -> dict[str, Any]:
+    row: dict[str, Any] = {**m.to_json(), "fit": _fit_json(a.fit if a else None)}
+    if a is not None:
+        row.update(a.to_json())
+    else:
+        row.update(verdict=None, predicted_tok_s=None, predicted_prompt_tok_s=None)
+    return row
 
 
 def _models(args: argparse.Namespace, settings: Settings, paths: Paths) -> list[LocalModel]:
@@ -148,32 +179,34 @@ def _models(args: argparse.Namespace, settings: Settings, paths: Paths) -> list[
 def _list(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO) -> int:
     models = _models(args, settings, paths)
     res = Resources.current()
-    fits = [_model_fit(m, res) for m in models]
+    speed = speed_model(paths.data_dir)
+    judged = [_assess(m, res, speed, settings) for m in models]
     from tui.models.profiles import stored_profiles
 
     profiles = stored_profiles(paths.data_dir)
     if getattr(args, "json", False):
-        rows = [{**m.to_json(), "fit": _fit_json(f)} for m, f in zip(models, fits, strict=True)]
-        out.write(json.dumps({"models": rows, "profiles": [p.to_dict() for p in profiles]},
+        rows = [_row_json(m, a) for m, a in zip(models, judged, strict=True)]
+        out.write(json.dumps({"models": rows, "profiles": [p.to_dict() for p in profiles],
+                              "reading_speed": settings.reading_speed},
                              indent=1) + "\n")
         return 0
     if not models:
         out.write("no models found: `lmdesk models pull REPO` downloads one, "
                   "`--dir FOLDER` scans a folder\n")
         return 0
-    head = f"{'NAME':28} {'ARCH':10} {'PARAMS':>6} {'QUANT':8} {'SIZE':>6} {'CTX':>7} "
-    out.write(head + f"{'LAYERS':>6} CHAT FIT    SOURCE\n")
-    for m, f in zip(models, fits, strict=True):
+    head = f"{'NAME':28} {'ARCH':9} {'PARAMS':>6} {'QUANT':8} {'SIZE':>6} {'N_CTX':>5} "
+    out.write(head + f"{'TOK/S':>5} FIT    SOURCE\n")
+    for m, a in zip(models, judged, strict=True):
         if m.error:
-            out.write(f"{m.name[:28]:28} unreadable: {m.error}\n")
+            out.write(f"{m.name[:28]:28} unreadable ({m.source}): {m.error}\n")
             continue
-        fit = f"{f.verdict:6}" if f else "?     "
-        chat = "yes " if m.has_chat_template else "no  "
-        ctx = f"{m.context_length:,}" if m.context_length else "-"
+        verdict = f"{a.verdict:6}" if a else "?     "
+        rate = fmt_tok_s(a.tok_s) if a else "-"
+        ctx = ctx_label(a.context.n_ctx) if a else "-"
         out.write(
-            f"{m.name[:28]:28} {(m.architecture or '-')[:10]:10} {_params(m.n_params):>6} "
-            f"{(m.quantization or '-')[:8]:8} {_size(m.size_bytes):>6} {ctx:>7} "
-            f"{m.n_layers or 0:>6} {chat} {fit} {m.source}\n"
+            f"{m.name[:28]:28} {(m.architecture or '-')[:9]:9} {_params(m.n_params):>6} "
+            f"{(m.quantization or '-')[:8]:8} {_size(m.size_bytes):>6} {ctx:>5} {rate:>5} "
+            f"{verdict} {m.source}\n"
         )
         if m.note:
             out.write(f"{'':28} note: {m.note}\n")
@@ -182,6 +215,9 @@ def _list(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
         for p in profiles:
             lora = f" + LoRA {p.lora_path}" if p.lora_path else ""
             out.write(f"{p.nickname[:28]:28} {p.model_name or Path(p.model_path).stem}{lora}\n")
+    out.write(f"\nfit: memory with margin and at least {settings.reading_speed:g} tok/s "
+              f"(green); tok/s predicted for this machine ({speed.fitted().models} model(s) "
+              "measured here so far)\n")
     return 0
 
 
@@ -205,12 +241,24 @@ def _info(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
     m = _resolve(args.name, args, settings, paths)
     if m.error:
         raise _CliError(m.error)
-    fit = _model_fit(m, Resources.current(), args.n_ctx)
-    measured = measure_rss(m.path, fit.n_ctx if fit else args.n_ctx) if args.measure else None
+    res = Resources.current()
+    speed = speed_model(paths.data_dir)
+    a = _assess(m, res, speed, settings, args.n_ctx)
+    fit = a.fit if a else None
+    measured = measured_speed = None
+    if args.measure:
+        measured_speed = measure_speed(m.path, n_ctx=fit.n_ctx if fit else args.n_ctx,
+                                       temperature=settings.temperature)
+        record_measured(paths.data_dir, m.path, measured_speed)
+        measured = measure_rss(m.path, fit.n_ctx if fit else args.n_ctx)
     if args.json:
-        data: dict[str, Any] = {**m.to_json(), "fit": _fit_json(fit)}
+        data = _row_json(m, a)
         if measured is not None:
             data["measured"] = asdict(measured)
+        if measured_speed is not None:
+            data["measured_tok_s"] = round(measured_speed.gen_tok_s, 2)
+            data["measured_prompt_tok_s"] = round(measured_speed.prompt_tok_s, 1)
+            data["measured_speed"] = asdict(measured_speed)
         out.write(json.dumps(data, indent=1) + "\n")
         return 0
     header = read_header(m.path)
@@ -224,22 +272,40 @@ def _info(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
         ("vocabulary", f"{header.vocab_size:,}"),
         ("chat template", "yes" if m.has_chat_template else "no (base model: completion mode)"),
     ]
+    if m.origin:
+        rows.append(("found in", m.origin))
     if header.sliding_window:
         rows.append(("sliding window", f"{header.sliding_window} tokens"))
     if m.note:
         rows.append(("note", m.note))
+    if m.app_parameters:
+        rows.append((f"{m.source} parameters", m.app_parameters))
+    if m.app_template:
+        rows.append((f"{m.source} template", m.app_template.strip().splitlines()[0][:60] + " …"))
     for key, value in rows:
         out.write(f"{key:18} {value}\n")
-    if fit is not None:
-        out.write(f"\nfit at n_ctx {fit.n_ctx}: {fit.summary()}\n  {fit.reason}\n")
+    if a is not None and fit is not None:
+        out.write(f"\nverdict: {a.verdict}: {a.reason}\n")
+        out.write(f"context: {a.context.reason}\n")
+        out.write(f"speed:   predicted {fmt_tok_s(a.speed.tok_s)} tok/s generating, "
+                  f"{a.speed.prompt_tok_s:.0f} tok/s reading the prompt ({a.speed.basis})\n")
+        out.write(f"memory at n_ctx {fit.n_ctx}: {fit.summary()}\n  {fit.reason}\n")
         out.write(f"  suggested: n_ctx {fit.suggested_n_ctx}, n_gpu_layers "
                   f"{fit.suggested_n_gpu_layers}\n")
         for note in fit.notes:
             out.write(f"  note: {note}\n")
+    if measured_speed is not None and a is not None:
+        ratio = a.speed.tok_s / measured_speed.gen_tok_s if measured_speed.gen_tok_s else 0.0
+        out.write(
+            f"\nmeasured speed: {measured_speed.gen_tok_s:.1f} tok/s generating (best of "
+            f"{len(measured_speed.runs)}), {measured_speed.prompt_tok_s:.0f} tok/s prompt; "
+            f"predicted {a.speed.tok_s:.1f} (predicted/measured {ratio:.2f}); kept to "
+            "calibrate later predictions\n"
+        )
     if measured is not None and fit is not None:
         err = (fit.ram_bytes / measured.rss_after_reply - 1) * 100
         out.write(
-            f"\nmeasured worker RSS: {measured.rss_loaded / MiB:.0f} MiB loaded, "
+            f"measured worker RSS: {measured.rss_loaded / MiB:.0f} MiB loaded, "
             f"{measured.rss_after_reply / MiB:.0f} MiB after a reply; estimate "
             f"{fit.ram_bytes / MiB:.0f} MiB ({err:+.1f}%)\n"
         )
@@ -342,22 +408,82 @@ def _rm(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO)
     return 0
 
 
-def _catalogue(args: argparse.Namespace, out: TextIO) -> int:
-    res = Resources.current()
-    rows = []
-    for e in load_catalogue():
-        f = e.file()
-        fit = e.fit(f.quantization, resources=res)
-        rows.append((e, f, fit))
-    if args.json:
-        data = [{**asdict(e), "default_file": f.file, "fit": _fit_json(fit)}
-                for e, f, fit in rows]
-        out.write(json.dumps({"catalogue": data}, indent=1) + "\n")
+def _catalogue(args: argparse.Namespace, settings: Settings, paths: Paths,
+               out: TextIO) -> int:
+    if args.check:
+        path = Path(args.check).expanduser()
+        try:
+            checked = parse_catalogue(path.read_text(encoding="utf-8"), str(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _CliError(f"{path}: cannot read ({exc})") from None
+        out.write(f"{path}: {len(checked)} entries, usable; copy it to "
+                  f"{paths.config_dir / 'catalogue.json'} to use it\n")
         return 0
-    out.write(f"{'ID':26} {'PARAMS':>6} {'QUANT':7} {'SIZE':>6} {'CTX':>7} FIT    REPO\n")
-    for e, f, fit in rows:
-        out.write(f"{e.id[:26]:26} {_params(e.params):>6} {f.quantization:7} {_size(f.size):>6} "
-                  f"{e.context_length:>7,} {fit.verdict:6} {e.repo_id}\n")
-    out.write(f"\nfit: at n_ctx min(trained, 8192) against "
-              f"{_size(res.ram_available)} available RAM\n")
+    loaded = read_catalogue(paths.config_dir)
+    if loaded.problem:
+        print(f"lmdesk: {loaded.problem}", file=sys.stderr)
+    res = Resources.current()
+    speed = speed_model(paths.data_dir)
+    entries: list[CatalogueEntry] = list(loaded.entries)
+    if args.id:
+        entry = find_entry(args.id, paths.config_dir)
+        if entry is None:
+            raise _CliError(f"no catalogue entry {args.id!r}; `lmdesk models catalogue` lists them")
+        entries = [entry]
+    choices = [choose_quantization(e, res, speed, n_ctx=args.n_ctx,
+                                   reading_speed=settings.reading_speed) for e in entries]
+    if args.json:
+        data = []
+        for c in choices:
+            e = c.entry
+            best = c.best
+            data.append({
+                **asdict(e), "default_file": e.file().file if e.has_files else None,
+                "best_quantization": best.quantization if best else None,
+                "best_file": best.file if best else None,
+                "line": c.line(),
+                "verdict": best.assessment.verdict if best else "red",
+                "predicted_tok_s": round(best.assessment.tok_s, 2) if best else None,
+                "predicted_prompt_tok_s":
+                    round(best.assessment.speed.prompt_tok_s, 1) if best else None,
+                "fit": _fit_json(best.assessment.fit) if best else None,
+                "quantizations": [{"quantization": o.quantization, "file": o.file,
+                                   "size": o.size, **o.assessment.to_json()}
+                                  for o in c.options],
+            })
+        out.write(json.dumps({"catalogue": data, "source": loaded.source,
+                              "reading_speed": settings.reading_speed}, indent=1) + "\n")
+        return 0
+    if args.id:
+        c = choices[0]
+        e = c.entry
+        when = f"checked {e.verified}" if e.verified else "NOT checked"
+        out.write(f"{e.name} ({e.repo_id}, {e.license}; {when})\n")
+        out.write(f"can do: {', '.join(e.capabilities.labels()) or '-'}; "
+                  f"languages {', '.join(e.capabilities.languages)}\n")
+        if e.notes:
+            out.write(f"note: {e.notes}\n")
+        out.write(f"best here: {c.line()}\n\n")
+        out.write(f"{'QUANT':8} {'SIZE':>6} {'N_CTX':>6} {'TOK/S':>6} FIT    FILE\n")
+        for o in c.options:
+            a = o.assessment
+            out.write(f"{o.quantization:8} {_size(o.size):>6} {ctx_label(a.context.n_ctx):>6} "
+                      f"{fmt_tok_s(a.tok_s):>6} {a.verdict:6} {o.file}\n")
+        return 0
+    out.write(f"{'ID':30} {'PARAMS':>6} {'BEST':7} {'SIZE':>6} {'N_CTX':>5} {'TOK/S':>5} "
+              "FIT    CAN DO\n")
+    for c in choices:
+        e = c.entry
+        caps = ",".join(e.capabilities.labels())
+        if c.best is None:
+            out.write(f"{e.id[:30]:30} {_params(e.params):>6} {c.line()}\n")
+            continue
+        a = c.best.assessment
+        out.write(f"{e.id[:30]:30} {_params(e.params):>6} {c.best.quantization:7} "
+                  f"{_size(c.best.size):>6} {ctx_label(a.context.n_ctx):>5} "
+                  f"{fmt_tok_s(a.tok_s):>5} {a.verdict:6} {caps}\n")
+    out.write(f"\nbest: the most faithful file that is green here (fits with margin and at "
+              f"least {settings.reading_speed:g} tok/s), else the best that fits; "
+              f"`lmdesk models catalogue ID` shows every file. Against "
+              f"{_size(res.ram_available)} available RAM. Catalogue: {loaded.source}.\n")
     return 0

@@ -14,15 +14,7 @@ import pytest
 
 from tui.config import Paths, Settings, resolve_paths
 from tui.doctor import doctor_report, first_run_text, is_first_run, mark_first_run_done
-from tui.doctor.advice import (
-    GIB,
-    LOCAL_CATALOGUE,
-    _adapt,
-    capacity,
-    fit_table,
-    load_catalogue,
-    summarize,
-)
+from tui.doctor.advice import GIB, capacity
 from tui.doctor.cli import add_doctor_parser, cmd_doctor
 from tui.doctor.health import check_config, check_data_folder, network_facts
 from tui.doctor.machine import (
@@ -33,9 +25,14 @@ from tui.doctor.machine import (
     simd_features,
 )
 from tui.doctor.report import machine_problems, render_text
+from tui.models.catalogue import find_entry, load_catalogue
+from tui.models.fit import Resources
+from tui.models.speed import MachineSpeed, SpeedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_ONLY = LlamaBuild(found=True, version="0.3.36", backends=("CPU",), cpu_features=("AVX2",))
+TWO_CORES = SpeedModel(MachineSpeed(bandwidth_gb_s=31.0, gflops=70.0, threads=2))
+"""This development machine: 2 cores, 31 GB/s measured."""
 
 X86 = "model name\t: Test CPU\nflags\t\t: fpu pni ssse3 avx avx2 fma f16c amx_int8\n"
 ARM = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm sve\nCPU implementer\t: 0x41\n"
@@ -71,45 +68,48 @@ def test_amx_vm_caveat() -> None:
 def _problems(build: LlamaBuild, amx: object) -> list[object]:
     from dataclasses import replace
 
-    facts = doctor_report(Settings(), resolve_paths(), llama=CPU_ONLY).machine
+    facts = doctor_report(Settings(), resolve_paths(), llama=CPU_ONLY, speed=TWO_CORES).machine
     return list(machine_problems(replace(facts, llama=build, amx=amx)))
 
 
-def test_capacity_in_plain_words() -> None:
-    c = capacity(16 * GIB, 0, gpu_offload=False)
-    q4 = next(f for f in c.fits if f.quant == "Q4_K_M")
-    assert (q4.comfortable, q4.usable) == ("14B", "24B")
-    f16 = next(f for f in c.fits if f.quant == "F16")
-    assert f16.usable == "7B"  # 2 bytes per parameter
-    assert c.summary[0].startswith("In RAM: runs 14B models at Q4_K_M comfortably")
+def test_capacity_judges_memory_and_speed_together() -> None:
+    # the issue's machine: 24 GiB RAM, 2 cores, 31 GB/s. A 24B model at Q4_K_M fits in RAM
+    # but would write about 2 tokens/s: never "comfortable"
+    c = capacity(Resources(20 * GIB, 24 * GIB), TWO_CORES)
+    mistral = next(m for m in c.models if m.id == "mistral-small-3.2-24b-instruct")
+    assert mistral.verdict == "amber" and mistral.tok_s < 3
+    best = c.largest_comfortable
+    assert best is not None and best.verdict == "green" and best.tok_s >= 8
+    assert best.params < 6e9  # a few billion parameters at most on 2 cores
+    assert all(m.params <= best.params for m in c.by_verdict("green"))
+    assert c.summary[0].startswith("Comfortable here (fits with margin and writes at least 8")
+    assert best.name in c.summary[0] and "24B" not in c.summary[0]
     assert any("Without a GPU" in line for line in c.summary)
-    tight = summarize(fit_table("RAM", int(8.7 * GIB)), "RAM")
-    assert tight == ("In RAM: runs 8B models at Q4_K_M comfortably (8k context); "
-                     "12B with a 4k context; 13B only with a short context (1024 tokens).")
-    assert capacity(GIB // 2, 0, False).summary[0].startswith("Not even")
+    llama70 = next(m for m in c.models if m.id == "llama-3.3-70b-instruct")
+    assert llama70.verdict == "red" and "does not fit" in llama70.line
+    # a stricter reader: fewer models are comfortable
+    strict = capacity(Resources(20 * GIB, 24 * GIB), TWO_CORES, reading_speed=20.0)
+    assert strict.largest_comfortable is not None
+    assert strict.largest_comfortable.params < best.params
+    assert capacity(Resources(GIB // 8, GIB), TWO_CORES).summary[0].startswith("No catalogue")
 
 
-def test_vram_counts_only_when_the_build_can_offload() -> None:
-    local = (list(LOCAL_CATALOGUE), "test")
-    with_gpu = capacity(8 * GIB, 24 * GIB, gpu_offload=True, catalogue=local)
-    assert with_gpu.summary[0].startswith("In VRAM: runs 24B") and with_gpu.vram_budget > 0
-    fits = {m.name: m for m in with_gpu.models}
-    assert fits["Qwen2.5-14B-Instruct"].in_vram and not fits["Qwen2.5-14B-Instruct"].in_ram
-    cpu_build = capacity(8 * GIB, 24 * GIB, gpu_offload=False, catalogue=local)
-    assert cpu_build.vram_budget == 0 and not any(m.in_vram for m in cpu_build.models)
+def test_a_fast_gpu_makes_larger_models_comfortable() -> None:
+    gpu = SpeedModel(MachineSpeed(31.0, 70.0, 2, gpu_bandwidth_gb_s=1000.0, gpu_name="RTX"))
+    res = Resources(20 * GIB, 24 * GIB, vram_free=23 * GIB, vram_total=24 * GIB, gpu_name="RTX")
+    with_gpu = capacity(res, gpu)
+    cpu_only = capacity(Resources(20 * GIB, 24 * GIB), TWO_CORES)
+    assert with_gpu.largest_comfortable is not None and cpu_only.largest_comfortable is not None
+    assert with_gpu.largest_comfortable.params > 4 * cpu_only.largest_comfortable.params
+    assert not any("Without a GPU" in line for line in with_gpu.summary)
 
 
-def test_catalogue_entries_are_read_from_the_shared_catalogue() -> None:
-    from types import SimpleNamespace as NS
-
-    entry = NS(name="X 7B", params=7_000_000_000, layers=32, kv_heads=8, head_dim=128,
-               files=(NS(quantization="Q4_K_M", file="x.gguf", size=4_000_000_000),))
-    model = _adapt(entry)
-    assert model is not None and model.params_b == 7.0 and model.n_layers == 32
-    assert model.file_bytes == {"Q4_K_M": 4_000_000_000}
-    assert _adapt(NS(name="no shape", params=1)) is None
-    models, source = load_catalogue()
-    assert models and source  # the shared catalogue when it is there, else the built-in list
+def test_the_capacity_reads_the_shared_catalogue() -> None:
+    c = capacity(Resources(20 * GIB, 24 * GIB), TWO_CORES)
+    ids = {m.id for m in c.models}
+    assert {e.id for e in load_catalogue() if e.has_files} == ids
+    qwen = find_entry("qwen3-8b")
+    assert qwen is not None and qwen.id in ids
 
 
 def test_data_folder_problems_come_with_fixes(tmp_path: Path) -> None:
@@ -159,7 +159,8 @@ def test_network_lists_downloads_and_remote_endpoints_only(tmp_path: Path) -> No
         uses = network_facts(True, "config", store).uses
     assert [u.host for u in uses] == ["huggingface.co", "10.0.0.5", "api.example.com"]
     paths = Paths(tmp_path / "data", tmp_path / "c", tmp_path / "k")
-    report = doctor_report(Settings(), paths, llama=CPU_ONLY)  # reads the store read-only
+    report = doctor_report(Settings(), paths, llama=CPU_ONLY,
+                           speed=TWO_CORES)  # reads the store read-only
     assert [u.host for u in report.network.uses] == ["huggingface.co", "10.0.0.5",
                                                      "api.example.com"]
 
@@ -200,7 +201,7 @@ def test_problem_report_renders_fixes(tmp_path: Path) -> None:
     paths.data_dir.mkdir(mode=0o777)
     paths.data_dir.chmod(0o777)
     broken = LlamaBuild(found=False, error="llama_cpp does not import: ImportError")
-    report = doctor_report(Settings(), paths, llama=broken)
+    report = doctor_report(Settings(), paths, llama=broken, speed=TWO_CORES)
     text = render_text(report)
     assert f"fix: chmod 700 {paths.data_dir}" in text
     assert "fix: run scripts/install" in text
@@ -210,10 +211,12 @@ def test_first_run(tmp_path: Path) -> None:
     from tui.store import Store
 
     paths = Paths(tmp_path / "data", tmp_path / "conf", tmp_path / "cache")
-    report = doctor_report(Settings(), paths, llama=CPU_ONLY)
+    report = doctor_report(Settings(), paths, llama=CPU_ONLY, speed=TWO_CORES)
     text = first_run_text(report, "smollm2-135m")
     assert str(paths.data_dir) in text and "Nothing leaves this machine" in text
-    assert "Loaded model: smollm2-135m." in text and "could run next: In RAM" in text
+    assert "Loaded model: smollm2-135m." in text and "Comfortable on this machine" in text
+    best = report.capacity.largest_comfortable
+    assert best is not None and best.name in text and "tok/s" in text
     with Store.open(paths.data_dir) as store:
         assert is_first_run(store)
         mark_first_run_done(store)

@@ -60,10 +60,12 @@ def doctor_report(
     store: Any | None = None,
     env: Mapping[str, str] | None = None,
     llama: LlamaBuild | None = None,
+    speed: Any | None = None,
 ) -> DoctorReport:
     """Everything the doctor knows. ``offline`` is an ``OfflineState`` (decided from the settings
     and ``env`` when absent); ``store`` is read for remote endpoints (opened read-only from the
-    data folder when absent and it exists)."""
+    data folder when absent and it exists). ``speed`` is a ``SpeedModel`` (measured here and
+    kept in the data folder when absent)."""
     from tui.offline import decide_offline
 
     env = os.environ if env is None else env
@@ -72,8 +74,8 @@ def doctor_report(
     for folder in settings.model_dirs:
         places[f"model folder {folder}"] = Path(folder).expanduser()
     machine = machine_facts(places, llama=llama)
-    gpu_free = max((g.vram_free for g in machine.gpus), default=0)
-    cap = capacity(machine.ram_available, gpu_free, machine.llama.gpu_offload)
+    cap = capacity(_resources(machine), speed if speed is not None else _speed(paths),
+                   reading_speed=settings.reading_speed)
     health = install_health(paths, hf)
     if offline is not None:
         is_off, source = bool(offline.offline), str(offline.source)
@@ -83,6 +85,22 @@ def doctor_report(
                             health))
     problems = (*health.problems, *machine_problems(machine))
     return DoctorReport(machine, cap, health, network, problems)
+
+
+def _resources(m: MachineFacts) -> Any:
+    from tui.models.fit import Resources
+
+    gpu = max(m.gpus, key=lambda g: g.vram_free, default=None) if m.llama.gpu_offload else None
+    if gpu is None:
+        return Resources(m.ram_available, m.ram_total)
+    return Resources(m.ram_available, m.ram_total, gpu.vram_free, gpu.vram_total, gpu.name)
+
+
+def _speed(paths: Paths) -> Any:
+    """The speed model; the machine probe is kept only where the data folder already is."""
+    from tui.models.speed import speed_model
+
+    return speed_model(paths.data_dir if paths.data_dir.is_dir() else None)
 
 
 def _read_store(paths: Paths, health: Health) -> Any | None:
@@ -161,17 +179,17 @@ def render_text(r: DoctorReport) -> str:
         out.append(f"  disk     {_gib(d.free_bytes)} free for the {d.label} ({d.path})")
     out += ["", "What it can run"]
     out += [f"  {line}" for line in c.summary]
-    out.append("  largest size with a 4k context (comfortable at 8k, in brackets):")
-    for f in c.fits:
-        out.append(f"    {f.where:<5}{f.quant:<8}{f.usable or '-':>6}  ({f.comfortable or '-'})")
-    fit_ram = [mf.name for mf in c.models if mf.in_ram]
-    too_big = [mf.name for mf in c.models if not mf.in_ram and not mf.in_vram]
-    if c.vram_budget:
-        fit_vram = [mf.name for mf in c.models if mf.in_vram]
-        out.append(f"  on the GPU at Q4_K_M: {', '.join(fit_vram) or 'none of the catalogue'}")
-    out.append(f"  in RAM at Q4_K_M: {', '.join(fit_ram) or 'none of the catalogue'}")
-    if too_big:
-        out.append(f"  too large here: {', '.join(too_big)}")
+    ms = c.machine
+    out.append(f"  speed from {ms.bandwidth_gb_s:.0f} GB/s memory read and "
+               f"{ms.gflops:.0f} GFLOP/s measured here, {c.speed_basis}")
+    for verdict, label in (("green", "comfortable"), ("amber", "fit, slow or tight"),
+                           ("red", "too large here")):
+        group = sorted(c.by_verdict(verdict), key=lambda m: m.params)
+        if not group:
+            continue
+        out.append(f"  {label} ({verdict}):")
+        for mf in group:
+            out.append(f"    {mf.name:34} {mf.line}")
     out += ["", "Install"]
     data = h.data
     if data.exists:
@@ -219,8 +237,13 @@ def first_run_text(report: DoctorReport, model_name: str | None = None) -> str:
          "set up. No telemetry, no update check."),
         f"Loaded model: {model}.",
     ]
-    if report.capacity.summary:
-        lines.append(f"This machine could run next: {report.capacity.summary[0]}")
+    best = report.capacity.largest_comfortable
+    if best is not None:
+        lines.append(f"Comfortable on this machine (fits with margin and writes at least "
+                     f"{report.capacity.reading_speed:g} tok/s): up to {best.name}, "
+                     f"{best.line}.")
+    elif report.capacity.summary:
+        lines.append(report.capacity.summary[0])
     lines.append("`lmdesk doctor` shows the details.")
     return "\n".join(lines) + "\n"
 

@@ -79,12 +79,16 @@ async def test_switcher_lists_packaged_models_with_fit(tmp_path: Path) -> None:
             row = rows[name]
             assert row.fit is not None and row.fit.verdict in ("green", "amber")
             assert row.fit.ram_bytes > 0 and row.fit.suggested_n_ctx > 0
+            assert row.assessment is not None and row.assessment.tok_s > 0
+            assert row.verdict in ("green", "amber") and row.model.source == "packaged"
         assert rows["smollm2-135m"].model.has_chat_template
         assert not rows["gemma3-270m"].model.has_chat_template  # a base model
-        # the catalogue shows a fit before any download
-        assert screen.catalogue and all(fit.verdict for _e, fit in screen.catalogue)
+        # the catalogue shows the right file, its fit and speed before any download
+        assert screen.catalogue and all(c.line() for c in screen.catalogue)
+        qwen = next(c for c in screen.catalogue if c.entry.id == "qwen3-8b")
+        assert len(qwen.options) >= 6 and all(o.assessment.tok_s > 0 for o in qwen.options)
         detail = str(screen.query_one("#models-detail").render())
-        assert "RAM" in detail
+        assert "RAM" in detail and "tok/s" in detail and "from packaged" in detail
         # filter and sort keys change the view, not the data
         await pilot.press("f")
         assert screen.filter == "fits"
@@ -204,14 +208,19 @@ async def test_catalogue_download_with_progress(
     entry = load_catalogue()[0]
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     with HubServer() as server:
-        server.add(entry.repo_id, entry.file().file, smollm)
+        for f in entry.files:
+            server.add(entry.repo_id, f.file, smollm)
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         app = make_app(tmp_path)
         async with app.run_test(size=(160, 40)) as pilot:
-            await download_first_entry(pilot)
+            screen = await download_first_entry(pilot)
+            best = screen.catalogue[0].best
+            assert best is not None  # the file that suits this machine is the one fetched
+            detail = str(screen.query_one("#models-detail").render())
+            assert "best here:" in detail and best.file in detail
             await wait_for(pilot, lambda: any("is in" in m for _s, m in notifications(app)),
                            timeout=30)
-    assert list((tmp_path / "hf").rglob(entry.file().file))
+    assert list((tmp_path / "hf").rglob(best.file))
 
 
 @pilot_test

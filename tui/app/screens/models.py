@@ -1,9 +1,13 @@
-"""The model switcher: local models with their fit to this machine, the catalogue, downloads.
+"""The model switcher: local models (also those of Ollama, LM Studio and the like, used in
+place) with their verdict on this machine, the catalogue with the right quantization for it,
+downloads.
 
-Listing reads GGUF headers (through the header cache) and sizes every model against what is
-free now, in a thread worker; the table is drawn from that on the UI thread. Loading goes
-through the app's ModelManager (``LmdeskApp.use_model``); a model that clearly will not fit
-(red) is refused with the reason unless the user insists.
+Listing reads GGUF headers (through the header cache), sizes every model against what is
+free now and predicts its speed here (``tui.models.speed``, calibrated from this machine's
+own runs), in a thread worker; the table is drawn from that on the UI thread. The verdict is
+memory and speed together (``tui.models.choice``). Loading goes through the app's
+ModelManager (``LmdeskApp.use_model``); a model that clearly will not fit (red) is refused
+with the reason unless the user insists.
 """
 
 from __future__ import annotations
@@ -26,9 +30,18 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedConten
 
 from tui.app.screens.confirm import ConfirmScreen
 from tui.models.catalogue import CatalogueEntry, load_catalogue
+from tui.models.choice import (
+    Assessment,
+    CatalogueChoice,
+    assess,
+    choose_quantization,
+    ctx_label,
+    fmt_tok_s,
+)
 from tui.models.download import DownloadProgress, DownloadResult
-from tui.models.fit import FitEstimate, Resources, estimate_fit
+from tui.models.fit import FitEstimate, Resources
 from tui.models.listing import LocalModel, list_models
+from tui.models.speed import SpeedModel, model_key, speed_model
 from tui.session.usage import usage_of
 
 if TYPE_CHECKING:
@@ -53,19 +66,32 @@ def params(n: int | None) -> str:
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
-def fit_cell(fit: FitEstimate | None) -> str:
-    if fit is None:
+def fit_cell(a: Assessment | None) -> str:
+    if a is None:
         return "?"
-    return f"{fit.verdict} {size(fit.ram_bytes)}" + (
+    fit = a.fit
+    return f"{a.verdict} {size(fit.ram_bytes - fit.reclaimable_bytes)}" + (
         f"+{size(fit.vram_bytes)}V" if fit.vram_bytes else ""
     )
+
+
+def speed_cell(a: Assessment | None) -> str:
+    return fmt_tok_s(a.tok_s) if a is not None else "-"
 
 
 @dataclass(frozen=True)
 class Row:
     model: LocalModel
-    fit: FitEstimate | None
+    assessment: Assessment | None
     fit_error: str | None = None
+
+    @property
+    def fit(self) -> FitEstimate | None:
+        return self.assessment.fit if self.assessment is not None else None
+
+    @property
+    def verdict(self) -> str | None:
+        return self.assessment.verdict if self.assessment is not None else None
 
 
 class ModelsScreen(Screen[None]):
@@ -75,7 +101,7 @@ class ModelsScreen(Screen[None]):
     ModelsScreen {
         & #models-detail {
             height: auto;
-            max-height: 8;
+            max-height: 12;
             padding: 0 1;
             color: $foreground;
             background: $surface;
@@ -112,7 +138,7 @@ class ModelsScreen(Screen[None]):
     ]
 
     class Listed(Message):
-        def __init__(self, rows: list[Row], catalogue: list[tuple[CatalogueEntry, FitEstimate]],
+        def __init__(self, rows: list[Row], catalogue: list[CatalogueChoice],
                      resources: Resources, error: str | None = None) -> None:
             super().__init__()
             self.rows = rows
@@ -136,11 +162,13 @@ class ModelsScreen(Screen[None]):
             self.result = result
             self.error = error
 
-    def __init__(self, resources: Callable[[], Resources] | None = None) -> None:
+    def __init__(self, resources: Callable[[], Resources] | None = None,
+                 speed: Callable[[], SpeedModel] | None = None) -> None:
         super().__init__(id="models-screen")
         self._resources = resources or Resources.current
+        self._speed = speed
         self.rows: list[Row] = []
-        self.catalogue: list[tuple[CatalogueEntry, FitEstimate]] = []
+        self.catalogue: list[CatalogueChoice] = []
         self.rss: dict[str, int] = {}
         self.filter = "all"
         self.sort = "fit"
@@ -162,17 +190,20 @@ class ModelsScreen(Screen[None]):
             yield Static("", id="download-label", markup=False)
             yield ProgressBar(id="download-bar", show_eta=False)
         yield Static(
-            "enter load/use · u unload · f filter · s sort · d download · c cancel · esc back",
+            "enter load/use · d catalogue/download · u unload · f filter · s sort · "
+            "c cancel · esc back",
             id="models-hint",
         )
         yield Footer()
 
     def on_mount(self) -> None:
         local = self.query_one("#local-models", DataTable)
-        local.add_columns("", "name", "arch", "params", "quant", "size", "ctx", "layers",
-                          "chat", "fit (RAM)", "n_ctx", "gpu", "replies", "tok/s")
+        local.add_columns("", "name", "fit (RAM)", "tok/s", "n_ctx", "size", "quant",
+                          "params", "from", "arch", "trained", "chat", "gpu", "replies",
+                          "measured")
         cat = self.query_one("#catalogue", DataTable)
-        cat.add_columns("name", "repo", "params", "quant", "file", "fit (RAM)", "n_ctx", "gpu")
+        cat.add_columns("name", "best here", "size", "n_ctx", "tok/s", "fit", "can do",
+                        "checked", "repo")
         self.watch(self.lmdesk, "model_state", self._model_state_changed, init=False)
         self._list()
         local.focus()
@@ -182,19 +213,26 @@ class ModelsScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="models-list", exit_on_error=False)
     def _list(self) -> None:
         app = self.lmdesk
+        settings = app.settings
         try:
             res = self._resources()
-            models = list_models(list(app.settings.model_dirs), cache_dir=app.paths.cache_dir)
+            speed = self._speed() if self._speed is not None else speed_model(app.paths.data_dir)
+            models = list_models(list(settings.model_dirs), cache_dir=app.paths.cache_dir)
             rows = []
             for m in models:
-                fit, error = None, m.error
-                if m.shape is not None:
+                judged, error = None, m.error
+                if m.shape is not None and m.error is None:
                     try:
-                        fit = estimate_fit(m.shape, n_ctx=app.settings.n_ctx, resources=res)
+                        judged = assess(m.shape, res, speed, n_ctx=settings.n_ctx,
+                                        n_gpu_layers=settings.n_gpu_layers,
+                                        key=model_key(m.path, m.size_bytes),
+                                        reading_speed=settings.reading_speed)
                     except Exception as exc:
                         error = f"{type(exc).__name__}: {exc}"
-                rows.append(Row(m, fit, error))
-            catalogue = [(e, e.fit(resources=res)) for e in load_catalogue()]
+                rows.append(Row(m, judged, error))
+            catalogue = [choose_quantization(e, res, speed, n_ctx=settings.n_ctx,
+                                             reading_speed=settings.reading_speed)
+                         for e in load_catalogue(app.paths.config_dir)]
         except Exception as exc:  # a broken folder or cache must not kill the app
             self.post_message(self.Listed([], [], Resources(0, 0), f"{type(exc).__name__}: {exc}"))
             return
@@ -235,16 +273,16 @@ class ModelsScreen(Screen[None]):
     def visible_rows(self) -> list[Row]:
         rows = list(self.rows)
         if self.filter == "fits":
-            rows = [r for r in rows if r.fit is not None and r.fit.verdict != "red"]
+            rows = [r for r in rows if r.verdict is not None and r.verdict != "red"]
         elif self.filter == "green":
-            rows = [r for r in rows if r.fit is not None and r.fit.verdict == "green"]
+            rows = [r for r in rows if r.verdict == "green"]
         if self.sort == "name":
             rows.sort(key=lambda r: r.model.name.lower())
         elif self.sort == "size":
             rows.sort(key=lambda r: r.model.size_bytes)
         else:
-            rows.sort(key=lambda r: (FIT_ORDER.get(r.fit.verdict, 3) if r.fit else 3,
-                                     r.fit.ram_bytes if r.fit else 0))
+            rows.sort(key=lambda r: (FIT_ORDER.get(r.verdict or "", 3),
+                                     -(r.assessment.tok_s if r.assessment else 0.0)))
         return rows
 
     def refresh_tables(self) -> None:
@@ -260,16 +298,16 @@ class ModelsScreen(Screen[None]):
         keep = table.cursor_row
         table.clear()
         for row in self.visible_rows():
-            m, fit = row.model, row.fit
+            m, a = row.model, row.assessment
             mark = "▶" if m.path == current and m.path in loaded else ("●" if m.path in loaded
                                                                         else "")
             use = usage.get(m.name, {})
             table.add_row(
-                mark, m.name, m.architecture or "-", params(m.n_params), m.quantization or "-",
-                size(m.size_bytes), str(m.context_length or "-"), str(m.n_layers or "-"),
-                "yes" if m.has_chat_template else "no", fit_cell(fit),
-                str(fit.suggested_n_ctx) if fit else "-",
-                str(fit.suggested_n_gpu_layers) if fit else "-",
+                mark, m.name, fit_cell(a) if not m.error else "unreadable", speed_cell(a),
+                ctx_label(a.context.n_ctx) if a else "-", size(m.size_bytes),
+                m.quantization or "-", params(m.n_params), m.source, m.architecture or "-",
+                str(m.context_length or "-"), "yes" if m.has_chat_template else "no",
+                str(a.fit.n_gpu_layers) if a else "-",
                 str(use.get("replies", "")),
                 f"{use['mean_tokens_per_s']:.1f}" if "mean_tokens_per_s" in use else "",
                 key=m.path,
@@ -278,11 +316,18 @@ class ModelsScreen(Screen[None]):
             table.move_cursor(row=min(keep, table.row_count - 1))
         cat = self.query_one("#catalogue", DataTable)
         if not cat.row_count:
-            for entry, fit in self.catalogue:
-                f = entry.file()
-                cat.add_row(entry.name, entry.repo_id, params(entry.params), f.quantization,
-                            size(f.size), fit_cell(fit), str(fit.suggested_n_ctx),
-                            str(fit.suggested_n_gpu_layers), key=entry.id)
+            for choice in self.catalogue:
+                entry, best = choice.entry, choice.best
+                caps = ",".join(entry.capabilities.labels())
+                checked = entry.verified or "no"
+                if best is None:
+                    cat.add_row(entry.name, choice.line(), "-", "-", "-", "red", caps, checked,
+                                entry.repo_id, key=entry.id)
+                    continue
+                b = best.assessment
+                cat.add_row(entry.name, best.quantization, size(best.size),
+                            ctx_label(b.context.n_ctx), speed_cell(b), b.verdict, caps, checked,
+                            entry.repo_id, key=entry.id)
         self._show_detail()
 
     def selected_row(self) -> Row | None:
@@ -295,7 +340,7 @@ class ModelsScreen(Screen[None]):
             return None
         return next((r for r in self.rows if r.model.path == key), None)
 
-    def selected_entry(self) -> tuple[CatalogueEntry, FitEstimate] | None:
+    def selected_entry(self) -> CatalogueChoice | None:
         table = self.query_one("#catalogue", DataTable)
         if not table.row_count:
             return None
@@ -303,7 +348,7 @@ class ModelsScreen(Screen[None]):
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         except Exception:
             return None
-        return next(((e, f) for e, f in self.catalogue if e.id == key), None)
+        return next((c for c in self.catalogue if c.entry.id == key), None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
@@ -325,28 +370,30 @@ class ModelsScreen(Screen[None]):
             if picked is None:
                 detail.update("The catalogue is empty.")
                 return
-            entry, fit = picked
-            detail.update(f"{entry.name} ({entry.repo_id}, {entry.file().file})\n"
-                          f"{fit.summary()}\n{fit.reason}\n"
-                          "d: download it (needs the network) · c: cancel")
+            detail.update(catalogue_detail(picked))
             return
         row = self.selected_row()
         if row is None:
             detail.update(f"No local model (filter: {self.filter}). "
                           "Add folders with model_dirs in config.toml, or download one.")
             return
-        lines = [f"{row.model.name}  {row.model.path}"]
-        if row.fit is not None:
-            lines.append(row.fit.summary())
-            lines.append(row.fit.reason)
-            lines.append(f"suggested: n_ctx {row.fit.suggested_n_ctx}, "
-                         f"n_gpu_layers {row.fit.suggested_n_gpu_layers}")
+        m = row.model
+        where = f" · from {m.source}" + (f" ({m.origin})" if m.origin else "")
+        lines = [f"{m.name}  {m.path}{where}"]
+        a = row.assessment
+        if a is not None:
+            lines.append(f"{a.verdict}: {a.reason}")
+            lines.append(f"speed: about {fmt_tok_s(a.speed.tok_s)} tok/s writing, "
+                         f"{a.speed.prompt_tok_s:.0f} tok/s reading ({a.speed.basis})")
+            lines.append(f"context: {a.context.reason}")
+            lines.append(a.fit.summary())
         if row.fit_error:
             lines.append(f"unreadable: {row.fit_error}")
-        if row.model.path in self.rss:
-            est = size(row.fit.ram_bytes) if row.fit else "?"
-            lines.append(f"loaded: worker RSS {size(self.rss[row.model.path])} "
-                         f"(estimate {est})")
+        if m.app_parameters:
+            lines.append(f"{m.source} parameters (not applied): {m.app_parameters}")
+        if m.path in self.rss:
+            est = size(a.fit.ram_bytes) if a else "?"
+            lines.append(f"loaded: worker RSS {size(self.rss[m.path])} (estimate {est})")
         lines.append(f"filter {self.filter} · sort {self.sort}")
         detail.update("\n".join(lines))
 
@@ -439,20 +486,25 @@ class ModelsScreen(Screen[None]):
         if self._cancel is not None:
             self.lmdesk.notify("A download is already running (c cancels it).")
             return
-        entry, _fit = picked
+        entry = picked.entry
+        if not entry.has_files:
+            self.lmdesk.notify(f"{entry.name}: no GGUF file to download. {entry.notes}",
+                               severity="warning")
+            return
+        filename = picked.best.file if picked.best is not None else entry.file().file
         self._cancel = threading.Event()
         box = self.query_one("#download-box")
         box.add_class("-active")
-        self.query_one("#download-label", Static).update(f"Starting {entry.file().file}…")
+        self.query_one("#download-label", Static).update(f"Starting {filename}…")
         self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
-        self._download(entry, self._cancel)
+        self._download(entry, filename, self._cancel)
 
     def action_cancel_download(self) -> None:
         if self._cancel is not None:
             self._cancel.set()
 
     @work(thread=True, exclusive=True, group="model-download", exit_on_error=False)
-    def _download(self, entry: CatalogueEntry, cancel: threading.Event) -> None:
+    def _download(self, entry: CatalogueEntry, filename: str, cancel: threading.Event) -> None:
         from tui.models.download import DownloadError, download
         from tui.offline import HF_HOSTS, allow_network
 
@@ -468,8 +520,7 @@ class ModelsScreen(Screen[None]):
         saved = os.environ.pop("HF_HUB_OFFLINE", None)
         try:
             with allow_network(endpoint, hosts=HF_HOSTS):
-                result = download(entry.repo_id, entry.file().file, progress=progress,
-                                  cancel=cancel)
+                result = download(entry.repo_id, filename, progress=progress, cancel=cancel)
         except DownloadError as exc:
             self.post_message(self.DownloadEnded(None, str(exc)))
         except Exception as exc:
@@ -503,3 +554,23 @@ class ModelsScreen(Screen[None]):
             self.lmdesk.notify(f"{event.result.filename} is in {event.result.path.parent}",
                                title="Downloaded")
         self._list()
+
+
+def catalogue_detail(choice: CatalogueChoice) -> str:
+    """The catalogue entry under the cursor: what to take here, and every other file."""
+    e = choice.entry
+    checked = f"checked {e.verified}" if e.verified else "not checked on the Hub"
+    langs = ", ".join(e.capabilities.languages)
+    lines = [f"{e.name} · {e.repo_id} · {e.license} · {checked}",
+             f"can do: {', '.join(e.capabilities.labels()) or '-'} · languages: {langs}"]
+    if not choice.options:
+        lines.append(e.notes)
+        return "\n".join(lines)
+    best = choice.best
+    lines.append(f"best here: {choice.line()}" + (f" ({best.file})" if best else ""))
+    for o in choice.options:
+        if o is best:
+            continue
+        lines.append(f"  {o.quantization:7} {size(o.size):>6}  {o.assessment.line()}")
+    lines.append("d: download the best here (needs the network) · c: cancel")
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tests.app_fixtures import make_app, make_paths, pilot_test, wait_for
 from tui.app.screens.doctor import CHECKING, DoctorScreen
+from tui.app.screens.models import ModelsScreen
 from tui.app.screens.welcome import WelcomeScreen
 from tui.doctor.machine import LlamaBuild
 from tui.store import Store
@@ -45,9 +46,9 @@ async def test_welcome_key_opens_the_model_switcher(tmp_path: Path) -> None:
     app.doctor_llama = LLAMA
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, WelcomeScreen))
-        await pilot.press("m")
+        await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: not isinstance(app.screen, WelcomeScreen))
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelsScreen))
 
 
 @pilot_test

@@ -1,12 +1,16 @@
 """The first-run welcome: where data is kept, that nothing leaves the machine, which model is
-loaded and what this machine could run next. Shown once (the store remembers), and any time
-later from the help screen, the palette or the doctor screen."""
+loaded and what this machine runs comfortably. Shown once (the store remembers), and any time
+later from the help screen, the palette or the doctor screen.
+
+It never swallows what a new user types first: a printable key (or a paste) closes it and
+lands in the prompt, so a question typed at once and sent with Enter is asked. Its own keys
+are therefore not letters: ctrl+o for the models, f10 for the doctor (the app's own keys)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -40,9 +44,9 @@ class WelcomeScreen(ModalScreen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,enter,q", "close", "Close", id="welcome.close"),
-        Binding("m", "models", "Models", id="welcome.models"),
-        Binding("d", "doctor", "Doctor", id="welcome.doctor"),
+        Binding("escape,enter", "close", "Close", id="welcome.close"),
+        Binding("ctrl+o", "models", "Models", id="welcome.models"),
+        Binding("f10", "doctor", "Doctor", id="welcome.doctor"),
     ]
 
     def __init__(self, *, first_run: bool = False) -> None:
@@ -58,7 +62,8 @@ class WelcomeScreen(ModalScreen[None]):
             box.border_title = "Welcome to lmdesk"
             yield Static(CHECKING, id="welcome-text", markup=False)
             yield Static(
-                "m: choose a model   d: the doctor's full report   enter / esc: start chatting\n"
+                "Just start typing: your question goes to the prompt.\n"
+                "^o: choose a model   f10: the doctor's full report   enter / esc: close\n"
                 "f1 shows every key; ^p finds every action.",
                 classes="modal-hint", markup=False,
             )
@@ -96,6 +101,28 @@ class WelcomeScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()
+            self._hand_to_prompt(event.character)
+
+    def on_paste(self, event: events.Paste) -> None:
+        event.stop()
+        self._hand_to_prompt(event.text)
+
+    def _hand_to_prompt(self, text: str) -> None:
+        """Close the welcome and put ``text`` in the chat's prompt, focused."""
+        from tui.app.widgets.prompt_input import PromptInput
+
+        below = self.app.screen_stack[-2] if len(self.app.screen_stack) > 1 else None
+        prompts = list(below.query(PromptInput)) if below is not None else []
+        self.dismiss(None)
+        if prompts:
+            prompt = prompts[0]
+            prompt.insert(text)
+            prompt.focus()
 
     async def action_models(self) -> None:
         self.dismiss(None)

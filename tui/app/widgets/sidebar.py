@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -31,14 +32,7 @@ class ConversationList(OptionList):
         highlighted = self.highlighted_id
         options = []
         for meta in metas:
-            prompt = Text(no_wrap=True, overflow="ellipsis")
-            prompt.append(PIN if meta.pinned else "  ", style="bold")
-            prompt.append(meta.title or "Untitled")
-            remote = meta.options.model
-            if isinstance(remote, EndpointModel):  # runs on a remote endpoint: say so
-                prompt.append(f" ⇄ {remote.endpoint_name or remote.endpoint_id}",
-                              style="italic")
-            options.append(Option(prompt, id=meta.id))
+            options.append(Option(conversation_prompt(meta), id=meta.id))
         self.clear_options()
         self.add_options(options)
         keep = current if current is not None else highlighted
@@ -51,6 +45,33 @@ class ConversationList(OptionList):
         if self.highlighted is None or self.option_count == 0:
             return None
         return self.get_option_at_index(self.highlighted).id
+
+
+class ConversationPrompt(Table):
+    """A row of the list: a grid of the pin mark and the title, readable as plain text."""
+
+    def __init__(self, plain: str) -> None:
+        super().__init__(box=None, show_header=False, show_edge=False, pad_edge=False,
+                         padding=0, expand=True)
+        self.plain = plain
+
+    def __str__(self) -> str:
+        return self.plain
+
+
+def conversation_prompt(meta: ConversationMeta) -> ConversationPrompt:
+    """The pin mark in a column of its own and the title beside it, so a long title wraps
+    under itself inside the list (a plain Text wrapped back to the list's left edge)."""
+    title = Text(meta.title or "Untitled", overflow="fold")
+    remote = meta.options.model
+    if isinstance(remote, EndpointModel):  # runs on a remote endpoint: say so
+        title.append(f" ⇄ {remote.endpoint_name or remote.endpoint_id}", style="italic")
+    mark = PIN if meta.pinned else "  "
+    grid = ConversationPrompt(mark + title.plain)
+    grid.add_column(width=len(PIN), no_wrap=True)
+    grid.add_column(ratio=1)
+    grid.add_row(Text(mark, style="bold"), title)
+    return grid
 
 
 class Sidebar(Vertical):

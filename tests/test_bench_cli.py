@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
+
+from tui.models.registry import smollm2_path
+from tui.models.speed import Calibration, model_key
 
 
 def test_engine_bench_prints_rates_ratio_and_ceiling() -> None:
@@ -19,6 +24,12 @@ def test_engine_bench_prints_rates_ratio_and_ceiling() -> None:
     assert re.search(r"ceiling\s+\d+\.\d GB/s", out), out
     assert re.search(r"worker RSS \d+ MiB", out), out
     assert re.search(r"cancel\s+\d+\.\d", out), out
+    # the bench's engine rate is kept as a measured run: it calibrates speed predictions
+    runs = Calibration.load(Path(os.environ["LMDESK_DATA_DIR"])).runs
+    default = smollm2_path()
+    assert default is not None
+    assert [(r.source, r.key) for r in runs] == [("bench", model_key(default))]
+    assert runs[0].gen_tok_s > 0
 
 
 def test_app_bench_drives_the_real_app_in_a_terminal() -> None:

@@ -218,11 +218,15 @@ def cmd_ask(
 def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int:
     if args.what == "engine":
         from tui.engine.bench import run_engine_bench
+        from tui.models.speed import record_bench
 
         model = _model(args, settings)
-        run_engine_bench(
-            load_params(args, settings, model), reps=args.reps, max_tokens=args.tokens
-        )
+        params = load_params(args, settings, model)
+        results = run_engine_bench(params, reps=args.reps, max_tokens=args.tokens)
+        # a bench run is a measured run of this model here: it calibrates the predictions
+        record_bench(paths.data_dir, params.model_path, results.get("engine_gen_tps", 0.0),
+                     n_threads=params.n_threads, n_gpu_layers=params.n_gpu_layers or 0,
+                     tokens=args.tokens)
     elif args.what == "serve":
         from tui.serve.bench import run_serve_bench
 

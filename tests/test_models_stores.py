@@ -222,3 +222,22 @@ def test_models_list_json_names_each_source(
     assert sum("gone:latest" in line for line in lines) == 1
     assert any(line.startswith("gone:latest") and "unreadable (ollama)" in line for line in lines)
     assert any("smollm2:135m" in line and line.rstrip().endswith("ollama") for line in lines)
+
+
+def test_an_ollama_tag_or_lm_studio_name_resolves_for_ask_and_the_app(
+    smollm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tui.models.registry import ModelNotFound, resolve_model
+
+    home = tmp_path / "home"
+    make_ollama_store(home / ".ollama" / "models", smollm)
+    target = make_lmstudio_tree(home, smollm)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("OLLAMA_MODELS", raising=False)
+    tag = resolve_model("smollm2:135m")
+    assert tag.source == "ollama" and os.path.samefile(tag.path, smollm)
+    assert resolve_model("SmolLM2-135M-Instruct-Q4_1").path == target
+    with pytest.raises(ModelNotFound, match="is missing"):
+        resolve_model("gone:latest")
+    with pytest.raises(ModelNotFound, match=r"known: .*smollm2:135m"):
+        resolve_model("no-such-model")

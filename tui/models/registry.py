@@ -101,16 +101,25 @@ def default_model() -> ModelRef:
 
 
 def resolve_model(ref: str | None, folders: Iterable[str | Path] = ()) -> ModelRef:
-    """A path, a known name, or None (the default) -> the model file."""
+    """A path, a known name (packaged, a folder's, or another app's: an Ollama tag such as
+    ``llama3.2:3b``, an LM Studio file), or None (the default) -> the model file."""
     if not ref:
         return default_model()
     candidate = Path(ref).expanduser()
-    if candidate.suffix.lower() == ".gguf" or candidate.exists() or "/" in ref:
+    if candidate.suffix.lower() == ".gguf" or candidate.exists():
         return ModelRef(candidate.stem, candidate, "path")
+    from tui.models.stores import other_app_models
+
     wanted = ref.lower()
-    known = packaged_models() + folder_models(folders)
-    for model in known:
-        if model.name.lower() == wanted or model.name.lower().startswith(wanted):
-            return model
-    names = ", ".join(m.name for m in known) or "none installed"
+    known = packaged_models() + folder_models(folders) + other_app_models()
+    for exact in (True, False):
+        for model in known:
+            name = model.name.lower()
+            if name == wanted or (not exact and name.startswith(wanted)):
+                if model.error:
+                    raise ModelNotFound(model.error)
+                return model
+    if "/" in ref:
+        return ModelRef(candidate.stem, candidate, "path")
+    names = ", ".join(m.name for m in known if not m.error) or "none installed"
     raise ModelNotFound(f"no model named {ref!r} (known: {names}); give a GGUF path instead")

@@ -49,6 +49,10 @@ async def test_welcome_key_opens_the_model_switcher(tmp_path: Path) -> None:
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: not isinstance(app.screen, WelcomeScreen))
         await wait_for(pilot, lambda: isinstance(app.screen, ModelsScreen))
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        await wait_for(pilot, lambda: screen.listed, timeout=30)  # mounted and listed
+        await pilot.pause(0.1)
 
 
 @pilot_test

@@ -233,7 +233,7 @@ def _best_of_interleaved(paths: list[Path], rounds: int) -> list[speed_mod.Measu
     best: dict[Path, speed_mod.MeasuredSpeed] = {}
     for _ in range(rounds):
         for path in paths:
-            m = measure_speed(path, n_ctx=2048, tokens=64, runs=2)
+            m = measure_speed(path, n_ctx=2048, tokens=48, runs=2)
             if path not in best or m.gen_tok_s > best[path].gen_tok_s:
                 best[path] = m
     return [best[p] for p in paths]

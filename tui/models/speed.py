@@ -732,7 +732,7 @@ def measure_speed(
     path: str | os.PathLike[str],
     *,
     n_ctx: int | None = None,
-    tokens: int = 64,
+    tokens: int = 32,
     runs: int = 2,
     temperature: float = 0.7,
 ) -> MeasuredSpeed:

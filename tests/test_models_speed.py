@@ -284,3 +284,16 @@ def test_models_info_measure_prints_predicted_beside_measured(
     assert data["measured_speed"]["runs"] and data["measured"]["rss_after_reply"] > 0
     kept = Calibration.load(Path(os.environ["LMDESK_DATA_DIR"])).runs
     assert [r.source for r in kept] == ["measure"] and kept[0].key == model_key(smollm)
+
+
+def test_a_run_that_only_could_offload_counts_as_a_cpu_run() -> None:
+    """A CPU-only machine whose llama.cpp build reports every layer "on the GPU" (an RPC
+    backend counts as one): its runs calibrate the CPU predictions."""
+    entry = find_entry("qwen3-4b")
+    assert entry is not None
+    shape = entry.shape("Q4_K_M")
+    run = replace(_run("k", TokenCost.of(shape), 2.0), n_gpu_layers=shape.n_layers,
+                  gpu_layer_share=1.0)
+    model = SpeedModel(MACHINE, [run])
+    assert model.fitted().models == 1
+    assert model.predict(shape, key="k").own_runs == 1

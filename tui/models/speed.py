@@ -295,9 +295,9 @@ def fit_runs(runs: Sequence[Run], machine: MachineSpeed, *, gpu: bool = False) -
     """The multipliers that make the physical model match ``runs`` best (one vote a model)."""
     gen_obs: list[tuple[float, float, float]] = []
     prompt_obs: list[tuple[float, float, float]] = []
-    for group in _by_model(r for r in runs if (r.gpu_layer_share > 0) == gpu).values():
+    for group in _by_model(r for r in runs if _on_gpu(r, machine) == gpu).values():
         cost = _cost_of(group[-1])
-        share = group[-1].gpu_layer_share
+        share = group[-1].gpu_layer_share if gpu else 0.0
         gens = [1 / r.gen_tok_s for r in group if r.gen_tok_s > 0]
         if gens:
             y = statistics.median(gens)
@@ -318,6 +318,12 @@ def fit_runs(runs: Sequence[Run], machine: MachineSpeed, *, gpu: bool = False) -
     usable_p = [o for o in prompt_obs if o[0] > 0 and math.isfinite(o[1]) and o[1] > 0]
     c = _grid_fit_1d(usable_p) if usable_p else 0.0
     return Fitted(math.exp(a), math.exp(b), math.exp(c), len(usable), len(usable_p))
+
+
+def _on_gpu(run: Run, machine: MachineSpeed) -> bool:
+    """A run with layers on a GPU; a build that only says it could offload (an RPC or GPU
+    backend) on a machine with no GPU ran on the CPU."""
+    return run.gpu_layer_share > 0 and machine.has_gpu
 
 
 def _cost_of(run: Run) -> TokenCost:
@@ -370,7 +376,7 @@ class SpeedModel:
         prompt_tok_s = 1 / t_prompt if t_prompt > 0 and math.isfinite(t_prompt) else 0.0
         basis = _basis(fit)
         own = [r for r in self.runs if key is not None and r.key == key
-               and (r.gpu_layer_share > 0) == (share > 0)]
+               and _on_gpu(r, self.machine) == (share > 0)]
         own = sorted(own, key=lambda r: r.at)[-RUNS_PER_MODEL:]
         gens = [r.gen_tok_s for r in own if r.gen_tok_s > 0]
         if gens and tok_s > 0:

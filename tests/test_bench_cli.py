@@ -44,3 +44,18 @@ def test_app_bench_drives_the_real_app_in_a_terminal() -> None:
     assert re.search(r"ratio app/ask generation tokens/s = \d+\.\d{3}", text), text
     assert re.search(r"app process CPU per streamed token = \d+\.\d{2} ms", text), text
     assert results["ratio_list_80x24"] > 0 and results["cpu_ms_per_token_list_80x24"] > 0
+
+
+def test_speed_bench_prints_predicted_over_measured_for_both_models(tmp_path: Path) -> None:
+    """`lmdesk bench speed`: the physical, cross-model and calibrated predictions against a
+    measurement of each packaged model (ratios printed, not asserted)."""
+    from tui.models.bench import run_speed_bench
+
+    lines: list[str] = []
+    results = run_speed_bench(tmp_path / "data", runs=2, tokens=16, out=lines.append)
+    text = "\n".join(lines)
+    assert re.search(r"SmolLM2.*\d+\.\d\s+\d+\.\d+ \d+\.\d+ \d+\.\d+$", text, re.M), text
+    assert "target 0.75-1.25" in text
+    assert results["smollm_measured"] > 0 and results["gemma_ratio_other"] > 0
+    kept = Calibration.load(tmp_path / "data").runs
+    assert sorted(r.source for r in kept) == ["bench", "bench"]

@@ -73,7 +73,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench.add_argument(
         "what", nargs="?", default="engine",
-        choices=["engine", "ui", "app", "store", "serve", "kb", "tune"],
+        choices=["engine", "ui", "app", "store", "serve", "kb", "tune", "speed"],
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
@@ -227,6 +227,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         record_bench(paths.data_dir, params.model_path, results.get("engine_gen_tps", 0.0),
                      n_threads=params.n_threads, n_gpu_layers=params.n_gpu_layers or 0,
                      tokens=args.tokens)
+    elif args.what == "speed":
+        from tui.models.bench import run_speed_bench
+
+        run_speed_bench(paths.data_dir, runs=min(args.reps, 6), tokens=min(args.tokens, 64))
     elif args.what == "serve":
         from tui.serve.bench import run_serve_bench
 

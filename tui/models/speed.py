@@ -439,7 +439,9 @@ class Calibration:
                    "machine": asdict(self.machine) if self.machine else None,
                    "runs": [asdict(r) for r in self.runs[-MAX_RUNS:]]}
         with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            from tui.config import ensure_private_dir
+
+            ensure_private_dir(self.path.parent)  # the data folder: the owner's only
             fd, tmp = tempfile.mkstemp(prefix=".speed-", dir=self.path.parent)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -745,50 +747,76 @@ def measure_speed(
     """Load ``path`` in a model worker and time ``runs`` replies of ``tokens`` tokens after a
     short warm-up (sampling as a chat reply samples). The best run counts: other work on the
     machine only ever slows a run down."""
+    return measure_speeds([path], n_ctx=n_ctx, tokens=tokens, runs=runs,
+                          temperature=temperature)[0]
+
+
+def measure_speeds(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    n_ctx: int | None = None,
+    tokens: int = 32,
+    runs: int = 2,
+    temperature: float = 0.7,
+) -> list[MeasuredSpeed]:
+    """``measure_speed`` for several models loaded side by side, their runs alternated, so a
+    change in the machine's load falls on all of them alike."""
+    from contextlib import ExitStack
+
     from tui.engine.local import LocalEngine
     from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
 
     sampling = SamplingParams(max_tokens=tokens, temperature=temperature, seed=1,
                               ignore_eos=True)
     warm_up = SamplingParams(max_tokens=8, temperature=temperature, seed=1, ignore_eos=True)
-    best: Any = None
-    rates: list[float] = []
-    with LocalEngine(LoadParams(model_path=str(path), n_ctx=n_ctx)) as engine:
-        info = engine.load()
+    with ExitStack() as stack:
+        engines = []
+        for path in paths:
+            engine = stack.enter_context(LocalEngine(LoadParams(model_path=str(path),
+                                                                n_ctx=n_ctx)))
+            engines.append((engine, engine.load()))
+        best: list[Any] = [None] * len(engines)
+        rates: list[list[float]] = [[] for _ in engines]
         for i in range(runs + 1):
-            text = MEASURE_PROMPT.format(i=i)
-            raw = None if info.chat_template else text
-            done: Done | None = None
-            asked = warm_up if i == 0 else sampling
-            for event in engine.generate([ChatMessage("user", text)], asked, raw_prompt=raw):
-                if isinstance(event, Done):
-                    done = event
-            if done is None or done.error:
-                raise RuntimeError(f"the measuring reply failed: {done.error if done else '?'}")
-            if i == 0:
-                continue  # the warm-up run pages the weights in
-            rates.append(done.stats.generation_tokens_per_s)
-            if best is None or done.stats.generation_tokens_per_s > best.generation_tokens_per_s:
-                best = done.stats
-    assert best is not None
-    return MeasuredSpeed(
-        gen_tok_s=float(best.generation_tokens_per_s),
-        prompt_tok_s=float(best.prompt_tokens_per_s),
-        prompt_tokens=int(best.prompt_tokens),
-        evaluated_prompt_tokens=int(best.evaluated_prompt_tokens),
-        generated_tokens=int(best.generated_tokens), n_threads=int(info.n_threads),
-        n_gpu_layers=int(info.n_gpu_layers), n_ctx=int(info.n_ctx), runs=tuple(rates),
-    )
+            for j, (engine, info) in enumerate(engines):
+                text = MEASURE_PROMPT.format(i=i)
+                raw = None if info.chat_template else text
+                asked = warm_up if i == 0 else sampling
+                done: Done | None = None
+                for event in engine.generate([ChatMessage("user", text)], asked,
+                                             raw_prompt=raw):
+                    if isinstance(event, Done):
+                        done = event
+                if done is None or done.error:
+                    raise RuntimeError(
+                        f"the measuring reply failed: {done.error if done else 'no reply'}")
+                if i == 0:
+                    continue  # the warm-up run pages the weights in
+                rates[j].append(done.stats.generation_tokens_per_s)
+                if best[j] is None or (done.stats.generation_tokens_per_s
+                                       > best[j].generation_tokens_per_s):
+                    best[j] = done.stats
+    out = []
+    for (_engine, info), stats, rs in zip(engines, best, rates, strict=True):
+        out.append(MeasuredSpeed(
+            gen_tok_s=float(stats.generation_tokens_per_s),
+            prompt_tok_s=float(stats.prompt_tokens_per_s),
+            prompt_tokens=int(stats.prompt_tokens),
+            evaluated_prompt_tokens=int(stats.evaluated_prompt_tokens),
+            generated_tokens=int(stats.generated_tokens), n_threads=int(info.n_threads),
+            n_gpu_layers=int(info.n_gpu_layers), n_ctx=int(info.n_ctx), runs=tuple(rs),
+        ))
+    return out
 
 
 def record_measured(data_dir: Path | None, path: str | os.PathLike[str],
-                    measured: MeasuredSpeed) -> bool:
+                    measured: MeasuredSpeed, *, source: str = "measure") -> bool:
     shape = shape_for_path(path)
     if data_dir is None or shape is None:
         return False
     run = run_from_stats(shape, model_key(path), measured.to_stats(),
                          n_threads=measured.n_threads, n_gpu_layers=measured.n_gpu_layers,
-                         source="measure")
+                         source=source)
     if run is None:
         return False
     record_run(data_dir, run)

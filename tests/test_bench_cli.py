@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tui.models.calibration import Calibration
 from tui.models.registry import smollm2_path
-from tui.models.speed import Calibration, model_key
+from tui.models.speed import model_key
 
 
 def test_engine_bench_prints_rates_ratio_and_ceiling() -> None:

@@ -11,23 +11,27 @@ from pathlib import Path
 import pytest
 
 from tui.engine.protocol import GenerationStats, ModelInfo
+from tui.models import calibration as calibration_mod
 from tui.models import speed as speed_mod
-from tui.models.catalogue import find_entry
-from tui.models.fit import shape_of
-from tui.models.speed import (
+from tui.models.calibration import (
     CALIBRATION_FILE,
     Calibration,
+    record_measured,
+    record_reply,
+    run_from_stats,
+    speed_model,
+)
+from tui.models.catalogue import find_entry
+from tui.models.fit import shape_of
+from tui.models.measure import measure_speeds
+from tui.models.probe import measure_machine
+from tui.models.speed import (
     MachineSpeed,
     Run,
     SpeedModel,
     TokenCost,
     fit_runs,
-    measure_speeds,
     model_key,
-    record_measured,
-    record_reply,
-    run_from_stats,
-    speed_model,
 )
 
 MACHINE = MachineSpeed(bandwidth_gb_s=31.0, gflops=200.0, threads=2, cpu="test cpu x2",
@@ -204,10 +208,10 @@ def test_the_machine_is_measured_once_and_its_best_kept(
         calls.append(1)
         return next(probes)
 
-    monkeypatch.setattr(speed_mod, "measure_machine", fake_probe)
-    monkeypatch.setattr(speed_mod, "_cpu_label", lambda: MACHINE.cpu)
-    monkeypatch.setattr(speed_mod, "physical_cores", lambda: 2)
-    monkeypatch.setattr(speed_mod.time, "time", lambda: 1e12 + 5)
+    monkeypatch.setattr(calibration_mod, "measure_machine", fake_probe)
+    monkeypatch.setattr(calibration_mod, "cpu_label", lambda: MACHINE.cpu)
+    monkeypatch.setattr(calibration_mod, "physical_cores", lambda: 2)
+    monkeypatch.setattr(calibration_mod.time, "time", lambda: 1e12 + 5)
     data = tmp_path / "data"
     assert speed_model(data).machine.bandwidth_gb_s == 30.0
     assert speed_model(data).machine.bandwidth_gb_s == 30.0 and len(calls) == 1
@@ -240,7 +244,7 @@ def test_prediction_is_within_25_percent_of_the_measured_speed(
     figure (a ratio printed, not asserted: it is a speed target)."""
     measured = measure_speeds([smollm, gemma], n_ctx=2048, tokens=32, runs=4)
     data = tmp_path / "data"
-    Calibration(data / CALIBRATION_FILE, speed_mod.measure_machine()).save()
+    Calibration(data / CALIBRATION_FILE, measure_machine()).save()
     for path, m in zip((smollm, gemma), measured, strict=True):
         calibrating = max(m.runs[0], m.runs[2])
         assert record_measured(data, path, replace(m, gen_tok_s=calibrating))

@@ -218,7 +218,7 @@ def cmd_ask(
 def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int:
     if args.what == "engine":
         from tui.engine.bench import run_engine_bench
-        from tui.models.speed import record_bench
+        from tui.models.calibration import record_bench
 
         model = _model(args, settings)
         params = load_params(args, settings, model)

@@ -98,7 +98,7 @@ def _resources(m: MachineFacts) -> Any:
 
 def _speed(paths: Paths) -> Any:
     """The speed model; the machine probe is kept only where the data folder already is."""
-    from tui.models.speed import speed_model
+    from tui.models.calibration import speed_model
 
     return speed_model(paths.data_dir if paths.data_dir.is_dir() else None)
 

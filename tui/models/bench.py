@@ -20,19 +20,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from tui.models.fit import shape_of
-from tui.models.registry import gemma_path, smollm2_path
-from tui.models.speed import (
+from tui.models.calibration import (
     CALIBRATION_FILE,
     Calibration,
-    MeasuredSpeed,
-    SpeedModel,
-    measure_speeds,
-    model_key,
     record_measured,
     run_from_stats,
     speed_model,
 )
+from tui.models.fit import shape_of
+from tui.models.measure import MeasuredSpeed, measure_speeds
+from tui.models.registry import gemma_path, smollm2_path
+from tui.models.speed import SpeedModel, model_key
 
 
 def _model_with(machine_runs: Calibration, extra: list[tuple[Path, MeasuredSpeed]]) -> SpeedModel:

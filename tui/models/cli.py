@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from tui.config import Paths, Settings
 from tui.engine.gguf import GGUFError, read_header
+from tui.models.calibration import record_measured, speed_model
 from tui.models.catalogue import (
     CatalogueEntry,
     CatalogueError,
@@ -44,13 +45,8 @@ from tui.models.listing import (
     hf_cache_dir,
     list_models,
 )
-from tui.models.speed import (
-    SpeedModel,
-    measure_speed,
-    model_key,
-    record_measured,
-    speed_model,
-)
+from tui.models.measure import measure_speed
+from tui.models.speed import SpeedModel, model_key
 
 MiB = 1 << 20
 

@@ -22,7 +22,8 @@ with ``flops`` a measured float32 matrix product (numpy) on the same threads.
 
 The multipliers ``k_*`` start at 1 (the physical model) and are fitted to this machine's own
 measured runs: bench runs, ``lmdesk models info --measure`` and the stats of real replies
-(``record_reply``), kept in ``speed-calibration.json`` in the data folder. Each model counts
+(``tui.models.calibration.record_reply``), kept in ``speed-calibration.json`` in the data
+folder. Each model counts
 once (the median of its last runs), the fit is in log space with a pull towards 1, so one
 model's runs correct the overhead (what small models are bound by) and runs of a larger one
 correct the bandwidth share. A model with runs of its own is predicted mostly from them:
@@ -31,30 +32,19 @@ after n runs the weight of its own median is n / (n + 0.5).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import statistics
-import tempfile
 import threading
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
-from functools import lru_cache
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tui.models.fit import ModelShape
 
-CALIBRATION_FILE = "speed-calibration.json"
-CALIBRATION_VERSION = 1
-MACHINE_MAX_AGE_S = 30 * 24 * 3600
-"""A machine probe older than this is taken again."""
 RUNS_PER_MODEL = 20
-MAX_RUNS = 400
-MIN_GENERATED = 16
-"""Replies shorter than this are too short to time (their rate is mostly the first token)."""
+"""A model's last runs that count (older ones are dropped from the calibration)."""
 MIN_PROMPT_EVALUATED = 64
 """Prompt rates from fewer evaluated tokens are overhead, not compute."""
 DEFAULT_CONTEXT = 512
@@ -284,7 +274,7 @@ def _position(run: Run) -> float:
     return run.prompt_tokens + run.generated_tokens / 2
 
 
-def _by_model(runs: Iterable[Run]) -> dict[str, list[Run]]:
+def runs_by_model(runs: Iterable[Run]) -> dict[str, list[Run]]:
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(run.key, []).append(run)
@@ -295,7 +285,7 @@ def fit_runs(runs: Sequence[Run], machine: MachineSpeed, *, gpu: bool = False) -
     """The multipliers that make the physical model match ``runs`` best (one vote a model)."""
     gen_obs: list[tuple[float, float, float]] = []
     prompt_obs: list[tuple[float, float, float]] = []
-    for group in _by_model(r for r in runs if _on_gpu(r, machine) == gpu).values():
+    for group in runs_by_model(r for r in runs if _on_gpu(r, machine) == gpu).values():
         cost = _cost_of(group[-1])
         share = group[-1].gpu_layer_share if gpu else 0.0
         gens = [1 / r.gen_tok_s for r in group if r.gen_tok_s > 0]
@@ -397,427 +387,3 @@ def _basis(fit: Fitted) -> str:
     if not fit.models:
         return "physical model (measured bandwidth and compute, no runs yet)"
     return f"calibrated from {fit.models} model{'s' if fit.models != 1 else ''} run here"
-
-
-# -- the calibration file ------------------------------------------------------------------------
-
-
-@dataclass
-class Calibration:
-    """The machine probe and the measured runs, kept in the data folder."""
-
-    path: Path | None
-    machine: MachineSpeed | None = None
-    runs: list[Run] = field(default_factory=list)
-    problem: str | None = None
-    """Why the file could not be read (it is then started afresh, the old one kept aside)."""
-
-    @classmethod
-    def load(cls, data_dir: Path | None) -> Calibration:
-        if data_dir is None:
-            return cls(None)
-        path = data_dir / CALIBRATION_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return cls(path)
-        except (OSError, ValueError) as exc:
-            return cls(path, problem=f"{path}: unreadable ({exc}); starting afresh")
-        try:
-            if not isinstance(raw, dict) or raw.get("version") != CALIBRATION_VERSION:
-                raise TypeError("unknown version")
-            machine = _machine_from(raw.get("machine"))
-            runs = [_run_from(r) for r in raw.get("runs") or []]
-        except (TypeError, ValueError, KeyError) as exc:
-            return cls(path, problem=f"{path}: unreadable ({exc}); starting afresh")
-        return cls(path, machine, [r for r in runs if r is not None])
-
-    def save(self) -> None:
-        if self.path is None:
-            return
-        payload = {"version": CALIBRATION_VERSION,
-                   "machine": asdict(self.machine) if self.machine else None,
-                   "runs": [asdict(r) for r in self.runs[-MAX_RUNS:]]}
-        with contextlib.suppress(OSError):
-            from tui.config import ensure_private_dir
-
-            ensure_private_dir(self.path.parent)  # the data folder: the owner's only
-            fd, tmp = tempfile.mkstemp(prefix=".speed-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(payload, fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self.path)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-
-
-def _machine_from(data: Any) -> MachineSpeed | None:
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise TypeError("machine is not an object")
-    names = {f.name for f in fields(MachineSpeed)}
-    return MachineSpeed(**{k: v for k, v in data.items() if k in names})
-
-
-def _run_from(data: Any) -> Run | None:
-    if not isinstance(data, dict):
-        return None
-    names = {f.name for f in fields(Run)}
-    try:
-        run = Run(**{k: v for k, v in data.items() if k in names})
-    except TypeError:
-        return None
-    ok = run.gen_tok_s >= 0 and run.prompt_tok_s >= 0 and run.read_bytes > 0
-    return run if ok and math.isfinite(run.gen_tok_s) and math.isfinite(run.prompt_tok_s) else None
-
-
-_FILE_LOCK = threading.Lock()
-
-
-# -- measuring the machine -----------------------------------------------------------------------
-
-
-def _cpu_label() -> str:
-    """The CPU's model name and logical cores (a probe from another machine is retaken)."""
-    name = ""
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip().lower() in ("model name", "hardware") and value.strip():
-                name = value.strip()
-                break
-    import platform
-
-    return f"{name or platform.processor() or platform.machine()} x{os.cpu_count() or 1}"
-
-
-def physical_cores() -> int:
-    import psutil
-
-    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
-
-
-def measure_bandwidth_gb_s(threads: int, size_mb: int = 64, repeats: int = 15) -> float:
-    """Read bandwidth: parallel sums, each thread over its own array larger than the caches,
-    the best of many short rounds (a round the scheduler interrupts only loses itself, so a
-    busy machine still shows what its memory can do)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import numpy as np
-
-    arrays = [np.ones(size_mb * 1024 * 1024 // 8, dtype=np.float64) for _ in range(threads)]
-    total = sum(a.nbytes for a in arrays)
-    best = 0.0
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(np.sum, arrays))  # page everything in
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            list(pool.map(np.sum, arrays))
-            best = max(best, total / (time.perf_counter() - t0))
-    return best / 1e9
-
-
-def measure_gflops(n: int = 512, repeats: int = 15) -> float:
-    """float32 matrix products on all cores (numpy's BLAS threads, as prompt evaluation uses
-    every logical core): the best rate of many short ones."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    a = rng.random((n, n), dtype=np.float32)
-    b = rng.random((n, n), dtype=np.float32)
-    a @ b
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
-    return best / 1e9
-
-
-def gpu_bandwidth() -> tuple[float, str]:
-    """(GB/s, name) of the largest NVIDIA GPU from its bus width and memory clock; (0, "")."""
-    try:
-        import pynvml
-    except ImportError:
-        return 0.0, ""
-    try:
-        pynvml.nvmlInit()
-    except Exception:
-        return 0.0, ""
-    try:
-        best = (0.0, "")
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            bus_bits = pynvml.nvmlDeviceGetMemoryBusWidth(handle)
-            mem_mhz = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM)
-            raw = pynvml.nvmlDeviceGetName(handle)
-            name = raw.decode() if isinstance(raw, bytes) else str(raw)
-            gb_s = bus_bits / 8 * mem_mhz * 1e6 * 2 / 1e9  # double data rate
-            best = max(best, (gb_s, name))
-        return best
-    except Exception:
-        return 0.0, ""
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
-
-
-def measure_machine(threads: int | None = None) -> MachineSpeed:
-    n = threads or physical_cores()
-    gpu_gb_s, gpu_name = gpu_bandwidth()
-    return MachineSpeed(
-        bandwidth_gb_s=measure_bandwidth_gb_s(n), gflops=measure_gflops(), threads=n,
-        cpu=_cpu_label(), gpu_bandwidth_gb_s=gpu_gb_s, gpu_name=gpu_name,
-        measured_at=time.time(),
-    )
-
-
-def _stale(machine: MachineSpeed | None) -> bool:
-    if machine is None or machine.bandwidth_gb_s <= 0 or machine.gflops <= 0:
-        return True
-    if time.time() - machine.measured_at > MACHINE_MAX_AGE_S:
-        return True
-    return machine.cpu != _cpu_label() or machine.threads != physical_cores()
-
-
-def speed_model(data_dir: Path | None, *, refresh: bool = False) -> SpeedModel:
-    """The machine probe (measured now when missing, stale or asked) and the runs kept."""
-    with _FILE_LOCK:
-        cal = Calibration.load(data_dir)
-        if refresh or _stale(cal.machine):
-            old, new = cal.machine, measure_machine()
-            if old is not None and old.cpu == new.cpu and old.threads == new.threads:
-                # a probe on a busy machine reads low: keep the best this machine has shown
-                new = replace(new, bandwidth_gb_s=max(old.bandwidth_gb_s, new.bandwidth_gb_s),
-                              gflops=max(old.gflops, new.gflops))
-            cal.machine = new
-            cal.save()
-    assert cal.machine is not None
-    return SpeedModel(cal.machine, cal.runs)
-
-
-# -- recording runs --------------------------------------------------------------------------------
-
-
-def record_run(data_dir: Path | None, run: Run) -> None:
-    """Keep one measured run (the oldest beyond the limits are dropped)."""
-    if data_dir is None:
-        return
-    with _FILE_LOCK:
-        cal = Calibration.load(data_dir)
-        cal.runs = [*cal.runs, replace(run, at=run.at or time.time())]
-        per_key = _by_model(cal.runs)
-        cal.runs = sorted((r for rs in per_key.values() for r in rs), key=lambda r: r.at)
-        cal.save()
-
-
-@lru_cache(maxsize=32)
-def _shape_of_file(path: str, size: int, mtime_ns: int) -> ModelShape:
-    from tui.models.fit import shape_of
-
-    return shape_of(path)
-
-
-def shape_for_path(path: str | os.PathLike[str]) -> ModelShape | None:
-    """The shape of a GGUF file (read once per file version); None when unreadable."""
-    from tui.engine.gguf import GGUFError
-
-    try:
-        st = os.stat(path)
-        return _shape_of_file(str(path), st.st_size, st.st_mtime_ns)
-    except (OSError, GGUFError, ValueError, ZeroDivisionError):
-        return None
-
-
-def run_from_stats(
-    shape: ModelShape, key: str, stats: Any, *, n_threads: int, n_gpu_layers: int,
-    source: str,
-) -> Run | None:
-    """A Run from a reply's ``GenerationStats``; None when it is too short to time."""
-    if stats.generated_tokens < MIN_GENERATED or stats.generation_tokens_per_s <= 0:
-        return None
-    if getattr(stats, "stop_reason", "stop") == "error":
-        return None
-    cost = TokenCost.of(shape)
-    layers = shape.n_layers
-    on_gpu = layers if n_gpu_layers < 0 else min(n_gpu_layers, layers)
-    return Run(
-        key=key, read_bytes=cost.read_bytes, kv_bytes_per_token=cost.kv_bytes_per_token,
-        n_layers=cost.n_layers, vocab_size=cost.vocab_size, active_params=cost.active_params,
-        n_threads=n_threads, n_gpu_layers=on_gpu,
-        gen_tok_s=float(stats.generation_tokens_per_s),
-        prompt_tok_s=float(stats.prompt_tokens_per_s or 0.0),
-        prompt_tokens=int(stats.prompt_tokens), generated_tokens=int(stats.generated_tokens),
-        evaluated_prompt_tokens=int(getattr(stats, "evaluated_prompt_tokens", 0) or 0),
-        source=source, at=time.time(), gpu_layer_share=on_gpu / layers if layers else 0.0,
-    )
-
-
-def record_reply(data_dir: Path | None, info: Any, stats: Any, *, source: str = "reply") -> bool:
-    """Calibrate from a finished reply: ``info`` the loaded model's ``ModelInfo``, ``stats``
-    its ``GenerationStats``. Reads the model's GGUF header once per file (call it off the UI
-    thread). Returns whether the run was kept (short, failed or remote replies are not)."""
-    path = getattr(info, "path", "")
-    if data_dir is None or not path or not os.path.isfile(path):
-        return False
-    shape = shape_for_path(path)
-    if shape is None:
-        return False
-    run = run_from_stats(shape, model_key(path), stats, n_threads=int(info.n_threads),
-                         n_gpu_layers=int(info.n_gpu_layers), source=source)
-    if run is None:
-        return False
-    record_run(data_dir, run)
-    return True
-
-
-def record_bench(data_dir: Path | None, model_path: str, gen_tok_s: float, *,
-                 n_threads: int | None = None, n_gpu_layers: int = 0,
-                 tokens: int = 128) -> bool:
-    """Calibrate from a bench run (``lmdesk bench engine``): its median generation rate."""
-    shape = shape_for_path(model_path)
-    if data_dir is None or shape is None or gen_tok_s <= 0:
-        return False
-    stats = _Stats(0, 0.0, tokens, gen_tok_s, 0)
-    run = run_from_stats(shape, model_key(model_path), stats,
-                         n_threads=n_threads or physical_cores(), n_gpu_layers=n_gpu_layers,
-                         source="bench")
-    if run is None:
-        return False
-    record_run(data_dir, run)
-    return True
-
-
-@dataclass(frozen=True)
-class _Stats:
-    prompt_tokens: int
-    prompt_tokens_per_s: float
-    generated_tokens: int
-    generation_tokens_per_s: float
-    evaluated_prompt_tokens: int
-    stop_reason: str = "length"
-
-
-# -- measuring a model -------------------------------------------------------------------------
-
-MEASURE_PROMPT = (
-    "Run {i}. Here is a short passage to read first. A lighthouse keeper kept a logbook of "
-    "every ship that passed the cape, the weather of each morning, the oil burned each night "
-    "and the birds that rested on the gallery rail. Over thirty years the logbook grew into "
-    "twelve volumes, and the keeper's granddaughter, who inherited them, decided to turn the "
-    "notes into a story. Now continue that story at length, in plain prose."
-)
-
-
-@dataclass(frozen=True)
-class MeasuredSpeed:
-    """A model's speed here, measured with the real engine (the best of a few runs)."""
-
-    gen_tok_s: float
-    prompt_tok_s: float
-    prompt_tokens: int
-    evaluated_prompt_tokens: int
-    generated_tokens: int
-    n_threads: int
-    n_gpu_layers: int
-    n_ctx: int
-    runs: tuple[float, ...]
-    """Every counted run's generation rate."""
-
-    def to_stats(self) -> _Stats:
-        return _Stats(self.prompt_tokens, self.prompt_tok_s, self.generated_tokens,
-                      self.gen_tok_s, self.evaluated_prompt_tokens)
-
-
-def measure_speed(
-    path: str | os.PathLike[str],
-    *,
-    n_ctx: int | None = None,
-    tokens: int = 32,
-    runs: int = 2,
-    temperature: float = 0.7,
-) -> MeasuredSpeed:
-    """Load ``path`` in a model worker and time ``runs`` replies of ``tokens`` tokens after a
-    short warm-up (sampling as a chat reply samples). The best run counts: other work on the
-    machine only ever slows a run down."""
-    return measure_speeds([path], n_ctx=n_ctx, tokens=tokens, runs=runs,
-                          temperature=temperature)[0]
-
-
-def measure_speeds(
-    paths: Sequence[str | os.PathLike[str]],
-    *,
-    n_ctx: int | None = None,
-    tokens: int = 32,
-    runs: int = 2,
-    temperature: float = 0.7,
-) -> list[MeasuredSpeed]:
-    """``measure_speed`` for several models loaded side by side, their runs alternated, so a
-    change in the machine's load falls on all of them alike."""
-    from contextlib import ExitStack
-
-    from tui.engine.local import LocalEngine
-    from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
-
-    sampling = SamplingParams(max_tokens=tokens, temperature=temperature, seed=1,
-                              ignore_eos=True)
-    warm_up = SamplingParams(max_tokens=8, temperature=temperature, seed=1, ignore_eos=True)
-    with ExitStack() as stack:
-        engines = []
-        for path in paths:
-            engine = stack.enter_context(LocalEngine(LoadParams(model_path=str(path),
-                                                                n_ctx=n_ctx)))
-            engines.append((engine, engine.load()))
-        best: list[Any] = [None] * len(engines)
-        rates: list[list[float]] = [[] for _ in engines]
-        for i in range(runs + 1):
-            for j, (engine, info) in enumerate(engines):
-                text = MEASURE_PROMPT.format(i=i)
-                raw = None if info.chat_template else text
-                asked = warm_up if i == 0 else sampling
-                done: Done | None = None
-                for event in engine.generate([ChatMessage("user", text)], asked,
-                                             raw_prompt=raw):
-                    if isinstance(event, Done):
-                        done = event
-                if done is None or done.error:
-                    raise RuntimeError(
-                        f"the measuring reply failed: {done.error if done else 'no reply'}")
-                if i == 0:
-                    continue  # the warm-up run pages the weights in
-                rates[j].append(done.stats.generation_tokens_per_s)
-                if best[j] is None or (done.stats.generation_tokens_per_s
-                                       > best[j].generation_tokens_per_s):
-                    best[j] = done.stats
-    out = []
-    for (_engine, info), stats, rs in zip(engines, best, rates, strict=True):
-        out.append(MeasuredSpeed(
-            gen_tok_s=float(stats.generation_tokens_per_s),
-            prompt_tok_s=float(stats.prompt_tokens_per_s),
-            prompt_tokens=int(stats.prompt_tokens),
-            evaluated_prompt_tokens=int(stats.evaluated_prompt_tokens),
-            generated_tokens=int(stats.generated_tokens), n_threads=int(info.n_threads),
-            n_gpu_layers=int(info.n_gpu_layers), n_ctx=int(info.n_ctx), runs=tuple(rs),
-        ))
-    return out
-
-
-def record_measured(data_dir: Path | None, path: str | os.PathLike[str],
-                    measured: MeasuredSpeed, *, source: str = "measure") -> bool:
-    shape = shape_for_path(path)
-    if data_dir is None or shape is None:
-        return False
-    run = run_from_stats(shape, model_key(path), measured.to_stats(),
-                         n_threads=measured.n_threads, n_gpu_layers=measured.n_gpu_layers,
-                         source=source)
-    if run is None:
-        return False
-    record_run(data_dir, run)
-    return True

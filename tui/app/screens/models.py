@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedContent, TabPane
 
 from tui.app.screens.confirm import ConfirmScreen
+from tui.models.calibration import speed_model
 from tui.models.catalogue import CatalogueEntry, load_catalogue
 from tui.models.choice import (
     Assessment,
@@ -41,7 +42,7 @@ from tui.models.choice import (
 from tui.models.download import DownloadProgress, DownloadResult
 from tui.models.fit import FitEstimate, Resources
 from tui.models.listing import LocalModel, list_models
-from tui.models.speed import SpeedModel, model_key, speed_model
+from tui.models.speed import SpeedModel, model_key
 from tui.session.usage import usage_of
 
 if TYPE_CHECKING:

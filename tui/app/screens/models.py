@@ -120,6 +120,9 @@ class ModelsScreen(Screen[None]):
         & #download-box.-active {
             display: block;
         }
+        & TabbedContent {
+            height: 1fr;
+        }
         & DataTable {
             height: 1fr;
         }
@@ -199,12 +202,15 @@ class ModelsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         local = self.query_one("#local-models", DataTable)
-        local.add_columns("", "name", "fit (RAM)", "tok/s", "n_ctx", "size", "quant",
-                          "params", "from", "arch", "trained", "chat", "gpu", "replies",
-                          "measured")
+        # names are cut to a width that leaves the verdict and speed on an 80-column screen
+        local.add_column("")
+        local.add_column("name", width=22)
+        local.add_columns("fit (RAM)", "tok/s", "n_ctx", "size", "quant", "params", "from",
+                          "arch", "trained", "chat", "gpu", "replies", "measured")
         cat = self.query_one("#catalogue", DataTable)
-        cat.add_columns("name", "best here", "size", "n_ctx", "tok/s", "fit", "can do",
-                        "checked", "repo")
+        cat.add_column("name", width=24)
+        cat.add_columns("best here", "fit", "tok/s", "n_ctx", "size", "can do", "checked",
+                        "repo")
         self.watch(self.lmdesk, "model_state", self._model_state_changed, init=False)
         self._list()
         local.focus()
@@ -322,12 +328,12 @@ class ModelsScreen(Screen[None]):
                 caps = ",".join(entry.capabilities.labels())
                 checked = entry.verified or "no"
                 if best is None:
-                    cat.add_row(entry.name, choice.line(), "-", "-", "-", "red", caps, checked,
-                                entry.repo_id, key=entry.id)
+                    cat.add_row(entry.name, "-", "red" if entry.has_files else "no GGUF", "-",
+                                "-", "-", caps, checked, entry.repo_id, key=entry.id)
                     continue
                 b = best.assessment
-                cat.add_row(entry.name, best.quantization, size(best.size),
-                            ctx_label(b.context.n_ctx), speed_cell(b), b.verdict, caps, checked,
+                cat.add_row(entry.name, best.quantization, b.verdict, speed_cell(b),
+                            ctx_label(b.context.n_ctx), size(best.size), caps, checked,
                             entry.repo_id, key=entry.id)
         self._show_detail()
 

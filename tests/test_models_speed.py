@@ -16,8 +16,8 @@ from tui.models import speed as speed_mod
 from tui.models.calibration import (
     CALIBRATION_FILE,
     Calibration,
+    calibrate_from_reply,
     record_measured,
-    record_reply,
     run_from_stats,
     speed_model,
 )
@@ -166,10 +166,10 @@ def test_prompt_rates_calibrate_only_from_long_prompts() -> None:
 
 def test_record_reply_keeps_runs_in_the_data_folder(smollm: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert record_reply(data, _info(smollm), _stats(90.0))
-    assert not record_reply(data, _info(smollm), _stats(90.0, generated=3))  # too short
-    assert not record_reply(data, _info(tmp_path / "gone.gguf"), _stats(90.0))
-    assert not record_reply(None, _info(smollm), _stats(90.0))
+    assert calibrate_from_reply(data, _info(smollm), _stats(90.0))
+    assert not calibrate_from_reply(data, _info(smollm), _stats(90.0, generated=3))  # too short
+    assert not calibrate_from_reply(data, _info(tmp_path / "gone.gguf"), _stats(90.0))
+    assert not calibrate_from_reply(None, _info(smollm), _stats(90.0))
     path = data / CALIBRATION_FILE
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert oct(data.stat().st_mode & 0o777) == "0o700"  # a data folder it made is private
@@ -177,7 +177,7 @@ def test_record_reply_keeps_runs_in_the_data_folder(smollm: Path, tmp_path: Path
     assert [r.gen_tok_s for r in saved.runs] == [90.0]
     assert saved.runs[0].key == model_key(smollm) and saved.runs[0].source == "reply"
     for i in range(speed_mod.RUNS_PER_MODEL + 5):
-        record_reply(data, _info(smollm), _stats(80.0 + i))
+        calibrate_from_reply(data, _info(smollm), _stats(80.0 + i))
     kept = Calibration.load(data).runs
     assert len(kept) == speed_mod.RUNS_PER_MODEL  # the oldest of one model are dropped
     assert min(r.gen_tok_s for r in kept) == 85.0
@@ -189,7 +189,7 @@ def test_a_damaged_calibration_file_is_started_afresh(tmp_path: Path, smollm: Pa
     (data / CALIBRATION_FILE).write_text("{not json")
     cal = Calibration.load(data)
     assert cal.runs == [] and cal.problem and "unreadable" in cal.problem
-    assert record_reply(data, _info(smollm), _stats(70.0))
+    assert calibrate_from_reply(data, _info(smollm), _stats(70.0))
     assert len(Calibration.load(data).runs) == 1
     payload = json.loads((data / CALIBRATION_FILE).read_text())
     payload["runs"].append({"key": "x", "gen_tok_s": "fast"})  # one bad run among good ones

@@ -1,8 +1,9 @@
 """The speed calibration kept in the data folder: the machine probe and the runs measured here
 (replies, bench runs, ``lmdesk models info --measure``), in ``speed-calibration.json``.
 
-``speed_model(data_dir)`` gives the ``SpeedModel`` for this machine; ``record_reply`` is what
-a finished reply calls (from a worker thread: it reads the model's GGUF header once per file).
+``speed_model(data_dir)`` gives the ``SpeedModel`` for this machine; ``calibrate_from_reply``
+is what a finished reply calls (from a worker thread: it reads the model's GGUF header once
+per file).
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def run_from_stats(
     )
 
 
-def record_reply(data_dir: Path | None, info: Any, stats: Any, *, source: str = "reply") -> bool:
+def calibrate_from_reply(data_dir: Path | None, info: Any, stats: Any, *,
+                         source: str = "reply") -> bool:
     """Calibrate from a finished reply: ``info`` the loaded model's ``ModelInfo``, ``stats``
     its ``GenerationStats``. Reads the model's GGUF header once per file (call it off the UI
     thread). Returns whether the run was kept (short, failed or remote replies are not)."""

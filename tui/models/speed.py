@@ -22,8 +22,8 @@ with ``flops`` a measured float32 matrix product (numpy) on the same threads.
 
 The multipliers ``k_*`` start at 1 (the physical model) and are fitted to this machine's own
 measured runs: bench runs, ``lmdesk models info --measure`` and the stats of real replies
-(``tui.models.calibration.record_reply``), kept in ``speed-calibration.json`` in the data
-folder. Each model counts
+(``tui.models.calibration.calibrate_from_reply``), kept in ``speed-calibration.json`` in
+the data folder. Each model counts
 once (the median of its last runs), the fit is in log space with a pull towards 1, so one
 model's runs correct the overhead (what small models are bound by) and runs of a larger one
 correct the bandwidth share. A model with runs of its own is predicted mostly from them:

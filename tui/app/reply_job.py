@@ -22,7 +22,6 @@ from tui.tools import Tool
 
 if TYPE_CHECKING:
     from textual.message import Message
-    from textual.widgets.markdown import MarkdownStream
 
     from tui.app.widgets.message_view import LiveReply
     from tui.session.model_session import LoadedModel
@@ -41,9 +40,8 @@ class ReplyJob:
     """Posts a message to the UI thread (the pane's ``post_message``)."""
     on_tokens: Callable[[int], None] = lambda _n: None
     """Told of every batch of generated tokens (the monitor's live tok/s)."""
-    stream: MarkdownStream | None = None
     segment: str = ""
-    """Text in the live Markdown tail, not yet frozen (UI thread only)."""
+    """Text in the live tail, not yet frozen (UI thread only)."""
     stored: StoredMessage | None = None
     """The assistant message in the store, once the first token arrived (from the start when
     a reply is continued)."""

@@ -12,9 +12,15 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.geometry import Size
 from textual.widgets import Static
 
-from tui.app.widgets.message_view import LiveReply, MessageView, MessageWidget
+from tui.app.widgets.message_view import (
+    LiveReply,
+    MessageView,
+    MessageWidget,
+    size_updated_once,
+)
 from tui.store import StoredMessage
 
 PAGE = 50
@@ -61,6 +67,10 @@ class ChatLog(VerticalScroll, can_focus=True):
             for n in range(1, 10)
         ),
     ]
+
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size,
+                      layout: bool = True) -> bool:
+        return size_updated_once(self, size, virtual_size, container_size)
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]

@@ -10,8 +10,8 @@ block spacing, numbered code blocks, with wrapping and hanging indents done per 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from markdown_it import MarkdownIt
@@ -98,11 +98,62 @@ def inline_content(token: Token) -> Content:
     return Content("".join(parts), spans=spans)
 
 
+Highlighter = Callable[[str, str | None, type[HighlightTheme], int], Content]
+"""(code, language, theme, the code block's number) to highlighted text."""
+
+
+def highlight_code(code: str, language: str | None, theme: type[HighlightTheme],
+                   number: int) -> Content:
+    return highlight(code, language=language, theme=theme)
+
+
+@dataclass
+class _GrowingCode:
+    language: str | None
+    theme: type[HighlightTheme]
+    lines_done: int = 0
+    text_done: str = ""
+    chunks: list[Content] = field(default_factory=list)
+
+
+class ChunkedHighlighter:
+    """Highlights code blocks that grow as a reply streams: each complete run of ``CHUNK``
+    lines once, only the lines after the last run again at each update. A construct spanning
+    two runs (a long string) may be coloured differently until the reply is finished and
+    drawn whole, which is the price of not re-highlighting a 500-line block per frame."""
+
+    CHUNK = 16
+
+    def __init__(self) -> None:
+        self._blocks: dict[int, _GrowingCode] = {}
+
+    def clear(self) -> None:
+        self._blocks.clear()
+
+    def __call__(self, code: str, language: str | None, theme: type[HighlightTheme],
+                 number: int) -> Content:
+        state = self._blocks.get(number)
+        if (state is None or state.language != language or state.theme is not theme
+                or not code.startswith(state.text_done)):
+            state = self._blocks[number] = _GrowingCode(language, theme)
+        lines = code.split("\n")
+        while len(lines) - state.lines_done > self.CHUNK:
+            run = lines[state.lines_done:state.lines_done + self.CHUNK]
+            state.chunks.append(highlight("\n".join(run), language=language, theme=theme))
+            state.lines_done += self.CHUNK
+            state.text_done += "\n".join(run) + "\n"
+        rest = "\n".join(lines[state.lines_done:])
+        parts = [*state.chunks, highlight(rest, language=language, theme=theme)]
+        return Content("\n").join(parts)
+
+
 class _Builder:
-    def __init__(self, first_number: int, ansi: bool) -> None:
+    def __init__(self, first_number: int, ansi: bool,
+                 highlighter: Highlighter = highlight_code) -> None:
         self.number = first_number
         self.code_blocks = 0
         self.ansi = ansi
+        self.highlighter = highlighter
 
     def blocks(self, tokens: Sequence[Token], start: int, end: int, depth: int) -> list[Block]:
         """Blocks for tokens[start:end] (a run of sibling block tokens and their insides)."""
@@ -143,8 +194,8 @@ class _Builder:
         language = token.info.split()[0] if token.info.strip() else ""
         code = token.content.rstrip()
         theme = ANSIDarkHighlightTheme if self.ansi else HighlightTheme
-        body = highlight(code, language=language or None, theme=theme)
         number = self.number
+        body = self.highlighter(code, language or None, theme, number)
         self.number += 1
         self.code_blocks += 1
         label = Content.styled(f"[{number}]" + (f" {language}" if language else ""), MUTED)
@@ -246,14 +297,15 @@ _parser: MarkdownIt | None = None
 
 
 def parse_blocks(
-    source: str, *, first_number: int = 1, ansi: bool = False
+    source: str, *, first_number: int = 1, ansi: bool = False,
+    highlighter: Highlighter = highlight_code,
 ) -> tuple[list[Block], int]:
     """The blocks of a Markdown text and how many code blocks it has."""
     global _parser
     if _parser is None:
         _parser = reply_parser()
     tokens = _parser.parse(source)
-    builder = _Builder(first_number, ansi)
+    builder = _Builder(first_number, ansi, highlighter)
     return builder.blocks(tokens, 0, len(tokens), 0), builder.code_blocks
 
 

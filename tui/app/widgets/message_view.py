@@ -1,11 +1,12 @@
 """Messages in the chat log.
 
 - ``MessageView``: a finished message, drawn by one widget (role, Markdown body, figures).
-- ``LiveReply``: the reply being streamed. Its tail is a Textual ``Markdown`` fed through
-  ``Markdown.get_stream``; once the tail holds a few dozen lines and reaches a block boundary,
-  it is frozen into a one-widget ``FrozenSegment`` and a fresh Markdown takes the rest. So the
-  work per token stays flat however long the reply grows. When the reply ends, the whole of it
-  becomes a ``MessageView`` (what reopening the conversation shows).
+- ``LiveReply``: the reply being streamed. Its tail (``LiveTail``) is one widget drawing the
+  same Markdown rendering, re-parsed at each update; once the tail holds a dozen lines and
+  reaches a block boundary, it is frozen into a one-widget ``FrozenSegment`` and the tail starts
+  again. So the work per update stays flat however long the reply grows, and an update is one
+  widget's layout, not a tree of Markdown block widgets mounted and restyled. When the reply
+  ends, the whole of it becomes a ``MessageView`` (what reopening the conversation shows).
 """
 
 from __future__ import annotations
@@ -16,17 +17,28 @@ from typing import Any
 from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.geometry import Size
 from textual.widget import Widget
-from textual.widgets import Label, Markdown, Static
-from textual.widgets.markdown import MarkdownBlock, MarkdownFence
+from textual.widgets import Static
 
-from tui.app.widgets.markdown_lite import Block, BlocksVisual, parse_blocks, reply_parser
+from tui.app.widgets.markdown_lite import Block, BlocksVisual, ChunkedHighlighter, parse_blocks
 from tui.app.widgets.reply_lines import reasoning_line, sources_line, stats_line
 from tui.engine.protocol import ToolCall
 from tui.store import ReasoningPart, StoredMessage, ToolCallPart, ToolResultPart
 
 ROLE_NAMES = {"user": "you", "assistant": "assistant"}
 INDENT = Content(" ")
+
+
+def size_updated_once(widget: Widget, size: Size, virtual_size: Size, container_size: Size
+                      ) -> bool:
+    """Textual's ``_size_updated`` without the second layout pass it asks for.
+
+    After a layout that changed a widget's size, Textual stores the new virtual size through a
+    reactive that requests another layout of the whole screen; for the widgets of the reply
+    being streamed, sized by their content, that pass changes nothing and doubled the cost of
+    every frame where the reply grew by a line."""
+    return Widget._size_updated(widget, size, virtual_size, container_size, layout=False)
 
 
 def code_blocks(markdown: str) -> list[str]:
@@ -222,76 +234,48 @@ class FrozenGroup(Widget):
     """
 
 
-class NumberedFence(MarkdownFence):
-    """A code block with its number, the one ``copy code`` asks for."""
+class LiveTail(Widget):
+    """The end of the reply being streamed, the part that may still change: its Markdown
+    drawn by one widget, parsed again at each update (a dozen lines or so: the caller
+    freezes what is done). Code blocks are numbered from ``first_number``."""
 
     DEFAULT_CSS = """
-    NumberedFence {
-        background: transparent;
-        margin: 1 0;
-        &:light {
-            background: transparent;
-        }
-        & > .fence-number {
-            color: $text-muted;
-            padding: 0 1 0 0;
-            width: 1fr;
-        }
-        & > #code-content {
-            padding: 0 2;
-        }
+    LiveTail {
+        height: auto;
+        padding: 0 1;
     }
     """
 
-    number: int = 0
-
-    def compose(self) -> ComposeResult:
-        yield Label(self._number_text(), classes="fence-number")
-        yield from super().compose()
-
-    def _number_text(self) -> str:
-        lexer = f" {self.lexer}" if self.lexer else ""
-        return f"[{self.number}]{lexer}" if self.number else lexer.strip()
-
-    def on_mount(self) -> None:
-        markdown = self._markdown
-        if isinstance(markdown, ReplyMarkdown):
-            self.set_number(markdown.register_fence(self))
-
-    def set_number(self, number: int) -> None:
-        if number != self.number:
-            self.number = number
-            self._show_number()
-
-    def _show_number(self) -> None:
-        if self.children:
-            label = self.children[0]
-            if isinstance(label, Label):
-                label.update(self._number_text())
-
-    def _copy_context(self, block: MarkdownBlock) -> None:
-        super()._copy_context(block)
-        self._show_number()
-
-
-class ReplyMarkdown(Markdown):
-    """Markdown whose code blocks are numbered, from ``first_number``."""
-
-    BLOCKS: dict[str, type[MarkdownBlock]] = {  # noqa: RUF012 (as Textual types it)
-        **Markdown.BLOCKS, "fence": NumberedFence, "code_block": NumberedFence,
-    }
-
-    def __init__(self, markdown: str | None = None, *, first_number: int = 1,
-                 **kwargs: Any) -> None:
-        super().__init__(markdown, open_links=False, parser_factory=reply_parser, **kwargs)
+    def __init__(self, *, first_number: int = 1) -> None:
+        super().__init__()
         self.first_number = first_number
-        self._fences: list[NumberedFence] = []
+        self.source = ""
+        self._highlighter = ChunkedHighlighter()
+        self._visual = BlocksVisual([])
 
-    def register_fence(self, fence: NumberedFence) -> int:
-        """A code block was mounted: its number (blocks mount in document order)."""
-        self._fences = [f for f in self._fences if f.is_attached]
-        self._fences.append(fence)
-        return self.first_number + len(self._fences) - 1
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size,
+                      layout: bool = True) -> bool:
+        return size_updated_once(self, size, virtual_size, container_size)
+
+    def show(self, source: str) -> None:
+        """Draw ``source`` (the tail's whole text so far)."""
+        self.source = source
+        blocks, _count = parse_blocks(source, first_number=self.first_number,
+                                      ansi=self.app.native_ansi_color,
+                                      highlighter=self._highlighter)
+        old, self._visual = self._visual, BlocksVisual(blocks)
+        width = self.content_region.width
+        # the same height: only this widget is drawn again, no layout pass for the screen
+        self.refresh(layout=not width or len(old.lines(width)) != len(self._visual.lines(width)))
+
+    def restart(self, first_number: int) -> None:
+        """Empty, for the text after a frozen stretch."""
+        self.first_number = first_number
+        self._highlighter.clear()
+        self.show("")
+
+    def render(self) -> BlocksVisual:
+        return self._visual
 
 
 class LiveReply(MessageWidget):
@@ -307,13 +291,10 @@ class LiveReply(MessageWidget):
             color: $text-primary;
             text-style: bold;
         }
-        & > ReplyMarkdown {
-            padding: 0 1;
-            margin: 0;
-        }
         & > .msg-meta {
             color: $text-muted;
             padding: 0 1;
+            height: 1;
         }
         & > .msg-reasoning, & > .msg-tools {
             color: $text-muted;
@@ -333,7 +314,7 @@ class LiveReply(MessageWidget):
 
     def __init__(self, message: StoredMessage, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.markdown = ReplyMarkdown()
+        self.tail = LiveTail()
         self.reasoning_shown = False
         self._reasoning: tuple[str, int, float, bool] | None = None
         self._steps: list[tuple[int, ToolCall, ToolResultPart]] = []
@@ -342,13 +323,18 @@ class LiveReply(MessageWidget):
         yield Static("assistant", classes="msg-role", markup=False)
         yield Static(classes="msg-reasoning", markup=False)
         yield Static(classes="msg-tools", markup=False)
-        yield self.markdown
+        yield self.tail
         model = self.message.model or ""
         yield Static(Content(f"{model} · waiting for the first token…".lstrip(" ·")),
                      classes="msg-meta")
 
+    def _size_updated(self, size: Size, virtual_size: Size, container_size: Size,
+                      layout: bool = True) -> bool:
+        return size_updated_once(self, size, virtual_size, container_size)
+
     def set_progress(self, text: str) -> None:
-        self.query_one(".msg-meta", Static).update(Content(text))
+        # one line high whatever it says: no layout pass for the whole screen
+        self.query_one(".msg-meta", Static).update(Content(text), layout=False)
 
     def set_reasoning(self, text: str, tokens: int, seconds: float, *, done: bool) -> None:
         """One dim line while the model thinks (its reasoning is kept, not shown in full: on
@@ -389,11 +375,10 @@ class LiveReply(MessageWidget):
             self.set_steps(self._steps)
         return True
 
-    async def freeze(self, source: str, ansi: bool) -> ReplyMarkdown:
-        """Freeze the live tail (whose text is ``source``) and start a fresh one after it."""
-        blocks, count = parse_blocks(source, first_number=self.markdown.first_number, ansi=ansi)
-        old = self.markdown
-        self.markdown = ReplyMarkdown(first_number=old.first_number + count)
+    async def freeze(self, source: str, ansi: bool) -> None:
+        """Freeze the tail (whose text is ``source``) and start it again after it."""
+        tail = self.tail
+        blocks, count = parse_blocks(source, first_number=tail.first_number, ansi=ansi)
         groups = [child for child in self.children if isinstance(child, FrozenGroup)]
         with self.app.batch_update():
             if groups and len(groups[-1].children) < FrozenGroup.SIZE:
@@ -401,10 +386,8 @@ class LiveReply(MessageWidget):
             else:
                 if groups:
                     await self._merge(groups[-1])
-                await self.mount(FrozenGroup(FrozenSegment(blocks)), before=old)
-            await self.mount(self.markdown, after=old)
-            await old.remove()
-        return self.markdown
+                await self.mount(FrozenGroup(FrozenSegment(blocks)), before=tail)
+            tail.restart(tail.first_number + count)
 
     async def _merge(self, group: FrozenGroup) -> None:
         """Replace a full group by one segment holding all its blocks."""

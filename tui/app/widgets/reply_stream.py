@@ -1,9 +1,12 @@
 """Streaming a reply into the chat log, and keeping the conversation's messages in the store.
 
 The engine runs in a thread worker (group "reply") that only pushes text into the ReplyJob and
-posts ReplyFinished; a 40 ms timer on the UI thread moves the text into the Markdown stream
-(see LiveReply for how a long reply stays cheap). While a reply streams, the garbage collector's
-full passes are held off (see gc_tuning) and paid once, shortly after the reply ends.
+posts ReplyFinished; a timer on the UI thread moves the text into the live tail when the
+frame pacer says so: at most 25 times a second whatever the token rate, less often when the
+frames cost more than the app's CPU budget (see FramePacer), so the UI's cost per second does
+not grow with the model's speed (see LiveReply for how a long reply stays cheap). While a
+reply streams, the garbage collector's full passes are held off (see gc_tuning) and paid once,
+shortly after the reply ends.
 
 The store is used from the UI thread only: the user message on send, the reply as "partial" at
 its first token, a checkpoint every few seconds, then the final status and figures. A failed
@@ -22,10 +25,9 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.timer import Timer
-from textual.widgets import Markdown
-from textual.widgets.markdown import MarkdownStream
 
 from tui.app import gc_tuning
+from tui.app.frame_pacer import FASTEST_S, FramePacer
 from tui.app.messages import ContextPlanned, ReplyFinished, ToolApprovalNeeded
 from tui.app.reply_job import ReplyJob
 from tui.app.widgets.chat_log import ChatLog
@@ -39,9 +41,9 @@ from tui.store.parts import Part, ReasoningPart, TextPart, ToolCallPart, continu
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
 
-FLUSH_S = 0.04
+FLUSH_S = FASTEST_S
 SEGMENT_LINES = 12
-"""Lines the live Markdown tail holds before it is frozen at the next block boundary."""
+"""Lines the live tail holds before it is frozen at the next block boundary."""
 CHECKPOINT_S = 3.0
 SETTLE_S = 0.5
 """Idle time after a reply before the collector's deferred full pass."""
@@ -55,13 +57,6 @@ def versions(tree: ConversationTree, branch: list[StoredMessage]) -> dict[str, t
         if of > 1:
             out[message.id] = (n, of)
     return out
-
-
-async def stop_stream(stream: MarkdownStream) -> None:
-    """Stop a Markdown stream, even one whose task has not started yet (stopping that one
-    at once would cancel the caller instead)."""
-    await asyncio.sleep(0)
-    await stream.stop()
 
 
 class ReplyStreamer(Vertical):
@@ -89,10 +84,8 @@ class ReplyStreamer(Vertical):
         """Replies stopped because the user left their conversation, not yet ended."""
         self._timer: Timer | None = None
         self._flush_lock = asyncio.Lock()
+        self.pacer = FramePacer()
         self._unsaved = 0
-        self.flush_log: list[tuple[int, float]] | None = None
-        """When a list, each flush appends (tokens, UI thread CPU time at its start): the UI
-        bench reads it to price each token."""
 
     @property
     def lmdesk(self) -> LmdeskApp:
@@ -182,13 +175,13 @@ class ReplyStreamer(Vertical):
                        app.rates.delta, parent_id=parent, continuing=continuing,
                        stored=continuing,
                        tool_names=self.meta.options.tools if continuing is None else ())
-        job.stream = Markdown.get_stream(view.markdown)
         if continuing is not None:
             job.shown.append(continuing.content)
             await self._write(job, continuing.content)
         self.job = job
         self.generating = True
         gc_tuning.hold()
+        self.pacer.start()
         self._timer = self.set_interval(FLUSH_S, self._flush)
         self._generate(job)
 
@@ -236,8 +229,11 @@ class ReplyStreamer(Vertical):
         """Put the cursor back in the prompt (the chat pane has one)."""
 
     async def _flush(self) -> None:
-        """Timer: move what arrived into the view. One at a time (it awaits the stream), and
+        """Timer: move what arrived into the view. One at a time (a freeze awaits a mount), and
         shielded: stopping the timer must not cut a flush in half."""
+
+        if not self.pacer.due():
+            return
 
         async def locked() -> None:
             async with self._flush_lock:
@@ -247,9 +243,8 @@ class ReplyStreamer(Vertical):
 
     async def _flush_now(self) -> None:
         job = self.job
-        if job is None or job.stream is None:
+        if job is None or job.detached:
             return
-        cpu = time.thread_time()
         thought_before = job.reasoning_tokens
         steps_before = len(job.steps_shown)
         text, tokens = job.take()
@@ -258,8 +253,6 @@ class ReplyStreamer(Vertical):
             self.update_status()
         if not text and job.reasoning_tokens == thought_before:
             return
-        if self.flush_log is not None:
-            self.flush_log.append((tokens, cpu))
         if job.reasoning_tokens != thought_before or (text and job.reasoning_tokens):
             job.view.set_reasoning(job.reasoning_so_far, job.reasoning_tokens,
                                    job.reasoning_seconds(), done=bool(job.shown))
@@ -309,20 +302,16 @@ class ReplyStreamer(Vertical):
 
     async def _write(self, job: ReplyJob, text: str) -> None:
         """Stream ``text`` into the live tail. Once the tail is long enough, the text up to the
-        last block boundary completes it and the whole tail is frozen: that text never goes
-        through the Markdown widget, so a burst of tokens costs little more than a trickle."""
-        assert job.stream is not None
+        last block boundary completes it and the whole tail is frozen, so the tail parsed at each
+        update stays short and a burst of tokens costs little more than a trickle."""
         cut = segment_cut(job.segment, text, SEGMENT_LINES)
         if cut is not None:
             head, text = text[:cut], text[cut:]
-            await stop_stream(job.stream)
-            markdown = await job.view.freeze(job.segment + head, self.app.native_ansi_color)
+            await job.view.freeze(job.segment + head, self.app.native_ansi_color)
             gc_tuning.hold()
             job.segment = ""
-            job.stream = Markdown.get_stream(markdown)
-        if text:
-            job.segment += text
-            await job.stream.write(text)
+        job.segment += text
+        job.view.tail.show(job.segment)
 
     async def leave_reply(self) -> None:
         """The open conversation is about to change (another one opened, a new one, this one
@@ -341,9 +330,6 @@ class ReplyStreamer(Vertical):
             if self._timer is not None:
                 self._timer.stop()
                 self._timer = None
-            if job.stream is not None:
-                await stop_stream(job.stream)
-                job.stream = None
         self.generating = False
 
     def _ending(self, job: ReplyJob, outcome: TurnOutcome) -> tuple[str, str, tuple[Part, ...]]:
@@ -399,8 +385,6 @@ class ReplyStreamer(Vertical):
                 self._finish_detached(job, outcome)
                 return
             await self._flush_now()
-            if job.stream is not None:
-                await stop_stream(job.stream)
         text, status, parts = self._ending(job, outcome)
         stats = outcome.stats()
         self.lmdesk.reply_done(outcome)  # the monitor's rates, the model's usage

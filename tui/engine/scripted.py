@@ -130,11 +130,13 @@ class ScriptedEngine:
         if self._cancel.is_set():
             reason = "cancelled"
         n = len(parts) + len(thought)
+        prompt_tokens = self.count_tokens(raw_prompt or "", () if raw_prompt else messages)
         stats = GenerationStats(
-            prompt_tokens=sum(len(m.content.split()) for m in messages),
+            prompt_tokens=prompt_tokens,
             prompt_tokens_per_s=0.0, generated_tokens=n,
             generation_tokens_per_s=n / elapsed if elapsed > 0 else 0.0,
-            time_to_first_token_s=first or 0.0, reused_tokens=0, evaluated_prompt_tokens=0,
+            time_to_first_token_s=first or 0.0, reused_tokens=0,
+            evaluated_prompt_tokens=prompt_tokens,
             stop_reason=reason,  # type: ignore[arg-type]
             total_seconds=elapsed, reasoning_tokens=len(thought),
             reasoning_seconds=thought_s if thought else 0.0,

@@ -113,7 +113,8 @@ class ChatTemplate:
         """The prompt as segments of markup and content (see the module's doc)."""
         extra = extra or {}
         nonce = secrets.token_hex(6)
-        marks = [f"\x1elmdesk-{nonce}-{i}\x1e" if m.content else ""
+        # private-use characters: not whitespace (``| trim`` keeps them), never in real text
+        marks = [f"\ue000lmdesk-{nonce}-{i}\ue001" if m.content else ""
                  for i, m in enumerate(messages)]
         # the spaces show whether the template trims the content (``| trim``)
         probe = [f" {mark} " if mark else "" for mark in marks]
@@ -150,13 +151,16 @@ class ChatTemplate:
         segments: list[Segment] = []
         at = 0
         for m in messages:
-            pos = rendered.find(m.content, at) if m.content else -1
+            for content in dict.fromkeys((m.content, m.content.strip())):
+                pos = rendered.find(content, at) if content else -1
+                if pos >= 0:
+                    break
             if pos < 0:
                 continue
             if pos > at:
                 segments.append((rendered[at:pos], True))
-            segments.append((m.content, False))
-            at = pos + len(m.content)
+            segments.append((content, False))
+            at = pos + len(content)
         if at < len(rendered):
             segments.append((rendered[at:], True))
         return RenderedPrompt(tuple(segments))

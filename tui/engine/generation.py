@@ -168,9 +168,6 @@ class Generator:
         inside = opens_reasoning(self.reasoning, rendered.text)
         return PromptPlan(tokens, [], self.reasoning, inside)
 
-    def count(self, req: GenerateRequest) -> int:
-        return len(self.plan(req).tokens)
-
     # --- one reply -----------------------------------------------------------------------
 
     def run(self, req: GenerateRequest, send: Send, cancel: CancelFlag,

@@ -232,14 +232,25 @@ class LocalEngine:
 
     def count_tokens(self, text: str = "", messages: Sequence[ChatMessage] = ()) -> int:
         """Tokens in ``text``, or in the chat-formatted prompt of ``messages``."""
+        return self._tokenize(TokenizeRequest(0, text, tuple(messages))).count
+
+    def tokenize(self, text: str = "", messages: Sequence[ChatMessage] = (), *,
+                 special: bool = False) -> list[int]:
+        """The token ids of ``text`` (special tokens parsed only with ``special``), or of the
+        chat-formatted prompt of ``messages`` exactly as a reply would see it."""
+        request = TokenizeRequest(0, text, tuple(messages), return_ids=True,
+                                  parse_special=special)
+        return list(self._tokenize(request).ids)
+
+    def _tokenize(self, request: TokenizeRequest) -> TokenCount:
         with self._use_lock:
             self._require_loaded()
             rid = next(self._ids)
-            self._send(TokenizeRequest(rid, text, tuple(messages)))
+            self._send(replace(request, request_id=rid))
             while True:
                 event = self._recv()
                 if isinstance(event, TokenCount) and event.request_id == rid:
-                    return event.count
+                    return event
                 if isinstance(event, WorkerError):
                     raise EngineError(event.message)
 

@@ -245,6 +245,11 @@ class TokenizeRequest:
     text: str
     messages: tuple[ChatMessage, ...] = ()
     """When given, count the chat-formatted prompt of these messages instead of ``text``."""
+    return_ids: bool = False
+    """Also send the token ids back (``TokenCount.ids``)."""
+    parse_special: bool = False
+    """Tokenize ``text`` with special tokens parsed (``<|im_end|>`` becomes one control
+    token), as only a chat template's own markup ever is."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +327,8 @@ class Done:
 class TokenCount:
     request_id: int
     count: int
+    ids: tuple[int, ...] = ()
+    """The tokens, when the request asked for them."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from tui.engine.protocol import (
     LoadRequest,
     ModelInfo,
     Request,
+    SamplingParams,
     TokenCount,
     TokenizeRequest,
     UnloadRequest,
@@ -285,17 +286,16 @@ class _Worker:
 
         try:
             if request.messages:
-                from tui.engine.protocol import SamplingParams
-
-                count = gen.count(GenerateRequest(request.request_id, request.messages,
-                                                  SamplingParams()))
+                tokens = gen.plan(GenerateRequest(request.request_id, request.messages,
+                                                  SamplingParams())).tokens
             else:
-                count = len(gen.model.tokenize(request.text, add_special=False,
-                                               parse_special=False))
+                tokens = gen.model.tokenize(request.text, add_special=False,
+                                            parse_special=request.parse_special)
         except TemplateError as exc:
             self.send(WorkerError(str(exc), request.request_id))
             return
-        self.send(TokenCount(request.request_id, count))
+        ids = tuple(tokens) if request.return_ids else ()
+        self.send(TokenCount(request.request_id, len(tokens), ids))
 
     def embed(self, request: EmbedRequest) -> None:
         if self.model is None or self.params is None:

@@ -162,6 +162,8 @@ class ReasoningSplitter:
                     continue
                 keep = _held_prefix(self._buf, fmt.close)
                 cut = len(self._buf) - keep
+                # trailing whitespace waits too: the closing marker drops it
+                cut = len(self._buf[:cut].rstrip())
                 out.append(("reasoning", self._buf[:cut]))
                 self._buf = self._buf[cut:]
                 return

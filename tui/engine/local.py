@@ -21,6 +21,8 @@ from tui.engine.protocol import (
     CancelRequest,
     ChatMessage,
     Done,
+    Embeddings,
+    EmbedRequest,
     EngineEvent,
     GenerateRequest,
     GenerationStats,
@@ -253,6 +255,26 @@ class LocalEngine:
                     return event
                 if isinstance(event, WorkerError):
                     raise EngineError(event.message)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One L2-normalised vector per text (see tui.engine.embedding)."""
+        if not texts:
+            return []
+        with self._use_lock:
+            self._require_loaded()
+            rid = next(self._ids)
+            try:
+                self._send(EmbedRequest(rid, tuple(texts)))
+                while True:
+                    event = self._recv()
+                    if isinstance(event, Embeddings) and event.request_id == rid:
+                        return [list(v) for v in event.vectors]
+                    if isinstance(event, WorkerError):
+                        raise EngineError(event.message)
+            except WorkerDied as exc:
+                self._reap()
+                raise EngineError(f"the model worker died while embedding ({exc}"
+                                  f"{self._log_hint()}); reload the model to go on") from None
 
     # --- plumbing ------------------------------------------------------------------------
 

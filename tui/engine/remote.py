@@ -307,6 +307,31 @@ class RemoteEngine:
         chars = len(joined) + 16 * len(messages)
         return math.ceil(chars / CHARS_PER_TOKEN)
 
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """``POST /v1/embeddings``: one L2-normalised vector per text, in order."""
+        if not texts:
+            return []
+        if self.model is None:
+            self.load()
+        status, body = self._request_json(
+            "POST", f"{self._api_path}/embeddings", {"model": self.model, "input": list(texts)})
+        if status != 200:
+            raise RemoteError(self._status_error(status, body))
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list) or len(data) != len(texts):
+            raise RemoteError(f"{self.base_url}/embeddings did not return one vector per text")
+        try:
+            ordered = sorted(data, key=lambda item: int(item.get("index", 0)))
+            vectors = [[float(v) for v in item["embedding"]] for item in ordered]
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise RemoteError(f"{self.base_url}/embeddings sent vectors that are not lists "
+                              "of numbers") from None
+        out = []
+        for vector in vectors:
+            norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+            out.append([v / norm for v in vector])
+        return out
+
     # --- for tui.engine.remote_stream ----------------------------------------------------
 
     def _open(self) -> http.client.HTTPConnection:

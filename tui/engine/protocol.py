@@ -67,7 +67,7 @@ class LoadParams:
         if not isinstance(self.model_path, str) or not self.model_path:
             raise InvalidParameter("model path is empty: give a GGUF file or a model name")
         _check_int("n_ctx", self.n_ctx, 16)
-        if self.n_ctx is not None and self.n_ctx > MAX_CTX:
+        if self.n_ctx is not None and self.n_ctx > MAX_CTX and self.allow_ctx_beyond_train:
             raise InvalidParameter(f"n_ctx must be at most {MAX_CTX:,}, got {self.n_ctx:,}")
         _check_int("n_threads", self.n_threads, 1)
         _check_int("n_threads_batch", self.n_threads_batch, 1)

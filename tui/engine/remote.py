@@ -238,6 +238,26 @@ class RemoteEngine:
             body["stop"] = list(sampling.stop)
         if sampling.seed is not None:
             body["seed"] = sampling.seed
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(sampling, name):
+                body[name] = getattr(sampling, name)
+        if sampling.logit_bias:
+            body["logit_bias"] = {str(token): bias for token, bias in sampling.logit_bias}
+        if sampling.top_logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = sampling.top_logprobs
+        if sampling.json_schema is not None:
+            schema = json.loads(sampling.json_schema)
+            body["response_format"] = (
+                {"type": "json_object"} if schema in ({}, True) else
+                {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema,
+                                                        "strict": True}})
+        if sampling.grammar is not None:  # llama-server's field; a server without it says so
+            body["grammar"] = sampling.grammar
+        if sampling.ignore_eos:
+            body["ignore_eos"] = True
+        if sampling.reasoning_budget == 0:  # llama-server and vLLM pass these to the template
+            body["chat_template_kwargs"] = {"enable_thinking": False}
         if raw_prompt is not None:
             return f"{self._api_path}/completions", {**body, "prompt": raw_prompt}
         chat = [{"role": m.role, "content": m.content} for m in messages]

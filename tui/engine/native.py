@@ -84,10 +84,16 @@ GPU_DEVICE, IGPU_DEVICE = 1, 2  # enum ggml_backend_dev_type
 class NativeModel:
     """The weights and vocabulary of one GGUF file."""
 
-    def __init__(self, path: str, *, n_gpu_layers: int) -> None:
+    def __init__(self, path: str, *, n_gpu_layers: int,
+                 tensor_split: Sequence[float] = ()) -> None:
         backend_init()
         params = L.llama_model_default_params()
         params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
+        self._split: Any = None
+        if tensor_split:  # each device's share of the layers (RPC workers, GPUs)
+            n = max(int(L.llama_max_devices()), len(tensor_split))
+            self._split = (ctypes.c_float * n)(*tensor_split)
+            params.tensor_split = self._split
         self.model = L.llama_model_load_from_file(os.fsencode(path), params)
         if not self.model:
             raise NativeError("llama.cpp returned no model")

@@ -184,12 +184,19 @@ class _Worker:
             flash_attn = gpu and n_gpu_layers != 0
         n_threads = params.n_threads or 1
         n_threads_batch = params.n_threads_batch or n_threads
-        try:
-            if params.rpc_servers:
-                from tui.engine.rpc import add_rpc_servers
+        tensor_split: tuple[float, ...] = ()
+        if params.rpc_servers:
+            from tui.engine.errors import ModelLoadError
+            from tui.engine.rpc import attach
 
-                add_rpc_servers(params.rpc_servers)
-            model = native.NativeModel(params.model_path, n_gpu_layers=n_gpu_layers)
+            try:
+                tensor_split = attach(params.rpc_servers).tensor_split
+            except ModelLoadError as exc:
+                self.send(WorkerError(str(exc)))
+                return False
+        try:
+            model = native.NativeModel(params.model_path, n_gpu_layers=n_gpu_layers,
+                                       tensor_split=tensor_split)
         except (native.NativeError, OSError, RuntimeError) as exc:
             self.send(WorkerError(_load_failure(params.model_path, exc)))
             return False

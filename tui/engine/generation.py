@@ -178,7 +178,11 @@ class Generator:
             plan = self.plan(req)
         except TemplateError as exc:
             return _failed(req.request_id, str(exc))
-        tokens = plan.tokens or [self.model.bos()]
+        tokens = plan.tokens
+        if not tokens:  # an empty completion prompt: start from the beginning of a text
+            if self.model.bos() < 0:
+                return _failed(req.request_id, "the prompt is empty: give some text")
+            tokens = [self.model.bos()]
         n_ctx = self.ctx.n_ctx
         if len(tokens) >= n_ctx:
             return _failed(req.request_id, (

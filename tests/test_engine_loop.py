@@ -47,6 +47,7 @@ def fresh_engine(params: LoadParams) -> Iterator[LocalEngine]:
     engine.unload()
 
 
+@pytest.mark.timeout(1200)  # ten replies and a process start: slow only on a shared machine
 def test_the_new_loop_gives_the_old_loops_tokens(
     params: LoadParams, fresh_engine: LocalEngine
 ) -> None:

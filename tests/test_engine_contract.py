@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tui.engine.base import Engine
+from tui.engine.errors import EngineError
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import (
     ChatMessage,
@@ -18,6 +19,7 @@ from tui.engine.protocol import (
     ReasoningDelta,
     SamplingParams,
     TextDelta,
+    ToolSpec,
 )
 from tui.engine.remote import RemoteEngine
 from tui.engine.scripted import ScriptedEngine
@@ -115,3 +117,10 @@ def test_count_tokens_of_text_and_of_a_chat(engine: Engine) -> None:
     assert engine.count_tokens("hello world, how are you today?") == text
     chat = engine.count_tokens(messages=[ChatMessage("user", "hello world, how are you today?")])
     assert chat > text  # the chat template's markup counts too
+
+
+def test_an_engine_that_cannot_call_tools_says_so(engine: Engine) -> None:
+    """The session answers without tools when an engine raises EngineError for them."""
+    with pytest.raises(EngineError, match="tool"):
+        _events(engine, tools=[ToolSpec("clock", "the time")])
+    assert engine.alive and _check_stream(_events(engine)).error is None

@@ -222,6 +222,8 @@ class LocalEngine:
         tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
         """Stream a reply: delta events, then one ``Done`` (also on failure)."""
+        if tools:
+            raise EngineError("the local engine cannot call tools yet")
         sampling.validate()
         with self._use_lock:
             rid = next(self._ids)

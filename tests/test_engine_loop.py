@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tui.engine import generation
-from tui.engine.generation import DeltaSender, StopMatcher
+from tui.engine import delivery
+from tui.engine.delivery import DeltaSender, StopMatcher
 from tui.engine.local import LocalEngine, resolve_load_params
 from tui.engine.protocol import (
     ChatMessage,
@@ -104,7 +104,7 @@ def test_deltas_are_sent_at_once_when_slow_and_gathered_when_fast(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [100.0]
-    monkeypatch.setattr(generation.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(delivery.time, "perf_counter", lambda: clock[0])
     sent: list[WorkerEvent] = []
     sender = DeltaSender(sent.append, 7)
     sender.add("answer", "a", 1)  # the first token goes out at once

@@ -129,6 +129,14 @@ def test_logprobs_one_per_answer_token_with_alternatives(smollm_engine: LocalEng
     assert none.logprobs == ()
 
 
+def test_logprobs_for_a_plain_completion(smollm_engine: LocalEngine) -> None:
+    sampling = SamplingParams(temperature=0.0, max_tokens=6, seed=1, top_logprobs=2)
+    done = list(smollm_engine.generate([], sampling, raw_prompt="The capital of France is"))[-1]
+    assert isinstance(done, Done) and done.error is None, done.error
+    assert len(done.logprobs) == done.stats.generated_tokens == 6
+    assert "".join(lp.token for lp in done.logprobs) == done.text
+
+
 def test_ignore_eos_runs_to_max_tokens(smollm_engine: LocalEngine) -> None:
     messages = [ChatMessage("user", "Reply with the single word: yes")]
     natural = _done(smollm_engine, SamplingParams(temperature=0.0, max_tokens=60, seed=1),

@@ -16,10 +16,10 @@ import codecs
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from tui.engine.chat_prompt import ChatTemplate, TemplateError, plain_transcript
+from tui.engine.delivery import DeltaSender, Send, StopMatcher
 from tui.engine.native import (
     DecodeAborted,
     NativeContext,
@@ -31,23 +31,17 @@ from tui.engine.protocol import (
     Done,
     GenerateRequest,
     GenerationStats,
-    ReasoningDelta,
     SamplingParams,
     StopReason,
-    TextDelta,
     TokenLogprob,
-    WorkerEvent,
 )
 from tui.engine.reasoning import (
     THINK,
-    Part,
     ReasoningFormat,
     ReasoningSplitter,
     format_for_template,
     opens_reasoning,
 )
-
-Send = Callable[[WorkerEvent], None]
 
 
 class CancelFlag:
@@ -65,72 +59,6 @@ class PromptPlan:
     """The markup to split the reply on; None for plain completions."""
     started_inside: bool
     """The template's generation prompt opened the reasoning block."""
-
-
-class StopMatcher:
-    """Stop strings over streamed text: holds back a tail that may begin a stop string."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self.stops = stops
-        self.held = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        buf = self.held + text
-        hits = [at for at in (buf.find(s) for s in self.stops) if at >= 0]
-        if hits:
-            self.held = ""
-            return buf[: min(hits)], True
-        keep = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(buf)), keep, -1):
-                if buf.endswith(stop[:n]):
-                    keep = n
-                    break
-        self.held = buf[len(buf) - keep:]
-        return buf[: len(buf) - keep], False
-
-    def flush(self) -> str:
-        held, self.held = self.held, ""
-        return held
-
-
-class DeltaSender:
-    """Deltas to the caller: at once when tokens come slowly (and always the first one);
-    gathered for up to ``HOLD_S`` when they come faster than ``FAST_S`` apart."""
-
-    FAST_S = 0.003
-    HOLD_S = 0.010
-
-    def __init__(self, send: Send, rid: int) -> None:
-        self.send = send
-        self.rid = rid
-        self.pending: list[list[object]] = []  # [part, text, n_tokens]
-        self.sent_any = False
-        self.last_add = 0.0
-        self.held_since = 0.0
-
-    def add(self, part: Part, text: str, n_tokens: int) -> None:
-        now = time.perf_counter()
-        if self.pending and self.pending[-1][0] == part:
-            last = self.pending[-1]
-            last[1] = str(last[1]) + text
-            last[2] = int(str(last[2])) + n_tokens
-        else:
-            if not self.pending:
-                self.held_since = now
-            self.pending.append([part, text, n_tokens])
-        fast = now - self.last_add < self.FAST_S
-        self.last_add = now
-        if not self.sent_any or not fast or now - self.held_since >= self.HOLD_S:
-            self.flush()
-
-    def flush(self) -> None:
-        for part, text, n in self.pending:
-            event = (TextDelta if part == "answer" else ReasoningDelta)(self.rid, str(text),
-                                                                        int(str(n)))
-            self.send(event)
-        self.pending.clear()
-        self.sent_any = True
 
 
 class Generator:
@@ -270,6 +198,7 @@ class _Reply:
         self.reasoning_end: float | None = None
         self.carry = 0  # tokens that showed no text yet
         self.pending_n = 0
+        self.last_was_reasoning = False
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -292,9 +221,9 @@ class _Reply:
         self.prompt_perf = ctx.perf()
         budget = self.sampling.reasoning_budget
         splitter = self.splitter
-        if splitter is not None and splitter.in_reasoning and (
-                budget == 0 or chain_has_grammar(self)):
-            self.close_reasoning(None)
+        constrained = self.sampling.grammar is not None or self.sampling.json_schema is not None
+        if splitter is not None and splitter.in_reasoning and (budget == 0 or constrained):
+            self.close_reasoning(None)  # no thinking asked, or the grammar starts the answer
         max_new = min(self.sampling.max_tokens, ctx.n_ctx - len(tokens))
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         visible, is_eog = gen.visible, model.is_eog
@@ -327,26 +256,26 @@ class _Reply:
                     break
                 continue
             decode_one(token)
-        tail = decoder.decode(b"", final=True)
+        tail = decoder.decode(b"", final=True)  # a character cut off by the end
         if tail and self.reason != "stop":
-            self.route(tail)
+            self.route(tail, count=False)
         self.finish_text()
 
-    def route(self, text: str) -> bool:
+    def route(self, text: str, *, count: bool = True) -> bool:
         """Send one token's text where it belongs; True when a stop string was reached."""
-        self.pending_n = self.carry + 1  # this token and those that showed nothing yet
-        stopped = self._route(text)
+        self.pending_n = self.carry + 1 if count else 0  # with those that showed nothing yet
+        stopped = self._route(text, count)
         self.carry = self.pending_n
         return stopped
 
-    def _route(self, text: str) -> bool:
+    def _route(self, text: str, count: bool) -> bool:
         splitter = self.splitter
         if splitter is None:
             return self.emit_answer(text) if text else False
         was = splitter.in_reasoning
         pieces = splitter.feed(text) if text else []
         self.last_was_reasoning = was or splitter.in_reasoning
-        if self.last_was_reasoning:
+        if self.last_was_reasoning and count:
             self.n_reasoning += 1
             self.reasoning_end = time.perf_counter()
         for part, piece in pieces:
@@ -463,11 +392,6 @@ class _Reply:
             logprobs = _within(logprobs, len(text))
         return Done(self.rid, text, stats, self.error, reasoning="".join(self.thought),
                     logprobs=logprobs)
-
-
-def chain_has_grammar(reply: _Reply) -> bool:
-    s = reply.sampling
-    return s.grammar is not None or s.json_schema is not None
 
 
 def _within(logprobs: tuple[TokenLogprob, ...], length: int) -> tuple[TokenLogprob, ...]:

@@ -166,15 +166,25 @@ class ChatTemplate:
         return RenderedPrompt(tuple(segments))
 
 
+def continued(messages: Sequence[ChatMessage]) -> tuple[tuple[ChatMessage, ...], str]:
+    """(the messages to render, the reply text to continue): a conversation that ends with an
+    assistant message asks for more of that message, not for a new one (llama-server's
+    assistant prefill); that is how a stopped or length-cut reply is continued."""
+    if len(messages) > 1 and messages[-1].role == "assistant":
+        return tuple(messages[:-1]), messages[-1].content
+    return tuple(messages), ""
+
+
 def plain_transcript(messages: Sequence[ChatMessage]) -> tuple[str, list[str]]:
     """A prompt for a base model (no chat template): the text itself, or a simple transcript."""
     if len(messages) == 1 and messages[0].role == "user":
         return messages[0].content, []
+    head, partial = continued(messages)
     lines = []
-    for m in messages:
+    for m in head:
         if m.role == "system":
             lines.append(m.content + "\n")
         else:
             lines.append(f"{'User' if m.role == 'user' else 'Assistant'}: {m.content}\n")
-    lines.append("Assistant:")
+    lines.append(f"Assistant: {partial}" if partial else "Assistant:")
     return "".join(lines), ["\nUser:"]

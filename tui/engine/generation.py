@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from tui.engine.chat_prompt import ChatTemplate, TemplateError, plain_transcript
+from tui.engine.chat_prompt import ChatTemplate, TemplateError, continued, plain_transcript
 from tui.engine.delivery import DeltaSender, Send, StopMatcher
 from tui.engine.native import (
     DecodeAborted,
@@ -89,11 +89,16 @@ class Generator:
         extra = {}
         if req.sampling.reasoning_budget == 0 and self.template.reads_enable_thinking:
             extra["enable_thinking"] = False
-        rendered = self.template.render(req.messages, extra=extra)
+        # a last assistant message is a reply to continue: the turns before it, the template's
+        # opening of the assistant turn, then its text as it stands (no end-of-turn marker)
+        head, partial = continued(req.messages)
+        rendered = self.template.render(head, extra=extra)
         tokens = []
         for text, markup in rendered.segments:
             tokens += model.tokenize(text, add_special=False, parse_special=markup)
-        inside = opens_reasoning(self.reasoning, rendered.text)
+        if partial:
+            tokens += model.tokenize(partial, add_special=False, parse_special=False)
+        inside = opens_reasoning(self.reasoning, rendered.text) and not partial
         return PromptPlan(tokens, [], self.reasoning, inside)
 
     # --- one reply -----------------------------------------------------------------------

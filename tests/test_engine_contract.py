@@ -124,3 +124,17 @@ def test_an_engine_that_cannot_call_tools_says_so(engine: Engine) -> None:
     with pytest.raises(EngineError, match="tool"):
         _events(engine, tools=[ToolSpec("clock", "the time")])
     assert engine.alive and _check_stream(_events(engine)).error is None
+
+
+def test_a_scripted_tool_step_counts_its_prompt_like_a_reply() -> None:
+    """The fake's stats keep the real engines' invariant on a tool step too: what is not
+    reused was evaluated, and the prompt is counted the same way as for a reply."""
+    from tui.engine.protocol import ToolCall
+
+    scripted = ScriptedEngine("done", tool_steps=[[ToolCall("c1", "clock", "{}")]])
+    scripted.load()
+    step = _events(scripted, tools=[ToolSpec("clock", "the time")])[-1]
+    assert isinstance(step, Done) and step.tool_calls
+    s = step.stats
+    assert s.prompt_tokens == scripted.count_tokens(messages=HI) > 0
+    assert s.reused_tokens + s.evaluated_prompt_tokens == s.prompt_tokens

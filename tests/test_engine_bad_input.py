@@ -191,3 +191,43 @@ def test_two_loads_asked_at_once_start_one_worker(smollm: Path) -> None:
     finally:
         engine.unload()
     assert _children() <= before
+
+
+def test_lone_surrogates_and_non_utf8_never_crash_the_worker(smollm_engine: LocalEngine) -> None:
+    """``printf 'R\\xe9sum\\xe9' | lmdesk ask`` reads as surrogate escapes; JSON can carry a
+    lone surrogate: the worker answers, and no message echoes the text."""
+    odd = "R\udce9sum\udce9 and a lone \ud800 surrogate"
+    for messages, raw in (([ChatMessage("system", odd), ChatMessage("user", odd)], None),
+                          ([], odd)):
+        events = list(smollm_engine.generate(messages, SamplingParams(max_tokens=4, seed=1),
+                                             raw_prompt=raw))
+        done = events[-1]
+        assert isinstance(done, Done) and done.error is None, done.error
+    assert smollm_engine.count_tokens(odd) > 0
+    assert smollm_engine.count_tokens(messages=[ChatMessage("user", odd)]) > 0
+    assert smollm_engine.alive
+
+
+def test_an_n_ctx_beyond_training_is_refused_with_the_memory_it_needs(smollm: Path) -> None:
+    with pytest.raises(InvalidParameter) as caught:
+        LocalEngine(LoadParams(model_path=str(smollm), n_ctx=10_000_000_000)).load()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "trained on" in message and "8,192" in message and "GiB" in message
+    assert "allow_ctx_beyond_train" in message
+    with pytest.raises(InvalidParameter, match="at most"):  # forced, it still must fit llama.cpp
+        LocalEngine(LoadParams(model_path=str(smollm), n_ctx=10_000_000_000,
+                               allow_ctx_beyond_train=True)).load()
+    forced = LocalEngine(LoadParams(model_path=str(smollm), n_ctx=8300,
+                                    allow_ctx_beyond_train=True))
+    try:
+        assert forced.load().n_ctx == 8448  # padded to 256 like llama.cpp
+    finally:
+        forced.unload()
+
+
+def test_a_fifo_is_not_a_model_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    message = _assert_load_fails(fifo, "FIFO", "not a regular file")
+    assert "download" not in message

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tui.engine.chat_prompt import continued, plain_transcript
 from tui.engine.protocol import ChatMessage, Done, SamplingParams
-from tui.engine.worker import continued, plain_transcript
 
 
 def _done(engine: Any, messages: tuple[ChatMessage, ...], max_tokens: int) -> Done:

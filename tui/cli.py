@@ -77,6 +77,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
+    bench.add_argument("--embed-texts", type=int, default=1000,
+                       help="short texts embedded for the embeddings rate (engine; 0: skip)")
     add_load_options(bench)
 
     for name, (module, adder, summary) in _SUBCOMMANDS.items():
@@ -222,7 +224,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
 
         model = _model(args, settings)
         params = load_params(args, settings, model)
-        results = run_engine_bench(params, reps=args.reps, max_tokens=args.tokens)
+        results = run_engine_bench(params, reps=args.reps, max_tokens=args.tokens,
+                                   embed_texts=args.embed_texts)
         # a bench run is a measured run of this model here: it calibrates the predictions
         record_bench(paths.data_dir, params.model_path, results.get("engine_gen_tps", 0.0),
                      n_threads=params.n_threads, n_gpu_layers=params.n_gpu_layers or 0,

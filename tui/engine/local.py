@@ -7,6 +7,7 @@ import itertools
 import multiprocessing
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -14,13 +15,15 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from tui.engine.errors import EngineError, ModelLoadError, WorkerDied
-from tui.engine.gguf import GGUFError, read_header
+from tui.engine.errors import EngineError, InvalidParameter, ModelLoadError, WorkerDied
+from tui.engine.gguf import GGUFError, GGUFHeader, read_header
 from tui.engine.protocol import (
     DEFAULT_CTX_CAP,
     CancelRequest,
     ChatMessage,
     Done,
+    Embeddings,
+    EmbedRequest,
     EngineEvent,
     GenerateRequest,
     GenerationStats,
@@ -58,17 +61,48 @@ def resolve_load_params(params: LoadParams) -> LoadParams:
     Raises ``InvalidParameter`` or ``ModelLoadError`` with a one-line message.
     """
     params.validate()
+    _require_regular_file(params.model_path)
     try:
         header = read_header(params.model_path)
     except GGUFError as exc:
         raise ModelLoadError(str(exc)) from None
-    n_ctx = params.n_ctx or min(header.context_length or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
+    trained = header.context_length
+    n_ctx = params.n_ctx or min(trained or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
+    if trained and n_ctx > trained and not params.allow_ctx_beyond_train:
+        raise InvalidParameter(
+            f"n_ctx {n_ctx:,} is beyond the {trained:,} tokens {header.name} was trained on; "
+            f"its KV cache alone would need {_gib(kv_cache_bytes(header, n_ctx))}: use "
+            f"n_ctx <= {trained:,} (LoadParams.allow_ctx_beyond_train forces it)"
+        )
     # llama.cpp pads the context to a multiple of 256; asking for that size up front keeps
     # llama-cpp-python's own buffers the same size as the real context
     n_ctx = -(-n_ctx // CTX_PAD) * CTX_PAD
     n_threads = params.n_threads or physical_cores()
     n_threads_batch = params.n_threads_batch or os.cpu_count() or n_threads
     return replace(params, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch)
+
+
+def kv_cache_bytes(header: GGUFHeader, n_ctx: int) -> int:
+    """Keys and values in f16 for every layer over ``n_ctx`` tokens."""
+    per_token = header.n_kv_heads * (header.key_length + header.value_length) * 2
+    return header.n_layers * n_ctx * per_token
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+def _require_regular_file(path: str) -> None:
+    """A FIFO, a device or a folder is not a model file: say so before anything opens it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the header reader says which
+    if stat.S_ISDIR(mode):
+        raise ModelLoadError(f"{path} is a folder, not a model file: give a .gguf file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise ModelLoadError(f"{path} is {kind}, not a regular file: give a .gguf file")
 
 
 class LocalEngine:
@@ -188,6 +222,8 @@ class LocalEngine:
         tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
         """Stream a reply: delta events, then one ``Done`` (also on failure)."""
+        if tools:
+            raise EngineError("the local engine cannot call tools yet")
         sampling.validate()
         with self._use_lock:
             rid = next(self._ids)
@@ -232,16 +268,47 @@ class LocalEngine:
 
     def count_tokens(self, text: str = "", messages: Sequence[ChatMessage] = ()) -> int:
         """Tokens in ``text``, or in the chat-formatted prompt of ``messages``."""
+        return self._tokenize(TokenizeRequest(0, text, tuple(messages))).count
+
+    def tokenize(self, text: str = "", messages: Sequence[ChatMessage] = (), *,
+                 special: bool = False) -> list[int]:
+        """The token ids of ``text`` (special tokens parsed only with ``special``), or of the
+        chat-formatted prompt of ``messages`` exactly as a reply would see it."""
+        request = TokenizeRequest(0, text, tuple(messages), return_ids=True,
+                                  parse_special=special)
+        return list(self._tokenize(request).ids)
+
+    def _tokenize(self, request: TokenizeRequest) -> TokenCount:
         with self._use_lock:
             self._require_loaded()
             rid = next(self._ids)
-            self._send(TokenizeRequest(rid, text, tuple(messages)))
+            self._send(replace(request, request_id=rid))
             while True:
                 event = self._recv()
                 if isinstance(event, TokenCount) and event.request_id == rid:
-                    return event.count
+                    return event
                 if isinstance(event, WorkerError):
                     raise EngineError(event.message)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One L2-normalised vector per text (see tui.engine.embedding)."""
+        if not texts:
+            return []
+        with self._use_lock:
+            self._require_loaded()
+            rid = next(self._ids)
+            try:
+                self._send(EmbedRequest(rid, tuple(texts)))
+                while True:
+                    event = self._recv()
+                    if isinstance(event, Embeddings) and event.request_id == rid:
+                        return [list(v) for v in event.vectors]
+                    if isinstance(event, WorkerError):
+                        raise EngineError(event.message)
+            except WorkerDied as exc:
+                self._reap()
+                raise EngineError(f"the model worker died while embedding ({exc}"
+                                  f"{self._log_hint()}); reload the model to go on") from None
 
     # --- plumbing ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tui.engine.errors import InvalidParameter
+from tui.engine.json_schema import check_schema
 
 Role = Literal["system", "user", "assistant", "tool"]
 StopReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
@@ -18,6 +19,7 @@ ToolChoice = str
 """"auto", "none", "required", or the name of one tool the model must call."""
 
 DEFAULT_CTX_CAP = 8192
+MAX_CTX = 2**31 - 1
 
 
 def _check_int(name: str, value: object, minimum: int, *, allow_none: bool = True) -> None:
@@ -58,11 +60,15 @@ class LoadParams:
     """A Jinja chat template used instead of the one in the GGUF (fixes a wrong template)."""
     rpc_servers: tuple[str, ...] = ()
     """llama.cpp RPC workers ("host:port") that take layers of the model."""
+    allow_ctx_beyond_train: bool = False
+    """Let n_ctx exceed the model's trained context (quality drops; memory grows)."""
 
     def validate(self) -> None:
         if not isinstance(self.model_path, str) or not self.model_path:
             raise InvalidParameter("model path is empty: give a GGUF file or a model name")
         _check_int("n_ctx", self.n_ctx, 16)
+        if self.n_ctx is not None and self.n_ctx > MAX_CTX and self.allow_ctx_beyond_train:
+            raise InvalidParameter(f"n_ctx must be at most {MAX_CTX:,}, got {self.n_ctx:,}")
         _check_int("n_threads", self.n_threads, 1)
         _check_int("n_threads_batch", self.n_threads_batch, 1)
         _check_int("n_gpu_layers", self.n_gpu_layers, -1)
@@ -122,6 +128,13 @@ class SamplingParams:
             raise InvalidParameter(f"stop must be non-empty strings, got {self.stop!r}")
         if self.grammar is not None and self.json_schema is not None:
             raise InvalidParameter("give a grammar or a JSON schema, not both")
+        if self.grammar is not None and (not isinstance(self.grammar, str)
+                                         or not self.grammar.strip()):
+            raise InvalidParameter("grammar must be a non-empty GBNF text")
+        if self.json_schema is not None:
+            if not isinstance(self.json_schema, str):
+                raise InvalidParameter("json_schema must be JSON text")
+            check_schema(self.json_schema)
 
 
 @dataclass(frozen=True)
@@ -232,6 +245,11 @@ class TokenizeRequest:
     text: str
     messages: tuple[ChatMessage, ...] = ()
     """When given, count the chat-formatted prompt of these messages instead of ``text``."""
+    return_ids: bool = False
+    """Also send the token ids back (``TokenCount.ids``)."""
+    parse_special: bool = False
+    """Tokenize ``text`` with special tokens parsed (``<|im_end|>`` becomes one control
+    token), as only a chat template's own markup ever is."""
 
 
 @dataclass(frozen=True)
@@ -309,6 +327,8 @@ class Done:
 class TokenCount:
     request_id: int
     count: int
+    ids: tuple[int, ...] = ()
+    """The tokens, when the request asked for them."""
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,26 @@ class RemoteEngine:
             body["stop"] = list(sampling.stop)
         if sampling.seed is not None:
             body["seed"] = sampling.seed
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(sampling, name):
+                body[name] = getattr(sampling, name)
+        if sampling.logit_bias:
+            body["logit_bias"] = {str(token): bias for token, bias in sampling.logit_bias}
+        if sampling.top_logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = sampling.top_logprobs
+        if sampling.json_schema is not None:
+            schema = json.loads(sampling.json_schema)
+            body["response_format"] = (
+                {"type": "json_object"} if schema in ({}, True) else
+                {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema,
+                                                        "strict": True}})
+        if sampling.grammar is not None:  # llama-server's field; a server without it says so
+            body["grammar"] = sampling.grammar
+        if sampling.ignore_eos:
+            body["ignore_eos"] = True
+        if sampling.reasoning_budget == 0:  # llama-server and vLLM pass these to the template
+            body["chat_template_kwargs"] = {"enable_thinking": False}
         if raw_prompt is not None:
             return f"{self._api_path}/completions", {**body, "prompt": raw_prompt}
         chat = [{"role": m.role, "content": m.content} for m in messages]
@@ -306,6 +326,31 @@ class RemoteEngine:
         self.token_count_is_estimate = True
         chars = len(joined) + 16 * len(messages)
         return math.ceil(chars / CHARS_PER_TOKEN)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """``POST /v1/embeddings``: one L2-normalised vector per text, in order."""
+        if not texts:
+            return []
+        if self.model is None:
+            self.load()
+        status, body = self._request_json(
+            "POST", f"{self._api_path}/embeddings", {"model": self.model, "input": list(texts)})
+        if status != 200:
+            raise RemoteError(self._status_error(status, body))
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list) or len(data) != len(texts):
+            raise RemoteError(f"{self.base_url}/embeddings did not return one vector per text")
+        try:
+            ordered = sorted(data, key=lambda item: int(item.get("index", 0)))
+            vectors = [[float(v) for v in item["embedding"]] for item in ordered]
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise RemoteError(f"{self.base_url}/embeddings sent vectors that are not lists "
+                              "of numbers") from None
+        out = []
+        for vector in vectors:
+            norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+            out.append([v / norm for v in vector])
+        return out
 
     # --- for tui.engine.remote_stream ----------------------------------------------------
 

@@ -11,10 +11,19 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tui.engine.protocol import Done, EngineEvent, GenerationStats, StopReason, TextDelta
+from tui.engine.protocol import (
+    Done,
+    EngineEvent,
+    GenerationStats,
+    ReasoningDelta,
+    StopReason,
+    TextDelta,
+    TokenLogprob,
+)
+from tui.engine.reasoning import ReasoningSplitter
 
 if TYPE_CHECKING:
     from tui.engine.remote import RemoteEngine
@@ -33,12 +42,24 @@ class Tally:
         self.chunks = 0
         self.usage: dict[str, Any] = {}
         self.timings: dict[str, Any] = {}
+        self.thought: list[str] = []
+        self.reasoning_chunks = 0
+        self.reasoning_last: float | None = None
+        self.logprobs: list[TokenLogprob] = []
+        self.splitter = ReasoningSplitter()
+        """``<think>`` inside ``content``, for servers that do not split it themselves."""
 
     def text(self) -> None:
         now = time.perf_counter()
         self.first = self.first or now
         self.last = now
         self.chunks += 1
+
+    def reasoning(self) -> None:
+        now = time.perf_counter()
+        self.first = self.first or now
+        self.reasoning_last = now
+        self.reasoning_chunks += 1
 
     def server_figures(self, obj: dict[str, Any]) -> None:
         if isinstance(obj.get("usage"), dict):
@@ -57,7 +78,9 @@ def finish(
 ) -> Done:
     """The closing event, with client-side timing and whatever the server reported."""
     usage, timings = tally.usage, tally.timings
-    generated = int(_num(usage, "completion_tokens")) or tally.chunks
+    generated = int(_num(usage, "completion_tokens")) or tally.chunks + tally.reasoning_chunks
+    reasoning_tokens = int(_num(usage.get("completion_tokens_details"), "reasoning_tokens")
+                           ) or tally.reasoning_chunks
     first, last = tally.first, tally.last
     if first is not None and last is not None and last > first and generated > 1:
         rate = (generated - 1) / (last - first)
@@ -77,8 +100,12 @@ def finish(
         evaluated_prompt_tokens=int(_num(timings, "prompt_n")) or max(prompt - reused, 0),
         stop_reason=reason,
         total_seconds=time.perf_counter() - tally.start,
+        reasoning_tokens=reasoning_tokens,
+        reasoning_seconds=(tally.reasoning_last - first) if (
+            tally.reasoning_last is not None and first is not None) else 0.0,
     )
-    return Done(rid, "".join(parts), stats, error)
+    return Done(rid, "".join(parts), stats, error, reasoning="".join(tally.thought),
+                logprobs=tuple(tally.logprobs))
 
 
 def sse_payloads(resp: http.client.HTTPResponse) -> Iterator[bytes]:
@@ -101,12 +128,52 @@ def sse_payloads(resp: http.client.HTTPResponse) -> Iterator[bytes]:
         yield b"\n".join(data)
 
 
-def _text_of(choice: object) -> str:
+def _fields(choice: object) -> tuple[str, str]:
+    """(answer text, reasoning text) of one streamed choice (or a whole message)."""
     if not isinstance(choice, dict):
-        return ""
+        return "", ""
     holder = choice.get("delta") or choice.get("message")
-    text = holder.get("content") if isinstance(holder, dict) else choice.get("text")
-    return text if isinstance(text, str) else ""
+    if not isinstance(holder, dict):
+        text = choice.get("text")
+        return (text if isinstance(text, str) else ""), ""
+    text = holder.get("content")
+    thought = holder.get("reasoning_content") or holder.get("reasoning")
+    return (text if isinstance(text, str) else ""), (
+        thought if isinstance(thought, str) else "")
+
+
+def _logprobs(choice: object) -> list[TokenLogprob]:
+    """OpenAI's ``logprobs.content`` (chat) of one choice."""
+    block = choice.get("logprobs") if isinstance(choice, dict) else None
+    items = block.get("content") if isinstance(block, dict) else None
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("token"), str):
+            continue
+        top = tuple((str(t.get("token", "")), _num(t, "logprob"))
+                    for t in item.get("top_logprobs") or [] if isinstance(t, dict))
+        out.append(TokenLogprob(item["token"], _num(item, "logprob"), top))
+    return out
+
+
+def _route(rid: int, pieces: Sequence[tuple[str, str]], parts: list[str], tally: Tally
+           ) -> Iterator[EngineEvent]:
+    for part, text in pieces:
+        if part == "reasoning":
+            tally.reasoning()
+            tally.thought.append(text)
+            yield ReasoningDelta(rid, text)
+        else:
+            tally.text()
+            parts.append(text)
+            yield TextDelta(rid, text)
+
+
+def _close(rid: int, parts: list[str], tally: Tally, reason: StopReason,
+           error: str | None = None) -> Iterator[EngineEvent]:
+    """Release what the ``<think>`` splitter held, then the closing event."""
+    yield from _route(rid, tally.splitter.close(), parts, tally)
+    yield finish(rid, parts, tally, reason, error)
 
 
 def _send(
@@ -136,7 +203,7 @@ def stream_reply(
         if resp.status == 400 and any(k in body for k in EXTRAS):
             raw = resp.read()
             if not any(k.encode() in raw for k in EXTRAS):
-                yield finish(rid, parts, tally, "error", engine._status_error(400, raw))
+                yield from _close(rid, parts, tally, "error", engine._status_error(400, raw))
                 return
             engine._close(conn)  # a strict server: ask again without them, and remember
             answered, conn = False, None
@@ -145,7 +212,8 @@ def stream_reply(
             answered = True
             engine._send_extras = resp.status != 200
         if resp.status != 200:
-            yield finish(rid, parts, tally, "error", engine._status_error(resp.status, resp.read()))
+            failure = engine._status_error(resp.status, resp.read())
+            yield from _close(rid, parts, tally, "error", failure)
             return
         if "text/event-stream" in (resp.getheader("Content-Type") or ""):
             payloads: Iterator[bytes] = sse_payloads(resp)
@@ -161,36 +229,37 @@ def stream_reply(
             if obj.get("error"):
                 error = obj["error"]
                 message = error.get("message") if isinstance(error, dict) else str(error)
-                yield finish(rid, parts, tally, "error", f"{engine.server}: {message}")
+                yield from _close(rid, parts, tally, "error", f"{engine.server}: {message}")
                 return
             tally.server_figures(obj)
             for choice in obj.get("choices") or []:
-                text = _text_of(choice)
+                text, thought = _fields(choice)
+                if thought:
+                    yield from _route(rid, [("reasoning", thought)], parts, tally)
                 if text:
-                    tally.text()
-                    parts.append(text)
-                    yield TextDelta(rid, text)
+                    yield from _route(rid, tally.splitter.feed(text), parts, tally)
+                tally.logprobs += _logprobs(choice)
                 if isinstance(choice, dict) and choice.get("finish_reason"):
                     finish_reason = str(choice["finish_reason"])
     except (OSError, http.client.HTTPException, ValueError) as exc:
         if engine._cancel.is_set():
-            yield finish(rid, parts, tally, "cancelled")
+            yield from _close(rid, parts, tally, "cancelled")
         elif isinstance(exc, ValueError):
-            yield finish(rid, parts, tally, "error", f"{engine.server} sent a malformed event")
+            yield from _close(rid, parts, tally, "error", f"{engine.server} sent a malformed event")
         elif isinstance(exc, TimeoutError) or not answered:
-            yield finish(rid, parts, tally, "error", engine._describe(exc) + _after(tally))
+            yield from _close(rid, parts, tally, "error", engine._describe(exc) + _after(tally))
         else:
-            yield finish(rid, parts, tally, "error", _dropped(engine, tally, exc))
+            yield from _close(rid, parts, tally, "error", _dropped(engine, tally, exc))
         return
     finally:
         if conn is not None:
             engine._close(conn)
     if engine._cancel.is_set():
-        yield finish(rid, parts, tally, "cancelled")
+        yield from _close(rid, parts, tally, "cancelled")
     elif ended or finish_reason is not None:
-        yield finish(rid, parts, tally, "length" if finish_reason == "length" else "stop")
+        yield from _close(rid, parts, tally, "length" if finish_reason == "length" else "stop")
     else:
-        yield finish(rid, parts, tally, "error", _dropped(engine, tally, None))
+        yield from _close(rid, parts, tally, "error", _dropped(engine, tally, None))
 
 
 def _after(tally: Tally) -> str:

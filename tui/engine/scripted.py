@@ -130,11 +130,13 @@ class ScriptedEngine:
         if self._cancel.is_set():
             reason = "cancelled"
         n = len(parts) + len(thought)
+        prompt_tokens = self.count_tokens(raw_prompt or "", () if raw_prompt else messages)
         stats = GenerationStats(
-            prompt_tokens=sum(len(m.content.split()) for m in messages),
+            prompt_tokens=prompt_tokens,
             prompt_tokens_per_s=0.0, generated_tokens=n,
             generation_tokens_per_s=n / elapsed if elapsed > 0 else 0.0,
-            time_to_first_token_s=first or 0.0, reused_tokens=0, evaluated_prompt_tokens=0,
+            time_to_first_token_s=first or 0.0, reused_tokens=0,
+            evaluated_prompt_tokens=prompt_tokens,
             stop_reason=reason,  # type: ignore[arg-type]
             total_seconds=elapsed, reasoning_tokens=len(thought),
             reasoning_seconds=thought_s if thought else 0.0,
@@ -146,10 +148,12 @@ class ScriptedEngine:
         self.requests.append(tuple(messages))
         for index, call in enumerate(calls):
             yield ToolCallDelta(0, index, call.id, call.name, call.arguments)
+        # nothing is cached: every prompt token counts as evaluated, as in a reply
+        prompt_tokens = self.count_tokens(messages=messages)
         stats = GenerationStats(
-            prompt_tokens=sum(len(m.content.split()) for m in messages), prompt_tokens_per_s=0.0,
+            prompt_tokens=prompt_tokens, prompt_tokens_per_s=0.0,
             generated_tokens=len(calls) * 8, generation_tokens_per_s=0.0,
-            time_to_first_token_s=0.0, reused_tokens=0, evaluated_prompt_tokens=0,
+            time_to_first_token_s=0.0, reused_tokens=0, evaluated_prompt_tokens=prompt_tokens,
             stop_reason="tool_calls", total_seconds=0.0,
         )
         yield Done(0, "", stats, tool_calls=tuple(calls))

@@ -1,24 +1,29 @@
-"""The model worker: a spawned process that owns one ``llama_cpp.Llama`` and serves the protocol.
+"""The model worker: a spawned process that owns one model and context and serves the protocol.
 
-Only this module imports llama_cpp, and only inside the worker process. A native abort here
-kills the worker alone; the caller sees the pipe close and reports it.
+Only this process imports llama_cpp (through tui.engine.native). A native abort here kills
+the worker alone; the caller sees the pipe close and reports it. Requests are read on a
+thread of their own, so a cancel reaches a running reply (or a long prompt evaluation) at
+once instead of waiting for the next token.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
+import threading
 import time
 import traceback
-from collections import deque
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tui.engine.generation import CancelFlag, Generator
 from tui.engine.protocol import (
     CancelRequest,
-    ChatMessage,
     Done,
+    Embeddings,
+    EmbedRequest,
     GenerateRequest,
     GenerationStats,
     Loaded,
@@ -26,13 +31,17 @@ from tui.engine.protocol import (
     LoadRequest,
     ModelInfo,
     Request,
-    StopReason,
-    TextDelta,
+    SamplingParams,
     TokenCount,
     TokenizeRequest,
     UnloadRequest,
     WorkerError,
+    WorkerEvent,
 )
+
+if TYPE_CHECKING:
+    from tui.engine.embedding import TextEmbedder
+    from tui.engine.native import NativeContext, NativeModel
 
 
 def worker_main(conn: Connection, log_path: str | None = None) -> None:
@@ -52,10 +61,18 @@ def worker_main(conn: Connection, log_path: str | None = None) -> None:
         _Worker(conn).serve()
     except (EOFError, BrokenPipeError, KeyboardInterrupt):
         pass  # the caller went away: nothing left to serve
-    except Exception as exc:  # a bug of ours: say so in one line rather than a traceback
-        with contextlib.suppress(OSError):
-            conn.send(WorkerError(f"internal error in the model worker: {exc!r}"))
-        traceback.print_exc()  # into the log, for a bug report
+    except Exception as exc:  # a bug of ours: one line (never the request's text), the
+        with contextlib.suppress(OSError):  # traceback into the private log
+            conn.send(WorkerError(f"internal error in the model worker: {_where(exc)}"))
+        traceback.print_exc()
+
+
+def _where(exc: BaseException) -> str:
+    """The exception's type and where it was raised, without its message (which may quote
+    a prompt)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    place = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}{place}"
 
 
 def _redirect_output(log_path: str) -> None:
@@ -68,95 +85,157 @@ def _redirect_output(log_path: str) -> None:
     os.close(fd)
 
 
+class Inbox:
+    """The caller's requests, read on a thread: cancels take effect mid-reply."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.requests: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self.cancel = CancelFlag()
+        self._lock = threading.Lock()
+        self._current: int | None = None
+        self._cancelled: set[int] = set()
+        threading.Thread(target=self._read, name="lmdesk-inbox", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                request = self.conn.recv()
+            except (EOFError, OSError):
+                self.cancel.requested = True
+                self.requests.put(None)  # the caller is gone
+                return
+            except Exception:  # a message that does not unpickle: skip it
+                traceback.print_exc()
+                continue
+            if isinstance(request, CancelRequest):
+                with self._lock:
+                    self._cancelled.add(request.request_id)
+                    if request.request_id == self._current:
+                        self.cancel.requested = True
+                continue
+            if isinstance(request, UnloadRequest):
+                self.cancel.requested = True
+            self.requests.put(request)
+
+    def begin(self, rid: int) -> CancelFlag:
+        """A reply starts: a cancel sent before it was read still counts."""
+        with self._lock:
+            self._current = rid
+            self.cancel = CancelFlag()
+            self.cancel.requested = rid in self._cancelled
+            self._cancelled.discard(rid)
+            return self.cancel
+
+    def end(self) -> None:
+        with self._lock:
+            self._current = None
+
+
 class _Worker:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.llm: Any = None
+        self.inbox = Inbox(conn)
+        self.model: NativeModel | None = None
+        self.ctx: NativeContext | None = None
+        self.generator: Generator | None = None
+        self.embedder: TextEmbedder | None = None
+        self.params: LoadParams | None = None
         self.info: ModelInfo | None = None
-        self.formatter: Any = None
-        self.pending: deque[Request] = deque()
 
-    def next_request(self) -> Request:
-        if self.pending:
-            return self.pending.popleft()
-        request: Request = self.conn.recv()
-        return request
+    def send(self, event: WorkerEvent) -> None:
+        self.conn.send(event)
 
     def serve(self) -> None:
         while True:
-            request = self.next_request()
+            request = self.inbox.requests.get()
+            if request is None or isinstance(request, UnloadRequest):
+                return
             if isinstance(request, LoadRequest):
                 if not self.load(request.params):
                     return
             elif isinstance(request, GenerateRequest):
-                if not self.generate(request):
-                    return
+                self.generate(request)
             elif isinstance(request, TokenizeRequest):
                 self.tokenize(request)
-            elif isinstance(request, UnloadRequest):
-                return
-            # a CancelRequest for a generation that already ended needs nothing
+            elif isinstance(request, EmbedRequest):
+                self.embed(request)
 
     # --- load ----------------------------------------------------------------------------
 
     def load(self, params: LoadParams) -> bool:
         start = time.perf_counter()
         try:
-            import llama_cpp
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+            from tui.engine import native
+            from tui.engine.chat_prompt import ChatTemplate, TemplateError
         except ImportError as exc:
-            self.conn.send(WorkerError(f"llama-cpp-python is missing ({exc}): run scripts/install"))
+            self.send(WorkerError(f"llama-cpp-python is missing ({exc}): run scripts/install"))
             return False
         if params.lora_path and not os.path.isfile(params.lora_path):
-            self.conn.send(WorkerError(f"the LoRA adapter {params.lora_path} does not exist: "
-                                       "give the path of a LoRA GGUF file"))
+            self.send(WorkerError(f"the LoRA adapter {params.lora_path} does not exist: "
+                                  "give the path of a LoRA GGUF file"))
             return False
-        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        gpu = bool(native.gpu_devices())
         n_gpu_layers = params.n_gpu_layers
         if n_gpu_layers is None:
-            n_gpu_layers = -1 if gpu else 0
+            n_gpu_layers = -1 if gpu or params.rpc_servers else 0
         flash_attn = params.flash_attn
         if flash_attn is None:
             flash_attn = gpu and n_gpu_layers != 0
         n_threads = params.n_threads or 1
         n_threads_batch = params.n_threads_batch or n_threads
+        tensor_split: tuple[float, ...] = ()
+        if params.rpc_servers:
+            from tui.engine.errors import ModelLoadError
+            from tui.engine.rpc import attach
+
+            try:
+                tensor_split = attach(params.rpc_servers).tensor_split
+            except ModelLoadError as exc:
+                self.send(WorkerError(str(exc)))
+                return False
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=params.model_path,
-                n_ctx=params.n_ctx or 0,
-                n_threads=n_threads,
-                n_threads_batch=n_threads_batch,
-                n_gpu_layers=n_gpu_layers,
-                n_batch=params.n_batch,
-                flash_attn=flash_attn,
-                seed=params.seed,
-                lora_path=params.lora_path,
-                verbose=False,
-            )
-        except Exception as exc:  # llama_cpp raises ValueError and friends, with terse text
-            self.conn.send(WorkerError(_load_failure(params.model_path, exc)))
+            model = native.NativeModel(params.model_path, n_gpu_layers=n_gpu_layers,
+                                       tensor_split=tensor_split)
+        except (native.NativeError, OSError, RuntimeError) as exc:
+            self.send(WorkerError(_load_failure(params.model_path, exc)))
             return False
-        meta = dict(self.llm.metadata)
+        try:
+            ctx = native.NativeContext(model, native.ContextOptions(
+                n_ctx=params.n_ctx or min(model.n_ctx_train, 8192), n_batch=params.n_batch,
+                n_threads=n_threads, n_threads_batch=n_threads_batch, flash_attn=flash_attn))
+            if params.lora_path:
+                ctx.set_lora(params.lora_path)
+        except native.NativeError as exc:
+            model.close()
+            self.send(WorkerError(_load_failure(params.model_path, exc)))
+            return False
+        meta = model.metadata()
+        source = params.chat_template or model.chat_template() or None
+        template = None
+        if source:
+            try:
+                template = ChatTemplate(
+                    source, bos_token=model.piece(model.bos(), special=True).decode(
+                        "utf-8", "replace"),
+                    eos_token=model.piece(model.eos(), special=True).decode("utf-8", "replace"),
+                )
+            except TemplateError as exc:
+                self.send(WorkerError(str(exc)))
+                return False
+        self.model, self.ctx, self.params = model, ctx, params
+        self.generator = Generator(model, ctx, template, seed=params.seed)
         arch = meta.get("general.architecture", "unknown")
-        template = meta.get("tokenizer.chat_template") or None
-        if template:
-            vocab = self.llm._model
-            self.formatter = Jinja2ChatFormatter(
-                template=template,
-                eos_token=vocab.token_get_text(self.llm.token_eos()),
-                bos_token=vocab.token_get_text(self.llm.token_bos()),
-                stop_token_ids=[self.llm.token_eos()],
-            )
         self.info = ModelInfo(
             path=params.model_path,
             name=str(meta.get("general.name") or os.path.basename(params.model_path)),
             architecture=arch,
-            n_ctx=self.llm.n_ctx(),
-            n_ctx_train=self.llm._model.n_ctx_train(),
-            n_layers=int(meta.get(f"{arch}.block_count", 0) or 0),
-            n_params=int(self.llm._model.n_params()),
-            size_bytes=int(self.llm._model.size()),
-            chat_template=template,
+            n_ctx=ctx.n_ctx,
+            n_ctx_train=model.n_ctx_train,
+            n_layers=model.n_layers(),
+            n_params=model.n_params(),
+            size_bytes=model.size(),
+            chat_template=source,
             n_threads=n_threads,
             n_threads_batch=n_threads_batch,
             n_gpu_layers=n_gpu_layers,
@@ -165,204 +244,85 @@ class _Worker:
             load_seconds=time.perf_counter() - start,
             worker_pid=os.getpid(),
         )
-        self.conn.send(Loaded(self.info))
+        self.send(Loaded(self.info))
         return True
 
-    # --- prompts -------------------------------------------------------------------------
+    # --- requests ------------------------------------------------------------------------
 
-    def prompt_tokens(
-        self, messages: tuple[ChatMessage, ...], raw_prompt: str | None
-    ) -> tuple[list[int], list[str]]:
-        """Tokens of the prompt and extra stop strings for this request."""
-        if raw_prompt is not None:
-            return self.llm.tokenize(raw_prompt.encode("utf-8"), add_bos=True, special=False), []
-        if self.formatter is None:
-            text, stops = plain_transcript(messages)
-            return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False), stops
-        # a last assistant message is a reply to continue: the turns before it, the template's
-        # opening of the assistant turn, then its text as it stands (no end-of-turn marker)
-        head, partial = continued(messages)
-        result = self.formatter(messages=[{"role": m.role, "content": m.content} for m in head])
-        tokens = self.llm.tokenize(
-            result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-        )
-        if partial:
-            tokens += self.llm.tokenize(partial.encode("utf-8"), add_bos=False, special=False)
-        stops = [result.stop] if isinstance(result.stop, str) else list(result.stop or [])
-        return tokens, stops
+    def generate(self, req: GenerateRequest) -> None:
+        rid = req.request_id
+        if self.generator is None:
+            self.send(Done(rid, "", _empty_stats("error"), "no model loaded"))
+            return
+        cancel = self.inbox.begin(rid)
+        try:
+            grammar = self.grammar_for(req)
+            if isinstance(grammar, Done):
+                self.send(grammar)
+                return
+            done = self.generator.run(req, self.send, cancel, grammar)
+        except Exception as exc:  # a bug of ours mid-reply: the model stays usable
+            traceback.print_exc()
+            if self.ctx is not None:
+                self.ctx.clear()
+            done = Done(rid, "", _empty_stats("error"),
+                        f"internal error in the model worker: {_where(exc)}")
+        finally:
+            self.inbox.end()
+        self.send(done)
+
+    def grammar_for(self, req: GenerateRequest) -> str | Done | None:
+        s = req.sampling
+        if s.grammar is not None:
+            return s.grammar
+        if s.json_schema is None:
+            return None
+        from tui.engine.structured import schema_grammar
+
+        try:
+            return schema_grammar(s.json_schema)
+        except ValueError as exc:
+            return Done(req.request_id, "", _empty_stats("error"), str(exc))
 
     def tokenize(self, request: TokenizeRequest) -> None:
-        if self.llm is None:
-            self.conn.send(WorkerError("no model loaded", request.request_id))
+        gen = self.generator
+        if gen is None:
+            self.send(WorkerError("no model loaded", request.request_id))
             return
-        if request.messages:
-            tokens, _ = self.prompt_tokens(request.messages, None)
-        else:
-            tokens = self.llm.tokenize(request.text.encode("utf-8"), add_bos=False, special=False)
-        self.conn.send(TokenCount(request.request_id, len(tokens)))
+        from tui.engine.chat_prompt import TemplateError
 
-    # --- generation ----------------------------------------------------------------------
-
-    def generate(self, req: GenerateRequest) -> bool:
-        """Stream one reply. Returns False when the caller asked the worker to go away."""
-        rid = req.request_id
-        start = time.perf_counter()
-        llm = self.llm
-        if llm is None:
-            self.conn.send(Done(rid, "", _empty_stats("error"), "no model loaded"))
-            return True
-        tokens, stops = self.prompt_tokens(req.messages, req.raw_prompt)
-        n_ctx = llm.n_ctx()
-        if len(tokens) >= n_ctx:
-            message = (
-                f"the prompt is {len(tokens):,} tokens but the context window holds {n_ctx:,}: "
-                "shorten it, start a new conversation, or load the model with a larger n_ctx"
-            )
-            self.conn.send(Done(rid, "", _empty_stats("error", len(tokens)), message))
-            return True
-        reused = _common_prefix(llm._input_ids[: llm.n_tokens], tokens[:-1])
-        s = req.sampling
-        _perf_reset(llm)
-        stream = llm.create_completion(
-            prompt=tokens,
-            max_tokens=s.max_tokens,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            top_k=s.top_k,
-            min_p=s.min_p,
-            repeat_penalty=s.repeat_penalty,
-            stop=list(s.stop) + stops,
-            seed=s.seed,
-            stream=True,
-        )
-        parts: list[str] = []
-        first: float | None = None
-        chunks = 0
-        reason: StopReason = "stop"
-        keep_serving = True
-        error: str | None = None
         try:
-            for chunk in stream:
-                choice = chunk["choices"][0]
-                text = choice["text"]
-                chunks += 1
-                if text:
-                    if first is None:
-                        first = time.perf_counter() - start
-                    parts.append(text)
-                    self.conn.send(TextDelta(rid, text))
-                if choice.get("finish_reason") == "length":
-                    reason = "length"
-                if self.conn.poll():
-                    stop, keep_serving = self.check_inbox(rid)
-                    if stop:
-                        reason = "cancelled"
-                        break
-        except Exception as exc:  # a failure inside llama.cpp mid-reply: keep what we have
-            reason, error = "error", f"generation failed: {exc}"
-        finally:
-            stream.close()
-        elapsed = time.perf_counter() - start
-        # every sampled token but the last was fed back into the context
-        n_generated = max(llm.n_tokens - len(tokens), 0) + 1 if chunks else 0
-        stats = _stats(llm, len(tokens), reused, n_generated, first, elapsed, reason)
-        self.conn.send(Done(rid, "".join(parts), stats, error))
-        return keep_serving
-
-    def check_inbox(self, rid: int) -> tuple[bool, bool]:
-        """Read requests that arrived mid-reply: (stop this reply?, keep serving?)."""
-        stop, keep_serving = False, True
-        while self.conn.poll():
-            request: Request = self.conn.recv()
-            if isinstance(request, CancelRequest):
-                stop = stop or request.request_id == rid
-            elif isinstance(request, UnloadRequest):
-                stop, keep_serving = True, False
+            if request.messages:
+                tokens = gen.plan(GenerateRequest(request.request_id, request.messages,
+                                                  SamplingParams())).tokens
             else:
-                self.pending.append(request)
-        return stop, keep_serving
+                tokens = gen.model.tokenize(request.text, add_special=False,
+                                            parse_special=request.parse_special)
+        except TemplateError as exc:
+            self.send(WorkerError(str(exc), request.request_id))
+            return
+        ids = tuple(tokens) if request.return_ids else ()
+        self.send(TokenCount(request.request_id, len(tokens), ids))
+
+    def embed(self, request: EmbedRequest) -> None:
+        if self.model is None or self.params is None:
+            self.send(WorkerError("no model loaded", request.request_id))
+            return
+        from tui.engine.embedding import TextEmbedder
+        from tui.engine.native import NativeError
+
+        try:
+            if self.embedder is None:
+                self.embedder = TextEmbedder(self.model, n_threads=self.params.n_threads or 1,
+                                             n_threads_batch=self.params.n_threads_batch or 1)
+            vectors, n_tokens = self.embedder.embed(request.texts)
+        except NativeError as exc:
+            self.send(WorkerError(f"embedding failed: {exc}", request.request_id))
+            return
+        self.send(Embeddings(request.request_id, vectors, n_tokens))
 
 
-def continued(messages: tuple[ChatMessage, ...]) -> tuple[tuple[ChatMessage, ...], str]:
-    """(the messages to render, the reply text to continue): a conversation that ends with an
-    assistant message asks for more of that message, not for a new one."""
-    if len(messages) > 1 and messages[-1].role == "assistant":
-        return messages[:-1], messages[-1].content
-    return messages, ""
-
-
-def plain_transcript(messages: tuple[ChatMessage, ...]) -> tuple[str, list[str]]:
-    """A prompt for a base model (no chat template): the text itself, or a simple transcript."""
-    if len(messages) == 1 and messages[0].role == "user":
-        return messages[0].content, []
-    head, partial = continued(messages)
-    lines = []
-    for m in head:
-        if m.role == "system":
-            lines.append(m.content + "\n")
-        else:
-            lines.append(f"{'User' if m.role == 'user' else 'Assistant'}: {m.content}\n")
-    lines.append(f"Assistant: {partial}" if partial else "Assistant:")
-    return "".join(lines), ["\nUser:"]
-
-
-def _common_prefix(a: Any, b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _perf_reset(llm: Any) -> None:
-    try:
-        import llama_cpp
-
-        llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
-    except (AttributeError, ImportError):
-        pass
-
-
-def _stats(
-    llm: Any,
-    prompt_tokens: int,
-    reused: int,
-    n_generated: int,
-    first: float | None,
-    elapsed: float,
-    reason: StopReason,
-) -> GenerationStats:
-    evaluated = max(prompt_tokens - reused, 0)
-    prompt_rate = gen_rate = 0.0
-    try:
-        import llama_cpp
-
-        perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
-        if perf.n_p_eval and perf.t_p_eval_ms > 0:
-            prompt_rate = perf.n_p_eval / (perf.t_p_eval_ms / 1000)
-            evaluated = int(perf.n_p_eval)
-        if perf.n_eval and perf.t_eval_ms > 0:
-            gen_rate = perf.n_eval / (perf.t_eval_ms / 1000)
-    except (AttributeError, ImportError):
-        pass
-    ttft = first if first is not None else elapsed
-    if gen_rate == 0.0 and n_generated > 1 and elapsed > ttft:
-        gen_rate = (n_generated - 1) / (elapsed - ttft)
-    return GenerationStats(
-        prompt_tokens=prompt_tokens,
-        prompt_tokens_per_s=prompt_rate,
-        generated_tokens=n_generated,
-        generation_tokens_per_s=gen_rate,
-        time_to_first_token_s=ttft,
-        reused_tokens=max(prompt_tokens - evaluated, 0),
-        evaluated_prompt_tokens=evaluated,
-        stop_reason=reason,
-        total_seconds=elapsed,
-    )
-
-
-def _empty_stats(reason: StopReason, prompt_tokens: int = 0) -> GenerationStats:
+def _empty_stats(reason: Any, prompt_tokens: int = 0) -> GenerationStats:
     return GenerationStats(prompt_tokens, 0.0, 0, 0.0, 0.0, 0, 0, reason, 0.0)
 
 

@@ -85,7 +85,7 @@ class ChatTokenizer:
 
     def _plain(self, pair: Pair) -> Example:
         """A base model without a chat template: the worker's plain transcript."""
-        from tui.engine.worker import plain_transcript
+        from tui.engine.chat_prompt import plain_transcript
 
         messages = tuple(ChatMessage(m["role"], m["content"])  # type: ignore[arg-type]
                          for m in _messages(pair))

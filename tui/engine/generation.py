@@ -1,0 +1,415 @@
+"""The generation loop: one reply on llama.cpp's low-level API, in the worker process.
+
+Per token the loop makes three ctypes calls (sample, is-end-of-generation, decode) and a few
+dictionary look-ups; everything else (stop strings, the reasoning split, log-probabilities)
+runs only when the request asks for it. The prompt reuses the KV cache up to the first token
+that differs from the previous request's, and is evaluated in chunks a cancel can stop.
+
+Room for what comes next: a tool-call parser chosen from the template sits beside the
+reasoning splitter (``_Reply.route``); saving and restoring the KV state works on
+``NativeContext.tokens``, the one record of what the cache holds.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+import random
+import time
+from dataclasses import dataclass
+
+from tui.engine.chat_prompt import ChatTemplate, TemplateError, continued, plain_transcript
+from tui.engine.delivery import DeltaSender, Send, StopMatcher
+from tui.engine.native import (
+    DecodeAborted,
+    NativeContext,
+    NativeError,
+    NativeModel,
+    SamplerChain,
+)
+from tui.engine.protocol import (
+    Done,
+    GenerateRequest,
+    GenerationStats,
+    SamplingParams,
+    StopReason,
+    TokenLogprob,
+)
+from tui.engine.reasoning import (
+    THINK,
+    ReasoningFormat,
+    ReasoningSplitter,
+    format_for_template,
+    opens_reasoning,
+)
+
+
+class CancelFlag:
+    """Set from the worker's reader thread; read by the loop once per token (an attribute)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
+@dataclass
+class PromptPlan:
+    tokens: list[int]
+    stops: list[str]
+    reasoning: ReasoningFormat | None
+    """The markup to split the reply on; None for plain completions."""
+    started_inside: bool
+    """The template's generation prompt opened the reasoning block."""
+
+
+class Generator:
+    """Replies from one loaded model and context."""
+
+    def __init__(self, model: NativeModel, ctx: NativeContext, template: ChatTemplate | None,
+                 *, seed: int) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.template = template
+        self.reasoning = format_for_template(template.source) if template else THINK
+        self.rng = random.Random(seed)
+        self._visible: dict[int, bytes] = {}
+        self._markers = frozenset(m.encode() for m in self.reasoning.markers)
+
+    # --- prompts -------------------------------------------------------------------------
+
+    def plan(self, req: GenerateRequest) -> PromptPlan:
+        """Tokens of the prompt. Raises TemplateError."""
+        model = self.model
+        if req.raw_prompt is not None:
+            tokens = model.tokenize(req.raw_prompt, add_special=True, parse_special=False)
+            return PromptPlan(tokens, [], None, False)
+        if self.template is None:
+            text, stops = plain_transcript(req.messages)
+            tokens = model.tokenize(text, add_special=True, parse_special=False)
+            return PromptPlan(tokens, stops, None, False)
+        extra = {}
+        if req.sampling.reasoning_budget == 0 and self.template.reads_enable_thinking:
+            extra["enable_thinking"] = False
+        # a last assistant message is a reply to continue: the turns before it, the template's
+        # opening of the assistant turn, then its text as it stands (no end-of-turn marker)
+        head, partial = continued(req.messages)
+        rendered = self.template.render(head, extra=extra)
+        tokens = []
+        for text, markup in rendered.segments:
+            tokens += model.tokenize(text, add_special=False, parse_special=markup)
+        if partial:
+            tokens += model.tokenize(partial, add_special=False, parse_special=False)
+        inside = opens_reasoning(self.reasoning, rendered.text) and not partial
+        return PromptPlan(tokens, [], self.reasoning, inside)
+
+    # --- one reply -----------------------------------------------------------------------
+
+    def run(self, req: GenerateRequest, send: Send, cancel: CancelFlag,
+            grammar: str | None = None) -> Done:
+        """Generate one reply, streaming deltas through ``send``; returns the closing Done."""
+        start = time.perf_counter()
+        try:
+            plan = self.plan(req)
+        except TemplateError as exc:
+            return _failed(req.request_id, str(exc))
+        tokens = plan.tokens
+        if not tokens:  # an empty completion prompt: start from the beginning of a text
+            if self.model.bos() < 0:
+                return _failed(req.request_id, "the prompt is empty: give some text")
+            tokens = [self.model.bos()]
+        n_ctx = self.ctx.n_ctx
+        if len(tokens) >= n_ctx:
+            return _failed(req.request_id, (
+                f"the prompt is {len(tokens):,} tokens but the context window holds {n_ctx:,}: "
+                "shorten it, start a new conversation, or load the model with a larger n_ctx"
+            ), len(tokens))
+        s = req.sampling
+        try:
+            chain = self._chain(s, grammar)
+        except NativeError as exc:
+            return _failed(req.request_id, str(exc), len(tokens))
+        reply = _Reply(self, req, plan, send, cancel, start)
+        try:
+            reply.run(tokens, chain)
+        except NativeError as exc:
+            self.ctx.clear()  # the cache may hold half a batch: start clean next time
+            reply.reason, reply.error = "error", f"generation failed: {exc}"
+        finally:
+            chain.free()
+        return reply.done()
+
+    def _chain(self, s: SamplingParams, grammar: str | None) -> SamplerChain:
+        bias = list(s.logit_bias)
+        if s.ignore_eos:
+            bias += [(t, -math.inf) for t in self.model.eog_tokens()]
+        seed = s.seed if s.seed is not None else self.rng.randrange(2**32)
+        return SamplerChain(
+            self.model, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+            min_p=s.min_p, repeat_penalty=s.repeat_penalty,
+            presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty,
+            seed=seed, logit_bias=bias, grammar=grammar,
+        )
+
+    def visible(self, token: int) -> bytes:
+        """A token's text; control tokens are empty unless they are reasoning markup."""
+        got = self._visible.get(token)
+        if got is None:
+            got = self.model.piece(token)
+            if not got:
+                special = self.model.piece(token, special=True)
+                if special in self._markers:
+                    got = special
+            self._visible[token] = got
+        return got
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class _Reply:
+    """The state of one reply in flight."""
+
+    def __init__(self, gen: Generator, req: GenerateRequest, plan: PromptPlan, send: Send,
+                 cancel: CancelFlag, start: float) -> None:
+        self.gen = gen
+        self.rid = req.request_id
+        self.sampling = req.sampling
+        self.plan = plan
+        self.cancel = cancel
+        self.start = start
+        self.out = DeltaSender(send, self.rid)
+        self.stopper = StopMatcher(list(req.sampling.stop) + plan.stops) if (
+            req.sampling.stop or plan.stops) else None
+        self.splitter = (ReasoningSplitter(plan.reasoning, started_inside=plan.started_inside)
+                         if plan.reasoning is not None else None)
+        self.answer: list[str] = []
+        self.thought: list[str] = []
+        self.logprobs: list[TokenLogprob] | None = (
+            [] if req.sampling.top_logprobs is not None else None)
+        self.reason: StopReason = "length"
+        self.error: str | None = None
+        self.n_prompt = 0
+        self.reused = 0
+        self.prompt_perf = (0.0, 0, 0.0, 0)
+        self.prompt_seconds = 0.0
+        self.n_generated = 0
+        self.n_reasoning = 0
+        self.first: float | None = None
+        self.reasoning_end: float | None = None
+        self.carry = 0  # tokens that showed no text yet
+        self.pending_n = 0
+        self.last_was_reasoning = False
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self, tokens: list[int], chain: SamplerChain) -> None:
+        gen, ctx, cancel = self.gen, self.gen.ctx, self.cancel
+        model = gen.model
+        self.n_prompt = len(tokens)
+        reuse = _common_prefix(ctx.tokens, tokens)
+        if reuse == len(tokens):
+            reuse -= 1  # the last prompt token is evaluated again for fresh logits
+        self.reused = ctx.keep_prefix(reuse)
+        ctx.perf_reset()
+        t0 = time.perf_counter()
+        try:
+            ctx.decode_many(tokens[self.reused:], lambda: cancel.requested)
+        except DecodeAborted:
+            self.reason = "cancelled"
+            return
+        self.prompt_seconds = time.perf_counter() - t0
+        self.prompt_perf = ctx.perf()
+        budget = self.sampling.reasoning_budget
+        splitter = self.splitter
+        constrained = self.sampling.grammar is not None or self.sampling.json_schema is not None
+        if splitter is not None and splitter.in_reasoning and (budget == 0 or constrained):
+            self.close_reasoning(None)  # no thinking asked, or the grammar starts the answer
+        max_new = min(self.sampling.max_tokens, ctx.n_ctx - len(tokens))
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        visible, is_eog = gen.visible, model.is_eog
+        sample, decode_one = chain.sample, ctx.decode_one
+        route = self.route
+        while True:
+            if cancel.requested:
+                self.reason = "cancelled"
+                break
+            token = sample(ctx)
+            if self.first is None:
+                self.first = time.perf_counter()
+            if is_eog(token):
+                self.reason = "stop"
+                break
+            self.n_generated += 1
+            stopped = route(decoder.decode(visible(token)))
+            if self.logprobs is not None and not self.last_was_reasoning:
+                self.record_logprob(token)
+            if stopped:
+                self.reason = "stop"
+                break
+            if self.n_generated >= max_new or len(ctx.tokens) + 1 >= ctx.n_ctx:
+                self.reason = "length"
+                break
+            if (splitter is not None and budget >= 0 and splitter.in_reasoning
+                    and self.n_reasoning >= budget):
+                if not self.close_reasoning(token):
+                    self.reason = "length"
+                    break
+                continue
+            decode_one(token)
+        tail = decoder.decode(b"", final=True)  # a character cut off by the end
+        if tail and self.reason != "stop":
+            self.route(tail, count=False)
+        self.finish_text()
+
+    def route(self, text: str, *, count: bool = True) -> bool:
+        """Send one token's text where it belongs; True when a stop string was reached."""
+        self.pending_n = self.carry + 1 if count else 0  # with those that showed nothing yet
+        stopped = self._route(text, count)
+        self.carry = self.pending_n
+        return stopped
+
+    def _route(self, text: str, count: bool) -> bool:
+        splitter = self.splitter
+        if splitter is None:
+            return self.emit_answer(text) if text else False
+        was = splitter.in_reasoning
+        pieces = splitter.feed(text) if text else []
+        self.last_was_reasoning = was or splitter.in_reasoning
+        if self.last_was_reasoning and count:
+            self.n_reasoning += 1
+            self.reasoning_end = time.perf_counter()
+        for part, piece in pieces:
+            if part == "reasoning":
+                self.thought.append(piece)
+                self.out.add("reasoning", piece, self.take())
+            elif self.emit_answer(piece):
+                return True
+        return False
+
+    def take(self) -> int:
+        """The token count the next delta carries (the first piece of a token gets it)."""
+        n, self.pending_n = self.pending_n, 0
+        return n
+
+    def emit_answer(self, text: str) -> bool:
+        stopped = False
+        if self.stopper is not None:
+            text, stopped = self.stopper.feed(text)
+        if text:
+            self.answer.append(text)
+            self.out.add("answer", text, self.take())
+        return stopped
+
+    def close_reasoning(self, token: int | None) -> bool:
+        """Close the reasoning block: feed the format's closing markup after ``token``.
+        False when the context has no room left for it."""
+        gen, splitter = self.gen, self.splitter
+        assert splitter is not None
+        close = splitter.fmt.force_close
+        forced = gen.model.tokenize(close, add_special=False, parse_special=True)
+        batch = ([token] if token is not None else []) + forced
+        if len(gen.ctx.tokens) + len(batch) + 1 >= gen.ctx.n_ctx:
+            return False
+        gen.ctx.decode_many(batch)
+        for part, piece in splitter.feed(close):
+            if part == "reasoning":
+                self.thought.append(piece)
+                self.out.add("reasoning", piece, 0)
+        self.reasoning_end = time.perf_counter()
+        return True
+
+    def finish_text(self) -> None:
+        self.pending_n = 0
+        if self.splitter is not None:
+            for part, piece in self.splitter.close():
+                if part == "reasoning":
+                    self.thought.append(piece)
+                    self.out.add("reasoning", piece, 0)
+                else:
+                    self.emit_answer(piece)
+        if self.stopper is not None and self.reason != "stop":
+            held = self.stopper.flush()
+            if held:
+                self.answer.append(held)
+                self.out.add("answer", held, 0)
+        self.out.flush()
+
+    def record_logprob(self, token: int) -> None:
+        import numpy as np
+
+        assert self.logprobs is not None  # reasoning tokens carry none: Done covers the answer
+        logits = self.gen.ctx.logits().astype(np.float64)
+        top = logits.max()
+        log_z = top + math.log(float(np.exp(logits - top).sum()))
+        k = self.sampling.top_logprobs or 0
+        alternatives: tuple[tuple[str, float], ...] = ()
+        if k:
+            best = np.argpartition(-logits, k)[:k]
+            best = best[np.argsort(-logits[best])]
+            alternatives = tuple(
+                (self.text_of(int(t)), float(logits[t] - log_z)) for t in best)
+        self.logprobs.append(TokenLogprob(self.text_of(token), float(logits[token] - log_z),
+                                          alternatives))
+
+    def text_of(self, token: int) -> str:
+        return self.gen.visible(token).decode("utf-8", "replace")
+
+    # --- the closing event ---------------------------------------------------------------
+
+    def done(self) -> Done:
+        now = time.perf_counter()
+        prompt_ms, prompt_n, eval_ms, eval_n = self.prompt_perf
+        evaluated = self.n_prompt - self.reused if self.n_prompt else 0
+        prompt_rate = 0.0
+        if prompt_ms + eval_ms > 0:
+            prompt_rate = (prompt_n + eval_n) / ((prompt_ms + eval_ms) / 1000)
+        elif self.prompt_seconds > 0:
+            prompt_rate = evaluated / self.prompt_seconds
+        gen_rate = 0.0
+        all_p_ms, _, all_e_ms, all_e_n = self.gen.ctx.perf()
+        gen_ms = (all_e_ms - eval_ms) + (all_p_ms - prompt_ms)
+        gen_n = all_e_n - eval_n
+        if gen_n > 0 and gen_ms > 0:
+            gen_rate = gen_n / (gen_ms / 1000)
+        elif self.first is not None and self.n_generated > 1 and now > self.first:
+            gen_rate = (self.n_generated - 1) / (now - self.first)
+        first = self.first if self.first is not None else now
+        reasoning_s = 0.0
+        if self.n_reasoning and self.reasoning_end is not None:
+            reasoning_s = max(self.reasoning_end - first, 0.0)
+        stats = GenerationStats(
+            prompt_tokens=self.n_prompt, prompt_tokens_per_s=prompt_rate,
+            generated_tokens=self.n_generated, generation_tokens_per_s=gen_rate,
+            time_to_first_token_s=first - self.start, reused_tokens=self.reused,
+            evaluated_prompt_tokens=evaluated, stop_reason=self.reason,
+            total_seconds=now - self.start,
+            reasoning_tokens=min(self.n_reasoning, self.n_generated),
+            reasoning_seconds=reasoning_s,
+        )
+        text = "".join(self.answer)
+        logprobs = tuple(self.logprobs or ())
+        if logprobs and self.reason == "stop" and self.stopper is not None:
+            logprobs = _within(logprobs, len(text))
+        return Done(self.rid, text, stats, self.error, reasoning="".join(self.thought),
+                    logprobs=logprobs)
+
+
+def _within(logprobs: tuple[TokenLogprob, ...], length: int) -> tuple[TokenLogprob, ...]:
+    """The entries whose token starts inside the first ``length`` characters."""
+    kept, at = [], 0
+    for entry in logprobs:
+        if at >= length:
+            break
+        kept.append(entry)
+        at += len(entry.token)
+    return tuple(kept)
+
+
+def _failed(rid: int, message: str, prompt_tokens: int = 0) -> Done:
+    stats = GenerationStats(prompt_tokens, 0.0, 0, 0.0, 0.0, 0, 0, "error", 0.0)
+    return Done(rid, "", stats, message)

@@ -10,7 +10,8 @@ Figures (targets in brackets):
   the previous one is on screen; the whole app process's CPU time per token (every thread: the
   UI, the generation thread reading the engine, the collector; the fake engine costs nothing
   while it waits) over the last 10% of the batches divided by the first 10% (≤ 1.5: a long
-  reply must not get slower to show as it grows). ``us_per_token_first`` and ``us_per_token_last`` are the two sides.
+  reply must not get slower to show as it grows). ``us_per_token_first`` and
+  ``us_per_token_last`` are the two sides.
 - ``open_2000_paint_ms``: opening a 2,000-message conversation until its first frame is painted
   (≤ 300), and ``open_2000_settled_ms`` until every visible reply has rendered its Markdown.
 """

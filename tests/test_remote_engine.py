@@ -196,6 +196,18 @@ def test_a_dropped_stream_keeps_the_partial_reply() -> None:
     assert done.error == f"the stream from {url} dropped after 3 tokens"
 
 
+def test_a_stream_dropped_after_one_token_says_one_token() -> None:
+    routes = {
+        "GET /v1/models": MODELS,
+        "POST /v1/chat/completions": lambda h, b: _sse(h, [_piece("a")], done=False),
+    }
+    with fake(routes) as (url, _):
+        remote = RemoteEngine(url)
+        remote.load()
+        _deltas, done = _collect(remote)
+    assert done.error == f"the stream from {url} dropped after 1 token"
+
+
 def test_a_silent_server_times_out() -> None:
     routes = {"GET /v1/models": MODELS, "POST /v1/chat/completions": lambda h, b: time.sleep(1.5)}
     with fake(routes) as (url, _):

@@ -131,3 +131,12 @@ def test_a_stopped_reply_leaves_no_open_fence_in_markdown(tmp_path: Path) -> Non
         md = store.export_markdown(meta.id)
         assert md.count("```") == 2
         assert md.index("_(stopped)_") > md.rindex("```")
+
+
+def test_one_reasoning_token_is_one_token_in_the_export(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "d") as store:
+        meta = store.create_conversation("Short thought")
+        store.append_message(meta.id, "user", "Hi")
+        store.append_message(meta.id, "assistant", "Hello.", status="done",
+                             parts=(ReasoningPart("Hm.", 1, 0.1), TextPart("Hello.")))
+        assert "<summary>Reasoning (1 token, 0.1 s)</summary>" in store.export_markdown(meta.id)

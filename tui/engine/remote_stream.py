@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from tui.display import count
 from tui.engine.protocol import (
     Done,
     EngineEvent,
@@ -263,9 +264,9 @@ def stream_reply(
 
 
 def _after(tally: Tally) -> str:
-    return f" (after {tally.chunks} tokens)" if tally.chunks else ""
+    return f" (after {count(tally.chunks, 'token')})" if tally.chunks else ""
 
 
 def _dropped(engine: RemoteEngine, tally: Tally, exc: BaseException | None) -> str:
     why = f" ({exc.__class__.__name__})" if exc is not None else ""
-    return f"the stream from {engine.server} dropped after {tally.chunks} tokens{why}"
+    return f"the stream from {engine.server} dropped after {count(tally.chunks, 'token')}{why}"

@@ -8,6 +8,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from tui.display import count
+
 from .errors import StoreError
 from .models import (
     ROLES,
@@ -47,7 +49,7 @@ def export_markdown(meta: ConversationMeta, messages: list[StoredMessage]) -> st
         lines += [f"## {heading}", ""]
         for part in msg.parts:
             if isinstance(part, ReasoningPart) and part.text:
-                lines += [f"<details><summary>Reasoning ({part.tokens} tokens, "
+                lines += [f"<details><summary>Reasoning ({count(part.tokens, 'token')}, "
                           f"{part.seconds:.1f} s)</summary>", "", part.text.strip(), "",
                           "</details>", ""]
         lines.append(close_fences(msg.content))

@@ -46,3 +46,33 @@ def test_quitting_on_a_full_disk_is_one_line(
     assert (paths.data_dir / "index.json").read_bytes() == index_before
     with Store.open(paths.data_dir) as again:  # and it opens again, nothing lost
         assert [m.content for m in again.messages(cid)][:1] == ["Kept question 0"]
+
+
+@pytest.mark.parametrize("closing", ["add", "add_live"])
+def test_a_send_cut_short_by_quitting_keeps_the_prompt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closing: str
+) -> None:
+    """ctrl+q pressed right after enter: the chat log is being torn down while the send
+    mounts the prompt or the reply's placeholder. No crash; the prompt is in the store."""
+    import asyncio
+
+    from textual.widget import MountError
+
+    from tests.app_fixtures import chat, make_app
+    from tui.app.widgets.chat_log import ChatLog
+
+    async def torn_down(self: ChatLog, message: Any) -> Any:
+        raise MountError("the app is closing")
+
+    async def scenario() -> None:
+        app = make_app(tmp_path)
+        async with app.run_test(size=(100, 30)) as pilot:
+            pane = chat(app).pane
+            monkeypatch.setattr(ChatLog, closing, torn_down)
+            assert await pane.send("Are you there?")
+            await pilot.pause(0.2)
+            assert app.is_running and pane.job is None
+            assert app._exception is None
+            assert [m.content for m in app.store.messages(pane.meta.id)] == ["Are you there?"]
+
+    asyncio.run(scenario())

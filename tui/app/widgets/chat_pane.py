@@ -10,6 +10,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.widget import MountError
 from textual.widgets import Static
 
 from tui.app.widgets.chat_log import ChatLog
@@ -136,7 +137,10 @@ class ChatPane(ReplyStreamer):
         user = self._append("user", text, parent=parent)
         self.history.append(user)
         self.refresh_tree()
-        await self.log_view.add(user)
+        try:
+            await self.log_view.add(user)
+        except MountError:  # the app is closing (ctrl+q right after enter): the prompt is saved
+            return True
         self.prompt.remember(text)
         self.prompt.clear()
         if first and self.meta.title == DEFAULT_TITLE:

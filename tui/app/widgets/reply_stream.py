@@ -25,6 +25,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.reactive import reactive
 from textual.timer import Timer
+from textual.widget import MountError
 
 from tui.app import gc_tuning
 from tui.app.frame_pacer import FASTEST_S, FramePacer
@@ -168,10 +169,13 @@ class ReplyStreamer(Vertical):
                 model=app.model_name, status="partial", parent=parent,
             )
             self.history.append(placeholder)
-            view = await self.log_view.add_live(placeholder)
         else:
             parent = continuing.parent
-            view = await self.log_view.live_in_place(continuing)
+        try:
+            view = await (self.log_view.add_live(placeholder) if continuing is None
+                          else self.log_view.live_in_place(continuing))
+        except MountError:  # the app is closing (ctrl+q right after enter): the prompt is saved
+            return
         job = ReplyJob(self.meta.id, app.model_name, view, request, self.post_message,
                        app.rates.delta, parent_id=parent, continuing=continuing,
                        stored=continuing,

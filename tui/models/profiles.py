@@ -1,9 +1,10 @@
 """Model profiles: a nickname plus saved load and sampling parameters and notes per model.
 
 A profile is chosen per conversation (its options' ``ProfileModel``); the model then
-loads with the profile's ``LoadParams`` (its own context size, GPU layers, threads and an
-optional LoRA adapter GGUF) and its sampling preset applies to the replies. Usage per profile
-(replies, mean generation tok/s, mean time to first token) is recorded after each reply.
+loads with the profile's ``LoadParams`` (its own context size, GPU layers, threads, an
+optional LoRA adapter GGUF and the ``lmdesk rpc-worker``s that take its layers) and its
+sampling preset applies to the replies. Usage per profile (replies, mean generation tok/s,
+mean time to first token) is recorded after each reply.
 
 Profiles live in the store's "profiles" table beside the per-model usage rows the app keeps
 (``tui.app.model_manager.record_usage``): profile rows carry ``"kind": "profile"`` and no
@@ -78,6 +79,8 @@ class Profile:
     """A Jinja chat-template file used instead of the model's own (fixes a wrong template)."""
     reasoning_budget: int | None = None
     """Thinking tokens for reasoning models: None the default, -1 unlimited, 0 off."""
+    rpc: tuple[str, ...] = ()
+    """``lmdesk rpc-worker`` addresses ("host:port") that take layers of the model."""
     sampling: Mapping[str, float | int] = field(default_factory=dict)
     notes: str = ""
     usage: Usage = field(default_factory=Usage)
@@ -101,7 +104,7 @@ class Profile:
             "model_path": self.model_path, "model_name": self.model_name,
             "n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers, "n_threads": self.n_threads,
             "lora_path": self.lora_path, "chat_template": self.chat_template,
-            "reasoning_budget": self.reasoning_budget,
+            "reasoning_budget": self.reasoning_budget, "rpc": list(self.rpc),
             "sampling": dict(self.sampling), "notes": self.notes,
             "usage": self.usage.to_dict(), "created": self.created, "updated": self.updated,
         }
@@ -123,6 +126,7 @@ class Profile:
                 chat_template=(str(data["chat_template"]) if data.get("chat_template")
                                else None),
                 reasoning_budget=opt_int("reasoning_budget"),
+                rpc=tuple(str(a) for a in data.get("rpc") or ()),
                 sampling=dict(data.get("sampling") or {}), notes=str(data.get("notes") or ""),
                 usage=Usage.from_dict(data.get("usage")),
                 created=float(data.get("created", 0.0)), updated=float(data.get("updated", 0.0)),
@@ -149,7 +153,7 @@ def load_params(profile: Profile) -> LoadParams:
     """The profile's load parameters (validated; no file checks: see ``check_files``)."""
     params = LoadParams(model_path=profile.model_path, n_ctx=profile.n_ctx,
                         n_threads=profile.n_threads, n_gpu_layers=profile.n_gpu_layers,
-                        lora_path=profile.lora_path or None)
+                        lora_path=profile.lora_path or None, rpc_servers=tuple(profile.rpc))
     try:
         params.validate()
     except InvalidParameter as exc:
@@ -210,8 +214,15 @@ def validate(profile: Profile) -> Profile:
         raise ProfileError(f"the nickname is too long (at most {MAX_NICKNAME} characters)")
     if not profile.model_path.strip():
         raise ProfileError(f"profile {nickname!r} needs a model (a GGUF path)")
+    from tui.rpc.probe import parse_workers
+
+    try:
+        rpc = parse_workers(profile.rpc)
+    except ValueError as exc:
+        raise ProfileError(f"profile {nickname!r}: RPC workers: {exc}") from None
     fixed = replace(profile, nickname=nickname, sampling=_coerce_sampling(profile.sampling),
-                    lora_path=profile.lora_path.strip() if profile.lora_path else None)
+                    lora_path=profile.lora_path.strip() if profile.lora_path else None,
+                    rpc=rpc)
     load_params(fixed)
     apply_sampling(fixed, SamplingParams())
     return fixed
@@ -262,14 +273,15 @@ class ProfileLibrary:
     def create(self, nickname: str, model_path: str, *, model_name: str = "",
                n_ctx: int | None = None, n_gpu_layers: int | None = None,
                n_threads: int | None = None, lora_path: str | None = None,
-               sampling: Mapping[str, Any] | None = None, notes: str = "") -> Profile:
+               sampling: Mapping[str, Any] | None = None, notes: str = "",
+               rpc: tuple[str, ...] = ()) -> Profile:
         from tui.store.models import new_id
 
         now = time.time()
         profile = validate(Profile(
             id=new_id("prof-"), nickname=nickname, model_path=model_path,
             model_name=model_name or Path(model_path).stem, n_ctx=n_ctx,
-            n_gpu_layers=n_gpu_layers, n_threads=n_threads, lora_path=lora_path,
+            n_gpu_layers=n_gpu_layers, n_threads=n_threads, lora_path=lora_path, rpc=tuple(rpc),
             sampling=dict(sampling or {}), notes=notes, created=now, updated=now,
         ))
         self._check_unique(profile)
@@ -295,7 +307,7 @@ class ProfileLibrary:
                   "model_name": profile.model_name, "n_ctx": profile.n_ctx,
                   "n_gpu_layers": profile.n_gpu_layers, "n_threads": profile.n_threads,
                   "lora_path": profile.lora_path, "sampling": dict(profile.sampling),
-                  "notes": profile.notes}
+                  "notes": profile.notes, "rpc": tuple(profile.rpc)}
         if not profile.id:
             return self.create(**fields)
         return self.update(profile.id, **fields)

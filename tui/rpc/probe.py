@@ -8,6 +8,8 @@ import json
 import socket
 import statistics
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from tui.rpc.gate import MAGIC
@@ -55,6 +57,25 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_workers(entries: str | Iterable[str]) -> tuple[str, ...]:
+    """``host:port[,host:port]`` (one text, or several: ``--rpc`` given twice, a profile's
+    list) as normalised addresses, each once, in order; ValueError names a bad one."""
+    texts = [entries] if isinstance(entries, str) else list(entries)
+    out: list[str] = []
+    for text in texts:
+        for part in str(text).split(","):
+            if not part.strip():
+                continue
+            address = format_address(*parse_address(part))
+            if address not in out:
+                out.append(address)
+    return tuple(out)
+
+
 def is_loopback_address(text: str) -> bool:
     from tui.offline import is_local_host
 
@@ -65,8 +86,42 @@ def is_loopback_address(text: str) -> bool:
     return is_local_host(host)
 
 
+def offline_refusal(addresses: Iterable[str]) -> str | None:
+    """One line when offline mode, said by the user (``--offline``, ``LMDESK_OFFLINE=1``,
+    config), refuses one of these workers because it is on another machine; None when all may
+    be used. llama.cpp connects to the workers from C, past the socket guard: this check,
+    made before a model loads, is what keeps them out."""
+    from tui.offline import OfflineError
+
+    for address in addresses:
+        try:
+            with _network(address):
+                pass
+        except OfflineError as exc:
+            return f"the RPC worker {address} is on another machine: {exc}"
+    return None
+
+
+@contextmanager
+def _network(address: str) -> Iterator[None]:
+    """A worker on another machine is network use the user asked for (as a remote endpoint
+    is): the offline guard lets its host through, unless offline mode was said."""
+    from tui.offline import allow_network, is_local_host
+
+    try:
+        host, _port = parse_address(address)
+    except ValueError:
+        host = ""
+    if not host or is_local_host(host):
+        yield
+        return
+    with allow_network(f"RPC worker {address}", hosts=[host]):
+        yield
+
+
 def _ask(host: str, port: int, line: bytes, timeout: float) -> bytes:
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with _network(format_address(host, port)), \
+            socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(MAGIC + b" " + line + b"\n")
         chunks = []
         while True:

@@ -57,6 +57,11 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
                    help="a Jinja chat template to use instead of the model's own")
 
 
+def add_rpc_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rpc", action="append", default=[], metavar="HOST:PORT[,HOST:PORT]",
+                   help="`lmdesk rpc-worker`s that take the model's layers (repeatable)")
+
+
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--top-p", type=float, default=None)
@@ -106,6 +111,7 @@ def add_ask_parser(sub: Any) -> argparse.ArgumentParser:
         help="with --chat and no prompt: continue the conversation's last reply where it "
              "stopped (stopped, or cut at its token limit)")
     add_load_options(ask)
+    add_rpc_option(ask)
     add_sampling_options(ask)
     return ask
 
@@ -118,8 +124,15 @@ def load_overrides(args: argparse.Namespace) -> LoadOverrides:
             template = read_chat_template(args.chat_template)
         except ChoiceError as exc:
             raise AskError(str(exc)) from None
+    from tui.rpc.probe import parse_workers
+
+    try:
+        rpc = parse_workers(getattr(args, "rpc", None) or ())
+    except ValueError as exc:
+        raise AskError(f"--rpc: {exc}") from None
     return LoadOverrides(n_ctx=args.n_ctx, n_threads=args.threads,
-                         n_gpu_layers=args.gpu_layers, chat_template=template)
+                         n_gpu_layers=args.gpu_layers, chat_template=template,
+                         rpc_servers=rpc)
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -119,7 +119,14 @@ def resolve(choice: ModelChoice, *, settings: Settings, store: Store | None,
     params = load_params(settings, path, profile=profile, overrides=overrides)
     if profile is not None and profile.chat_template:
         params = replace(params, chat_template=read_chat_template(profile.chat_template))
-    key = engine_key(params) if profile is not None or params.chat_template else path
+    if params.rpc_servers:
+        from tui.rpc.probe import offline_refusal
+
+        refusal = offline_refusal(params.rpc_servers)
+        if refusal is not None:
+            raise ChoiceError(refusal)
+    key = engine_key(params) if profile is not None or params.chat_template \
+        or params.rpc_servers else path
     return ResolvedModel(choice, key, name, params=params, profile=profile, notes=tuple(notes))
 
 

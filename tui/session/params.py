@@ -48,6 +48,8 @@ def load_params(settings: Settings, model_path: str, *, profile: Profile | None 
         template = getattr(profile, "chat_template", None)
         if template:
             values["chat_template"] = template
+        if profile.rpc:
+            values["rpc_servers"] = tuple(profile.rpc)
     if overrides is not None:
         for key in ("n_ctx", "n_threads", "n_gpu_layers", "chat_template"):
             if getattr(overrides, key) is not None:

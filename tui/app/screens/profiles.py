@@ -35,6 +35,12 @@ def _opt_int(name: str, text: str) -> int | None:
         raise ProfileError(f"{name} must be a whole number, got {text!r}") from None
 
 
+def _placeholder(key: str) -> str:
+    if key == "rpc":
+        return "host:port, host:port (lmdesk rpc-worker; none: this machine only)"
+    return "(engine default)" if key in LOAD_FIELDS or key in SAMPLING_KEYS else ""
+
+
 def _cell(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
@@ -75,6 +81,7 @@ class ProfileFormScreen(ModalScreen[Profile | None]):
             ("n_gpu_layers", "GPU layers", "" if p.n_gpu_layers is None else str(p.n_gpu_layers)),
             ("n_threads", "threads", _cell(p.n_threads).replace("-", "")),
             ("lora_path", "LoRA GGUF", p.lora_path or ""),
+            ("rpc", "RPC workers", ", ".join(p.rpc)),
         ]
         rows += [(k, k, str(p.sampling.get(k, ""))) for k in SAMPLING_KEYS]
         rows.append(("notes", "notes", p.notes))
@@ -88,8 +95,7 @@ class ProfileFormScreen(ModalScreen[Profile | None]):
                 with Horizontal():
                     yield Label(label)
                     yield Input(value, id=f"pf-{key}",
-                                placeholder="(engine default)" if key in LOAD_FIELDS
-                                or key in SAMPLING_KEYS else "")
+                                placeholder=_placeholder(key))
             yield Static("", id="profile-form-error", markup=False)
             with Horizontal():
                 yield Button("Save (ctrl+s)", id="pf-save", variant="primary")
@@ -116,6 +122,7 @@ class ProfileFormScreen(ModalScreen[Profile | None]):
             n_gpu_layers=_opt_int("GPU layers", self.value("n_gpu_layers")),
             n_threads=_opt_int("threads", self.value("n_threads")),
             lora_path=self.value("lora_path").strip() or None, sampling=sampling,
+            rpc=tuple(a.strip() for a in self.value("rpc").split(",") if a.strip()),
             notes=self.value("notes"), usage=self.profile.usage,
         )
 
@@ -238,7 +245,8 @@ class ProfilesScreen(Screen[None]):
         sampling = ", ".join(f"{k} {v}" for k, v in p.sampling.items()) or "app defaults"
         lines = [f"{p.label}  {p.model_path}",
                  f"n_ctx {_cell(p.n_ctx)} · GPU layers {_cell(p.n_gpu_layers)} · "
-                 f"threads {_cell(p.n_threads)} · LoRA {p.lora_path or 'none'}",
+                 f"threads {_cell(p.n_threads)} · LoRA {p.lora_path or 'none'}"
+                 + (f" · RPC {', '.join(p.rpc)}" if p.rpc else ""),
                  f"sampling: {sampling}"]
         if p.usage.replies:
             lines.append(f"{count(p.usage.replies, 'reply', 'replies')} · "

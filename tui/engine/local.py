@@ -249,12 +249,7 @@ class LocalEngine:
                         return
             except WorkerDied as exc:
                 self._reap()
-                yield _failed(
-                    rid,
-                    parts,
-                    f"the model worker died mid-reply ({exc}{self._log_hint()}); "
-                    "reload the model to go on",
-                )
+                yield _failed(rid, parts, self._died_mid_reply(exc))
             except EngineError as exc:
                 yield _failed(rid, parts, str(exc))
             finally:
@@ -359,6 +354,20 @@ class LocalEngine:
             except ValueError:
                 return f"killed by signal {-code}"
         return f"exit code {code}"
+
+    def _died_mid_reply(self, exc: WorkerDied) -> str:
+        """One line: an RPC worker that went away takes the model with it (llama.cpp aborts
+        when one stops answering), so say which one rather than how the process ended."""
+        if self.params.rpc_servers:
+            from tui.rpc.probe import probe
+
+            gone = [a for a in self.params.rpc_servers if not probe(a, timeout=1.0).reachable]
+            if gone:
+                return (f"the RPC worker {', '.join(gone)} stopped answering mid-reply and the "
+                        "model ended with it: load the model again without it (or start the "
+                        "worker again)")
+        return (f"the model worker died mid-reply ({exc}{self._log_hint()}); reload the model "
+                "to go on")
 
     def _log_hint(self) -> str:
         """The last line llama.cpp wrote before dying, if it says something."""

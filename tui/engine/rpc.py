@@ -10,6 +10,7 @@ the memory each worker offers.
 from __future__ import annotations
 
 import ctypes
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,6 +38,9 @@ def attach(addresses: Sequence[str]) -> AttachedWorkers:
     if busy:
         raise ModelLoadError(f"the RPC worker {busy[0]} already serves another model (a worker "
                              "serves one model at a time)")
+    # llama.cpp aborts when a worker stops answering; its backtrace would attach gdb to this
+    # process first (seconds, and noise in the log) for an end lmdesk explains itself
+    os.environ.setdefault("GGML_NO_BACKTRACE", "1")
     from llama_cpp import llama_cpp
 
     lib = llama_cpp._lib

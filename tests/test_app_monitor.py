@@ -88,7 +88,10 @@ async def test_80x24_shows_one_status_line_and_f12_lays_the_panel_over(tmp_path:
         assert panel.display and panel.region.height == 1 and panel.region.width == 80
         line = body(panel)
         assert line.startswith("scripted · RAM 6.0/16.0 GiB · ")
-        assert "tok/s · ctx 21/8k" in line and "f12: monitor" in line
+        reply = app.store.messages(chat(app).meta.id)[-1]
+        assert reply.stats is not None
+        used = reply.stats["prompt_tokens"] + reply.stats["generated_tokens"]
+        assert f"tok/s · ctx {used}/8k" in line and "f12: monitor" in line
         pane = chat(app).pane
         pane_region = pane.region
         await pilot.press("f12")  # the full panel, over the chat (which keeps its width)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tui.models.choice import READING_SPEED, combined_verdict
@@ -223,3 +224,25 @@ def _verdict(shares: Sequence[WorkerShare], local: int,
     offered = sum(s.offered_bytes for s in shares)
     return "green", (f"fits: {_fmt(total)} on the workers ({_fmt(offered)} offered), "
                      f"{_fmt(local)} here")
+
+
+def judge_split(model_path: str, addresses: Sequence[str], *, data_dir: Path | None,
+                n_ctx: int | None = None, reading_speed: float = READING_SPEED,
+                resources: Resources | None = None) -> SplitEstimate:
+    """Ask each worker how it is (memory, round trip, bandwidth: ``tui.rpc.probe``) and judge
+    ``model_path`` spread over them. Blocking (a second or so a worker); ``GGUFError`` for an
+    unreadable file."""
+    from tui.models.calibration import speed_model
+    from tui.models.choice import assess
+    from tui.models.fit import shape_of
+    from tui.models.speed import model_key
+    from tui.rpc.probe import probe
+
+    shape = shape_of(model_path)
+    res = resources if resources is not None else Resources.current()
+    here = assess(shape, res, speed_model(data_dir), n_ctx=n_ctx, n_gpu_layers=0,
+                  key=model_key(model_path), reading_speed=reading_speed)
+    statuses = [probe(address, measure=True) for address in addresses]
+    # the workers are taken to compute as fast as this machine does (on loopback they are it)
+    return estimate_split(shape, statuses, res, local_tok_s=here.speed.tok_s,
+                          n_ctx=here.context.n_ctx, reading_speed=reading_speed)

@@ -66,3 +66,23 @@ def test_speed_bench_prints_predicted_over_measured_for_both_models(tmp_path: Pa
     assert results["smollm_measured"] > 0 and results["gemma_ratio_other"] > 0
     kept = Calibration.load(tmp_path / "data").runs
     assert sorted(r.source for r in kept) == ["bench", "bench"]
+
+
+def test_rpc_bench_prints_local_one_and_two_workers_with_ratios(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`lmdesk bench rpc`: real loopback rpc-workers; the figures and ratios are printed (no
+    timing asserted) and the workers are stopped afterwards."""
+    from tui.engine.protocol import LoadParams
+    from tui.rpc.bench import run_rpc_bench
+
+    smol = smollm2_path()
+    assert smol is not None
+    runs = run_rpc_bench(LoadParams(model_path=str(smol), n_ctx=512), reps=1, max_tokens=4,
+                         mem_gib=1.0)
+    out = capsys.readouterr().out
+    assert [r.label for r in runs] == ["local", "1 worker", "2 workers"]
+    assert all(r.gen_tok_s > 0 and r.load_s > 0 for r in runs)
+    assert runs[1].predicted_tok_s > 0 and runs[2].predicted_tok_s > 0
+    assert "gen/local" in out and "predicted/measured" in out and "load average" in out
+    assert re.search(r"^2 workers +[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$", out,
+                     re.MULTILINE), out

@@ -73,7 +73,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench.add_argument(
         "what", nargs="?", default="engine",
-        choices=["engine", "ui", "app", "store", "serve", "kb", "tune", "speed"],
+        choices=["engine", "ui", "app", "store", "serve", "kb", "tune", "speed", "rpc"],
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
@@ -234,6 +234,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         from tui.models.bench import run_speed_bench
 
         run_speed_bench(paths.data_dir, runs=min(args.reps, 6), tokens=min(args.tokens, 64))
+    elif args.what == "rpc":
+        from tui.rpc.bench import run_rpc_bench
+
+        run_rpc_bench(load_params(args, settings, _model(args, settings)),
+                      reps=min(args.reps, 3), max_tokens=min(args.tokens, 64))
     elif args.what == "serve":
         from tui.serve.bench import run_serve_bench
 

@@ -11,7 +11,16 @@ from typing import Any
 
 from tui.config import Paths, Settings
 from tui.doctor.advice import GIB, Capacity, capacity
-from tui.doctor.health import Health, Network, Problem, install_health, network_facts
+from tui.doctor.health import (
+    Health,
+    Network,
+    Problem,
+    RpcWorkerFact,
+    install_health,
+    network_facts,
+    rpc_problems,
+    rpc_workers,
+)
 from tui.doctor.machine import LlamaBuild, MachineFacts, hf_cache_dir, machine_facts
 
 LOW_DISK = 5 * GIB
@@ -26,6 +35,8 @@ class DoctorReport:
     network: Network
     problems: tuple[Problem, ...]
     """Every problem found, each with its fix (the install's and the machine's)."""
+    rpc_workers: tuple[RpcWorkerFact, ...] = ()
+    """The RPC workers model profiles name, each asked whether it answers."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,10 +92,25 @@ def doctor_report(
         is_off, source = bool(offline.offline), str(offline.source)
     else:
         is_off, source, _ = decide_offline(settings.offline, None, env)
+    workers = tuple(rpc_workers(_profiles(paths, health, store)))
     network = network_facts(is_off, source, store if store is not None else _read_store(paths,
-                            health))
-    problems = (*health.problems, *machine_problems(machine))
-    return DoctorReport(machine, cap, health, network, problems)
+                            health), workers)
+    problems = (*health.problems, *machine_problems(machine), *rpc_problems(workers))
+    return DoctorReport(machine, cap, health, network, problems, workers)
+
+
+def _profiles(paths: Paths, health: Health, store: Any | None) -> list[Any]:
+    """The model profiles (from ``store``, else read-only from the data folder)."""
+    from tui.models.profiles import ProfileLibrary, stored_profiles
+
+    if store is not None:
+        try:
+            return ProfileLibrary(store).list()
+        except Exception:  # a store stand-in without a profiles table
+            return []
+    if health.data.bad_files:
+        return []
+    return stored_profiles(paths.data_dir)
 
 
 def _resources(m: MachineFacts) -> Any:
@@ -214,6 +240,16 @@ def render_text(r: DoctorReport) -> str:
     out.append("  lmdesk would use the network only for:")
     out += [f"    - {u.what}: {u.host}, {u.when}" for u in n.uses]
     out.append("  nothing else: no telemetry, no update check")
+    if r.rpc_workers:
+        out += ["", "RPC workers (from model profiles)"]
+        for w in r.rpc_workers:
+            used_by = f"profile {', '.join(w.profiles)}"
+            if w.reachable:
+                state = "serving a model" if w.busy else "idle"
+                out.append(f"  {w.address}  reachable, offers {_gib(w.offered_bytes)}, "
+                           f"{state} ({used_by})")
+            else:
+                out.append(f"  {w.address}  NOT reachable: {w.error} ({used_by})")
     out += ["", "Problems" if r.problems else "No problems found."]
     for p in r.problems:
         out.append(f"  - {p.what}")

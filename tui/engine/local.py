@@ -171,6 +171,11 @@ class LocalEngine:
             event = self._recv(timeout_s=self._load_timeout_s)
         except WorkerDied as exc:
             self._reap()
+            gone = self._rpc_gone()
+            if gone:
+                raise ModelLoadError(f"the RPC worker {', '.join(gone)} stopped answering while "
+                                     "the model loaded: load it without that worker, or start "
+                                     "the worker again") from None
             raise ModelLoadError(
                 f"the model worker crashed while loading {self.params.model_path} ({exc}"
                 f"{self._log_hint()}); the file may be damaged or need more memory than is free"
@@ -358,16 +363,21 @@ class LocalEngine:
     def _died_mid_reply(self, exc: WorkerDied) -> str:
         """One line: an RPC worker that went away takes the model with it (llama.cpp aborts
         when one stops answering), so say which one rather than how the process ended."""
-        if self.params.rpc_servers:
-            from tui.rpc.probe import probe
-
-            gone = [a for a in self.params.rpc_servers if not probe(a, timeout=1.0).reachable]
-            if gone:
-                return (f"the RPC worker {', '.join(gone)} stopped answering mid-reply and the "
-                        "model ended with it: load the model again without it (or start the "
-                        "worker again)")
+        gone = self._rpc_gone()
+        if gone:
+            return (f"the RPC worker {', '.join(gone)} stopped answering mid-reply and the "
+                    "model ended with it: load the model again without it (or start the "
+                    "worker again)")
         return (f"the model worker died mid-reply ({exc}{self._log_hint()}); reload the model "
                 "to go on")
+
+    def _rpc_gone(self) -> list[str]:
+        """The RPC workers of this model that do not answer now."""
+        if not self.params.rpc_servers:
+            return []
+        from tui.rpc.probe import probe
+
+        return [a for a in self.params.rpc_servers if not probe(a, timeout=1.0).reachable]
 
     def _log_hint(self) -> str:
         """The last line llama.cpp wrote before dying, if it says something."""

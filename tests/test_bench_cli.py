@@ -86,3 +86,18 @@ def test_rpc_bench_prints_local_one_and_two_workers_with_ratios(
     assert "gen/local" in out and "predicted/measured" in out and "load average" in out
     assert re.search(r"^2 workers +[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$", out,
                      re.MULTILINE), out
+
+
+@pytest.mark.timeout(600)
+def test_grammar_bench_prints_constrained_over_free_ratios() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "bench", "grammar", "--reps", "1", "--tokens", "24",
+         "--n-ctx", "2048"],
+        capture_output=True, text=True, timeout=540,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"gen t/s\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d", out), out
+    assert re.search(r"ratio json-schema/free generation tokens/s = \d+\.\d{3}", out), out
+    assert re.search(r"ratio forced-tool-call/free generation tokens/s = \d+\.\d{3}", out), out
+

@@ -73,7 +73,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench.add_argument(
         "what", nargs="?", default="engine",
-        choices=["engine", "ui", "app", "store", "serve", "kb", "tune", "speed", "rpc"],
+        choices=["engine", "grammar", "ui", "app", "store", "serve", "kb", "tune", "speed",
+                 "rpc"],
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
@@ -230,6 +231,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         record_bench(paths.data_dir, params.model_path, results.get("engine_gen_tps", 0.0),
                      n_threads=params.n_threads, n_gpu_layers=params.n_gpu_layers or 0,
                      tokens=args.tokens)
+    elif args.what == "grammar":
+        from tui.engine.bench_grammar import run_grammar_bench
+
+        run_grammar_bench(load_params(args, settings, _model(args, settings)),
+                          reps=args.reps, max_tokens=args.tokens)
     elif args.what == "speed":
         from tui.models.bench import run_speed_bench
 

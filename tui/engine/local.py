@@ -44,6 +44,7 @@ from tui.engine.protocol import (
     WorkerError,
     WorkerEvent,
 )
+from tui.engine.tool_calls import ToolChoiceError, family_for_template, forced_name, no_tool_support
 from tui.spawn import stdio_with_file_descriptors
 
 CTX_PAD = 256
@@ -203,6 +204,18 @@ class LocalEngine:
         self._proc.join(timeout=5)
         self._reap()
 
+    def _check_tools(self, tools: Sequence[ToolSpec], choice: ToolChoice) -> None:
+        """Before anything is sent: a choice naming no offered tool, or a model whose template
+        cannot take tools while it may choose ("auto"), is one EngineError line."""
+        try:
+            forced = forced_name(choice, tools)
+        except ToolChoiceError as exc:
+            raise EngineError(str(exc)) from None
+        info = self.info
+        if (forced is None and info is not None
+                and family_for_template(info.chat_template) == "generic"):
+            raise EngineError(no_tool_support(info.name))
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """For tests and emergencies: kill the worker outright."""
         if self._proc is not None and self._proc.pid is not None:
@@ -227,8 +240,8 @@ class LocalEngine:
         tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
         """Stream a reply: delta events, then one ``Done`` (also on failure)."""
-        if tools:
-            raise EngineError("the local engine cannot call tools yet")
+        if tools and tool_choice != "none":
+            self._check_tools(tools, tool_choice)
         sampling.validate()
         with self._use_lock:
             rid = next(self._ids)

@@ -101,3 +101,14 @@ def test_grammar_bench_prints_constrained_over_free_ratios() -> None:
     assert re.search(r"ratio json-schema/free generation tokens/s = \d+\.\d{3}", out), out
     assert re.search(r"ratio forced-tool-call/free generation tokens/s = \d+\.\d{3}", out), out
 
+
+@pytest.mark.timeout(600)
+def test_kv_bench_prints_the_restored_over_cold_ratio_and_the_disk() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "bench", "kv", "--reps", "1", "--tokens", "600"],
+        capture_output=True, text=True, timeout=540,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"ratio restored/cold time to first token = \d+\.\d{3}", out), out
+    assert re.search(r"disk per conversation \d+\.\d MiB", out), out

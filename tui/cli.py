@@ -73,8 +73,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench.add_argument(
         "what", nargs="?", default="engine",
-        choices=["engine", "grammar", "ui", "app", "store", "serve", "kb", "tune", "speed",
-                 "rpc"],
+        choices=["engine", "grammar", "kv", "ui", "app", "store", "serve", "kb", "tune",
+                 "speed", "rpc"],
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
     bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
@@ -236,6 +236,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
 
         run_grammar_bench(load_params(args, settings, _model(args, settings)),
                           reps=args.reps, max_tokens=args.tokens)
+    elif args.what == "kv":
+        from tui.engine.bench_kv import run_kv_bench
+
+        run_kv_bench(load_params(args, settings, _model(args, settings)),
+                     reps=min(args.reps, 3), tokens=args.tokens if args.tokens != 128 else 4000)
     elif args.what == "speed":
         from tui.models.bench import run_speed_bench
 

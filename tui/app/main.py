@@ -9,6 +9,7 @@ from tui.config import Paths, Settings, ensure_private_dir
 from tui.engine.base import Engine
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import LoadParams
+from tui.session.params import with_kv_states
 from tui.store import Store, StoreError
 
 
@@ -30,7 +31,7 @@ def run_app(
     log_path = ensure_private_dir(paths.cache_dir) / "worker.log"
 
     def engine_factory(params: LoadParams) -> Engine:
-        return LocalEngine(params, log_path=log_path)
+        return LocalEngine(with_kv_states(params, paths.data_dir), log_path=log_path)
 
     # command-line load options win over the config file for this run
     settings = replace(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from tui.engine.chat_prompt import ChatTemplate, TemplateError, continued, plain_transcript
 from tui.engine.delivery import DeltaSender, Send, StopMatcher
+from tui.engine.kv_state import MIN_TOKENS, DamagedState, StateStore, common_prefix
 from tui.engine.native import (
     DecodeAborted,
     NativeContext,
@@ -95,9 +96,10 @@ class Generator:
     """Replies from one loaded model and context."""
 
     def __init__(self, model: NativeModel, ctx: NativeContext, template: ChatTemplate | None,
-                 *, seed: int) -> None:
+                 *, seed: int, states: StateStore | None = None) -> None:
         self.model = model
         self.ctx = ctx
+        self.states = states
         self.template = template
         self.reasoning = format_for_template(template.source) if template else THINK
         self.tool_family = family_for_template(template.source if template else None)
@@ -190,6 +192,8 @@ class Generator:
         except NativeError as exc:
             return _failed(req.request_id, str(exc), len(tokens))
         reply = _Reply(self, req, plan, send, cancel, start)
+        if self.states is not None:
+            reply.notes += self.use_saved_states(tokens)
         try:
             reply.run(tokens, chain)
         except NativeError as exc:
@@ -198,6 +202,41 @@ class Generator:
         finally:
             chain.free()
         return reply.done()
+
+    # --- conversation states on disk ----------------------------------------------------
+
+    def use_saved_states(self, tokens: list[int]) -> list[str]:
+        """Before evaluating ``tokens``: save the sequence the cache holds when this prompt
+        leaves most of it behind, and restore a saved one this prompt continues. Returns
+        notes for the reply (a damaged state)."""
+        ctx, states = self.ctx, self.states
+        assert states is not None
+        reuse = common_prefix(ctx.tokens, tokens)
+        if len(ctx.tokens) - reuse >= MIN_TOKENS:
+            self.save_current()
+        if len(tokens) - reuse < MIN_TOKENS:
+            return []
+        found = states.best(tokens, reuse)
+        if found is None:
+            return []
+        state, _shared = found
+        try:
+            payload = states.load(state)
+        except DamagedState as exc:
+            return [f"a saved state of this conversation was discarded ({exc}); it was "
+                    "evaluated again"]
+        if not ctx.set_seq_state(payload, state.tokens):
+            states.discard(state.path)
+            return ["a saved state of this conversation was discarded (llama.cpp refused "
+                    "it); it was evaluated again"]
+        return []
+
+    def save_current(self, *, wait: bool = False) -> None:
+        """Keep the cache's sequence on disk (when it is long enough and not kept already)."""
+        states, tokens = self.states, self.ctx.tokens
+        if states is None or len(tokens) < MIN_TOKENS or states.has(tokens):
+            return
+        states.save(tokens, self.ctx.seq_state(), wait=wait)
 
     def _chain(self, s: SamplingParams, grammar: str | None) -> SamplerChain:
         bias = list(s.logit_bias)
@@ -252,6 +291,7 @@ class _Reply:
         self.tool_parser: ToolCallParser | None = None
         self.raw_tools = False  # the parser reads the raw stream (harmony), not the answer
         self.calls: list[ToolCall] = []
+        self.notes: list[str] = []
         if plan.tools is not None:
             self.tool_parser = ToolCallParser(plan.tools.family, plan.tools.names)
             self.raw_tools = plan.tools.family == "harmony" and self.splitter is not None
@@ -502,7 +542,7 @@ class _Reply:
         if logprobs and self.reason == "stop" and self.stopper is not None:
             logprobs = _within(logprobs, len(text))
         return Done(self.rid, text, stats, self.error, reasoning="".join(self.thought),
-                    tool_calls=tuple(self.calls), logprobs=logprobs)
+                    tool_calls=tuple(self.calls), logprobs=logprobs, notes=tuple(self.notes))
 
 
 def _within(logprobs: tuple[TokenLogprob, ...], length: int) -> tuple[TokenLogprob, ...]:

@@ -276,6 +276,27 @@ class NativeContext:
         L.llama_memory_clear(self.mem, True)
         self.tokens.clear()
 
+    def seq_state(self) -> bytes:
+        """llama.cpp's state of sequence 0 (its keys and values), as bytes."""
+        size = int(L.llama_state_seq_get_size(self.ctx, 0))
+        buf = (ctypes.c_ubyte * size)()
+        written = int(L.llama_state_seq_get_data(self.ctx, buf, size, 0))
+        return bytes(memoryview(buf)[:written])
+
+    def set_seq_state(self, data: bytes, tokens: Sequence[int]) -> bool:
+        """Replace the cache with a saved sequence state holding ``tokens``; False (and an
+        empty cache) when llama.cpp refuses it."""
+        self.clear()
+        buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+        if int(L.llama_state_seq_set_data(self.ctx, buf, len(data), 0)) == 0:
+            self.clear()
+            return False
+        if int(L.llama_memory_seq_pos_max(self.mem, 0)) + 1 != len(tokens):
+            self.clear()
+            return False
+        self.tokens = list(tokens)
+        return True
+
     # --- evaluation ----------------------------------------------------------------------
 
     def decode_one(self, token: int) -> None:

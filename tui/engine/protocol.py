@@ -62,6 +62,10 @@ class LoadParams:
     """llama.cpp RPC workers ("host:port") that take layers of the model."""
     allow_ctx_beyond_train: bool = False
     """Let n_ctx exceed the model's trained context (quality drops; memory grows)."""
+    kv_state_dir: str | None = None
+    """Where conversation KV states are kept across restarts (None: not kept)."""
+    kv_state_budget_mb: int = 2048
+    """The most disk those states take; the least recently used go first."""
 
     def validate(self) -> None:
         if not isinstance(self.model_path, str) or not self.model_path:
@@ -74,6 +78,7 @@ class LoadParams:
         _check_int("n_gpu_layers", self.n_gpu_layers, -1)
         _check_int("n_batch", self.n_batch, 1, allow_none=False)
         _check_int("seed", self.seed, 0, allow_none=False)
+        _check_int("kv_state_budget_mb", self.kv_state_budget_mb, 0, allow_none=False)
 
 
 @dataclass(frozen=True)
@@ -321,6 +326,8 @@ class Done:
     tool_calls: tuple[ToolCall, ...] = ()
     logprobs: tuple[TokenLogprob, ...] = ()
     """One per answer token when ``SamplingParams.top_logprobs`` was set."""
+    notes: tuple[str, ...] = ()
+    """Things the user should know that did not stop the reply (a damaged saved state)."""
 
 
 @dataclass(frozen=True)

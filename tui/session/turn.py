@@ -236,6 +236,7 @@ def _generate(session: ModelSession, loaded: LoadedModel, messages: list[ChatMes
                 sink.tool_call(event)
             elif isinstance(event, Done):
                 done = event
+                outcome.notes.extend(event.notes)
     except EngineError as exc:
         if not kwargs or "tool" not in str(exc):
             raise

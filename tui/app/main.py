@@ -9,7 +9,7 @@ from tui.config import Paths, Settings, ensure_private_dir
 from tui.engine.base import Engine
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import LoadParams
-from tui.session.params import with_kv_states
+from tui.session.params import with_core_share, with_kv_states
 from tui.store import Store, StoreError
 
 
@@ -31,7 +31,8 @@ def run_app(
     log_path = ensure_private_dir(paths.cache_dir) / "worker.log"
 
     def engine_factory(params: LoadParams) -> Engine:
-        return LocalEngine(with_kv_states(params, paths.data_dir), log_path=log_path)
+        params = with_core_share(with_kv_states(params, paths.data_dir), paths.cache_dir)
+        return LocalEngine(params, log_path=log_path)
 
     # command-line load options win over the config file for this run
     settings = replace(

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, replace
 
 from tui.engine.chat_prompt import ChatTemplate, TemplateError, continued, plain_transcript
+from tui.engine.cores import CoreShare, share_of
 from tui.engine.delivery import DeltaSender, Send, StopMatcher
 from tui.engine.kv_state import MIN_TOKENS, DamagedState, StateStore, common_prefix
 from tui.engine.native import (
@@ -96,10 +97,14 @@ class Generator:
     """Replies from one loaded model and context."""
 
     def __init__(self, model: NativeModel, ctx: NativeContext, template: ChatTemplate | None,
-                 *, seed: int, states: StateStore | None = None) -> None:
+                 *, seed: int, states: StateStore | None = None,
+                 cores: CoreShare | None = None) -> None:
         self.model = model
         self.ctx = ctx
         self.states = states
+        self.cores = cores
+        self.threads = (ctx.options.n_threads, ctx.options.n_threads_batch)
+        self.threads_now = self.threads[0]
         self.template = template
         self.reasoning = format_for_template(template.source) if template else THINK
         self.tool_family = family_for_template(template.source if template else None)
@@ -194,6 +199,9 @@ class Generator:
         reply = _Reply(self, req, plan, send, cancel, start)
         if self.states is not None:
             reply.notes += self.use_saved_states(tokens)
+        if self.cores is not None:
+            self.cores.begin()
+            reply.fewest_threads = self.balance_threads()
         try:
             reply.run(tokens, chain)
         except NativeError as exc:
@@ -201,7 +209,19 @@ class Generator:
             reply.reason, reply.error = "error", f"generation failed: {exc}"
         finally:
             chain.free()
+            if self.cores is not None:
+                self.cores.end()
         return reply.done()
+
+    def balance_threads(self) -> int:
+        """Run on this worker's share of its threads, given how many are generating now."""
+        assert self.cores is not None
+        active = self.cores.active()
+        n = share_of(self.threads[0], active)
+        if n != self.threads_now:
+            self.ctx.set_threads(n, share_of(self.threads[1], active))
+            self.threads_now = n
+        return n
 
     # --- conversation states on disk ----------------------------------------------------
 
@@ -292,6 +312,7 @@ class _Reply:
         self.raw_tools = False  # the parser reads the raw stream (harmony), not the answer
         self.calls: list[ToolCall] = []
         self.notes: list[str] = []
+        self.fewest_threads = gen.threads_now
         if plan.tools is not None:
             self.tool_parser = ToolCallParser(plan.tools.family, plan.tools.names)
             self.raw_tools = plan.tools.family == "harmony" and self.splitter is not None
@@ -364,6 +385,8 @@ class _Reply:
             if self.n_generated >= max_new or len(ctx.tokens) + 1 >= ctx.n_ctx:
                 self.reason = "length"
                 break
+            if gen.cores is not None and not self.n_generated & 31:  # another may have come
+                self.fewest_threads = min(self.fewest_threads, gen.balance_threads())
             if (splitter is not None and budget >= 0 and splitter.in_reasoning
                     and self.n_reasoning >= budget):
                 if not self.close_reasoning(token):
@@ -533,7 +556,7 @@ class _Reply:
             evaluated_prompt_tokens=evaluated, stop_reason=self.reason,
             total_seconds=now - self.start,
             reasoning_tokens=min(self.n_reasoning, self.n_generated),
-            reasoning_seconds=reasoning_s,
+            reasoning_seconds=reasoning_s, n_threads=self.fewest_threads,
         )
         if self.calls and self.reason in ("stop", "length"):
             stats = replace(stats, stop_reason="tool_calls")

@@ -276,6 +276,9 @@ class NativeContext:
         L.llama_memory_clear(self.mem, True)
         self.tokens.clear()
 
+    def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
+        L.llama_set_n_threads(self.ctx, n_threads, n_threads_batch)
+
     def seq_state(self) -> bytes:
         """llama.cpp's state of sequence 0 (its keys and values), as bytes."""
         size = int(L.llama_state_seq_get_size(self.ctx, 0))

@@ -66,6 +66,9 @@ class LoadParams:
     """Where conversation KV states are kept across restarts (None: not kept)."""
     kv_state_budget_mb: int = 2048
     """The most disk those states take; the least recently used go first."""
+    share_cores_dir: str | None = None
+    """A folder shared by the workers of this machine: those generating at once split their
+    threads (None: this worker always uses all of its own)."""
 
     def validate(self) -> None:
         if not isinstance(self.model_path, str) or not self.model_path:
@@ -218,6 +221,9 @@ class GenerationStats:
     reasoning_tokens: int = 0
     """Of ``generated_tokens``, those spent in the reasoning block."""
     reasoning_seconds: float = 0.0
+    n_threads: int = 0
+    """The fewest threads any part of the reply ran on (0: not reported); fewer than loaded
+    when other models were generating at the same time."""
 
 
 # --- requests (caller -> worker) -------------------------------------------------------------

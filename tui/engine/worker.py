@@ -41,6 +41,7 @@ from tui.engine.protocol import (
 )
 
 if TYPE_CHECKING:
+    from tui.engine.cores import CoreShare
     from tui.engine.embedding import TextEmbedder
     from tui.engine.kv_state import StateStore
     from tui.engine.native import NativeContext, NativeModel
@@ -228,7 +229,8 @@ class _Worker:
                 return False
         self.model, self.ctx, self.params = model, ctx, params
         self.generator = Generator(model, ctx, template, seed=params.seed,
-                                   states=_state_store(params, ctx.n_ctx, flash_attn))
+                                   states=_state_store(params, ctx.n_ctx, flash_attn),
+                                   cores=_core_share(params))
         arch = meta.get("general.architecture", "unknown")
         self.info = ModelInfo(
             path=params.model_path,
@@ -332,6 +334,14 @@ class _Worker:
             self.send(WorkerError(f"embedding failed: {exc}", request.request_id))
             return
         self.send(Embeddings(request.request_id, vectors, n_tokens))
+
+
+def _core_share(params: LoadParams) -> CoreShare | None:
+    if not params.share_cores_dir:
+        return None
+    from tui.engine.cores import CoreShare as Share
+
+    return Share(Path(params.share_cores_dir))
 
 
 def _state_store(params: LoadParams, n_ctx: int, flash_attn: bool) -> StateStore | None:

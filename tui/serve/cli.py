@@ -27,6 +27,7 @@ from tui.models.registry import (
 )
 from tui.serve.pool import EnginePool
 from tui.serve.server import DEFAULT_PORT, ApiServer, ServerLimits, UnsafeBind
+from tui.session.params import with_core_share
 
 API_KEY_ENV = "LMDESK_API_KEY"
 
@@ -104,8 +105,10 @@ def build_pool(args: argparse.Namespace, settings: Settings,
         if ref.name.lower() not in seen:
             seen.add(ref.name.lower())
             lora = adapters.get(ref.name.lower()) if ref.source == "profile" else None
-            pool.add_model(ref.name, _load_params(args, settings, ref, lora),
-                           default=ref is default)
+            params = _load_params(args, settings, ref, lora)
+            if paths is not None:  # split the cores with the app's models generating too
+                params = with_core_share(params, paths.cache_dir)
+            pool.add_model(ref.name, params, default=ref is default)
     return pool
 
 

@@ -27,7 +27,12 @@ from tui.engine.errors import EngineError
 from tui.engine.protocol import Done, TextDelta, ToolCall, ToolCallDelta
 from tui.session.choice import ChoiceError, choice_for_name, read_chat_template, resolve
 from tui.session.model_session import LoadedModel, ModelSession
-from tui.session.params import LoadOverrides, sampling_params, with_kv_states
+from tui.session.params import (
+    LoadOverrides,
+    sampling_params,
+    with_core_share,
+    with_kv_states,
+)
 from tui.session.request import BuiltPrompt, for_prompt
 from tui.session.turn import Decision, ToolUse, TurnOutcome, run_turn
 from tui.store.parts import ToolResultPart
@@ -250,8 +255,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
         for note in [*resolved.notes, *notes]:
             err.write(f"lmdesk: {note}\n")
         log = paths.cache_dir / "worker.log"
-        session = ModelSession(lambda params: LocalEngine(
-            with_kv_states(params, paths.data_dir), log_path=_log(log)))
+        session = ModelSession(lambda params: LocalEngine(with_core_share(
+            with_kv_states(params, paths.data_dir), paths.cache_dir), log_path=_log(log)))
         try:
             loaded = session.switch(resolved)
             if loaded is None:

@@ -34,6 +34,17 @@ def with_kv_states(params: LoadParams, data_dir: Path) -> LoadParams:
     return dataclasses.replace(params, kv_state_dir=str(data_dir / KV_STATE_FOLDER))
 
 
+CORES_FOLDER = "generating"
+
+
+def with_core_share(params: LoadParams, cache_dir: Path) -> LoadParams:
+    """``params`` splitting the cores with the other models generating on this machine (the
+    compare view, serve beside the app): they meet in the cache folder."""
+    if params.share_cores_dir is not None:
+        return params
+    return dataclasses.replace(params, share_cores_dir=str(cache_dir / CORES_FOLDER))
+
+
 @dataclass(frozen=True)
 class LoadOverrides:
     """Load parameters given for this run (``--n-ctx``, ``--threads``...); None: not given."""

@@ -6,7 +6,9 @@ test_serve_structured.py (the real model)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -265,3 +267,82 @@ def test_the_sampling_defaults_when_nothing_is_sent(client: openai.OpenAI,
     assert (s.presence_penalty, s.frequency_penalty, s.logit_bias, s.top_logprobs,
             s.json_schema, s.ignore_eos, s.reasoning_budget) == (
         base.presence_penalty, base.frequency_penalty, (), None, None, False, -1)
+
+
+# --- embeddings, on a scripted embedder ----------------------------------------------------
+
+
+class Embedding(RecordingEngine):
+    """Embeds by letter counts (normalised), and reports the real model's file, so token
+    arrays are read with its vocabulary."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("x", name="emb")
+        self.path = path
+        self.embedded: list[list[str]] = []
+
+    @property
+    def info(self) -> Any:
+        info = super().info
+        return dataclasses.replace(info, path=self.path) if info is not None else None
+
+    def embed(self, texts: Any) -> list[list[float]]:
+        self.embedded.append(list(texts))
+        out = []
+        for text in texts:
+            counts = [float(text.lower().count(c)) for c in "abcdefghijklmnop"]
+            norm = math.sqrt(sum(v * v for v in counts)) or 1.0
+            out.append([v / norm for v in counts])
+        return out
+
+
+@pytest.fixture
+def embedder(smollm: Any) -> Iterator[tuple[ApiServer, Embedding]]:
+    engine = Embedding(str(smollm))
+    engine.load()
+    pool = EnginePool()
+    pool.register("chat", RecordingEngine("hi"), default=True)
+    pool.register("emb", engine)
+    with ApiServer(pool, "127.0.0.1", 0) as api:
+        yield api, engine
+
+
+def test_embeddings_float_base64_lists_and_token_arrays(
+        embedder: tuple[ApiServer, Embedding]) -> None:
+    api, engine = embedder
+    client = openai.OpenAI(base_url=api.url, api_key="x", max_retries=0)
+    by_default = client.embeddings.create(model="emb", input=["abc", "ponder"])  # base64
+    as_float = client.embeddings.create(model="emb", input=["abc", "ponder"],
+                                        encoding_format="float")
+    assert [d.index for d in by_default.data] == [0, 1]
+    for a, b in zip(by_default.data, as_float.data, strict=True):
+        assert len(a.embedding) == 16
+        assert all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a.embedding, b.embedding,
+                                                                      strict=True))
+    assert by_default.model == "emb" and by_default.usage.prompt_tokens > 0
+    from llama_cpp import Llama
+
+    vocab = Llama(engine.path, vocab_only=True, verbose=False)
+    ids = vocab.tokenize(b"Hello, world: caf\xc3\xa9!", add_bos=False, special=False)
+    client.embeddings.create(model="emb", input=[ids, ids[:2]])
+    assert engine.embedded[-1] == ["Hello, world: café!", "Hello,"]
+    status, _, body = request(api.port, "POST", "/v1/embeddings",
+                              {"model": "emb", "input": [[10 ** 9]]})
+    assert status == 400 and "vocabulary" in body["error"]["message"]
+
+
+def test_embeddings_refusals_and_the_model_used(embedder: tuple[ApiServer, Embedding]) -> None:
+    api, _ = embedder
+    for body, param in (({"input": []}, "input"), ({"input": [1, "a"]}, "input"),
+                        ({"input": ""}, "input"), ({"input": "a", "encoding_format": "hex"},
+                                                   "encoding_format"),
+                        ({"model": "emb", "input": "a", "dimensions": 8}, "dimensions")):
+        status, _, answer = request(api.port, "POST", "/v1/embeddings", body)
+        assert status == 400 and answer["error"]["param"] == param, (body, answer)
+    status, _, answer = request(api.port, "POST", "/v1/embeddings",
+                                {"model": "chat", "input": "a"})
+    assert status == 400 and answer["error"]["code"] == "embeddings_unsupported"
+    status, headers, answer = request(api.port, "POST", "/v1/embeddings",
+                                      {"model": "emb", "input": "a", "dimensions": 16,
+                                       "user": "me"})
+    assert status == 200 and headers["x-lmdesk-ignored"] == "user"

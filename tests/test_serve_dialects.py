@@ -283,3 +283,9 @@ def test_models_by_id_metrics_and_slots(server: ApiServer, client: openai.OpenAI
     assert slots[0]["is_processing"] is False and slots[0]["next_token"][0]["n_decoded"] >= 5
     assert "prompt" not in json.dumps(slots).replace("n_prompt", "")
     assert request(server.port, "GET", "/metrics")[0] == 401  # the figures need the key
+    from tui.monitor.remote import fetch
+
+    figures = fetch(server.url, KEY, timeout=10)  # the monitor reads lmdesk as a llama-server
+    rows = dict(figures.rows)
+    assert figures.server == "llama-server", figures
+    assert rows["slots"] == "0/1 busy" and "srv gen" in rows and "srv kv" in rows

@@ -171,7 +171,7 @@ class ApiHandler(JsonHandler):
             "Content-Length": "0",
         })
 
-    def _body(self, route: str) -> dict[str, Any]:
+    def _body(self) -> dict[str, Any]:
         body = self._read_json()
         where = find_lone_surrogate(body)
         if where is not None:  # never echo the text: it may be a whole prompt
@@ -224,7 +224,7 @@ class ApiHandler(JsonHandler):
             raise ApiError(404, str(exc), param="model", code="model_not_found") from None
 
     def _tokenize(self) -> None:
-        body = self._body("/tokenize")
+        body = self._body()
         content = body.get("content", "")
         if not isinstance(content, str):
             raise bad("content must be a string", "content")
@@ -240,7 +240,7 @@ class ApiHandler(JsonHandler):
 
     def _count_message_tokens(self) -> None:
         """Anthropic's ``/v1/messages/count_tokens``: the prompt's tokens, nothing generated."""
-        body = self._body("/messages/count_tokens")
+        body = self._body()
         body.setdefault("max_tokens", 1)
         req = anthropic_api.parse(body, default_max_tokens=1, max_tokens_limit=1)
         with self._lease(req.model, None) as lease:
@@ -248,7 +248,7 @@ class ApiHandler(JsonHandler):
         self._answer(200, {"input_tokens": count})
 
     def _embeddings(self, route: str) -> None:
-        req = embeddings.parse(self._body(route))
+        req = embeddings.parse(self._body())
         self._ignoring(route, req.ignored)
         # clients send their favourite model's name ("text-embedding-3-small"): a name this
         # server does not know means its embedding model, else the default one
@@ -308,7 +308,7 @@ class ApiHandler(JsonHandler):
 
     def _generate(self, kind: str, route: str) -> None:
         parse, make_reply = DIALECTS[kind]
-        body = self._body(route)
+        body = self._body()
         limits = self.api.limits
         req = parse(body, default_max_tokens=limits.default_max_tokens,
                     max_tokens_limit=limits.max_tokens_limit)

@@ -31,6 +31,8 @@ class Vocabulary:
     """tokenizer.ggml.model: "gpt2" (byte-level BPE), "llama" (SentencePiece), "bert"..."""
     tokens: tuple[str, ...]
     control: frozenset[int]
+    space_prefix: bool = True
+    """SentencePiece put a space before the text when tokenizing (removed again here)."""
 
     def decode(self, ids: list[int]) -> str:
         bad = next((i for i in ids if not 0 <= i < len(self.tokens)), None)
@@ -48,7 +50,8 @@ class Vocabulary:
                 match = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
                 out += bytes([int(match.group(1), 16)]) if match else piece.replace(
                     "\u2581", " ").encode()
-            return out.decode("utf-8", "replace").removeprefix(" ")
+            text = out.decode("utf-8", "replace")
+            return text.removeprefix(" ") if self.space_prefix else text
         text = "".join(p[2:] if p.startswith("##") else " " + p for p in pieces)
         return text.strip()
 
@@ -84,6 +87,7 @@ def _read(buf: mmap.mmap) -> Vocabulary:
     (n_tensors, n_kv) = struct.unpack_from("<QQ", buf, pos)
     pos += 16
     model, tokens, types = "", [], []
+    space_prefix = True
 
     def string(at: int) -> tuple[str, int]:
         (n,) = struct.unpack_from("<Q", buf, at)
@@ -114,6 +118,9 @@ def _read(buf: mmap.mmap) -> Vocabulary:
             for _ in range(count):
                 token, pos = string(pos)
                 tokens.append(token)
+        elif key == "tokenizer.ggml.add_space_prefix" and vtype == 7:
+            space_prefix = bool(buf[pos])
+            pos += 1
         elif key == "tokenizer.ggml.token_type" and vtype == _ARRAY:
             etype, count = struct.unpack_from("<IQ", buf, pos)
             pos += 12
@@ -125,4 +132,4 @@ def _read(buf: mmap.mmap) -> Vocabulary:
     if not tokens:
         raise VocabError("the GGUF holds no vocabulary")
     control = frozenset(i for i, t in enumerate(types) if t == CONTROL)
-    return Vocabulary(model, tuple(tokens), control)
+    return Vocabulary(model, tuple(tokens), control, space_prefix)

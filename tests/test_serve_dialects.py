@@ -119,8 +119,8 @@ BAD_RESPONSES = [
     ({"input": "hi", "text": {"format": {"type": "yaml"}}}, "text.format"),
     ({"input": "hi", "max_output_tokens": 0}, "max_output_tokens"),
     ({"input": "hi", "temperature": "warm"}, "temperature"),
-    ({"input": [{"type": "function_call_output", "call_id": "c", "output": "4"}]},
-     "input[0].type"),
+    ({"input": [{"type": "function_call_output", "call_id": "c", "output": "4"}]}, "input"),
+    ({"input": [{"type": "function_call", "call_id": "c", "arguments": "{}"}]}, "input[0]"),
 ]
 
 

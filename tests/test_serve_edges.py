@@ -156,7 +156,8 @@ BAD_BODIES = [
     ({"stop": [1, 2]}, "stop"),
     ({"stream": "yes"}, "stream"),
     ({"messages": []}, "messages"),
-    ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
+    ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content"),
     ({"messages": [{"role": "user", "content": "x", "tool_calls": []}]}, None),
 ]

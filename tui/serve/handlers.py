@@ -22,11 +22,26 @@ from urllib.parse import unquote, urlsplit
 from tui.engine.base import Embedder, Engine
 from tui.engine.errors import EngineError
 from tui.engine.protocol import ChatMessage, Done, EngineEvent, ReasoningDelta, TextDelta
-from tui.serve import anthropic_api, embeddings, metrics, openai_api, responses_api
+from tui.serve import (
+    anthropic_api,
+    embeddings,
+    metrics,
+    openai_api,
+    responses_api,
+    responses_reply,
+)
 from tui.serve.jsonhttp import JsonHandler
 from tui.serve.pool import ClientGone, Lease, QueueFull, UnknownModel
-from tui.serve.schema import ApiError, GenerationRequest, Reply, bad, find_lone_surrogate
+from tui.serve.schema import (
+    ApiError,
+    Generation,
+    GenerationRequest,
+    Reply,
+    bad,
+    find_lone_surrogate,
+)
 from tui.serve.server import is_loopback
+from tui.serve.tool_calls import CallNormalizer
 from tui.serve.vocab import VocabError, vocabulary
 from tui.serve.watch import Canceller, ClientWatch
 
@@ -38,7 +53,7 @@ DIALECTS: dict[str, tuple[Parser, Callable[[GenerationRequest, str], Reply]]] = 
     "completion": (lambda body, **kw: openai_api.parse("completion", body, **kw),
                    openai_api.OpenAIReply),
     "messages": (anthropic_api.parse, anthropic_api.AnthropicReply),
-    "responses": (responses_api.parse, responses_api.ResponsesReply),
+    "responses": (responses_api.parse, responses_reply.ResponsesReply),
 }
 PUBLIC = ("/health",)
 """Routes answered without the API key (a load balancer's probe)."""
@@ -336,9 +351,9 @@ class ApiHandler(JsonHandler):
         dones: list[Done] = []
         try:
             for index, gen in enumerate(req.generations):
-                events = _guarded(
-                    lease.engine.generate(gen.messages, gen.sampling, raw_prompt=gen.raw_prompt),
-                    lease.engine, watch, canceller)
+                calls = CallNormalizer(req.parallel_tool_calls)
+                events = calls.events(_guarded(_generation(lease, gen), lease.engine, watch,
+                                               canceller))
                 if req.stream:
                     done = self._stream(events, reply, index, req, watch)
                 else:
@@ -370,14 +385,14 @@ class ApiHandler(JsonHandler):
                 continue
             if watch.gone.is_set():
                 continue
-            if not isinstance(event, TextDelta | ReasoningDelta):
-                continue  # tool calls arrive with the tools work
             try:
                 self._ensure_open(req, reply)
                 if isinstance(event, TextDelta):
                     self._send_frames(reply.text(index, event.text))
-                else:
+                elif isinstance(event, ReasoningDelta):
                     self._send_frames(reply.reasoning(index, event.text))
+                else:
+                    self._send_frames(reply.tool_call(index, event))
             except OSError:
                 watch.mark_gone()
         assert done is not None, "an engine ended a reply without Done"
@@ -400,6 +415,31 @@ class ApiHandler(JsonHandler):
 
 def _clamp_header(req: GenerationRequest) -> dict[str, str]:
     return {"X-Lmdesk-Max-Tokens-Clamped": "1"} if req.max_tokens_clamped else {}
+
+
+def _generation(lease: Lease, gen: Generation) -> Iterator[EngineEvent]:
+    """The engine's events for one generation. An engine that cannot call tools raises
+    ``EngineError`` before its first event: with ``tool_choice`` none the reply goes on without
+    tools (none would be called), else the request is a 400 saying so."""
+    engine = lease.engine
+    if not gen.tools:
+        yield from engine.generate(gen.messages, gen.sampling, raw_prompt=gen.raw_prompt)
+        return
+    events = engine.generate(gen.messages, gen.sampling, raw_prompt=gen.raw_prompt,
+                             tools=gen.tools, tool_choice=gen.tool_choice)
+    try:
+        first = next(events)
+    except StopIteration:
+        return
+    except EngineError as exc:
+        if gen.tool_choice == "none":
+            yield from engine.generate(gen.messages, gen.sampling, raw_prompt=gen.raw_prompt)
+            return
+        raise ApiError(400, f"model {lease.name!r} cannot call tools here ({exc}); send the "
+                       "request without tools, or use a model whose chat template has tool "
+                       "support", param="tools", code="tools_unsupported") from None
+    yield first
+    yield from events
 
 
 def _guarded(

@@ -5,6 +5,11 @@ Beside OpenAI's own fields this takes the llama.cpp extras clients send (``top_k
 ``chat_template_kwargs.enable_thinking``). A thinking model's reasoning is returned as
 ``message.reasoning_content`` (``delta.reasoning_content`` when streaming), never inside
 ``content``. Log-probabilities of a streamed reply come in each choice's last chunk.
+
+Tool calling as OpenAI's: ``tools`` (function tools), ``tool_choice``, ``parallel_tool_calls``
+in; ``message.tool_calls`` (``delta.tool_calls`` pieces when streaming) and ``finish_reason:
+"tool_calls"`` out; assistant messages with ``tool_calls`` and ``tool`` messages in the
+history. The client runs the tools.
 """
 
 from __future__ import annotations
@@ -13,7 +18,16 @@ import secrets
 import time
 from typing import Any
 
-from tui.engine.protocol import ChatMessage, Done, GenerationStats, Role, TokenLogprob
+from tui.engine.protocol import (
+    ChatMessage,
+    Done,
+    GenerationStats,
+    Role,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+)
 from tui.serve.schema import (
     MAX_CHOICES,
     Body,
@@ -32,6 +46,14 @@ from tui.serve.schema import (
     stop_strings,
     text_content,
 )
+from tui.serve.tool_calls import (
+    CHOICES,
+    arguments_text,
+    check_choice,
+    check_tools,
+    name_results,
+    tool_spec,
+)
 
 ROLES: dict[str, Role] = {
     "system": "system", "developer": "system", "user": "user", "assistant": "assistant"
@@ -40,22 +62,77 @@ FINISH = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "err
           "tool_calls": "tool_calls"}
 
 
-def refuse_tools(body: Body) -> None:
-    """Tool calling arrives with the tools work; until then a request that offers tools is
-    refused plainly rather than answered as if the model had chosen not to call one."""
-    tools = body.get("tools") or body.get("functions")
-    if tools:
-        raise bad("tool calling is not offered by this server yet: send the request without "
-                  "'tools'", "tools", "unsupported")
-    choice = body.get("tool_choice")
-    if choice is not None and choice not in ("none", "auto"):
-        raise bad("tool_choice needs tools, which this server does not offer yet",
-                  "tool_choice", "unsupported")
-    body.get("function_call")
+def chat_tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
+    """The tools a chat request offers (``tools`` of type function), its ``tool_choice`` and
+    ``parallel_tool_calls``."""
+    if body.get("functions") is not None or body.get("function_call") is not None:
+        raise bad("functions / function_call are OpenAI's deprecated form: send tools and "
+                  "tool_choice", "functions", "unsupported")
+    value = body.get("tools")
+    if value is not None and not isinstance(value, list):
+        raise bad("tools must be a list of function tools", "tools")
+    specs: list[ToolSpec] = []
+    for i, raw in enumerate(value or []):
+        where = f"tools[{i}]"
+        if not isinstance(raw, dict):
+            raise bad(f"{where} must be an object", where)
+        tool = Body(raw, where)
+        body.include(tool)
+        kind = tool.get("type") or "function"
+        if kind != "function":
+            raise bad(f"{where}.type {kind!r} is not offered here: only function tools",
+                      f"{where}.type", "unsupported")
+        fn = tool.child("function")
+        if fn is None:
+            raise bad(f"{where}.function is missing", f"{where}.function")
+        fn.get("strict")
+        specs.append(tool_spec(fn.get("name"), fn.get("description"), fn.get("parameters"),
+                               f"{where}.function"))
+    tools = check_tools(specs, "tools")
+    choice = _choice(body.get("tool_choice"))
+    parallel = body.boolean("parallel_tool_calls")
+    return tools, check_choice(choice, tools, "tool_choice"), parallel is not False
+
+
+def _choice(value: Any) -> str:
+    """``tool_choice``: "auto", "none", "required" or ``{"type": "function", "function":
+    {"name": ...}}`` (the name as the engine's ToolChoice)."""
+    if value is None:
+        return "auto"
+    if isinstance(value, str):
+        if value not in CHOICES:
+            raise bad(f"tool_choice must be one of {', '.join(CHOICES)} or a function, got "
+                      f"{value!r}", "tool_choice")
+        return value
+    fn = value.get("function") if isinstance(value, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    if not isinstance(name, str) or not name:
+        raise bad('tool_choice must name a function: {"type": "function", "function": '
+                  '{"name": "..."}}', "tool_choice")
+    return name
+
+
+def _calls(value: Any, where: str) -> tuple[ToolCall, ...]:
+    """An assistant message's ``tool_calls`` (OpenAI's shape)."""
+    if not isinstance(value, list):
+        raise bad(f"{where} must be a list of tool calls", where)
+    calls = []
+    for i, raw in enumerate(value):
+        at = f"{where}[{i}]"
+        fn = raw.get("function") if isinstance(raw, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise bad(f"{at} needs a function with a name", at)
+        call_id = raw.get("id")
+        if not isinstance(call_id, str) or not call_id:
+            raise bad(f"{at}.id must be a non-empty string", f"{at}.id")
+        calls.append(ToolCall(call_id, fn["name"],
+                              arguments_text(fn.get("arguments"), f"{at}.function.arguments")))
+    return tuple(calls)
 
 
 def chat_messages(body: Body, key: str = "messages") -> tuple[ChatMessage, ...]:
-    """The conversation of a chat request (its items' unknown fields named in ``body``)."""
+    """The conversation of a chat request (its items' unknown fields named in ``body``):
+    assistant messages may carry ``tool_calls``, ``tool`` messages answer them."""
     value = body.get(key)
     if not isinstance(value, list) or not value:
         raise bad("messages must be a non-empty list", "messages")
@@ -68,24 +145,34 @@ def chat_messages(body: Body, key: str = "messages") -> tuple[ChatMessage, ...]:
         body.include(msg)
         given = msg.get("role")
         if given == "tool":
-            raise bad(f"{where}: tool results need tool calling, which this server does not "
-                      "offer yet", f"{where}.role")
+            call_id = msg.string("tool_call_id")
+            if not call_id:
+                raise bad(f"{where}: a tool message needs the tool_call_id it answers",
+                          f"{where}.tool_call_id")
+            content = text_content(msg.get("content"), f"{where}.content")
+            out.append(ChatMessage("tool", content, tool_call_id=call_id,
+                                   name=msg.string("name")))
+            continue
+        if given == "function":
+            raise bad(f"{where}: role function is OpenAI's deprecated form: send tool "
+                      "messages", f"{where}.role", "unsupported")
         role = ROLES.get(str(given))
         if role is None:
-            raise bad(f"{where}.role must be system, developer, user or assistant, "
+            raise bad(f"{where}.role must be system, developer, user, assistant or tool, "
                       f"got {given!r}", f"{where}.role")
-        if msg.get("tool_calls"):
-            raise bad(f"{where}: tool calls need tool calling, which this server does not "
-                      "offer yet", f"{where}.tool_calls")
-        if role != "assistant" and msg.obj.get("tool_calls") is not None:
-            raise bad(f"{where}: only an assistant message carries tool_calls",
-                      f"{where}.tool_calls")
+        calls: tuple[ToolCall, ...] = ()
+        if msg.has("tool_calls"):
+            if role != "assistant":
+                raise bad(f"{where}: only an assistant message carries tool_calls",
+                          f"{where}.tool_calls")
+            calls = _calls(msg.get("tool_calls"), f"{where}.tool_calls")
         content = text_content(msg.get("content"), f"{where}.content")
         reasoning = ""
         if role == "assistant":
             reasoning = msg.string("reasoning_content") or msg.string("reasoning") or ""
-        out.append(ChatMessage(role, content, reasoning=reasoning))
-    return tuple(out)
+        msg.get("refusal")
+        out.append(ChatMessage(role, content, reasoning=reasoning, tool_calls=calls))
+    return name_results(out, key)
 
 
 def _prompts(value: Any) -> list[str]:
@@ -119,10 +206,13 @@ def parse(kind: str, obj: dict[str, Any], *, default_max_tokens: int, max_tokens
     values = sampling_values(body)
     values["max_tokens"] = limit
     values["stop"] = stop_strings(body.get("stop"), "stop")
-    refuse_tools(body)
+    tools: tuple[ToolSpec, ...] = ()
+    choice = "auto"
+    parallel = True
     want_logprobs = False
     echo = False
     if kind == "chat":
+        tools, choice, parallel = chat_tools(body)
         messages = chat_messages(body)
         prompts: list[str | None] = [None]
         want_logprobs = bool(body.boolean("logprobs"))
@@ -175,11 +265,12 @@ def parse(kind: str, obj: dict[str, Any], *, default_max_tokens: int, max_tokens
     for prompt in prompts:
         for _ in range(n):
             generations.append(Generation(messages, prompt,
-                                          seeded(sampling, len(generations))))
+                                          seeded(sampling, len(generations)), tools, choice))
     return GenerationRequest(
         kind=kind, model=model, generations=tuple(generations), stream=stream,
         include_usage=include_usage, max_tokens_clamped=clamped,
         ignored=ignored_names(body), logprobs=want_logprobs, echo=echo,
+        parallel_tool_calls=parallel,
     )
 
 
@@ -196,9 +287,8 @@ def usage(dones: list[Done]) -> dict[str, Any]:
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": dones[0].stats.reused_tokens if dones else 0},
     }
-    reasoning = sum(d.stats.reasoning_tokens for d in dones)
-    if reasoning:
-        out["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    out["completion_tokens_details"] = {
+        "reasoning_tokens": sum(d.stats.reasoning_tokens for d in dones)}
     return out
 
 
@@ -309,6 +399,17 @@ class OpenAIReply:
             frames = self._piece(index, {"content": self._echo(index)})
         return frames + self._piece(index, {"content": text})
 
+    def tool_call(self, index: int, delta: ToolCallDelta) -> list[Frame]:
+        if not self.chat:
+            return []
+        piece: dict[str, Any] = {"index": delta.index}
+        if delta.id:  # a call's first piece
+            piece.update(id=delta.id, type="function",
+                         function={"name": delta.name, "arguments": delta.arguments})
+        else:
+            piece["function"] = {"arguments": delta.arguments}
+        return self._piece(index, {"tool_calls": [piece]})
+
     def choice_done(self, index: int, done: Done) -> list[Frame]:
         frames = [] if index in self._started else self._role(index)
         if done.error:
@@ -346,9 +447,16 @@ class OpenAIReply:
             finish = FINISH[done.stats.stop_reason]
             logprobs = self._logprobs(index, done) if self.req.logprobs else None
             if self.chat:
-                message: dict[str, Any] = {"role": "assistant", "content": done.text}
+                message: dict[str, Any] = {
+                    "role": "assistant",
+                    "content": done.text if done.text or not done.tool_calls else None}
                 if done.reasoning:
                     message["reasoning_content"] = done.reasoning
+                if done.tool_calls:
+                    message["tool_calls"] = [
+                        {"id": c.id, "type": "function",
+                         "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in done.tool_calls]
                 choices.append({"index": index, "message": message, "logprobs": logprobs,
                                 "finish_reason": finish})
             else:

@@ -9,23 +9,28 @@ item before the message.
 
 No server-side state: ``store`` and ``metadata`` are accepted and ignored (the answer says
 ``store: false``), and ``previous_response_id`` / ``conversation`` are refused with a 400 that
-says to send the whole conversation in ``input``. Function tools (``tools`` of type function,
-``function_call`` output items, ``function_call_output`` input items) arrive with the tools
-work: until then a request using them is refused plainly, and ``_input_item`` is where those
-items will become tool-call and tool-result messages.
+says to send the whole conversation in ``input``.
+
+Function tools: ``tools`` of type function, ``tool_choice`` and ``parallel_tool_calls`` in;
+``function_call`` output items out (streamed as ``response.function_call_arguments.delta``);
+``function_call`` and ``function_call_output`` input items become the assistant's calls and
+the tools' results in the history. Hosted tools (web search, file search...) are refused.
 """
 
 from __future__ import annotations
 
-import secrets
-import time
+import dataclasses
 from typing import Any
 
-from tui.engine.protocol import ChatMessage, Done, Role, TokenLogprob
+from tui.engine.protocol import (
+    ChatMessage,
+    Role,
+    ToolCall,
+    ToolSpec,
+)
 from tui.serve.schema import (
     EFFORT_BUDGETS,
     Body,
-    Frame,
     Generation,
     GenerationRequest,
     bad,
@@ -36,6 +41,14 @@ from tui.serve.schema import (
     sampling_values,
     stop_strings,
     text_content,
+)
+from tui.serve.tool_calls import (
+    CHOICES,
+    arguments_text,
+    check_choice,
+    check_tools,
+    name_results,
+    tool_spec,
 )
 
 ROLES: dict[str, Role] = {
@@ -68,11 +81,82 @@ def _input_item(item: Body, where: str, pending_reasoning: list[str]) -> ChatMes
         item.get("id")
         item.get("encrypted_content")
         return None
-    if kind in ("function_call", "function_call_output"):
-        raise bad(f"{where}: {kind} items need function tools, which this server does not "
-                  "offer yet", f"{where}.type", "unsupported")
-    raise bad(f"{where}.type {kind!r} is not an input item this server takes (message or "
-              "reasoning)", f"{where}.type")
+    if kind == "function_call":
+        call_id = item.string("call_id") or item.string("id")
+        name = item.string("name")
+        if not call_id or not name:
+            raise bad(f"{where}: a function_call item needs call_id and name", where)
+        item.get("id")
+        item.get("status")
+        arguments = arguments_text(item.get("arguments"), f"{where}.arguments")
+        reasoning = "".join(pending_reasoning)
+        pending_reasoning.clear()
+        return ChatMessage("assistant", "", reasoning=reasoning,
+                           tool_calls=(ToolCall(call_id, name, arguments),))
+    if kind == "function_call_output":
+        call_id = item.string("call_id")
+        if not call_id:
+            raise bad(f"{where}: a function_call_output item needs the call_id it answers",
+                      f"{where}.call_id")
+        item.get("id")
+        item.get("status")
+        output = item.get("output")
+        content = output if isinstance(output, str) else text_content(
+            output, f"{where}.output", TEXT_PARTS)
+        return ChatMessage("tool", content, tool_call_id=call_id)
+    raise bad(f"{where}.type {kind!r} is not an input item this server takes (message, "
+              "reasoning, function_call or function_call_output)", f"{where}.type")
+
+
+def _merge_calls(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """Consecutive assistant items as one assistant turn: a message and the function calls
+    after it (the Responses API lists each call as its own item)."""
+    out: list[ChatMessage] = []
+    for message in messages:
+        last = out[-1] if out else None
+        if (last is not None and last.role == "assistant" and message.role == "assistant"
+                and message.tool_calls and not message.content):
+            out[-1] = dataclasses.replace(last, tool_calls=last.tool_calls + message.tool_calls,
+                                          reasoning=last.reasoning + message.reasoning)
+        else:
+            out.append(message)
+    return out
+
+
+def _tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
+    """``tools`` (function tools, in the Responses API's flat shape), ``tool_choice`` and
+    ``parallel_tool_calls``."""
+    value = body.get("tools")
+    if value is not None and not isinstance(value, list):
+        raise bad("tools must be a list of function tools", "tools")
+    specs: list[ToolSpec] = []
+    for i, raw in enumerate(value or []):
+        where = f"tools[{i}]"
+        if not isinstance(raw, dict):
+            raise bad(f"{where} must be an object", where)
+        tool = Body(raw, where)
+        body.include(tool)
+        kind = tool.get("type")
+        if kind != "function":
+            raise bad(f"{where}.type {kind!r} is not offered here: only function tools (the "
+                      "client runs them)", f"{where}.type", "unsupported")
+        tool.get("strict")
+        specs.append(tool_spec(tool.get("name"), tool.get("description"),
+                               tool.get("parameters"), where))
+    tools = check_tools(specs, "tools")
+    choice = body.get("tool_choice")
+    if choice is None:
+        named = "auto"
+    elif isinstance(choice, str) and choice in CHOICES:
+        named = choice
+    elif isinstance(choice, dict) and choice.get("type") == "function" and isinstance(
+            choice.get("name"), str):
+        named = choice["name"]
+    else:
+        raise bad(f"tool_choice must be one of {', '.join(CHOICES)} or "
+                  '{"type": "function", "name": ...}', "tool_choice")
+    parallel = body.boolean("parallel_tool_calls")
+    return tools, check_choice(named, tools, "tool_choice"), parallel is not False
 
 
 def _messages(body: Body) -> tuple[ChatMessage, ...]:
@@ -99,7 +183,7 @@ def _messages(body: Body) -> tuple[ChatMessage, ...]:
             out.append(message)
     if not any(m.role != "system" for m in out):
         raise bad("input holds no user or assistant message", "input")
-    return tuple(out)
+    return name_results(_merge_calls(out), "input")
 
 
 def parse(obj: dict[str, Any], *, default_max_tokens: int, max_tokens_limit: int
@@ -111,13 +195,7 @@ def parse(obj: dict[str, Any], *, default_max_tokens: int, max_tokens_limit: int
         if body.get(key) is not None:
             raise bad(f"{key} needs responses stored on the server, and lmdesk keeps none: "
                       "send the whole conversation in input", key, "unsupported")
-    if body.get("tools"):
-        raise bad("function tools are not offered by this server yet: send the request "
-                  "without 'tools'", "tools", "unsupported")
-    choice = body.get("tool_choice")
-    if choice is not None and choice not in ("none", "auto"):
-        raise bad("tool_choice needs tools, which this server does not offer yet",
-                  "tool_choice", "unsupported")
+    tools, choice, parallel = _tools(body)
     messages = _messages(body)
     limit, clamped = max_tokens(body.integer("max_output_tokens"), "max_output_tokens",
                                 default_max_tokens, max_tokens_limit)
@@ -157,178 +235,12 @@ def parse(obj: dict[str, Any], *, default_max_tokens: int, max_tokens_limit: int
         "metadata": body.obj.get("metadata") if isinstance(body.obj.get("metadata"), dict)
         else {},
         "top_logprobs": top,
+        "tools": body.obj.get("tools") or [], "parallel_tool_calls": parallel,
+        "tool_choice": body.obj.get("tool_choice") or "auto",
     }
     return GenerationRequest(
-        kind="responses", model=model, generations=(Generation(messages, None, sampling),),
+        kind="responses", model=model,
+        generations=(Generation(messages, None, sampling, tools, choice),),
         stream=stream, max_tokens_clamped=clamped, ignored=ignored_names(body),
-        logprobs=top is not None, extras=extras,
+        logprobs=top is not None, extras=extras, parallel_tool_calls=parallel,
     )
-
-
-def _logprobs(items: tuple[TokenLogprob, ...]) -> list[dict[str, Any]]:
-    def raw(token: str) -> list[int]:
-        return list(token.encode("utf-8", "replace"))
-
-    return [{"token": t.token, "logprob": t.logprob, "bytes": raw(t.token),
-             "top_logprobs": [{"token": tok, "logprob": lp, "bytes": raw(tok)}
-                              for tok, lp in t.top]} for t in items]
-
-
-def _usage(done: Done) -> dict[str, Any]:
-    s = done.stats
-    return {"input_tokens": s.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": s.reused_tokens},
-            "output_tokens": s.generated_tokens,
-            "output_tokens_details": {"reasoning_tokens": s.reasoning_tokens},
-            "total_tokens": s.prompt_tokens + s.generated_tokens}
-
-
-class ResponsesReply:
-    """A Responses answer; see ``tui.serve.schema.Reply``."""
-
-    def __init__(self, req: GenerationRequest, model: str) -> None:
-        self.req = req
-        self.model = model
-        self.id = "resp_" + secrets.token_hex(12)
-        self.message_id = "msg_" + secrets.token_hex(12)
-        self.reasoning_id = "rs_" + secrets.token_hex(12)
-        self.created = int(time.time())
-        self._seq = 0
-        self._open: str | None = None
-        """The output item streaming now: "reasoning" or "message"."""
-        self._output: list[dict[str, Any]] = []
-        self._reasoning: list[str] = []
-        self._text: list[str] = []
-
-    def _event(self, kind: str, **fields: Any) -> Frame:
-        obj = {"type": kind, "sequence_number": self._seq, **fields}
-        self._seq += 1
-        return (kind, obj)
-
-    def _response(self, status: str, output: list[dict[str, Any]], done: Done | None
-                  ) -> dict[str, Any]:
-        incomplete = ({"reason": "max_output_tokens"}
-                      if done is not None and done.stats.stop_reason == "length" else None)
-        error = ({"code": "server_error", "message": done.error}
-                 if done is not None and done.error else None)
-        return {
-            "id": self.id, "object": "response", "created_at": self.created, "status": status,
-            "error": error, "incomplete_details": incomplete, "model": self.model,
-            "output": output, "parallel_tool_calls": False, "previous_response_id": None,
-            "store": False, "tool_choice": "auto", "tools": [], "truncation": "disabled",
-            "usage": _usage(done) if done is not None else None, "user": None,
-            **self.req.extras,
-        }
-
-    @staticmethod
-    def _status(done: Done) -> str:
-        if done.error:
-            return "failed"
-        return "incomplete" if done.stats.stop_reason == "length" else "completed"
-
-    def _reasoning_item(self, text: str, status: str) -> dict[str, Any]:
-        content = [{"type": "reasoning_text", "text": text}] if text else []
-        return {"id": self.reasoning_id, "type": "reasoning", "summary": [],
-                "content": content, "status": status}
-
-    def _text_part(self, text: str, logprobs: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
-
-    def _message_item(self, text: str, status: str, logprobs: list[dict[str, Any]]
-                      ) -> dict[str, Any]:
-        content = [self._text_part(text, logprobs)] if status != "in_progress" else []
-        return {"id": self.message_id, "type": "message", "status": status,
-                "role": "assistant", "content": content}
-
-    def opening(self) -> list[Frame]:
-        start = self._response("in_progress", [], None)
-        return [self._event("response.created", response=start),
-                self._event("response.in_progress", response=start)]
-
-    def _begin(self, kind: str) -> list[Frame]:
-        if self._open == kind:
-            return []
-        frames = self._finish_open(None)
-        self._open = kind
-        index = len(self._output)
-        if kind == "reasoning":
-            return [*frames,
-                    self._event("response.output_item.added", output_index=index,
-                                item=self._reasoning_item("", "in_progress")),
-                    self._event("response.content_part.added", item_id=self.reasoning_id,
-                                output_index=index, content_index=0,
-                                part={"type": "reasoning_text", "text": ""})]
-        return [*frames,
-                self._event("response.output_item.added", output_index=index,
-                            item=self._message_item("", "in_progress", [])),
-                self._event("response.content_part.added", item_id=self.message_id,
-                            output_index=index, content_index=0,
-                            part=self._text_part("", []))]
-
-    def _finish_open(self, done: Done | None) -> list[Frame]:
-        index = len(self._output)
-        if self._open == "reasoning":
-            text = "".join(self._reasoning)
-            item = self._reasoning_item(text, "completed")
-            self._output.append(item)
-            self._open = None
-            return [self._event("response.reasoning_text.done", item_id=self.reasoning_id,
-                                output_index=index, content_index=0, text=text),
-                    self._event("response.content_part.done", item_id=self.reasoning_id,
-                                output_index=index, content_index=0,
-                                part={"type": "reasoning_text", "text": text}),
-                    self._event("response.output_item.done", output_index=index, item=item)]
-        if self._open == "message":
-            text = "".join(self._text)
-            logprobs = _logprobs(done.logprobs) if done is not None and self.req.logprobs else []
-            status = "incomplete" if done is not None and done.stats.stop_reason == "length" \
-                else "completed"
-            item = self._message_item(text, status, logprobs)
-            self._output.append(item)
-            self._open = None
-            return [self._event("response.output_text.done", item_id=self.message_id,
-                                output_index=index, content_index=0, text=text,
-                                logprobs=logprobs),
-                    self._event("response.content_part.done", item_id=self.message_id,
-                                output_index=index, content_index=0,
-                                part=self._text_part(text, logprobs)),
-                    self._event("response.output_item.done", output_index=index, item=item)]
-        return []
-
-    def reasoning(self, index: int, text: str) -> list[Frame]:
-        self._reasoning.append(text)
-        return [*self._begin("reasoning"),
-                self._event("response.reasoning_text.delta", item_id=self.reasoning_id,
-                            output_index=len(self._output), content_index=0, delta=text)]
-
-    def text(self, index: int, text: str) -> list[Frame]:
-        self._text.append(text)
-        return [*self._begin("message"),
-                self._event("response.output_text.delta", item_id=self.message_id,
-                            output_index=len(self._output), content_index=0, delta=text,
-                            logprobs=[])]
-
-    def choice_done(self, index: int, done: Done) -> list[Frame]:
-        if done.error:
-            return self._finish_open(done)
-        frames = [] if any(i["type"] == "message" for i in self._output) or \
-            self._open == "message" else self._begin("message")
-        return frames + self._finish_open(done)
-
-    def closing(self, dones: list[Done]) -> list[Frame]:
-        done = dones[-1]
-        status = self._status(done)
-        # a reply cut at max_output_tokens still ends with response.completed (its status
-        # says "incomplete"): the official client's stream helper waits for that event
-        kind = "response.failed" if status == "failed" else "response.completed"
-        return [self._event(kind, response=self._response(status, self._output, done))]
-
-    def answer(self, dones: list[Done]) -> dict[str, Any]:
-        done = dones[-1]
-        output: list[dict[str, Any]] = []
-        if done.reasoning:
-            output.append(self._reasoning_item(done.reasoning, "completed"))
-        logprobs = _logprobs(done.logprobs) if self.req.logprobs else []
-        status = self._status(done)
-        output.append(self._message_item(done.text, status, logprobs))
-        return self._response(status, output, done)

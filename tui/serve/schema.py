@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tui.engine.errors import InvalidParameter
-from tui.engine.protocol import ChatMessage, Done, SamplingParams
+from tui.engine.protocol import (
+    ChatMessage,
+    Done,
+    SamplingParams,
+    ToolCallDelta,
+    ToolChoice,
+    ToolSpec,
+)
 
 
 class ApiError(Exception):
@@ -197,6 +204,8 @@ class Generation:
     messages: tuple[ChatMessage, ...]
     raw_prompt: str | None
     sampling: SamplingParams
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = "auto"
 
 
 @dataclass(frozen=True)
@@ -216,6 +225,8 @@ class GenerationRequest:
     """A completion's ``echo``: its prompt is put before the answer."""
     extras: dict[str, Any] = field(default_factory=dict)
     """What a dialect echoes back in its answer (the Responses API repeats its request)."""
+    parallel_tool_calls: bool = True
+    """False: at most one tool call per reply (the first the model makes)."""
 
     @property
     def sampling(self) -> SamplingParams:
@@ -418,6 +429,9 @@ class Reply(Protocol):
     def reasoning(self, index: int, text: str) -> list[Frame]: ...
 
     def text(self, index: int, text: str) -> list[Frame]: ...
+
+    def tool_call(self, index: int, delta: ToolCallDelta) -> list[Frame]:
+        """A piece of a tool call: the first of a call carries its id and name."""
 
     def choice_done(self, index: int, done: Done) -> list[Frame]:
         """One reply of the request finished (the request's ``n`` replies come in turn)."""

@@ -106,6 +106,8 @@ def test_the_n8n_sequence_on_chat_completions(client: openai.OpenAI,
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
+    assert first.usage is not None and first.usage.completion_tokens_details is not None
+    assert first.usage.completion_tokens_details.reasoning_tokens == 0  # always there
     calls = choice.message.tool_calls or []
     assert [(c.id, c.type, c.function.name, json.loads(c.function.arguments))  # type: ignore[union-attr]
             for c in calls] == [("call_w1", "function", "get_weather", {"city": "Paris"})]

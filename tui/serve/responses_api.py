@@ -5,7 +5,8 @@ of newer OpenAI SDK code, on the same reply pipeline as chat completions.
 content a string or ``input_text``/``output_text`` parts); ``instructions`` becomes the system
 message; ``text.format`` is ``text``, ``json_object`` or ``json_schema`` (the same constrained
 output as chat's ``response_format``). A thinking model's reasoning is a ``reasoning`` output
-item before the message.
+item before the message; ``reasoning.effort`` (or llama-server's ``reasoning_budget``, in
+tokens) bounds it.
 
 No server-side state: ``store`` and ``metadata`` are accepted and ignored (the answer says
 ``store: false``), and ``previous_response_id`` / ``conversation`` are refused with a 400 that
@@ -221,6 +222,9 @@ def parse(obj: dict[str, Any], *, default_max_tokens: int, max_tokens_limit: int
         effort = reasoning.choice("effort", tuple(EFFORT_BUDGETS))
         if effort is not None:
             values["reasoning_budget"] = EFFORT_BUDGETS[effort]
+    budget = body.integer("reasoning_budget", low=-1)  # llama-server's, in tokens
+    if budget is not None:
+        values["reasoning_budget"] = budget
     top = body.integer("top_logprobs", low=0, high=20)
     if top is not None:
         values["top_logprobs"] = top

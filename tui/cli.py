@@ -76,10 +76,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         choices=["engine", "grammar", "kv", "ui", "app", "store", "serve", "kb", "tune",
                  "speed", "rpc"],
     )
-    bench.add_argument("--reps", type=int, default=6, help="repetitions (engine)")
-    bench.add_argument("--tokens", type=int, default=128, help="tokens per reply (engine)")
+    bench.add_argument("--reps", type=int, default=6, help="repetitions (engine, serve)")
+    bench.add_argument("--tokens", type=int, default=128,
+                       help="tokens per reply (engine, serve)")
     bench.add_argument("--embed-texts", type=int, default=1000,
                        help="short texts embedded for the embeddings rate (engine; 0: skip)")
+    bench.add_argument("--against", metavar="URL",
+                       help="serve: compare with this OpenAI-compatible server (same model)")
+    bench.add_argument("--against-model", metavar="NAME",
+                       help="serve --against: the model name there (default: its first)")
+    bench.add_argument("--against-key", metavar="KEY", help="serve --against: its API key")
     add_load_options(bench)
 
     for name, (module, adder, summary) in _SUBCOMMANDS.items():
@@ -250,10 +256,21 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
 
         run_rpc_bench(load_params(args, settings, _model(args, settings)),
                       reps=min(args.reps, 3), max_tokens=min(args.tokens, 64))
+    elif args.what == "serve" and args.against:
+        from tui.serve.bench_against import AgainstError, run_against_bench
+
+        try:
+            run_against_bench(load_params(args, settings, _model(args, settings)),
+                              args.against, model=args.against_model,
+                              api_key=args.against_key, reps=args.reps,
+                              max_tokens=args.tokens)
+        except AgainstError as exc:
+            raise CliError(str(exc)) from None
     elif args.what == "serve":
         from tui.serve.bench import run_serve_bench
 
-        run_serve_bench(load_params(args, settings, _model(args, settings)))
+        run_serve_bench(load_params(args, settings, _model(args, settings)), reps=args.reps,
+                        max_tokens=args.tokens)
     elif args.what == "tune":
         from tui.tune.bench import run_tune_bench
 

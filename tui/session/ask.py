@@ -88,6 +88,10 @@ def add_ask_parser(sub: Any) -> argparse.ArgumentParser:
                      help="system prompt (default: the system_prompt setting, as the app uses)")
     ask.add_argument("--raw", action="store_true", help="plain completion: no chat template")
     ask.add_argument("--json", action="store_true", help="print one JSON object with the stats")
+    ask.add_argument("--schema", metavar="FILE.json",
+                     help="constrain the answer to this JSON schema (the output parses)")
+    ask.add_argument("--json-output", action="store_true",
+                     help="constrain the answer to a JSON object")
     ask.add_argument("--no-reasoning", action="store_true",
                      help="do not print a thinking model's reasoning (stderr)")
     ask.add_argument("--no-memory", action="store_true",
@@ -144,7 +148,27 @@ def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {name: getattr(args, name, None) for name in SAMPLING_OPTIONS}
     if getattr(args, "stop", None):
         values["stop"] = tuple(args.stop)
+    if getattr(args, "schema", None):
+        values["json_schema"] = read_schema(args.schema)
+    elif getattr(args, "json_output", False):
+        values["json_schema"] = "{}"  # any JSON object
     return {k: v for k, v in values.items() if v is not None}
+
+
+def read_schema(path: str) -> str:
+    """``--schema FILE``: the JSON schema's text, checked to be a JSON object."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AskError(f"cannot read the schema {path}: {getattr(exc, 'strerror', None) or exc}"
+                       ) from None
+    try:
+        schema = json.loads(text)
+    except ValueError as exc:
+        raise AskError(f"the schema {path} is not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise AskError(f"the schema {path} must be a JSON object (a JSON schema)")
+    return json.dumps(schema)
 
 
 # -- where the pieces go ---------------------------------------------------------------------

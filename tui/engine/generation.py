@@ -283,15 +283,6 @@ class Generator:
         return got
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class _Reply:
     """The state of one reply in flight."""
 
@@ -342,7 +333,7 @@ class _Reply:
         gen, ctx, cancel = self.gen, self.gen.ctx, self.cancel
         model = gen.model
         self.n_prompt = len(tokens)
-        reuse = _common_prefix(ctx.tokens, tokens)
+        reuse = common_prefix(ctx.tokens, tokens)
         if reuse == len(tokens):
             reuse -= 1  # the last prompt token is evaluated again for fresh logits
         self.reused = ctx.keep_prefix(reuse)

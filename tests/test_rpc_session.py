@@ -25,8 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _lmdesk(*args: str, env: dict[str, str] | None = None,
             timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    # as from a shell: not the switches an earlier in-process test left in os.environ
+    # (LMDESK_OFFLINE_SOURCE=default would make LMDESK_OFFLINE=1 look unsaid)
+    inherited = {k: v for k, v in os.environ.items()
+                 if k not in ("LMDESK_OFFLINE", "LMDESK_OFFLINE_SOURCE")}
     return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                          text=True, timeout=timeout, env={**inherited, **(env or {})},
                           cwd=ROOT)
 
 

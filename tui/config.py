@@ -94,6 +94,8 @@ class Settings:
     """Binding id -> keys, e.g. {"new_conversation" = "ctrl+n"}."""
     reading_speed: float = 8.0
     """Tokens per second a model must reach to be called comfortable (green) here."""
+    language: str | None = None
+    """Interface language, "en" or "es"; empty: the locale's (LANG starting with es: Spanish)."""
     from_file: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
     """The settings config.toml gave (the rest are defaults); not a setting itself."""
 
@@ -130,6 +132,7 @@ _KINDS: dict[str, str] = {
     "n_gpu_layers": "integer", "temperature": "number", "max_tokens": "count",
     "reasoning_budget": "integer", "system_prompt": "text", "theme": "text",
     "offline": "flag", "serve_port": "port", "keymap": "keys", "reading_speed": "rate",
+    "language": "language",
 }
 """What each setting takes; checked, so ``model = 5`` is a line at start, not a traceback."""
 
@@ -141,6 +144,9 @@ def _check_value(key: str, value: Any) -> tuple[Any, str]:
         return (value, "") if isinstance(value, bool) else (None, "should be true or false")
     if kind == "text":
         return (value, "") if isinstance(value, str) else (None, 'should be text in quotes')
+    if kind == "language":
+        ok = isinstance(value, str) and value.lower() in ("en", "es")
+        return (value.lower(), "") if ok else (None, 'should be "en" or "es"')
     if kind == "texts":
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         return (value, "") if ok else (None, 'should be a list of folders, like ["~/models"]')

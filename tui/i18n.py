@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import gettext
 import io
+import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,7 +111,7 @@ def n_(singular: str, plural: str, count: int, /, **values: Any) -> str:
     return _fill(text, singular if count == 1 else plural, values)
 
 
-def N_(message: str, /) -> str:  # noqa: N802 (gettext's name for a marker)
+def N_(message: str, /) -> str:
     """Marks ``message`` for the catalog; translated later, where it is shown."""
     return message
 
@@ -117,11 +119,42 @@ def N_(message: str, /) -> str:  # noqa: N802 (gettext's name for a marker)
 def _fill(text: str, source: str, values: Mapping[str, Any]) -> str:
     if not values:
         return text
+    english = _current.language.locale == "en"
     try:
-        return text.format(**values)
+        return text.format(**values) if english else _LOCAL_FORMAT.vformat(text, (), values)
     except (KeyError, IndexError, ValueError):
         # a translation naming a placeholder the code does not give: the English is right
         return source.format(**values)
+
+
+_FIXED = re.compile(r"^(?P<align>[<>^]?)(?P<width>\d*)(?P<group>,?)\.(?P<digits>\d+)f$")
+_GROUPED = re.compile(r"^(?P<align>[<>^]?)(?P<width>\d*),$")
+
+
+class _LocaleFormatter(string.Formatter):
+    """``{x:.1f}`` and ``{n:,}`` written with the locale's decimal and group separators
+    (``3,1``, ``12.345``); every other field as ``str.format`` writes it."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return str(super().format_field(value, format_spec))
+        fixed = _FIXED.match(format_spec)
+        grouped = _GROUPED.match(format_spec)
+        if fixed is None and grouped is None:
+            return str(super().format_field(value, format_spec))
+        from babel.numbers import format_decimal
+
+        match = fixed or grouped
+        assert match is not None
+        digits = int(fixed["digits"]) if fixed else 0
+        pattern = ("#,##0" if grouped or (fixed and fixed["group"]) else "0") + (
+            "." + "0" * digits if digits else "")
+        text = str(format_decimal(value, format=pattern, locale=_current.language.locale))
+        align = match["align"] or ">"
+        return format(text, f"{align}{match['width']}") if match["width"] else text
+
+
+_LOCAL_FORMAT = _LocaleFormatter()
 
 
 def format_number(value: float, digits: int = 1) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from tui.i18n import format_number
+
 Rows = tuple[tuple[str, str], ...]
 
 
@@ -53,7 +55,7 @@ def parse_prometheus(text: str) -> dict[str, float]:
 
 
 def _gib(n: float) -> str:
-    return f"{n / (1 << 30):.1f} GiB"
+    return f"{format_number(n / (1 << 30), 1)} GiB"
 
 
 def llama_server_rows(slots: object, metrics: dict[str, float]) -> Rows:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tui.engine.errors import InvalidParameter
 from tui.engine.protocol import ChatMessage, SamplingParams
+from tui.i18n import N_, _
 from tui.prompting.templates import PromptingError
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class PersonaError(PromptingError, ValueError):
 
 class PersonaNotFound(PromptingError, LookupError):
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "persona not found"
+        return str(self.args[0]) if self.args else _("persona not found")
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,15 @@ class Persona:
 
     def validate(self) -> None:
         if not isinstance(self.id, str) or not _SLUG.match(self.id):
-            raise PersonaError(f"bad persona id {self.id!r}: use lowercase letters, digits "
-                               "and '-', like 'technical-writer'")
+            raise PersonaError(_("bad persona id {id!r}: use lowercase letters, digits and '-', "
+                                 "like 'technical-writer'", id=self.id))
         if not self.name.strip():
-            raise PersonaError(f"persona {self.id!r} needs a name")
+            raise PersonaError(_("persona {id!r} needs a name", id=self.id))
         apply_sampling(SamplingParams(), self.sampling)
         for ex in self.examples:
             if not ex.instruction.strip() or not ex.response.strip():
-                raise PersonaError(f"persona {self.id!r}: an example has an empty instruction "
-                                   "or response")
+                raise PersonaError(_("persona {id!r}: an example has an empty instruction or "
+                                     "response", id=self.id))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,7 +124,7 @@ class Persona:
                 updated=float(data.get("updated", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise PersonaError(f"a persona record is malformed ({exc!r})") from None
+            raise PersonaError(_("a persona record is malformed ({exc!r})", exc=exc)) from None
         persona.validate()
         return persona
 
@@ -132,13 +133,13 @@ def apply_sampling(base: SamplingParams, preset: Mapping[str, Any]) -> SamplingP
     """``base`` with the preset's values; unknown keys or bad values are a ``PersonaError``."""
     unknown = sorted(set(preset) - SAMPLING_KEYS)
     if unknown:
-        raise PersonaError(f"unknown sampling setting {unknown[0]!r} (known: "
-                           f"{', '.join(sorted(SAMPLING_KEYS))})")
+        raise PersonaError(_("unknown sampling setting {value!r} (known: {join})",
+                             value=unknown[0], join=', '.join(sorted(SAMPLING_KEYS))))
     params = replace(base, **dict(preset))
     try:
         params.validate()
     except InvalidParameter as exc:
-        raise PersonaError(f"bad sampling preset: {exc}") from None
+        raise PersonaError(_("bad sampling preset: {exc}", exc=exc)) from None
     return params
 
 
@@ -179,7 +180,7 @@ def _builtin(id: str, name: str, prompt: str, tone: str, sampling: dict[str, flo
 
 BUILTIN_PERSONAS: tuple[Persona, ...] = (
     _builtin("assistant", "Assistant", "You are a helpful, honest assistant.", "neutral", {},
-             description="A general assistant with the app's sampling settings."),
+             description=N_("A general assistant with the app's sampling settings.")),
     _builtin("technical", "Technical expert",
              "You are a senior engineer. Answer accurately, show your reasoning briefly, and "
              "say when you are not sure.", "technical",
@@ -198,12 +199,12 @@ BUILTIN_PERSONAS: tuple[Persona, ...] = (
     _builtin("creative", "Creative writer",
              "You are an imaginative writer who helps with stories, characters and ideas.",
              "creative", {"temperature": 1.0, "top_p": 0.98, "min_p": 0.02},
-             description="High temperature for brainstorming and fiction."),
+             description=N_("High temperature for brainstorming and fiction.")),
     _builtin("formal", "Formal correspondent",
              "You write professional correspondence and documents.", "formal",
-             {"temperature": 0.5}, description="Letters, reports, official replies."),
+             {"temperature": 0.5}, description=N_("Letters, reports, official replies.")),
     _builtin("friendly", "Friendly helper", "You are a friendly helper.", "informal",
-             {"temperature": 0.8}, description="Casual and warm."),
+             {"temperature": 0.8}, description=N_("Casual and warm.")),
     _builtin("teacher", "Teacher",
              "You are a patient teacher. Adapt explanations to the student's level and use "
              "everyday examples.", "didactic", {"temperature": 0.5},
@@ -214,7 +215,7 @@ BUILTIN_PERSONAS: tuple[Persona, ...] = (
              "Explanations with examples and questions."),
     _builtin("asistente-es", "Asistente (español)",
              "Eres un asistente útil y honesto. Responde siempre en español.", "neutral", {},
-             description="Un asistente general que responde en español."),
+             description=N_("Un asistente general que responde en español.")),
 )
 
 
@@ -243,7 +244,7 @@ class PersonaLibrary:
     def get(self, persona_id: str) -> Persona:
         found = self._builtins.get(persona_id) or self._user().get(persona_id)
         if found is None:
-            raise PersonaNotFound(f"no persona {persona_id!r}")
+            raise PersonaNotFound(_("no persona {persona_id!r}", persona_id=persona_id))
         return found
 
     def exists(self, persona_id: str) -> bool:
@@ -251,7 +252,7 @@ class PersonaLibrary:
 
     def create(self, persona: Persona) -> Persona:
         if self.exists(persona.id):
-            raise PersonaError(f"a persona {persona.id!r} already exists")
+            raise PersonaError(_("a persona {id!r} already exists", id=persona.id))
         now = time.time()
         persona = replace(persona, builtin=False, created=now, updated=now)
         persona.validate()
@@ -261,14 +262,15 @@ class PersonaLibrary:
     def update(self, persona_id: str, /, **changes: Any) -> Persona:
         old = self._writable(persona_id)
         if "id" in changes and changes["id"] != persona_id:
-            raise PersonaError("a persona's id cannot change: duplicate it instead")
+            raise PersonaError(_("a persona's id cannot change: duplicate it instead"))
         if "examples" in changes:
             changes["examples"] = tuple(
                 e if isinstance(e, Example) else Example(*e) for e in changes["examples"])
         try:
             new = replace(old, **changes, updated=time.time())
         except TypeError as exc:
-            raise PersonaError(f"cannot change persona {persona_id!r}: {exc}") from None
+            raise PersonaError(_("cannot change persona {persona_id!r}: {exc}",
+                                 persona_id=persona_id, exc=exc)) from None
         new.validate()
         self._write(new)
         return new
@@ -303,7 +305,8 @@ class PersonaLibrary:
     def _writable(self, persona_id: str) -> Persona:
         persona = self.get(persona_id)
         if persona.builtin:
-            raise PersonaError(f"{persona_id!r} is built in and cannot be changed: duplicate it")
+            raise PersonaError(_("{persona_id!r} is built in and cannot be changed: duplicate it",
+                                 persona_id=persona_id))
         return persona
 
     def _write(self, persona: Persona) -> None:

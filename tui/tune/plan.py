@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from tui.engine.gguf import GGUFError, GGUFHeader, read_header
+from tui.i18n import format_number
 from tui.tune.errors import INSTALL_COMMAND, TRAINING_PACKAGES, ExtraMissing, TuneError
 from tui.tune.protocol import TrainParams
 
@@ -113,7 +114,7 @@ class Estimate:
 
 
 def _size(n: float) -> str:
-    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+    return f"{format_number(n / GiB, 1)} GiB" if n >= GiB else f"{format_number(n / MiB, 0)} MiB"
 
 
 def _duration(seconds: float) -> str:

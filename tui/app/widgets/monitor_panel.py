@@ -23,6 +23,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Static
 
+from tui.i18n import _, format_number
 from tui.monitor import MonitorSnapshot, RateSnapshot, sparkline
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def _clip(text: str, room: int) -> str:
 def _tokens(n: int) -> str:
     if n >= 1024 and n % 1024 == 0:
         return f"{n // 1024}k"
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+    return f"{format_number(n / 1000, 1)}k" if n >= 1000 else str(n)
 
 
 def ctx_bar(used: int, total: int, width: int = 8) -> str:
@@ -65,11 +66,11 @@ def ctx_bar(used: int, total: int, width: int = 8) -> str:
 
 
 def size(n: int) -> str:
-    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+    return f"{format_number(n / GiB, 1)} GiB" if n >= GiB else f"{format_number(n / MiB, 0)} MiB"
 
 
 def _gib(n: int) -> str:
-    return f"{n / GiB:.1f}"
+    return f"{format_number(n / GiB, 1)}"
 
 
 class MonitorPanel(Vertical):
@@ -127,7 +128,7 @@ class MonitorPanel(Vertical):
         return cast("LmdeskApp", self.app)
 
     def compose(self) -> ComposeResult:
-        yield Static("monitor", classes="monitor-title")
+        yield Static(_("monitor"), classes="monitor-title")
         yield Static(id="monitor-body")
 
     def on_mount(self) -> None:
@@ -241,27 +242,29 @@ class MonitorPanel(Vertical):
                                  f"{_gib(gpu.used_bytes)}/{_gib(gpu.total_bytes)} GiB"))
             else:
                 rows.append(("VRAM", "-- (no GPU)"))
-            rows.append(("CPU", f"{snap.cpu_percent:.0f}%"))
+            rows.append(("CPU", f"{format_number(snap.cpu_percent, 0)}%"))
         rows.extend(self._rate_rows(self.lmdesk.rates.snapshot()))
         return rows
 
     def _rate_rows(self, rates: RateSnapshot) -> list[tuple[str, str]]:
         spark = sparkline(rates.history, 6)
         if rates.streaming:
-            gen = f"{rates.live_tokens_per_s:.1f} tok/s"
+            gen = f"{format_number(rates.live_tokens_per_s, 1)} tok/s"
             ttft_s = rates.ttft_s
             ctx_used, n_ctx = rates.context_tokens, rates.n_ctx or (self.n_ctx or 0)
         else:
-            gen = "--" if self.tokens_per_s is None else f"{self.tokens_per_s:.1f} tok/s"
+            gen = ("--" if self.tokens_per_s is None
+                   else f"{format_number(self.tokens_per_s, 1)} tok/s")
             ttft_s = self.ttft_s
             ctx_used, n_ctx = (self.ctx_used or 0), (self.n_ctx or 0)
         rows = [("gen", f"{gen} {spark}".rstrip())]
         rows.append(("ttft", "--" if ttft_s is None else f"{ttft_s:.2f} s"))
         if self.reasoning_tokens and not rates.streaming:
-            rows.append(("think", f"{_tokens(self.reasoning_tokens)} tok · answer "
-                                  f"{_tokens(self.answer_tokens or 0)}"))
+            rows.append(("think", _("{tokens} tok · answer {tokens2}",
+                                    tokens=_tokens(self.reasoning_tokens),
+                                    tokens2=_tokens(self.answer_tokens or 0))))
         if rates.prompt_tokens_per_s:
-            rows.append(("prompt", f"{rates.prompt_tokens_per_s:.0f} tok/s"))
+            rows.append(("prompt", f"{format_number(rates.prompt_tokens_per_s, 0)} tok/s"))
         if n_ctx:
             rows.append(("ctx", f"{_tokens(ctx_used)}/{_tokens(n_ctx)} {ctx_bar(ctx_used, n_ctx)}"))
         else:

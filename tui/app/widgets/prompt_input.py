@@ -10,6 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
 
+from tui.i18n import N_
+
 
 class _TerminalKey(Enum):
     """Key names for sequences Textual's parser reads as another key (it has ``.value`` like
@@ -46,8 +48,8 @@ class PromptInput(TextArea):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "send", "Send", id="send", show=False),
-        Binding("ctrl+j,alt+enter,shift+enter", "newline", "Newline", id="newline", show=False),
+        Binding("enter", "send", N_("Send"), id="send", show=False),
+        Binding("ctrl+j,alt+enter,shift+enter", "newline", N_("Newline"), id="newline", show=False),
     ]
     _IN_ORDER_ACTIONS: ClassVar[frozenset[str]] = frozenset({"send", "newline"})
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tui.display import count
+from tui.i18n import _
 from tui.store import StoredMessage
 
 
@@ -17,7 +18,8 @@ def reasoning_line(tokens: int, seconds: float, *, done: bool, expanded: bool = 
     if not done:
         return f"thinking… {spent}, {seconds:.0f} s"
     mark = "▾" if expanded else "▸"
-    return f"{mark} thought for {seconds:.1f} s · {spent}"
+    return _("{mark} thought for {seconds:.1f} s · {spent}",
+             mark=mark, seconds=seconds, spent=spent)
 
 
 def stats_line(message: StoredMessage) -> str:
@@ -36,13 +38,13 @@ def stats_line(message: StoredMessage) -> str:
         parts.append(f"{float(stats.get('generation_tokens_per_s', 0.0)):.1f} tok/s")
         parts.append(f"ttft {float(stats.get('time_to_first_token_s', 0.0)):.2f} s")
         if stats.get("stop_reason") == "length":
-            parts.append("cut at max tokens")
+            parts.append(_("cut at max tokens"))
     if message.status == "stopped":
         parts.append("stopped")
     elif message.status == "partial":
         parts.append("unfinished")
     elif message.status == "error":
-        parts.append(f"error: {message.error or 'the reply failed'}")
+        parts.append(f"error: {message.error or _('the reply failed')}")
     return " · ".join(parts)
 
 

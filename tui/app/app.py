@@ -13,13 +13,14 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import events, on, work
 from textual.actions import ActionParseResult
 from textual.actions import parse as parse_action
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.dom import DOMNode
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -608,6 +609,12 @@ class LmdeskApp(App[None]):
         for command in super().get_system_commands(screen):
             yield SystemCommand(_(command.title), _(command.help), command.callback,
                                 command.discover)
+
+    def action_command_palette(self) -> None:
+        """Textual's command palette, its prompt in this language."""
+        if self.use_command_palette and not CommandPalette.is_open(cast("App[object]", self)):
+            self.push_screen(CommandPalette(id="--command-palette",
+                                            placeholder=_("Search for commands…")))
 
     @contextmanager
     def guard(self, what: str) -> Iterator[None]:

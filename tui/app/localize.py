@@ -26,7 +26,7 @@ TEXTUAL_MESSAGES = (
     N_("Hide the keys and widget help panel"), N_("Minimize"),
     N_("Minimize the widget and restore to normal size"), N_("Maximize"),
     N_("Maximize the focused widget"), N_("Screenshot"),
-    N_("Save an SVG 'screenshot' of the current screen"), N_("Search for commands…"),
+    N_("Save an SVG 'screenshot' of the current screen"),
 )
 """Textual's own words that lmdesk shows: the palette key in the footer, its system commands."""
 

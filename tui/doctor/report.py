@@ -153,6 +153,8 @@ def _gib(n: int) -> str:
 
 
 def render_text(r: DoctorReport) -> str:
+    from tui.models.fit import verdict_name
+
     m, h, n, c = r.machine, r.health, r.network, r.capacity
     out: list[str] = [_("Machine")]
     out.append(f"  CPU      {m.cpu_model} ({m.arch}, {m.os})")
@@ -201,7 +203,7 @@ def render_text(r: DoctorReport) -> str:
         group = sorted(c.by_verdict(verdict), key=lambda m: m.params)
         if not group:
             continue
-        out.append(f"  {label} ({verdict}):")
+        out.append(f"  {label} ({verdict_name(verdict)}):")
         for mf in group:
             out.append(f"    {mf.name:34} {mf.line}")
     out += ["", _("Install")]

@@ -37,7 +37,7 @@ from tui.models.download import (
     list_gguf_files,
     pick_file,
 )
-from tui.models.fit import FitEstimate, Resources, estimate_fit, measure_rss
+from tui.models.fit import FitEstimate, Resources, estimate_fit, measure_rss, verdict_name
 from tui.models.listing import (
     HeaderCache,
     LocalModel,
@@ -201,7 +201,7 @@ def _list(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
             out.write(_("{value:28} unreadable ({source}): {error}\n",
                         value=m.name[:28], source=m.source, error=m.error))
             continue
-        verdict = f"{a.verdict:6}" if a else "?     "
+        verdict = f"{verdict_name(a.verdict):6}" if a else "?     "
         rate = fmt_tok_s(a.tok_s) if a else "-"
         ctx = ctx_label(a.context.n_ctx) if a else "-"
         out.write(
@@ -485,7 +485,7 @@ def _catalogue(args: argparse.Namespace, settings: Settings, paths: Paths,
         for o in c.options:
             a = o.assessment
             out.write(f"{o.quantization:8} {_size(o.size):>6} {ctx_label(a.context.n_ctx):>6} "
-                      f"{fmt_tok_s(a.tok_s):>6} {a.verdict:6} {o.file}\n")
+                      f"{fmt_tok_s(a.tok_s):>6} {verdict_name(a.verdict):6} {o.file}\n")
         return 0
     out.write(f"{'ID':30} {'PARAMS':>6} {'BEST':7} {'SIZE':>6} {'N_CTX':>5} {'TOK/S':>5} "
               "FIT    CAN DO\n")
@@ -498,7 +498,7 @@ def _catalogue(args: argparse.Namespace, settings: Settings, paths: Paths,
         a = c.best.assessment
         out.write(f"{e.id[:30]:30} {_params(e.params):>6} {c.best.quantization:7} "
                   f"{_size(c.best.size):>6} {ctx_label(a.context.n_ctx):>5} "
-                  f"{fmt_tok_s(a.tok_s):>5} {a.verdict:6} {caps}\n")
+                  f"{fmt_tok_s(a.tok_s):>5} {verdict_name(a.verdict):6} {caps}\n")
     out.write(_("\nbest: the most faithful file that is green here (fits with margin and at "
                 "least {reading_speed:g} tok/s), else the best that fits; `lmdesk models "
                 "catalogue ID` shows every file. Against {size} available RAM. Catalogue: "

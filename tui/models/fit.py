@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from tui.engine.gguf import GGML_TYPES, GGUFHeader, read_header
-from tui.i18n import _, format_number
+from tui.i18n import N_, _, format_number
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -57,6 +57,12 @@ _REPACKED_TYPES = frozenset({2, 12, 20})  # Q4_0, Q4_K, IQ4_NL
 _SWA_PATTERN: dict[str, int] = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 2}
 
 Verdict = Literal["green", "amber", "red"]
+VERDICT_NAMES: dict[str, str] = {"green": N_("green"), "amber": N_("amber"), "red": N_("red")}
+
+
+def verdict_name(verdict: str) -> str:
+    """A verdict as a person reads it, in the current language (``verde`` in Spanish)."""
+    return _(VERDICT_NAMES.get(verdict, verdict))
 
 
 @dataclass(frozen=True)
@@ -205,7 +211,8 @@ class FitEstimate:
         return self.ram_bytes + self.vram_bytes
 
     def summary(self) -> str:
-        parts = [_("{verdict}: needs {fmt} RAM", verdict=self.verdict, fmt=_fmt(self.ram_bytes))]
+        parts = [_("{verdict}: needs {fmt} RAM", verdict=verdict_name(self.verdict),
+                   fmt=_fmt(self.ram_bytes))]
         if self.vram_bytes:
             parts.append(_("+ {fmt} VRAM ({n_gpu_layers} layers)",
                            fmt=_fmt(self.vram_bytes), n_gpu_layers=self.n_gpu_layers))

@@ -41,7 +41,7 @@ from tui.models.choice import (
     fmt_tok_s,
 )
 from tui.models.download import DownloadProgress, DownloadResult
-from tui.models.fit import FitEstimate, Resources
+from tui.models.fit import FitEstimate, Resources, verdict_name
 from tui.models.listing import LocalModel, list_models
 from tui.models.speed import SpeedModel, model_key
 from tui.session.usage import usage_of
@@ -54,6 +54,9 @@ MiB = 1024**2
 FIT_ORDER = {"green": 0, "amber": 1, "red": 2}
 FILTERS = ("all", "fits", "green")
 SORTS = ("fit", "name", "size")
+SHOWN = {"all": N_("all"), "fits": N_("fits"), "green": N_("green"), "fit": N_("fit"),
+         "name": N_("name"), "size": N_("size")}
+"""The filters' and sorts' names as the screen says them."""
 
 
 def size(n: int | None) -> str:
@@ -72,7 +75,7 @@ def fit_cell(a: Assessment | None) -> str:
     if a is None:
         return "?"
     fit = a.fit
-    return f"{a.verdict} {size(fit.ram_bytes - fit.reclaimable_bytes)}" + (
+    return f"{verdict_name(a.verdict)} {size(fit.ram_bytes - fit.reclaimable_bytes)}" + (
         f"+{size(fit.vram_bytes)}V" if fit.vram_bytes else ""
     )
 
@@ -335,7 +338,7 @@ class ModelsScreen(Screen[None]):
                                 "-", "-", caps, checked, entry.repo_id, key=entry.id)
                     continue
                 b = best.assessment
-                cat.add_row(entry.name, best.quantization, b.verdict, speed_cell(b),
+                cat.add_row(entry.name, best.quantization, verdict_name(b.verdict), speed_cell(b),
                             ctx_label(b.context.n_ctx), size(best.size), caps, checked,
                             entry.repo_id, key=entry.id)
         self._show_detail()
@@ -385,14 +388,14 @@ class ModelsScreen(Screen[None]):
         row = self.selected_row()
         if row is None:
             detail.update(_("No local model (filter: {filter}). Add folders with model_dirs in "
-                            "config.toml, or download one.", filter=self.filter))
+                            "config.toml, or download one.", filter=_(SHOWN[self.filter])))
             return
         m = row.model
-        where = f" · from {m.source}" + (f" ({m.origin})" if m.origin else "")
+        where = _(" · from {source}", source=m.source) + (f" ({m.origin})" if m.origin else "")
         lines = [f"{m.name}  {m.path}{where}"]
         a = row.assessment
         if a is not None:
-            lines.append(f"{a.verdict}: {a.reason}")
+            lines.append(f"{verdict_name(a.verdict)}: {a.reason}")
             lines.append(_("speed: about {fmt_tok_s} tok/s writing, {prompt_tok_s:.0f} tok/s "
                            "reading ({basis})",
                            fmt_tok_s=fmt_tok_s(a.speed.tok_s), prompt_tok_s=a.speed.prompt_tok_s,
@@ -408,7 +411,8 @@ class ModelsScreen(Screen[None]):
             est = size(a.fit.ram_bytes) if a else "?"
             lines.append(_("loaded: worker RSS {size} (estimate {est})",
                            size=size(self.rss[m.path]), est=est))
-        lines.append(_("filter {filter} · sort {sort}", filter=self.filter, sort=self.sort))
+        lines.append(_("filter {filter} · sort {sort}", filter=_(SHOWN[self.filter]),
+                       sort=_(SHOWN[self.sort])))
         detail.update("\n".join(lines))
 
     # -- actions -----------------------------------------------------------------------------

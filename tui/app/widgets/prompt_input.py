@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
 
-from tui.i18n import N_
+from tui.i18n import N_, _
 
 
 class _TerminalKey(Enum):
@@ -70,7 +70,7 @@ class PromptInput(TextArea):
         kwargs.setdefault("show_line_numbers", False)
         kwargs.setdefault("tab_behavior", "focus")
         kwargs.setdefault("highlight_cursor_line", False)
-        kwargs.setdefault("placeholder", "Ask anything. Enter sends, ctrl+j adds a line.")
+        kwargs.setdefault("placeholder", _("Ask anything. Enter sends, ctrl+j adds a line."))
         super().__init__(**kwargs)
         self.prompt_history: list[str] = []
         self._recall_index: int | None = None

@@ -174,6 +174,8 @@ def _shown(tree: ast.AST) -> Iterator[ast.expr]:
             name = _callee(node)
             if name == "Binding":
                 yield from node.args[2:3]
+            elif name == "_builtin":
+                continue  # the shipped personas: data, written out in each language
             elif name in SINK_CALLS or name.endswith("Error"):
                 yield from node.args
             yield from (k.value for k in node.keywords if k.arg in SINK_KEYWORDS)
@@ -377,3 +379,51 @@ def test_a_bad_language_setting_is_one_line(tmp_path: Path) -> None:
     settings, problems = load_settings(paths)
     assert settings.language is None
     assert len(problems) == 1 and 'should be "en" or "es"' in problems[0]
+
+
+# -- templates and personas in Spanish -----------------------------------------------------------
+
+
+def test_every_builtin_template_has_a_spanish_twin_with_the_same_slots() -> None:
+    from tui.prompting.builtin_templates import builtin_templates
+    from tui.prompting.template_syntax import slots
+
+    templates = {t.name: t for t in builtin_templates()}
+    english = [t for t in templates.values() if t.lang == "en"]
+    spanish = [t for t in templates.values() if t.lang == "es"]
+    assert len(english) == len(spanish) == 33
+    for t in english:
+        twin = templates[f"{t.name}-es"]
+        assert twin.lang == "es" and twin.category == t.category and "es" in twin.tags
+        if t.name != "grammar-fix":  # the Spanish one asks for the variety of Spanish instead
+            assert [v.name for v in twin.variables] == [v.name for v in t.variables], t.name
+        assert {s.name for s in slots(twin.body)} == {v.name for v in twin.variables}
+        assert twin.title != t.title and twin.body != t.body
+
+
+def test_templates_list_in_spanish_shows_the_spanish_ones(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--data-dir", str(tmp_path), "templates", "list"]
+    assert main(["--lang", "es", *args]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 33 and all(" es " in row for row in rows)
+    assert main(["--lang", "es", *args, "--lang", "all"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 66
+    assert main(args) == 0  # English lists every language, as before
+    assert len(capsys.readouterr().out.splitlines()) == 66
+
+
+def test_the_shipped_personas_follow_the_language(tmp_path: Path) -> None:
+    from tui.prompting.personas import BUILTIN_PERSONAS, PersonaLibrary
+    from tui.store import Store
+
+    store = Store.open(tmp_path)
+    english = {p.id: p for p in PersonaLibrary(store).list_personas()}
+    i18n.set_language("es")
+    spanish = {p.id: p for p in PersonaLibrary(store).list_personas()}
+    assert list(spanish) == list(english) == [p.id for p in BUILTIN_PERSONAS]
+    assert spanish["teacher"].name == "Docente" and english["teacher"].name == "Teacher"
+    assert spanish["technical"].sampling == english["technical"].sampling
+    assert spanish["technical"].examples[0].instruction.startswith("¿Qué significa")
+    assert "técnico" in spanish["technical"].system_block()
+    store.close()

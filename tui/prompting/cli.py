@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tui.display import for_terminal
-from tui.i18n import _
+from tui.i18n import _, current_language
 from tui.prompting.builtin_templates import dumps_templates
 from tui.prompting.memory import MemoryStore
 from tui.prompting.templates import PromptingError, Template, TemplateError, TemplateLibrary
@@ -34,7 +34,8 @@ def add_templates_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     s = p.add_subparsers(dest="templates_command", metavar="ACTION")
     ls = s.add_parser("list", help=_("all templates (built-in and yours)"))
     ls.add_argument("--tag", help=_("only templates with this tag"))
-    ls.add_argument("--lang", help=_("only templates in this language (en, es...)"))
+    ls.add_argument("--lang", help=_("only templates in this language (en, es...; all: every "
+                                     "one; default: Spanish ones when lmdesk speaks Spanish)"))
     ls.add_argument("--search", help=_("words to look for in names, tags, titles and bodies"))
     show = s.add_parser("show", help=_("a template's variables and body"))
     show.add_argument("name")
@@ -120,6 +121,17 @@ def _print_template(t: Template, out: TextIO) -> None:
     out.write("\n" + t.body.rstrip("\n") + "\n")
 
 
+def _listed_language(args: argparse.Namespace) -> str | None:
+    """--lang, else Spanish when lmdesk speaks Spanish (the built-ins exist in both), else
+    every language; ``--lang all`` lists every one."""
+    lang = getattr(args, "lang", None)
+    if lang == "all":
+        return None
+    if lang is None and current_language().code != "en":
+        return current_language().code
+    return lang
+
+
 def cmd_templates(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> int:
     out = for_terminal(out if out is not None else sys.stdout)
     action = getattr(args, "templates_command", None) or "list"
@@ -128,7 +140,7 @@ def cmd_templates(args: argparse.Namespace, store: Store, out: TextIO | None = N
     try:
         if action == "list":
             found = library.list_templates(tag=getattr(args, "tag", None),
-                                           lang=getattr(args, "lang", None),
+                                           lang=_listed_language(args),
                                            query=getattr(args, "search", None))
             if as_json:
                 out.write(json.dumps([_summary(t) for t in found], ensure_ascii=False) + "\n")

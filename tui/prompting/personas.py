@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tui.engine.errors import InvalidParameter
 from tui.engine.protocol import ChatMessage, SamplingParams
-from tui.i18n import N_, _
+from tui.i18n import _, current_language
 from tui.prompting.templates import PromptingError
 
 if TYPE_CHECKING:
@@ -39,6 +39,17 @@ TONES: dict[str, str] = {
 SAMPLING_KEYS = frozenset(
     {"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed"}
 )
+TONES_ES: dict[str, str] = {
+    "neutral": "",
+    "technical": "Usa un lenguaje técnico preciso, términos exactos y detalles concretos.",
+    "creative": "Sé imaginativo y vívido; ofrece ideas inesperadas.",
+    "formal": "Escribe en un registro formal y cortés.",
+    "informal": "Escribe en un registro relajado y conversacional.",
+    "friendly": "Sé cálido y alentador.",
+    "concise": "Sé breve: oraciones cortas, sin relleno.",
+    "didactic": "Explica paso a paso, con ejemplos, comprobando que se entiende sobre la marcha.",
+}
+"""The same tones, said to the model in Spanish when lmdesk speaks Spanish."""
 _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
 
 
@@ -76,9 +87,13 @@ class Persona:
 
     def tone_instruction(self) -> str:
         tone = self.tone.strip()
-        if tone.lower() in TONES:
-            return TONES[tone.lower()]
-        return f"Tone: {tone}." if tone else ""
+        spanish = current_language().code == "es"
+        tones = TONES_ES if spanish else TONES
+        if tone.lower() in tones:
+            return tones[tone.lower()]
+        if not tone:
+            return ""
+        return f"Tono: {tone}." if spanish else f"Tone: {tone}."
 
     def system_block(self) -> str:
         """The persona's part of the system message: always the same text for the same
@@ -180,7 +195,7 @@ def _builtin(id: str, name: str, prompt: str, tone: str, sampling: dict[str, flo
 
 BUILTIN_PERSONAS: tuple[Persona, ...] = (
     _builtin("assistant", "Assistant", "You are a helpful, honest assistant.", "neutral", {},
-             description=N_("A general assistant with the app's sampling settings.")),
+             description="A general assistant with the app's sampling settings."),
     _builtin("technical", "Technical expert",
              "You are a senior engineer. Answer accurately, show your reasoning briefly, and "
              "say when you are not sure.", "technical",
@@ -199,12 +214,12 @@ BUILTIN_PERSONAS: tuple[Persona, ...] = (
     _builtin("creative", "Creative writer",
              "You are an imaginative writer who helps with stories, characters and ideas.",
              "creative", {"temperature": 1.0, "top_p": 0.98, "min_p": 0.02},
-             description=N_("High temperature for brainstorming and fiction.")),
+             description="High temperature for brainstorming and fiction."),
     _builtin("formal", "Formal correspondent",
              "You write professional correspondence and documents.", "formal",
-             {"temperature": 0.5}, description=N_("Letters, reports, official replies.")),
+             {"temperature": 0.5}, description="Letters, reports, official replies."),
     _builtin("friendly", "Friendly helper", "You are a friendly helper.", "informal",
-             {"temperature": 0.8}, description=N_("Casual and warm.")),
+             {"temperature": 0.8}, description="Casual and warm."),
     _builtin("teacher", "Teacher",
              "You are a patient teacher. Adapt explanations to the student's level and use "
              "everyday examples.", "didactic", {"temperature": 0.5},
@@ -215,16 +230,63 @@ BUILTIN_PERSONAS: tuple[Persona, ...] = (
              "Explanations with examples and questions."),
     _builtin("asistente-es", "Asistente (español)",
              "Eres un asistente útil y honesto. Responde siempre en español.", "neutral", {},
-             description=N_("Un asistente general que responde en español.")),
+             description="Un asistente general que responde en español."),
 )
+"""The shipped personas, in English."""
+
+BUILTIN_PERSONAS_ES: tuple[Persona, ...] = (
+    _builtin("assistant", "Asistente", "Eres un asistente útil y honesto.", "neutral", {},
+             description="Un asistente general con los ajustes de muestreo de la aplicación."),
+    _builtin("technical", "Experto técnico",
+             "Eres un ingeniero sénior. Responde con exactitud, muestra brevemente tu "
+             "razonamiento y di cuándo no estás seguro.", "technical",
+             {"temperature": 0.3, "top_p": 0.9},
+             [("¿Qué significa que un método HTTP sea idempotente?",
+               "Que llamarlo una o varias veces deja el servidor en el mismo estado. GET, PUT y "
+               "DELETE son idempotentes; POST no.")],
+             "Preciso y con temperatura baja, para preguntas técnicas."),
+    _builtin("coder", "Asistente de programación",
+             "Eres un asistente de programación. Prefiere código corto que funcione, con una "
+             "explicación de una línea; señala errores y casos límite.", "concise",
+             {"temperature": 0.2, "top_p": 0.9, "repeat_penalty": 1.05},
+             [("Invierte una lista en Python sin cambiar la original.",
+               "`invertida = items[::-1]` crea una copia invertida; `items` no cambia.")],
+             "Primero el código, poca prosa."),
+    _builtin("creative", "Escritor creativo",
+             "Eres un escritor imaginativo que ayuda con historias, personajes e ideas.",
+             "creative", {"temperature": 1.0, "top_p": 0.98, "min_p": 0.02},
+             description="Temperatura alta para lluvias de ideas y ficción."),
+    _builtin("formal", "Corresponsal formal",
+             "Redactas correspondencia y documentos profesionales.", "formal",
+             {"temperature": 0.5}, description="Cartas, informes, respuestas oficiales."),
+    _builtin("friendly", "Ayudante cercano", "Eres un ayudante cercano y amable.", "informal",
+             {"temperature": 0.8}, description="Informal y cálido."),
+    _builtin("teacher", "Docente",
+             "Eres un docente paciente. Adapta las explicaciones al nivel del estudiante y usa "
+             "ejemplos cotidianos.", "didactic", {"temperature": 0.5},
+             [("¿Qué es la fotosíntesis?",
+               "Es la forma en que las plantas fabrican su alimento: usan la luz del sol para "
+               "convertir agua y dióxido de carbono en azúcar, y liberan oxígeno. Piensa en una "
+               "hoja como una pequeña cocina que funciona con energía solar. ¿Puedes decir qué "
+               "entra y qué sale?")],
+             "Explicaciones con ejemplos y preguntas."),
+    BUILTIN_PERSONAS[-1],
+)
+"""The same personas (same ids), in Spanish: a conversation's persona follows the language."""
+
+
+def builtin_personas() -> tuple[Persona, ...]:
+    """The shipped personas in the current language."""
+    return BUILTIN_PERSONAS_ES if current_language().code == "es" else BUILTIN_PERSONAS
 
 
 class PersonaLibrary:
     """Built-in personas (read-only) and the user's, in the store's "personas" table."""
 
-    def __init__(self, store: Store, builtins: Sequence[Persona] = BUILTIN_PERSONAS) -> None:
+    def __init__(self, store: Store, builtins: Sequence[Persona] | None = None) -> None:
         self._store = store
-        self._builtins = {p.id: p for p in builtins}
+        self._builtins = {p.id: p for p in (builtin_personas() if builtins is None
+                                             else builtins)}
 
     def _user(self) -> dict[str, Persona]:
         out: dict[str, Persona] = {}

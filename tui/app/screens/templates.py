@@ -18,7 +18,7 @@ from textual.widgets.option_list import Option
 from tui.app.screens.confirm import MODAL_CSS, ConfirmScreen
 from tui.app.screens.template_form import FilledPrompt, TemplateFormScreen
 from tui.app.screens.text_input import TextInputScreen
-from tui.i18n import N_, _, n_
+from tui.i18n import N_, _, current_language, n_
 from tui.prompting.templates import (
     PromptingError,
     Template,
@@ -124,13 +124,17 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
     def compose(self) -> ComposeResult:
         library = self.library
         langs = sorted({t.lang for t in library.list_templates()})
+        # the built-in templates exist in English and Spanish: in Spanish, show the Spanish
+        # ones first (the filter goes back to every language with one choice)
+        here = current_language().code
+        shown = here if here != "en" and here in langs else ALL
         tags = library.tags()
         yield Static(_("Template library"), id="templates-title")
         with Horizontal(id="templates-filters"):
             yield SearchBox(self._query, placeholder=_("Search templates… (↓: the results)"),
                             id="templates-search")
             yield Select([(_("All languages"), ALL), *((lang, lang) for lang in langs)],
-                         value=ALL, allow_blank=False, id="templates-lang")
+                         value=shown, allow_blank=False, id="templates-lang")
             yield Select([(_("All tags"), ALL),
                           *((f"{tag} ({n})", tag) for tag, n in tags.items())],
                          value=ALL, allow_blank=False, id="templates-tag")

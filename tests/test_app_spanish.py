@@ -113,6 +113,19 @@ SCREENS = [
 ]
 
 
+async def steady_text(pilot: Pilot[Any], app: LmdeskApp) -> str:
+    """The screen once two looks 0.3 s apart agree (a footer being recomposed after a
+    binding change has no keys for a moment; a loaded machine makes that moment longer)."""
+    before = ""
+    for _attempt in range(20):
+        await pilot.pause(0.3)
+        now = screen_text(app)
+        if now == before and "^p" in now:
+            break
+        before = now
+    return before
+
+
 async def walk(tmp_path: Path, screens: list[tuple[str, list[str]]]) -> dict[str, str]:
     """Open each screen from the chat with its keys; what each shows, by name."""
     store = Store.open(make_paths(tmp_path).data_dir)
@@ -130,8 +143,7 @@ async def walk(tmp_path: Path, screens: list[tuple[str, list[str]]]) -> dict[str
                 await wait_for(pilot, lambda: "Checking this machine" not in screen_text(app)
                                and "Comprobando esta máquina" not in screen_text(app),
                                timeout=60)
-            await pilot.pause(0.3)
-            seen[name] = screen_text(app)
+            seen[name] = await steady_text(pilot, app)
             while len(app.screen_stack) > base:
                 app.pop_screen()
                 await pilot.pause(0.1)

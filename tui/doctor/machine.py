@@ -113,7 +113,7 @@ def read_cpuinfo(path: str = "/proc/cpuinfo") -> str:
 
 def _cpuinfo_field(text: str, *names: str) -> str:
     for line in text.splitlines():
-        key, _, value = line.partition(":")
+        key, _colon, value = line.partition(":")
         if key.strip().lower() in names and value.strip():
             return value.strip()
     return ""

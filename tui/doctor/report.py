@@ -160,7 +160,8 @@ def render_text(r: DoctorReport) -> str:
     out.append(f"  CPU      {m.cpu_model} ({m.arch}, {m.os})")
     out.append(_("  cores    {physical_cores} physical, {logical_cores} logical",
                  physical_cores=m.physical_cores, logical_cores=m.logical_cores))
-    out.append(f"  SIMD     {' '.join(m.simd) or _('none detected')}")
+    simd = " ".join(m.simd) or _("none detected")
+    out.append(f"  SIMD     {simd}")
     out.append(_("  RAM      {gib} available of {gib2}",
                  gib=_gib(m.ram_available), gib2=_gib(m.ram_total)))
     if m.gpus:
@@ -221,7 +222,8 @@ def render_text(r: DoctorReport) -> str:
     unknown = _("; unknown keys: {join}",
                 join=', '.join(cf.unknown_keys)) if cf.unknown_keys else ""
     out.append(f"  config   {cf.path} ({cstate}{unknown})")
-    out.append(f"  model    {h.default_model or _('the packaged default model is MISSING')}")
+    model = h.default_model or _("the packaged default model is MISSING")
+    out.append(_("  model    {model}", model=model))
     hc = h.hf_cache
     if hc.exists:
         out.append(_("  HF cache {path} ({gib}, {count} repos)",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tui.i18n import format_number
+from tui.i18n import _, format_number
 
 Rows = tuple[tuple[str, str], ...]
 
@@ -100,7 +100,8 @@ def vllm_rows(metrics: dict[str, float]) -> Rows:
     running = metrics.get("vllm:num_requests_running")
     if running is not None:
         waiting = metrics.get("vllm:num_requests_waiting", 0.0)
-        rows.append(("reqs", f"{running:.0f} running, {waiting:.0f} waiting"))
+        rows.append(("reqs", _("{running:.0f} running, {waiting:.0f} waiting",
+                               running=running, waiting=waiting)))
     cache = metrics.get("vllm:gpu_cache_usage_perc", metrics.get("vllm:kv_cache_usage_perc"))
     if cache is not None:
         rows.append(("srv kv", f"{cache * 100:.0f}%"))

@@ -157,7 +157,7 @@ def _json_item_lines(text: str) -> list[int | None]:
         i = skip(i + 1)
         while text[i] != "]":
             found.append(position(text, i)[0])
-            _, i = decoder.raw_decode(text, i)
+            _value, i = decoder.raw_decode(text, i)
             i = skip(i)
             if text[i] == ",":
                 i = skip(i + 1)
@@ -172,7 +172,7 @@ def _json_item_lines(text: str) -> list[int | None]:
         i = skip(skip(i) + 1)  # past ':'
         if key == "templates" and text[i] == "[":
             return array_items(i)
-        _, i = decoder.raw_decode(text, i)
+        _value, i = decoder.raw_decode(text, i)
         i = skip(i)
         if text[i] == ",":
             i = skip(i + 1)

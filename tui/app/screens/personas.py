@@ -158,8 +158,8 @@ class PersonasScreen(ModalScreen[None]):
                           id=NONE_ID)]
         for p in self.personas:
             mark = "● " if p.id == current else "  "
-            options.append(Option(Content(f"{mark}{p.name}{_(' · built in') if p.builtin else ''}"),
-                                  id=p.id))
+            built_in = _(" · built in") if p.builtin else ""
+            options.append(Option(Content(f"{mark}{p.name}{built_in}"), id=p.id))
         listing.add_options(options)
         ids = [NONE_ID, *(p.id for p in self.personas)]
         wanted = select or current or NONE_ID

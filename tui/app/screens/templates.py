@@ -170,8 +170,9 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
         current = self.current()
         wanted = select or (current.name if current else None)
         listing.clear_options()
+        built_in = _("  · built in")
         listing.add_options([
-            Option(Content(f"{t.name}{_('  · built in') if t.builtin else ''}"), id=t.name)
+            Option(Content(f"{t.name}{built_in if t.builtin else ''}"), id=t.name)
             for t in self.templates])
         if self.templates:
             names = [t.name for t in self.templates]

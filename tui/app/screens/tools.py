@@ -63,7 +63,7 @@ class ToolsScreen(ModalScreen[None]):
     def __init__(self, conversation_id: str | None) -> None:
         super().__init__()
         self.conversation_id = conversation_id
-        self.rows: list[Row] = [Row(name, about, []) for name, about in BUILTIN_NAMES.items()]
+        self.rows: list[Row] = [Row(name, _(about), []) for name, about in BUILTIN_NAMES.items()]
         self.enabled: set[str] = set()
 
     @property
@@ -98,7 +98,7 @@ class ToolsScreen(ModalScreen[None]):
     def _list_servers(self) -> None:
         """Start each configured MCP server to list its tools (a broken one: its error)."""
         app = self.lmdesk
-        rows = [Row(name, about, []) for name, about in BUILTIN_NAMES.items()]
+        rows = [Row(name, _(about), []) for name, about in BUILTIN_NAMES.items()]
         for server in app.tool_config.mcp_servers:
             row = Row(f"mcp:{server.name}", _("MCP server · {where}", where=server.where), [])
             try:

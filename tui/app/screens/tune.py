@@ -124,11 +124,14 @@ class TuneScreen(Screen[None]):
             self.event = event
 
     class Ended(Message):
-        def __init__(self, result: TuneResult | None, text: str, ok: bool) -> None:
+        def __init__(self, result: TuneResult | None, text: str, ok: bool,
+                     stopped: bool = False) -> None:
             super().__init__()
             self.result = result
             self.text = text
             self.ok = ok
+            self.stopped = stopped
+            """Cancelled by the user (a checkpoint is kept), not failed."""
 
     def __init__(self, runner: Runner | None = None) -> None:
         super().__init__(id="tune-screen")
@@ -352,8 +355,9 @@ class TuneScreen(Screen[None]):
                 result = self.runner.finish(plan, last, status=status)
                 self.post_message(self.Ended(result, "", True))
             elif isinstance(last, Cancelled):
-                self.post_message(self.Ended(None, f"Stopped after step {last.step}. Press "
-                                             "Check then Start to resume from there.", False))
+                self.post_message(self.Ended(None, _(
+                    "Stopped after step {step}. Press Check then Start to resume from there.",
+                    step=last.step), False, stopped=True))
             else:
                 error = last.message if isinstance(last, Failed) else _("training ended early")
                 self.post_message(self.Ended(None, error, False))
@@ -391,8 +395,8 @@ class TuneScreen(Screen[None]):
         if result is None:
             self._status(message.text)
             self.lmdesk.notify(message.text, title=_("Tuning"),
-                               severity="information" if "Stopped" in message.text
-                               else "error", timeout=12)
+                               severity="information" if message.stopped else "error",
+                               timeout=12)
             return
         losses = result.record["losses"]
         before, after = losses["holdout_before"], losses["holdout_after"]

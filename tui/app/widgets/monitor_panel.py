@@ -23,7 +23,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Static
 
-from tui.i18n import _, format_number
+from tui.i18n import N_, _, format_number
 from tui.monitor import MonitorSnapshot, RateSnapshot, sparkline
 
 if TYPE_CHECKING:
@@ -72,6 +72,16 @@ def size(n: int) -> str:
 def _gib(n: int) -> str:
     return f"{format_number(n / GiB, 1)}"
 
+
+
+ROW_LABELS = (N_("model"), N_(" model"), N_("persona"), N_("status"), N_("app"), N_("gen"),
+              N_("think"), N_("prompt"), N_("ctx"))
+"""The panel's row labels: kept in English as the rows' keys, shown translated."""
+
+
+def _shown_label(label: str) -> str:
+    shown = _(label) if label.strip() else label
+    return f"{shown:<7}"
 
 class MonitorPanel(Vertical):
     DEFAULT_CSS = """
@@ -218,7 +228,7 @@ class MonitorPanel(Vertical):
         model = self.model_name or "--"
         remote = self.lmdesk.remote
         if remote is not None:  # the model runs on a remote endpoint, not here
-            model = f"{model} (remote)"
+            model = _("{model} (remote)", model=model)
         rows: list[tuple[str, str]] = [("model", model)]
         if remote is not None:
             rows.append(("", f"⇄ {remote.host}"))
@@ -230,10 +240,10 @@ class MonitorPanel(Vertical):
         snap = self.snapshot
         if snap is not None:
             rows.append(("RAM", f"{_gib(snap.ram_used)}/{_gib(snap.ram_total)} GiB"))
-            rows.append(("", f"free {size(snap.ram_available)}"))
+            rows.append(("", _("free {size}", size=size(snap.ram_available))))
             rows.append(("app", size(snap.app_rss)))
             for worker in snap.workers:
-                value = size(worker.rss_bytes) if worker.alive else "gone"
+                value = size(worker.rss_bytes) if worker.alive else _("gone")
                 room = ROW_WIDTH - 7 - len(value) - 1
                 rows.append((" model", f"{value} {_clip(worker.label, room)}".rstrip()))
             if snap.gpus:
@@ -241,7 +251,7 @@ class MonitorPanel(Vertical):
                     rows.append((f"VRAM{gpu.index}",
                                  f"{_gib(gpu.used_bytes)}/{_gib(gpu.total_bytes)} GiB"))
             else:
-                rows.append(("VRAM", "-- (no GPU)"))
+                rows.append(("VRAM", _("-- (no GPU)")))
             rows.append(("CPU", f"{format_number(snap.cpu_percent, 0)}%"))
         rows.extend(self._rate_rows(self.lmdesk.rates.snapshot()))
         return rows
@@ -293,7 +303,7 @@ class MonitorPanel(Vertical):
                 Content.styled(self.status_line(), "$text-muted"))
             return
         content = Content("\n").join(
-            Content.assemble((f"{label:<7}", "$text-muted"), value)
+            Content.assemble((_shown_label(label), "$text-muted"), value)
             for label, value in self.lines()
         )
         self.query_one("#monitor-body", Static).update(content)

@@ -44,7 +44,7 @@ def stats_line(message: StoredMessage) -> str:
     elif message.status == "partial":
         parts.append("unfinished")
     elif message.status == "error":
-        parts.append(f"error: {message.error or _('the reply failed')}")
+        parts.append(_("error: {error}", error=message.error or _("the reply failed")))
     return " · ".join(parts)
 
 

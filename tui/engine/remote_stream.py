@@ -25,6 +25,7 @@ from tui.engine.protocol import (
     TokenLogprob,
 )
 from tui.engine.reasoning import ReasoningSplitter
+from tui.i18n import _
 
 if TYPE_CHECKING:
     from tui.engine.remote import RemoteEngine
@@ -122,7 +123,7 @@ def sse_payloads(resp: http.client.HTTPResponse) -> Iterator[bytes]:
                 yield b"\n".join(data)
                 data = []
             continue
-        name, _, value = line.partition(b":")
+        name, _colon, value = line.partition(b":")
         if name == b"data":
             data.append(value[1:] if value.startswith(b" ") else value)
     if data:
@@ -246,7 +247,8 @@ def stream_reply(
         if engine._cancel.is_set():
             yield from _close(rid, parts, tally, "cancelled")
         elif isinstance(exc, ValueError):
-            yield from _close(rid, parts, tally, "error", f"{engine.server} sent a malformed event")
+            yield from _close(rid, parts, tally, "error", _("{server} sent a malformed event",
+                                                            server=engine.server))
         elif isinstance(exc, TimeoutError) or not answered:
             yield from _close(rid, parts, tally, "error", engine._describe(exc) + _after(tally))
         else:
@@ -269,4 +271,5 @@ def _after(tally: Tally) -> str:
 
 def _dropped(engine: RemoteEngine, tally: Tally, exc: BaseException | None) -> str:
     why = f" ({exc.__class__.__name__})" if exc is not None else ""
-    return f"the stream from {engine.server} dropped after {count(tally.chunks, 'token')}{why}"
+    return _("the stream from {server} dropped after {count}{why}",
+             server=engine.server, count=count(tally.chunks, 'token'), why=why)

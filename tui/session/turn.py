@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from tui.engine.errors import EngineError, PromptTooLong
+from tui.engine.errors import EngineError, PromptTooLong, ToolsUnsupported
 from tui.engine.protocol import (
     ChatMessage,
     Done,
@@ -239,7 +239,8 @@ def _generate(session: ModelSession, loaded: LoadedModel, messages: list[ChatMes
             elif isinstance(event, Done):
                 done = event
     except EngineError as exc:
-        if not kwargs or "tool" not in str(exc):
+        # a worker or a server says so in English; the engines here raise ToolsUnsupported
+        if not kwargs or not (isinstance(exc, ToolsUnsupported) or "tool" in str(exc)):
             raise
         # this model (or engine) cannot call tools: say so once and answer without them
         outcome.notes.append(_("{exc}; answering without tools", exc=exc))

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from tui.i18n import _
+from tui.i18n import N_, _
 
 from .errors import StoreError
 from .models import ConversationMeta, StoredMessage, message_to_doc
@@ -31,7 +31,7 @@ from .tree import ConversationTree
 WRITES = frozenset({"import", "rm"})
 """The actions that change the data folder."""
 PREVIEW = 60
-ROLE_NAMES = {"user": "you", "assistant": "assistant", "system": "system"}
+ROLE_NAMES = {"user": N_("you"), "assistant": N_("assistant"), "system": N_("system")}
 
 
 def add_chats_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -149,7 +149,8 @@ def _show(meta: ConversationMeta, conv: ConversationTree, out: TextIO, *, as_jso
         n, count = conv.position(m.id)
         version = f" ({n}/{count})" if count > 1 else ""
         status = "" if m.status == "done" else f" [{m.status}]"
-        out.write(f"\n{ROLE_NAMES.get(m.role, m.role)}{version}{status}:\n")
+        role = _(ROLE_NAMES.get(m.role, m.role))
+        out.write(f"\n{role}{version}{status}:\n")
         out.write(m.content.rstrip("\n") + "\n")
 
 
@@ -163,7 +164,8 @@ def _print_tree(conv: ConversationTree, shown: set[str], out: TextIO) -> None:
         n, count = conv.position(m.id)
         version = f" [{n}/{count}]" if count > 1 else ""
         mark = "*" if m.id in shown else " "
-        out.write(f"{mark} {'  ' * depth}{m.id} {ROLE_NAMES.get(m.role, m.role)}{version}: "
+        role = _(ROLE_NAMES.get(m.role, m.role))
+        out.write(f"{mark} {'  ' * depth}{m.id} {role}{version}: "
                   f"{_one_line(m.content)}\n")
         children = conv.children(m.id)
         step = 1 if len(children) > 1 else 0

@@ -99,7 +99,8 @@ def offline_refusal(addresses: Iterable[str]) -> str | None:
             with _network(address):
                 pass
         except OfflineError as exc:
-            return f"the RPC worker {address} is on another machine: {exc}"
+            return _("the RPC worker {address} is on another machine: {exc}", address=address,
+                     exc=exc)
     return None
 
 

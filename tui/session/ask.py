@@ -60,7 +60,7 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
 
 def add_rpc_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rpc", action="append", default=[], metavar="HOST:PORT[,HOST:PORT]",
-                   help="`lmdesk rpc-worker`s that take the model's layers (repeatable)")
+                   help=_("`lmdesk rpc-worker`s that take the model's layers (repeatable)"))
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -131,7 +131,7 @@ def load_overrides(args: argparse.Namespace) -> LoadOverrides:
     try:
         rpc = parse_workers(getattr(args, "rpc", None) or ())
     except ValueError as exc:
-        raise AskError(f"--rpc: {exc}") from None
+        raise AskError(_("--rpc: {exc}", exc=exc)) from None
     return LoadOverrides(n_ctx=args.n_ctx, n_threads=args.threads,
                          n_gpu_layers=args.gpu_layers, chat_template=template,
                          rpc_servers=rpc)

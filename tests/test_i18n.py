@@ -475,3 +475,38 @@ def test_no_translated_text_hides_inside_an_f_string() -> None:
                           if isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
                           and call.func.id in KEYWORDS]
     assert found == []
+
+
+# -- a language per request (for serve's Accept-Language) ----------------------------------------
+
+
+@pytest.mark.parametrize(("header", "code", "locale"), [
+    ("es", "es", "es"), ("es-AR,es;q=0.9,en;q=0.8", "es", "es_AR"),
+    ("en-US,en;q=0.9,es;q=0.8", "en", "en"), ("fr-FR,es;q=0.5", "es", "es"),
+    ("fr, de", "en", "en"), (None, "en", "en"), ("es;q=0, en", "en", "en"),
+    ("en;q=0.4, es-MX;q=0.7", "es", "es_MX"), ("*", "en", "en"),
+])
+def test_accept_language_picks_a_language_lmdesk_speaks(
+        header: str | None, code: str, locale: str) -> None:
+    assert i18n.language_from_accept(header) == i18n.Language(code, locale)
+
+
+def test_speaking_holds_for_this_thread_only() -> None:
+    import threading
+
+    seen: dict[str, str] = {}
+    ready = threading.Barrier(2)
+
+    def answer(name: str, language: str) -> None:
+        with i18n.speaking(language):
+            ready.wait(timeout=10)
+            seen[name] = i18n._("Search") + " " + i18n.format_number(2.5, 1)
+
+    threads = [threading.Thread(target=answer, args=("es", "es")),
+               threading.Thread(target=answer, args=("en", "en"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert seen == {"es": "Buscar 2,5", "en": "Search 2.5"}
+    assert i18n._("Search") == "Search"  # the process's language was never changed

@@ -20,11 +20,13 @@ or older, so no compiled binary is kept in the repository to drift from its sour
 
 from __future__ import annotations
 
+import contextlib
 import gettext
 import io
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -58,6 +60,12 @@ class _Current:
 
 
 _current = _Current(ENGLISH, gettext.NullTranslations())
+_speaking: ContextVar[_Current | None] = ContextVar("lmdesk_speaking", default=None)
+"""A language for the current thread or task only (``speaking``), over the process's."""
+
+
+def _now() -> _Current:
+    return _speaking.get() or _current
 
 
 def choose_language(flag: str | None, setting: str | None,
@@ -95,18 +103,58 @@ def set_language(language: Language | str) -> None:
 
 
 def current_language() -> Language:
-    return _current.language
+    return _now().language
+
+
+@contextlib.contextmanager
+def speaking(language: Language | str) -> Iterator[None]:
+    """Translate into ``language`` in this thread (or asyncio task) only, while the block
+    runs: a server answering each request in the language it asked for."""
+    if isinstance(language, str):
+        language = _language_of(language)
+    if language.code not in LANGUAGES:
+        language = ENGLISH
+    translations = (gettext.NullTranslations() if language.code == "en"
+                    else catalog(language.code))
+    token = _speaking.set(_Current(language, translations))
+    try:
+        yield
+    finally:
+        _speaking.reset(token)
+
+
+def language_from_accept(header: str | None) -> Language:
+    """The language an HTTP ``Accept-Language`` header prefers among those lmdesk speaks
+    (``es-AR,es;q=0.9,en;q=0.8`` is Spanish); English when it names none of them."""
+    best: tuple[float, int, Language] | None = None
+    for position, item in enumerate((header or "").split(",")):
+        tag, _sep, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            key, _eq, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        code = tag.strip().lower()[:2]
+        if quality <= 0 or code not in LANGUAGES:
+            continue
+        candidate = (quality, -position, _language_of(tag.strip()))
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    return best[2] if best is not None else ENGLISH
 
 
 def _(message: str, /, **values: Any) -> str:
     """``message`` in the current language, its ``{placeholders}`` filled from ``values``."""
-    text = _current.translations.gettext(message)
+    text = _now().translations.gettext(message)
     return _fill(text, message, values)
 
 
 def n_(singular: str, plural: str, count: int, /, **values: Any) -> str:
     """The plural form for ``count`` of ``singular``/``plural``, with ``{count}`` filled."""
-    text = _current.translations.ngettext(singular, plural, count)
+    text = _now().translations.ngettext(singular, plural, count)
     values.setdefault("count", count)
     return _fill(text, singular if count == 1 else plural, values)
 
@@ -119,7 +167,7 @@ def N_(message: str, /) -> str:
 def _fill(text: str, source: str, values: Mapping[str, Any]) -> str:
     if not values:
         return text
-    english = _current.language.locale == "en"
+    english = _now().language.locale == "en"
     try:
         return text.format(**values) if english else _LOCAL_FORMAT.vformat(text, (), values)
     except (KeyError, IndexError, ValueError):
@@ -149,7 +197,7 @@ class _LocaleFormatter(string.Formatter):
         digits = int(fixed["digits"]) if fixed else 0
         pattern = ("#,##0" if grouped or (fixed and fixed["group"]) else "0") + (
             "." + "0" * digits if digits else "")
-        text = str(format_decimal(value, format=pattern, locale=_current.language.locale))
+        text = str(format_decimal(value, format=pattern, locale=_now().language.locale))
         align = match["align"] or ">"
         return format(text, f"{align}{match['width']}") if match["width"] else text
 
@@ -160,7 +208,7 @@ _LOCAL_FORMAT = _LocaleFormatter()
 def format_number(value: float, digits: int = 1) -> str:
     """``value`` with ``digits`` decimals in the current locale (``3.1``, ``3,1``); English
     keeps Python's own format (no grouping), as it always printed."""
-    locale = _current.language.locale
+    locale = _now().language.locale
     if locale == "en":
         return f"{value:.{digits}f}"
     from babel.numbers import format_decimal
@@ -172,7 +220,7 @@ def format_number(value: float, digits: int = 1) -> str:
 def format_datetime(moment: datetime) -> str:
     """A local date and time, short: ``2026-12-01 23:24`` in English (as before), the
     locale's short form otherwise (``1/12/26, 23:24``)."""
-    locale = _current.language.locale
+    locale = _now().language.locale
     if locale == "en":
         return moment.strftime("%Y-%m-%d %H:%M")
     from babel.dates import format_datetime as babel_format
@@ -181,7 +229,7 @@ def format_datetime(moment: datetime) -> str:
 
 
 def format_date(moment: datetime) -> str:
-    locale = _current.language.locale
+    locale = _now().language.locale
     if locale == "en":
         return moment.strftime("%Y-%m-%d")
     from babel.dates import format_date as babel_format
@@ -263,8 +311,8 @@ def translate_argparse() -> None:
 
 
 def _argparse_gettext(message: str) -> str:
-    return _current.translations.gettext(message)
+    return _now().translations.gettext(message)
 
 
 def _argparse_ngettext(singular: str, plural: str, count: int) -> str:
-    return _current.translations.ngettext(singular, plural, count)
+    return _now().translations.ngettext(singular, plural, count)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.display import count
-from tui.i18n import _
+from tui.i18n import _, format_datetime
 from tui.store import ConversationMeta, Store, StoreError
 
 if TYPE_CHECKING:
@@ -155,6 +155,6 @@ def ask_import(app: LmdeskApp, import_from: Callable[[Path], Awaitable[object]])
 
 
 def _day(timestamp: float) -> str:
-    import time
+    from datetime import datetime
 
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+    return format_datetime(datetime.fromtimestamp(timestamp))

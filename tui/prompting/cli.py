@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tui.display import for_terminal
-from tui.i18n import _, current_language
+from tui.i18n import _, current_language, format_date
 from tui.prompting.builtin_templates import dumps_templates
 from tui.prompting.memory import MemoryStore
 from tui.prompting.templates import PromptingError, Template, TemplateError, TemplateLibrary
@@ -204,7 +204,7 @@ def cmd_memory(args: argparse.Namespace, store: Store, out: TextIO | None = None
                 out.write(json.dumps([asdict(m) for m in found], ensure_ascii=False) + "\n")
             for m in [] if as_json else found:
                 state = "on " if m.enabled else "off"
-                when = datetime.fromtimestamp(m.created).strftime("%Y-%m-%d")
+                when = format_date(datetime.fromtimestamp(m.created))
                 star = "!" if m.important else " "
                 out.write(f"{m.id}  {state} {when} {star} {m.text}\n")
             if not found and not as_json:

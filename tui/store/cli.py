@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from tui.i18n import N_, _
+from tui.i18n import N_, _, format_datetime
 
 from .errors import StoreError
 from .models import ConversationMeta, StoredMessage, message_to_doc
@@ -96,7 +95,10 @@ def _find(store: Store, ref: str) -> ConversationMeta:
 
 
 def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    """The local date and time in the locale's short form (``2026-12-01 23:24`` in English)."""
+    from datetime import datetime
+
+    return format_datetime(datetime.fromtimestamp(ts))
 
 
 def _meta_doc(meta: ConversationMeta) -> dict[str, Any]:

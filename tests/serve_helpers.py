@@ -38,9 +38,10 @@ class RecordingEngine(ScriptedEngine):
         sampling: SamplingParams,
         *,
         raw_prompt: str | None = None,
+        **kwargs: Any,
     ) -> Iterator[EngineEvent]:
         self.started.set()
-        for event in super().generate(messages, sampling, raw_prompt=raw_prompt):
+        for event in super().generate(messages, sampling, raw_prompt=raw_prompt, **kwargs):
             if isinstance(event, Done):
                 self.dones.append(event)
             yield event

@@ -93,3 +93,63 @@ async def test_profile_created_used_and_measured_real_engine(tmp_path: Path) -> 
     finally:
         app.close_engine()
         store.close()
+
+
+@pilot_test
+async def test_a_profiles_rpc_workers_are_edited_in_its_form(tmp_path: Path) -> None:
+    """The form's "RPC workers" field: shown, edited, saved; a bad address is one
+    notification and the form comes back to fix it."""
+    from tests.app_fixtures import make_app, notifications
+
+    app = make_app(tmp_path)
+    library = ProfileLibrary(app.store)
+    library.create("split", "/m/smol.gguf", rpc=("127.0.0.1:5001",))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: app.model_state == "ready")
+        app.push_screen(ProfilesScreen())
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfilesScreen)
+                       and bool(app.screen.query("#profiles-detail")))
+        await pilot.pause()
+        detail = str(app.screen.query_one("#profiles-detail").render())
+        assert "RPC 127.0.0.1:5001" in detail
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfileFormScreen))
+        field = app.screen.query_one("#pf-rpc", Input)
+        assert field.value == "127.0.0.1:5001"
+        field.value = "127.0.0.1:5001, box:x"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("RPC workers" in m for _s, m in notifications(app)))
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfileFormScreen))
+        assert library.get("split").rpc == ("127.0.0.1:5001",)  # nothing half-saved
+        app.screen.query_one("#pf-rpc", Input).value = "127.0.0.1:5001, box2"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProfilesScreen))
+        assert library.get("split").rpc == ("127.0.0.1:5001", "box2:50052")
+
+
+@pilot_test
+async def test_a_profile_with_rpc_workers_shows_how_its_model_would_be_split(
+        tmp_path: Path, smollm: Path) -> None:
+    from tests.app_fixtures import make_app
+    from tests.test_rpc_worker import Worker
+
+    worker = Worker("--mem", "1")
+    try:
+        app = make_app(tmp_path)
+        ProfileLibrary(app.store).create("split", str(smollm), n_ctx=1024,
+                                         rpc=(worker.address,))
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: app.model_state == "ready")
+            app.push_screen(ProfilesScreen())
+            await wait_for(pilot, lambda: isinstance(app.screen, ProfilesScreen)
+                           and bool(app.screen.query("#profiles-detail")))
+
+            def detail() -> str:
+                return str(app.screen.query_one("#profiles-detail").render())
+
+            await wait_for(pilot, lambda: "split over 1 RPC worker" in detail(), timeout=30)
+            text = detail()
+            assert f"{worker.address}: layers 0-30 (31), needs" in text
+            assert "of 1.0 GiB offered; round trip" in text and "tok/s" in text
+    finally:
+        worker.stop()

@@ -66,3 +66,49 @@ def test_speed_bench_prints_predicted_over_measured_for_both_models(tmp_path: Pa
     assert results["smollm_measured"] > 0 and results["gemma_ratio_other"] > 0
     kept = Calibration.load(tmp_path / "data").runs
     assert sorted(r.source for r in kept) == ["bench", "bench"]
+
+
+def test_rpc_bench_prints_local_one_and_two_workers_with_ratios(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`lmdesk bench rpc`: real loopback rpc-workers; the figures and ratios are printed (no
+    timing asserted) and the workers are stopped afterwards."""
+    from tui.engine.protocol import LoadParams
+    from tui.rpc.bench import run_rpc_bench
+
+    smol = smollm2_path()
+    assert smol is not None
+    runs = run_rpc_bench(LoadParams(model_path=str(smol), n_ctx=512), reps=1, max_tokens=4,
+                         mem_gib=1.0)
+    out = capsys.readouterr().out
+    assert [r.label for r in runs] == ["local", "1 worker", "2 workers"]
+    assert all(r.gen_tok_s > 0 and r.load_s > 0 for r in runs)
+    assert runs[1].predicted_tok_s > 0 and runs[2].predicted_tok_s > 0
+    assert "gen/local" in out and "predicted/measured" in out and "load average" in out
+    assert re.search(r"^2 workers +[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+$", out,
+                     re.MULTILINE), out
+
+
+@pytest.mark.timeout(600)
+def test_grammar_bench_prints_constrained_over_free_ratios() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "bench", "grammar", "--reps", "1", "--tokens", "24",
+         "--n-ctx", "2048"],
+        capture_output=True, text=True, timeout=540,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"gen t/s\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d", out), out
+    assert re.search(r"ratio json-schema/free generation tokens/s = \d+\.\d{3}", out), out
+    assert re.search(r"ratio forced-tool-call/free generation tokens/s = \d+\.\d{3}", out), out
+
+
+@pytest.mark.timeout(600)
+def test_kv_bench_prints_the_restored_over_cold_ratio_and_the_disk() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "bench", "kv", "--reps", "1", "--tokens", "600"],
+        capture_output=True, text=True, timeout=540,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"ratio restored/cold time to first token = \d+\.\d{3}", out), out
+    assert re.search(r"disk per conversation \d+\.\d MiB", out), out

@@ -182,7 +182,7 @@ def test_cmd_doctor_json_and_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     rc = cmd_doctor(parser.parse_args(["doctor", "--json"]), Settings(), paths, out=out)
     data = json.loads(out.getvalue())
     assert rc == (1 if data["problems"] else 0)
-    assert set(data) == {"machine", "capacity", "health", "network", "problems"}
+    assert set(data) == {"machine", "capacity", "health", "network", "problems", "rpc_workers"}
     assert data["machine"]["logical_cores"] >= 1 and data["machine"]["ram_total"] > 0
     assert "CPU" in data["machine"]["llama"]["backends"]  # asked in a subprocess
     assert data["health"]["hf_cache"]["models"] == ["org/Model-GGUF"]

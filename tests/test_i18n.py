@@ -137,8 +137,9 @@ NOT_FOR_PEOPLE = (
     # a reply's failure text: serve answers context_length_exceeded when it says
     # "context window" (the worker speaks the caller's language otherwise)
     "tui/engine/generation.py",
-    # the engines' benchmark
-    "tui/engine/bench.py",
+    # the benchmarks' output (developer figures, `lmdesk bench`)
+    "tui/engine/bench.py", "tui/engine/bench_grammar.py", "tui/engine/bench_kv.py",
+    "tui/rpc/bench.py",
 )
 
 SINK_CALLS = {"notify", "Label", "Static", "Button", "Checkbox", "Switch", "RadioButton",

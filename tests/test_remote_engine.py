@@ -289,3 +289,84 @@ def test_the_endpoint_is_let_through_offline_mode(
     finally:
         uninstall_guard()
     assert opened == [lmdesk.url.removesuffix("/v1")] * 2
+
+
+# --- tools ----------------------------------------------------------------------------------
+
+
+def _call_piece(index: int, *, call_id: str = "", name: str = "", args: str = "",
+                finish: str | None = None) -> dict[str, Any]:
+    function: dict[str, Any] = {"arguments": args}
+    if name:
+        function["name"] = name
+    item: dict[str, Any] = {"index": index, "function": function}
+    if call_id:
+        item.update(id=call_id, type="function")
+    return {"choices": [{"index": 0, "delta": {"tool_calls": [item]},
+                         "finish_reason": finish}]}
+
+
+def test_tools_go_to_the_server_and_streamed_calls_come_back_assembled() -> None:
+    from tui.engine.protocol import ToolCall, ToolCallDelta, ToolSpec
+
+    weather = ToolSpec("get_weather", "The weather.", json.dumps(
+        {"type": "object", "properties": {"city": {"type": "string"}}}))
+    clock = ToolSpec("clock", "The time.")
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]},
+        _call_piece(0, call_id="call_a", name="get_weather"),
+        _call_piece(0, args='{"ci'), _call_piece(0, args='ty": "Oslo"}'),
+        _call_piece(1, call_id="call_b", name="clock", args="{}"),
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+    ]
+    routes = {"GET /v1/models": MODELS,
+              "POST /v1/chat/completions": lambda h, b: _sse(h, events)}
+    with fake(routes) as (url, seen):
+        remote = RemoteEngine(url)
+        got = list(remote.generate(HI, GREEDY, tools=[weather, clock],
+                                   tool_choice="get_weather"))
+        done = got[-1]
+        assert isinstance(done, Done) and done.error is None
+        assert done.stats.stop_reason == "tool_calls" and done.text == ""
+        assert done.tool_calls == (ToolCall("call_a", "get_weather", '{"city": "Oslo"}'),
+                                   ToolCall("call_b", "clock", "{}"))
+        deltas = [e for e in got if isinstance(e, ToolCallDelta)]
+        assert [(d.index, d.name, d.arguments) for d in deltas] == [
+            (0, "get_weather", ""), (0, "", '{"ci'), (0, "", 'ty": "Oslo"}'), (1, "clock", "{}")]
+        body = seen[-1]
+        assert body["tools"][0] == {"type": "function", "function": {
+            "name": "get_weather", "description": "The weather.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+
+        # the history goes back in OpenAI's shape: the assistant's calls, then the result
+        history = [*HI, ChatMessage("assistant", "", tool_calls=done.tool_calls[:1]),
+                   ChatMessage("tool", "12 C", tool_call_id="call_a", name="get_weather")]
+        list(remote.generate(history, GREEDY, tools=[weather], tool_choice="required"))
+        body = seen[-1]
+        assert body["tool_choice"] == "required"
+        assert body["messages"][-2] == {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {
+                "name": "get_weather", "arguments": '{"city": "Oslo"}'}}]}
+        assert body["messages"][-1] == {"role": "tool", "content": "12 C",
+                                        "tool_call_id": "call_a", "name": "get_weather"}
+
+
+def test_a_whole_answer_with_tool_calls_and_a_choice_naming_no_tool() -> None:
+    from tui.engine.errors import EngineError
+    from tui.engine.protocol import ToolSpec
+
+    message = {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "x1", "type": "function", "function": {"name": "clock",
+                                                       "arguments": {"zone": "UTC"}}}]}
+    routes = {"GET /v1/models": MODELS, "POST /v1/chat/completions": lambda h, b: _json(
+        h, 200, {"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]})}
+    with fake(routes) as (url, seen):
+        remote = RemoteEngine(url)
+        done = list(remote.generate(HI, GREEDY, tools=[ToolSpec("clock")]))[-1]
+        assert isinstance(done, Done) and done.stats.stop_reason == "tool_calls"
+        assert [(c.id, c.name, json.loads(c.arguments)) for c in done.tool_calls] == [
+            ("x1", "clock", {"zone": "UTC"})]
+        assert seen[-1]["tool_choice"] == "auto"
+        with pytest.raises(EngineError, match="'nope'"):
+            list(remote.generate(HI, GREEDY, tools=[ToolSpec("clock")], tool_choice="nope"))

@@ -132,3 +132,26 @@ def test_a_plain_port_that_is_not_a_worker(tmp_path: Path) -> None:
     listener.close()
     assert not status.reachable
     assert "does not answer like an lmdesk rpc-worker" in status.error
+
+
+def test_the_servers_ready_line_comes_on_its_own_pipe() -> None:
+    """llama.cpp's server thread writes its own lines to stdout ("Accepted client connection"
+    when the readiness check connects), which used to cut our "ready" line in two
+    ("Accepted client connectionready") and leave `lmdesk rpc-worker` waiting for ever. The
+    line now comes on a descriptor of its own, first and whole."""
+    port = free_port()
+    status_read, status_write = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.rpc.server", f"127.0.0.1:{port}", "1", str(status_write)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        pass_fds=(status_write,))
+    os.close(status_write)
+    try:
+        with os.fdopen(status_read) as status:
+            assert status.readline() == "ready\n"
+    finally:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        out = proc.stdout.read()
+        proc.wait(30)
+    assert b"ready" not in out  # llama.cpp's stdout carries only its own lines

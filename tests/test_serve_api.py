@@ -150,15 +150,14 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     assert "smollm2-135m" in str(info.value)
 
 
-def test_unknown_field_is_400(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2,
-            extra_body={"frobnicate": True},
-        )
-    body = info.value.body
-    assert isinstance(body, dict)
-    assert body["param"] == "frobnicate" and body["type"] == "invalid_request_error"
+def test_unknown_field_is_ignored_and_named(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+        extra_body={"frobnicate": True},
+    )
+    assert raw.http_response.status_code == 200
+    assert raw.headers["x-lmdesk-ignored"] == "frobnicate"
+    assert raw.parse().choices[0].message.content
 
 
 def test_bad_json_and_big_body_answer_openai_errors(server: ApiServer) -> None:

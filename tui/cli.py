@@ -78,12 +78,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help=_("benchmarks that print figures and ratios"))
     bench.add_argument(
         "what", nargs="?", default="engine",
-        choices=["engine", "ui", "app", "store", "serve", "kb", "tune", "speed"],
+        choices=["engine", "grammar", "kv", "ui", "app", "store", "serve", "kb", "tune",
+                 "speed", "rpc"],
     )
-    bench.add_argument("--reps", type=int, default=6, help=_("repetitions (engine)"))
-    bench.add_argument("--tokens", type=int, default=128, help=_("tokens per reply (engine)"))
+    bench.add_argument("--reps", type=int, default=6, help=_("repetitions (engine, serve)"))
+    bench.add_argument("--tokens", type=int, default=128,
+                       help=_("tokens per reply (engine, serve)"))
     bench.add_argument("--embed-texts", type=int, default=1000,
                        help=_("short texts embedded for the embeddings rate (engine; 0: skip)"))
+    bench.add_argument("--against", metavar="URL",
+                       help=_("serve: compare with this OpenAI-compatible server (same model)"))
+    bench.add_argument("--against-model", metavar="NAME",
+                       help=_("serve --against: the model name there (default: its first)"))
+    bench.add_argument("--against-key", metavar="KEY", help=_("serve --against: its API key"))
     add_load_options(bench)
 
     for name, (module, adder, summary) in _SUBCOMMANDS.items():
@@ -236,14 +243,40 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         record_bench(paths.data_dir, params.model_path, results.get("engine_gen_tps", 0.0),
                      n_threads=params.n_threads, n_gpu_layers=params.n_gpu_layers or 0,
                      tokens=args.tokens)
+    elif args.what == "grammar":
+        from tui.engine.bench_grammar import run_grammar_bench
+
+        run_grammar_bench(load_params(args, settings, _model(args, settings)),
+                          reps=args.reps, max_tokens=args.tokens)
+    elif args.what == "kv":
+        from tui.engine.bench_kv import run_kv_bench
+
+        run_kv_bench(load_params(args, settings, _model(args, settings)),
+                     reps=min(args.reps, 3), tokens=args.tokens if args.tokens != 128 else 4000)
     elif args.what == "speed":
         from tui.models.bench import run_speed_bench
 
         run_speed_bench(paths.data_dir, runs=min(args.reps, 6), tokens=min(args.tokens, 64))
+    elif args.what == "rpc":
+        from tui.rpc.bench import run_rpc_bench
+
+        run_rpc_bench(load_params(args, settings, _model(args, settings)),
+                      reps=min(args.reps, 3), max_tokens=min(args.tokens, 64))
+    elif args.what == "serve" and args.against:
+        from tui.serve.bench_against import AgainstError, run_against_bench
+
+        try:
+            run_against_bench(load_params(args, settings, _model(args, settings)),
+                              args.against, model=args.against_model,
+                              api_key=args.against_key, reps=args.reps,
+                              max_tokens=args.tokens)
+        except AgainstError as exc:
+            raise CliError(str(exc)) from None
     elif args.what == "serve":
         from tui.serve.bench import run_serve_bench
 
-        run_serve_bench(load_params(args, settings, _model(args, settings)))
+        run_serve_bench(load_params(args, settings, _model(args, settings)), reps=args.reps,
+                        max_tokens=args.tokens)
     elif args.what == "tune":
         from tui.tune.bench import run_tune_bench
 

@@ -10,6 +10,7 @@ from tui.engine.base import Engine
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import LoadParams
 from tui.i18n import _
+from tui.session.params import with_core_share, with_kv_states
 from tui.store import Store, StoreError
 
 
@@ -32,6 +33,7 @@ def run_app(
     log_path = ensure_private_dir(paths.cache_dir) / "worker.log"
 
     def engine_factory(params: LoadParams) -> Engine:
+        params = with_core_share(with_kv_states(params, paths.data_dir), paths.cache_dir)
         return LocalEngine(params, log_path=log_path)
 
     # command-line load options win over the config file for this run

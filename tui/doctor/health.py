@@ -73,6 +73,20 @@ class NetworkUse:
 
 
 @dataclass(frozen=True)
+class RpcWorkerFact:
+    """An ``lmdesk rpc-worker`` a model profile names, and how it answered just now."""
+
+    address: str
+    profiles: tuple[str, ...]
+    """The nicknames of the profiles that use it."""
+    reachable: bool
+    error: str = ""
+    offered_bytes: int = 0
+    used_bytes: int = 0
+    busy: bool = False
+
+
+@dataclass(frozen=True)
 class Network:
     offline: bool
     source: str
@@ -237,10 +251,44 @@ def remote_endpoints(store: Any | None) -> list[NetworkUse]:
     return uses
 
 
-def network_facts(offline: bool, source: str, store: Any | None) -> Network:
+def rpc_workers(profiles: Iterable[Any]) -> list[RpcWorkerFact]:
+    """Every RPC worker the profiles name, asked through its gate (one at a time, a second
+    at most each; a worker on another machine is not contacted when offline mode was said)."""
+    from tui.rpc.probe import probe
+
+    users: dict[str, list[str]] = {}
+    for profile in profiles:
+        for address in getattr(profile, "rpc", ()):
+            users.setdefault(address, []).append(profile.nickname)
+    facts = []
+    for address, names in users.items():
+        status = probe(address, timeout=1.0)
+        facts.append(RpcWorkerFact(address, tuple(names), status.reachable, status.error,
+                                   status.offered_bytes, status.used_bytes, status.busy))
+    return facts
+
+
+def rpc_problems(workers: Iterable[RpcWorkerFact]) -> list[Problem]:
+    return [Problem(_("the RPC worker {address} (profile {join}) is not usable: {error}",
+                      address=w.address, join=', '.join(w.profiles), error=w.error),
+                    _("start `lmdesk rpc-worker` on that machine, or take {address} out of the "
+                      "profile", address=w.address))
+            for w in workers if not w.reachable]
+
+
+def network_facts(offline: bool, source: str, store: Any | None,
+                  workers: Iterable[RpcWorkerFact] = ()) -> Network:
+    from tui.rpc.probe import is_loopback_address, parse_address
+
     uses = [NetworkUse(_("model downloads from Hugging Face"), "huggingface.co",
                        _("only when you start a download"))]
     uses += remote_endpoints(store)
+    for w in workers:
+        if not is_loopback_address(w.address):
+            uses.append(NetworkUse(_("RPC worker {address}",
+                                     address=w.address), parse_address(w.address)[0],
+                                   _("when profile {join} loads and runs",
+                                     join=', '.join(w.profiles))))
     return Network(offline, source, tuple(uses))
 
 

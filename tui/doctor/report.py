@@ -11,7 +11,16 @@ from typing import Any
 
 from tui.config import Paths, Settings
 from tui.doctor.advice import GIB, Capacity, capacity
-from tui.doctor.health import Health, Network, Problem, install_health, network_facts
+from tui.doctor.health import (
+    Health,
+    Network,
+    Problem,
+    RpcWorkerFact,
+    install_health,
+    network_facts,
+    rpc_problems,
+    rpc_workers,
+)
 from tui.doctor.machine import LlamaBuild, MachineFacts, hf_cache_dir, machine_facts
 from tui.i18n import _, format_number
 
@@ -27,6 +36,8 @@ class DoctorReport:
     network: Network
     problems: tuple[Problem, ...]
     """Every problem found, each with its fix (the install's and the machine's)."""
+    rpc_workers: tuple[RpcWorkerFact, ...] = ()
+    """The RPC workers model profiles name, each asked whether it answers."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,10 +96,25 @@ def doctor_report(
         is_off, source = bool(offline.offline), str(offline.source)
     else:
         is_off, source, _unused = decide_offline(settings.offline, None, env)
+    workers = tuple(rpc_workers(_profiles(paths, health, store)))
     network = network_facts(is_off, source, store if store is not None else _read_store(paths,
-                            health))
-    problems = (*health.problems, *machine_problems(machine))
-    return DoctorReport(machine, cap, health, network, problems)
+                            health), workers)
+    problems = (*health.problems, *machine_problems(machine), *rpc_problems(workers))
+    return DoctorReport(machine, cap, health, network, problems, workers)
+
+
+def _profiles(paths: Paths, health: Health, store: Any | None) -> list[Any]:
+    """The model profiles (from ``store``, else read-only from the data folder)."""
+    from tui.models.profiles import ProfileLibrary, stored_profiles
+
+    if store is not None:
+        try:
+            return ProfileLibrary(store).list()
+        except Exception:  # a store stand-in without a profiles table
+            return []
+    if health.data.bad_files:
+        return []
+    return stored_profiles(paths.data_dir)
 
 
 def _resources(m: MachineFacts) -> Any:
@@ -236,6 +262,18 @@ def render_text(r: DoctorReport) -> str:
     out.append(_("  lmdesk would use the network only for:"))
     out += [f"    - {u.what}: {u.host}, {u.when}" for u in n.uses]
     out.append(_("  nothing else: no telemetry, no update check"))
+    if r.rpc_workers:
+        out += ["", _("RPC workers (from model profiles)")]
+        for w in r.rpc_workers:
+            used_by = _("profile {names}", names=", ".join(w.profiles))
+            if w.reachable:
+                state = _("serving a model") if w.busy else _("idle")
+                out.append(_("  {address}  reachable, offers {gib}, {state} ({used_by})",
+                             address=w.address, gib=_gib(w.offered_bytes), state=state,
+                             used_by=used_by))
+            else:
+                out.append(_("  {address}  NOT reachable: {error} ({used_by})",
+                             address=w.address, error=w.error, used_by=used_by))
     out += ["", _("Problems") if r.problems else _("No problems found.")]
     for p in r.problems:
         out.append(f"  - {p.what}")

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from tui.engine.protocol import ChatMessage
+from tui.engine.tool_calls import arguments_value
 from tui.i18n import _
 
 Segment = tuple[str, bool]
@@ -102,6 +103,10 @@ class ChatTemplate:
             item: dict[str, Any] = {"role": m.role, "content": content}
             if m.role == "assistant" and m.reasoning and self.reads_reasoning:
                 item["reasoning_content"] = m.reasoning
+            if m.tool_calls:  # only when there are some: templates test ``'tool_calls' in``
+                item["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+                    "name": c.name, "arguments": arguments_value(c.arguments)}}
+                    for c in m.tool_calls]
             if m.tool_call_id is not None:
                 item["tool_call_id"] = m.tool_call_id
             if m.name is not None:

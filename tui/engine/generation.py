@@ -5,21 +5,27 @@ dictionary look-ups; everything else (stop strings, the reasoning split, log-pro
 runs only when the request asks for it. The prompt reuses the KV cache up to the first token
 that differs from the previous request's, and is evaluated in chunks a cancel can stop.
 
-Room for what comes next: a tool-call parser chosen from the template sits beside the
-reasoning splitter (``_Reply.route``); saving and restoring the KV state works on
-``NativeContext.tokens``, the one record of what the cache holds.
+Tools reach the model through its own template (``tool_calls``): a parser of the template's
+family cuts the calls out of the answer (for gpt-oss, out of the raw stream, before the
+reasoning splitter, since a call is a message of its own); a forced call starts with the
+family's opening markup in the prompt and goes on under a grammar of the tools' schemas.
+Saving and restoring the KV state works on ``NativeContext.tokens``, the one record of what
+the cache holds.
 """
 
 from __future__ import annotations
 
 import codecs
+import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tui.engine.chat_prompt import ChatTemplate, TemplateError, continued, plain_transcript
+from tui.engine.cores import CoreShare, share_of
 from tui.engine.delivery import DeltaSender, Send, StopMatcher
+from tui.engine.kv_state import MIN_TOKENS, DamagedState, StateStore, common_prefix
 from tui.engine.native import (
     DecodeAborted,
     NativeContext,
@@ -34,6 +40,8 @@ from tui.engine.protocol import (
     SamplingParams,
     StopReason,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
 )
 from tui.engine.reasoning import (
     THINK,
@@ -41,6 +49,21 @@ from tui.engine.reasoning import (
     ReasoningSplitter,
     format_for_template,
     opens_reasoning,
+)
+from tui.engine.tool_calls import (
+    MARKERS,
+    Family,
+    ForcedCall,
+    ToolCallParser,
+    ToolChoiceError,
+    family_for_template,
+    forced_call,
+    forced_name,
+    generic_system,
+    history_for,
+    no_tool_support,
+    openai_tools,
+    with_system,
 )
 
 
@@ -51,6 +74,14 @@ class CancelFlag:
         self.requested = False
 
 
+@dataclass(frozen=True)
+class ToolPlan:
+    family: Family
+    names: tuple[str, ...]
+    forced: ForcedCall | None
+    """A call the model must make: its opening markup is already in the prompt."""
+
+
 @dataclass
 class PromptPlan:
     tokens: list[int]
@@ -59,39 +90,62 @@ class PromptPlan:
     """The markup to split the reply on; None for plain completions."""
     started_inside: bool
     """The template's generation prompt opened the reasoning block."""
+    tools: ToolPlan | None = None
 
 
 class Generator:
     """Replies from one loaded model and context."""
 
     def __init__(self, model: NativeModel, ctx: NativeContext, template: ChatTemplate | None,
-                 *, seed: int) -> None:
+                 *, seed: int, states: StateStore | None = None,
+                 cores: CoreShare | None = None) -> None:
         self.model = model
         self.ctx = ctx
+        self.states = states
+        self.cores = cores
+        self.threads = (ctx.options.n_threads, ctx.options.n_threads_batch)
+        self.threads_now = self.threads[0]
         self.template = template
         self.reasoning = format_for_template(template.source) if template else THINK
+        self.tool_family = family_for_template(template.source if template else None)
         self.rng = random.Random(seed)
         self._visible: dict[int, bytes] = {}
-        self._markers = frozenset(m.encode() for m in self.reasoning.markers)
+        self._markers = frozenset(m.encode() for m in (*self.reasoning.markers,
+                                                       *MARKERS[self.tool_family]))
 
     # --- prompts -------------------------------------------------------------------------
 
     def plan(self, req: GenerateRequest) -> PromptPlan:
-        """Tokens of the prompt. Raises TemplateError."""
+        """Tokens of the prompt. Raises TemplateError (and ToolChoiceError)."""
         model = self.model
         if req.raw_prompt is not None:
             tokens = model.tokenize(req.raw_prompt, add_special=True, parse_special=False)
             return PromptPlan(tokens, [], None, False)
+        family = self.tool_family
+        messages = history_for(req.messages, family)
+        tools = req.tools if req.tool_choice != "none" else ()
+        tool_plan = None
+        if tools:
+            name = forced_name(req.tool_choice, tools)
+            if name is None and family == "generic":
+                raise ToolChoiceError(no_tool_support("this model"))
+            if family == "generic":  # a forced call, asked for in words
+                messages = with_system(messages, generic_system(tools, name or ""))
+            tool_plan = ToolPlan(family, tuple(t.name for t in tools),
+                                 forced_call(family, tools, name, req.sampling.max_tokens)
+                                 if name is not None else None)
         if self.template is None:
-            text, stops = plain_transcript(req.messages)
+            text, stops = plain_transcript(messages)
             tokens = model.tokenize(text, add_special=True, parse_special=False)
-            return PromptPlan(tokens, stops, None, False)
-        extra = {}
+            return PromptPlan(tokens, stops, None, False, tool_plan)
+        extra: dict[str, object] = {}
         if req.sampling.reasoning_budget == 0 and self.template.reads_enable_thinking:
             extra["enable_thinking"] = False
+        if tools and family != "generic":
+            extra["tools"] = openai_tools(tools)
         # a last assistant message is a reply to continue: the turns before it, the template's
         # opening of the assistant turn, then its text as it stands (no end-of-turn marker)
-        head, partial = continued(req.messages)
+        head, partial = continued(messages)
         rendered = self.template.render(head, extra=extra)
         tokens = []
         for text, markup in rendered.segments:
@@ -99,7 +153,12 @@ class Generator:
         if partial:
             tokens += model.tokenize(partial, add_special=False, parse_special=False)
         inside = opens_reasoning(self.reasoning, rendered.text) and not partial
-        return PromptPlan(tokens, [], self.reasoning, inside)
+        if tool_plan is not None and tool_plan.forced is not None:
+            opening = tool_plan.forced.prefill
+            if inside:  # no thinking before a forced call: close the block the prompt opened
+                opening, inside = self.reasoning.force_close + opening, False
+            tokens += model.tokenize(opening, add_special=False, parse_special=True)
+        return PromptPlan(tokens, [], self.reasoning, inside, tool_plan)
 
     # --- one reply -----------------------------------------------------------------------
 
@@ -109,8 +168,18 @@ class Generator:
         start = time.perf_counter()
         try:
             plan = self.plan(req)
-        except TemplateError as exc:
+        except (TemplateError, ToolChoiceError) as exc:
             return _failed(req.request_id, str(exc))
+        if plan.tools is not None and plan.tools.forced is not None:
+            if grammar is not None:
+                return _failed(req.request_id, "a forced tool call brings its own grammar: "
+                               "give no grammar or JSON schema with it")
+            from tui.engine.structured import schema_grammar
+
+            try:
+                grammar = schema_grammar(json.dumps(plan.tools.forced.schema))
+            except ValueError as exc:
+                return _failed(req.request_id, f"the tools' schemas: {exc}")
         tokens = plan.tokens
         if not tokens:  # an empty completion prompt: start from the beginning of a text
             if self.model.bos() < 0:
@@ -128,6 +197,11 @@ class Generator:
         except NativeError as exc:
             return _failed(req.request_id, str(exc), len(tokens))
         reply = _Reply(self, req, plan, send, cancel, start)
+        if self.states is not None:
+            reply.notes += self.use_saved_states(tokens)
+        if self.cores is not None:
+            self.cores.begin()
+            reply.fewest_threads = self.balance_threads()
         try:
             reply.run(tokens, chain)
         except NativeError as exc:
@@ -135,7 +209,54 @@ class Generator:
             reply.reason, reply.error = "error", f"generation failed: {exc}"
         finally:
             chain.free()
+            if self.cores is not None:
+                self.cores.end()
         return reply.done()
+
+    def balance_threads(self) -> int:
+        """Run on this worker's share of its threads, given how many are generating now."""
+        assert self.cores is not None
+        active = self.cores.active()
+        n = share_of(self.threads[0], active)
+        if n != self.threads_now:
+            self.ctx.set_threads(n, share_of(self.threads[1], active))
+            self.threads_now = n
+        return n
+
+    # --- conversation states on disk ----------------------------------------------------
+
+    def use_saved_states(self, tokens: list[int]) -> list[str]:
+        """Before evaluating ``tokens``: save the sequence the cache holds when this prompt
+        leaves most of it behind, and restore a saved one this prompt continues. Returns
+        notes for the reply (a damaged state)."""
+        ctx, states = self.ctx, self.states
+        assert states is not None
+        reuse = common_prefix(ctx.tokens, tokens)
+        if len(ctx.tokens) - reuse >= MIN_TOKENS:
+            self.save_current()
+        if len(tokens) - reuse < MIN_TOKENS:
+            return []
+        found = states.best(tokens, reuse)
+        if found is None:
+            return []
+        state, _shared = found
+        try:
+            payload = states.load(state)
+        except DamagedState as exc:
+            return [f"a saved state of this conversation was discarded ({exc}); it was "
+                    "evaluated again"]
+        if not ctx.set_seq_state(payload, state.tokens):
+            states.discard(state.path)
+            return ["a saved state of this conversation was discarded (llama.cpp refused "
+                    "it); it was evaluated again"]
+        return []
+
+    def save_current(self, *, wait: bool = False) -> None:
+        """Keep the cache's sequence on disk (when it is long enough and not kept already)."""
+        states, tokens = self.states, self.ctx.tokens
+        if states is None or len(tokens) < MIN_TOKENS or states.has(tokens):
+            return
+        states.save(tokens, self.ctx.seq_state(), wait=wait)
 
     def _chain(self, s: SamplingParams, grammar: str | None) -> SamplerChain:
         bias = list(s.logit_bias)
@@ -187,6 +308,16 @@ class _Reply:
             req.sampling.stop or plan.stops) else None
         self.splitter = (ReasoningSplitter(plan.reasoning, started_inside=plan.started_inside)
                          if plan.reasoning is not None else None)
+        self.tool_parser: ToolCallParser | None = None
+        self.raw_tools = False  # the parser reads the raw stream (harmony), not the answer
+        self.calls: list[ToolCall] = []
+        self.notes: list[str] = []
+        self.fewest_threads = gen.threads_now
+        if plan.tools is not None:
+            self.tool_parser = ToolCallParser(plan.tools.family, plan.tools.names)
+            self.raw_tools = plan.tools.family == "harmony" and self.splitter is not None
+            if plan.tools.forced is not None:
+                self.tool_parser.feed(plan.tools.forced.prefill)
         self.answer: list[str] = []
         self.thought: list[str] = []
         self.logprobs: list[TokenLogprob] | None = (
@@ -254,6 +385,8 @@ class _Reply:
             if self.n_generated >= max_new or len(ctx.tokens) + 1 >= ctx.n_ctx:
                 self.reason = "length"
                 break
+            if gen.cores is not None and not self.n_generated & 31:  # another may have come
+                self.fewest_threads = min(self.fewest_threads, gen.balance_threads())
             if (splitter is not None and budget >= 0 and splitter.in_reasoning
                     and self.n_reasoning >= budget):
                 if not self.close_reasoning(token):
@@ -277,6 +410,10 @@ class _Reply:
         splitter = self.splitter
         if splitter is None:
             return self.emit_answer(text) if text else False
+        if self.raw_tools and text:
+            assert self.tool_parser is not None
+            text, calls = self.tool_parser.feed(text)
+            self.send_calls(calls)
         was = splitter.in_reasoning
         pieces = splitter.feed(text) if text else []
         self.last_was_reasoning = was or splitter.in_reasoning
@@ -297,6 +434,21 @@ class _Reply:
         return n
 
     def emit_answer(self, text: str) -> bool:
+        if self.tool_parser is not None and not self.raw_tools:
+            text, calls = self.tool_parser.feed(text)
+            self.send_calls(calls)
+        return self.show_answer(text)
+
+    def send_calls(self, calls: list[ToolCall]) -> None:
+        if not calls:
+            return
+        self.out.flush()
+        for call in calls:
+            self.out.send(ToolCallDelta(self.rid, len(self.calls), call.id, call.name,
+                                        call.arguments))
+            self.calls.append(call)
+
+    def show_answer(self, text: str) -> bool:
         stopped = False
         if self.stopper is not None:
             text, stopped = self.stopper.feed(text)
@@ -325,6 +477,16 @@ class _Reply:
 
     def finish_text(self) -> None:
         self.pending_n = 0
+        parser = self.tool_parser
+        if parser is not None and self.raw_tools and self.splitter is not None:
+            rest, calls = parser.close()
+            self.send_calls(calls)
+            for part, piece in self.splitter.feed(rest) if rest else []:
+                if part == "reasoning":
+                    self.thought.append(piece)
+                    self.out.add("reasoning", piece, 0)
+                else:
+                    self.show_answer(piece)
         if self.splitter is not None:
             for part, piece in self.splitter.close():
                 if part == "reasoning":
@@ -332,6 +494,11 @@ class _Reply:
                     self.out.add("reasoning", piece, 0)
                 else:
                     self.emit_answer(piece)
+        if parser is not None and not self.raw_tools:
+            rest, calls = parser.close()
+            self.send_calls(calls)
+            if rest:
+                self.show_answer(rest)
         if self.stopper is not None and self.reason != "stop":
             held = self.stopper.flush()
             if held:
@@ -389,14 +556,16 @@ class _Reply:
             evaluated_prompt_tokens=evaluated, stop_reason=self.reason,
             total_seconds=now - self.start,
             reasoning_tokens=min(self.n_reasoning, self.n_generated),
-            reasoning_seconds=reasoning_s,
+            reasoning_seconds=reasoning_s, n_threads=self.fewest_threads,
         )
+        if self.calls and self.reason in ("stop", "length"):
+            stats = replace(stats, stop_reason="tool_calls")
         text = "".join(self.answer)
         logprobs = tuple(self.logprobs or ())
         if logprobs and self.reason == "stop" and self.stopper is not None:
             logprobs = _within(logprobs, len(text))
         return Done(self.rid, text, stats, self.error, reasoning="".join(self.thought),
-                    logprobs=logprobs)
+                    tool_calls=tuple(self.calls), logprobs=logprobs, notes=tuple(self.notes))
 
 
 def _within(logprobs: tuple[TokenLogprob, ...], length: int) -> tuple[TokenLogprob, ...]:

@@ -50,6 +50,7 @@ from tui.engine.protocol import (
     WorkerError,
     WorkerEvent,
 )
+from tui.engine.tool_calls import ToolChoiceError, family_for_template, forced_name, no_tool_support
 from tui.i18n import _, current_language
 from tui.spawn import stdio_with_file_descriptors
 
@@ -183,6 +184,11 @@ class LocalEngine:
             event = self._recv(timeout_s=self._load_timeout_s)
         except WorkerDied as exc:
             self._reap()
+            gone = self._rpc_gone()
+            if gone:
+                raise ModelLoadError(_("the RPC worker {join} stopped answering while the model "
+                                       "loaded: load it without that worker, or start the "
+                                       "worker again", join=', '.join(gone))) from None
             raise ModelLoadError(
                 _("the model worker crashed while loading {model_path} ({exc}{log_hint}); the "
                   "file may be damaged or need more memory than is free",
@@ -213,6 +219,18 @@ class LocalEngine:
         self._proc.join(timeout=5)
         self._reap()
 
+    def _check_tools(self, tools: Sequence[ToolSpec], choice: ToolChoice) -> None:
+        """Before anything is sent: a choice naming no offered tool, or a model whose template
+        cannot take tools while it may choose ("auto"), is one EngineError line."""
+        try:
+            forced = forced_name(choice, tools)
+        except ToolChoiceError as exc:
+            raise EngineError(str(exc)) from None
+        info = self.info
+        if (forced is None and info is not None
+                and family_for_template(info.chat_template) == "generic"):
+            raise ToolsUnsupported(no_tool_support(info.name))
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """For tests and emergencies: kill the worker outright."""
         if self._proc is not None and self._proc.pid is not None:
@@ -237,8 +255,8 @@ class LocalEngine:
         tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
         """Stream a reply: delta events, then one ``Done`` (also on failure)."""
-        if tools:
-            raise ToolsUnsupported(_("the local engine cannot call tools yet"))
+        if tools and tool_choice != "none":
+            self._check_tools(tools, tool_choice)
         sampling.validate()
         with self._use_lock:
             rid = next(self._ids)
@@ -374,16 +392,21 @@ class LocalEngine:
     def _died_mid_reply(self, exc: WorkerDied) -> str:
         """One line: an RPC worker that went away takes the model with it (llama.cpp aborts
         when one stops answering), so say which one rather than how the process ended."""
-        if self.params.rpc_servers:
-            from tui.rpc.probe import probe
-
-            gone = [a for a in self.params.rpc_servers if not probe(a, timeout=1.0).reachable]
-            if gone:
-                return _("the RPC worker {workers} stopped answering mid-reply and the model "
-                         "ended with it: load the model again without it (or start the worker "
-                         "again)", workers=", ".join(gone))
+        gone = self._rpc_gone()
+        if gone:
+            return _("the RPC worker {workers} stopped answering mid-reply and the model "
+                     "ended with it: load the model again without it (or start the worker "
+                     "again)", workers=", ".join(gone))
         return _("the model worker died mid-reply ({exc}{log_hint}); reload the model to go on",
                  exc=exc, log_hint=self._log_hint())
+
+    def _rpc_gone(self) -> list[str]:
+        """The RPC workers of this model that do not answer now."""
+        if not self.params.rpc_servers:
+            return []
+        from tui.rpc.probe import probe
+
+        return [a for a in self.params.rpc_servers if not probe(a, timeout=1.0).reachable]
 
     def _log_hint(self) -> str:
         """The last line llama.cpp wrote before dying, if it says something."""

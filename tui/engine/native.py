@@ -279,6 +279,30 @@ class NativeContext:
         L.llama_memory_clear(self.mem, True)
         self.tokens.clear()
 
+    def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
+        L.llama_set_n_threads(self.ctx, n_threads, n_threads_batch)
+
+    def seq_state(self) -> bytes:
+        """llama.cpp's state of sequence 0 (its keys and values), as bytes."""
+        size = int(L.llama_state_seq_get_size(self.ctx, 0))
+        buf = (ctypes.c_ubyte * size)()
+        written = int(L.llama_state_seq_get_data(self.ctx, buf, size, 0))
+        return bytes(memoryview(buf)[:written])
+
+    def set_seq_state(self, data: bytes, tokens: Sequence[int]) -> bool:
+        """Replace the cache with a saved sequence state holding ``tokens``; False (and an
+        empty cache) when llama.cpp refuses it."""
+        self.clear()
+        buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+        if int(L.llama_state_seq_set_data(self.ctx, buf, len(data), 0)) == 0:
+            self.clear()
+            return False
+        if int(L.llama_memory_seq_pos_max(self.mem, 0)) + 1 != len(tokens):
+            self.clear()
+            return False
+        self.tokens = list(tokens)
+        return True
+
     # --- evaluation ----------------------------------------------------------------------
 
     def decode_one(self, token: int) -> None:
@@ -361,12 +385,16 @@ class SamplerChain:
                                                             biases))
         add(self.chain, L.llama_sampler_init_penalties(
             model.n_vocab, penalty_last_n, repeat_penalty, frequency_penalty, presence_penalty))
+        self.grammar: Any = None
         if grammar is not None:
-            sampler = L.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
-            if not sampler:
+            # kept out of the chain and checked lazily, as llama.cpp's own sampler does:
+            # matching the whole vocabulary against the grammar on every token is slow
+            self.grammar = L.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+            if not self.grammar:
                 self.free()
                 raise NativeError(_("the grammar does not parse (check its GBNF syntax)"))
-            add(self.chain, sampler)
+            self._candidates = _Candidates(model.n_vocab)
+            self._one = _Candidates(1)
         if temperature == 0.0:
             add(self.chain, L.llama_sampler_init_greedy())
         else:
@@ -378,12 +406,68 @@ class SamplerChain:
 
     def sample(self, ctx: NativeContext) -> int:
         """Pick the next token from the last logits; the chain records it (penalties)."""
-        return int(L.llama_sampler_sample(self.chain, ctx.ctx, -1))
+        if self.grammar is None:
+            return int(L.llama_sampler_sample(self.chain, ctx.ctx, -1))
+        logits = ctx.logits()
+        cands = self._candidates
+        token = cands.pick(self.chain, logits)
+        one = self._one
+        one.set_single(token)
+        L.llama_sampler_apply(self.grammar, one.ref)
+        if one.rejected():  # the grammar refuses the free pick: pick again among what it allows
+            cands.fill(logits)
+            L.llama_sampler_apply(self.grammar, cands.ref)
+            token = cands.pick(self.chain, None)
+        L.llama_sampler_accept(self.grammar, token)
+        L.llama_sampler_accept(self.chain, token)
+        return token
 
     def accept(self, token: int) -> None:
         L.llama_sampler_accept(self.chain, token)
+        if self.grammar is not None:
+            L.llama_sampler_accept(self.grammar, token)
 
     def free(self) -> None:
         if self.chain:
             L.llama_sampler_free(self.chain)
             self.chain = None
+        if getattr(self, "grammar", None):
+            L.llama_sampler_free(self.grammar)
+            self.grammar = None
+
+
+class _Candidates:
+    """A reusable ``llama_token_data_array`` over numpy memory (for lazy grammar checks)."""
+
+    def __init__(self, n: int) -> None:
+        import numpy as np
+
+        self.np = np
+        self.n = n
+        self.data = np.zeros(n, dtype=np.dtype([("id", np.int32), ("logit", np.float32),
+                                                ("p", np.float32)]))
+        self.ids = np.arange(n, dtype=np.int32)
+        self.array = L.llama_token_data_array(
+            data=self.data.ctypes.data_as(ctypes.POINTER(L.llama_token_data)), size=n,
+            selected=-1, sorted=False)
+        self.ref = ctypes.byref(self.array)
+
+    def fill(self, logits: Any) -> None:
+        self.data["id"] = self.ids
+        self.data["logit"] = logits
+        self.data["p"] = 0.0
+        self.array.size, self.array.selected, self.array.sorted = self.n, -1, False
+
+    def pick(self, chain: Any, logits: Any) -> int:
+        """Run ``chain`` over the candidates (filled from ``logits`` first, unless None)."""
+        if logits is not None:
+            self.fill(logits)
+        L.llama_sampler_apply(chain, self.ref)
+        return int(self.array.data[self.array.selected].id)
+
+    def set_single(self, token: int) -> None:
+        self.data[0] = (token, 1.0, 0.0)
+        self.array.size, self.array.selected, self.array.sorted = 1, -1, False
+
+    def rejected(self) -> bool:
+        return bool(self.np.isneginf(self.array.data[0].logit))

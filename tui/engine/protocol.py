@@ -66,6 +66,13 @@ class LoadParams:
     """llama.cpp RPC workers ("host:port") that take layers of the model."""
     allow_ctx_beyond_train: bool = False
     """Let n_ctx exceed the model's trained context (quality drops; memory grows)."""
+    kv_state_dir: str | None = None
+    """Where conversation KV states are kept across restarts (None: not kept)."""
+    kv_state_budget_mb: int = 2048
+    """The most disk those states take; the least recently used go first."""
+    share_cores_dir: str | None = None
+    """A folder shared by the workers of this machine: those generating at once split their
+    threads (None: this worker always uses all of its own)."""
 
     def validate(self) -> None:
         if not isinstance(self.model_path, str) or not self.model_path:
@@ -79,6 +86,7 @@ class LoadParams:
         _check_int("n_gpu_layers", self.n_gpu_layers, -1)
         _check_int("n_batch", self.n_batch, 1, allow_none=False)
         _check_int("seed", self.seed, 0, allow_none=False)
+        _check_int("kv_state_budget_mb", self.kv_state_budget_mb, 0, allow_none=False)
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,9 @@ class GenerationStats:
     reasoning_tokens: int = 0
     """Of ``generated_tokens``, those spent in the reasoning block."""
     reasoning_seconds: float = 0.0
+    n_threads: int = 0
+    """The fewest threads any part of the reply ran on (0: not reported); fewer than loaded
+    when other models were generating at the same time."""
 
 
 # --- requests (caller -> worker) -------------------------------------------------------------
@@ -329,6 +340,8 @@ class Done:
     tool_calls: tuple[ToolCall, ...] = ()
     logprobs: tuple[TokenLogprob, ...] = ()
     """One per answer token when ``SamplingParams.top_logprobs`` was set."""
+    notes: tuple[str, ...] = ()
+    """Things the user should know that did not stop the reply (a damaged saved state)."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from tui.engine.errors import EngineError, InvalidParameter, ModelLoadError, ToolsUnsupported
+from tui.engine.errors import EngineError, InvalidParameter, ModelLoadError
 from tui.engine.protocol import (
     ChatMessage,
     EngineEvent,
@@ -34,6 +34,7 @@ from tui.engine.protocol import (
     ToolSpec,
 )
 from tui.engine.remote_stream import EXTRAS, Tally, finish, stream_reply
+from tui.engine.tool_calls import ToolChoiceError, forced_name, openai_tools
 from tui.i18n import _
 from tui.offline import OfflineError, allow_network
 
@@ -234,7 +235,8 @@ class RemoteEngine:
     # --- generation ----------------------------------------------------------------------
 
     def _body(
-        self, messages: Sequence[ChatMessage], sampling: SamplingParams, raw_prompt: str | None
+        self, messages: Sequence[ChatMessage], sampling: SamplingParams, raw_prompt: str | None,
+        tools: Sequence[ToolSpec] = (), tool_choice: ToolChoice = "auto",
     ) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -272,7 +274,11 @@ class RemoteEngine:
             body["chat_template_kwargs"] = {"enable_thinking": False}
         if raw_prompt is not None:
             return f"{self._api_path}/completions", {**body, "prompt": raw_prompt}
-        chat = [{"role": m.role, "content": m.content} for m in messages]
+        if tools:
+            body["tools"] = openai_tools(tools)
+            body["tool_choice"] = (tool_choice if tool_choice in ("auto", "none", "required")
+                                   else {"type": "function", "function": {"name": tool_choice}})
+        chat = [openai_message(m) for m in messages]
         return f"{self._api_path}/chat/completions", {**body, "messages": chat}
 
     def generate(
@@ -286,7 +292,10 @@ class RemoteEngine:
     ) -> Iterator[EngineEvent]:
         """Stream a reply: delta events, then one ``Done`` (also on failure)."""
         if tools:
-            raise ToolsUnsupported(_("tool calls over a remote endpoint are not supported yet"))
+            try:
+                forced_name(tool_choice, tools)
+            except ToolChoiceError as exc:
+                raise EngineError(str(exc)) from None
         sampling.validate()
         with self._use_lock:
             rid = next(self._ids)
@@ -298,7 +307,8 @@ class RemoteEngine:
                     yield finish(rid, [], Tally(time.perf_counter()), "error", str(exc))
                     return
             with allow_network(self.server):  # the user chose this endpoint
-                yield from stream_reply(self, rid, *self._body(messages, sampling, raw_prompt))
+                yield from stream_reply(self, rid, *self._body(messages, sampling, raw_prompt,
+                                                               tools, tool_choice))
 
     def cancel(self) -> None:
         """Stop the reply in flight: close its connection (the server sees the client leave)."""
@@ -378,6 +388,20 @@ class RemoteEngine:
             if self._conn is conn:
                 self._conn = None
         conn.close()
+
+
+def openai_message(m: ChatMessage) -> dict[str, Any]:
+    """A message as OpenAI's chat API takes it, with its tool calls or the call it answers."""
+    item: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        item["content"] = m.content or None
+        item["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+            "name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        item["tool_call_id"] = m.tool_call_id
+    if m.role == "tool" and m.name:
+        item["name"] = m.name
+    return item
 
 
 def _first_int(*sources: dict[str, Any], keys: tuple[str, ...]) -> int:

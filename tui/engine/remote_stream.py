@@ -8,6 +8,7 @@ kept in the ``Done``.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import time
@@ -15,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tui.display import count
+from tui.engine.errors import ToolsUnsupported
 from tui.engine.protocol import (
     Done,
     EngineEvent,
@@ -23,6 +25,8 @@ from tui.engine.protocol import (
     StopReason,
     TextDelta,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
 )
 from tui.engine.reasoning import ReasoningSplitter
 from tui.i18n import _
@@ -50,6 +54,12 @@ class Tally:
         self.logprobs: list[TokenLogprob] = []
         self.splitter = ReasoningSplitter()
         """``<think>`` inside ``content``, for servers that do not split it themselves."""
+        self.calls: dict[int, list[str]] = {}
+        """Tool calls by index: [id, name, arguments so far], assembled from the deltas."""
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(i or f"call_{n}", name, args or "{}")
+                     for n, (i, name, args) in sorted(self.calls.items()) if name)
 
     def text(self) -> None:
         now = time.perf_counter()
@@ -106,8 +116,11 @@ def finish(
         reasoning_seconds=(tally.reasoning_last - first) if (
             tally.reasoning_last is not None and first is not None) else 0.0,
     )
+    calls = tally.tool_calls()
+    if calls and reason in ("stop", "length"):
+        stats = dataclasses.replace(stats, stop_reason="tool_calls")
     return Done(rid, "".join(parts), stats, error, reasoning="".join(tally.thought),
-                logprobs=tuple(tally.logprobs))
+                tool_calls=calls, logprobs=tuple(tally.logprobs))
 
 
 def sse_payloads(resp: http.client.HTTPResponse) -> Iterator[bytes]:
@@ -142,6 +155,36 @@ def _fields(choice: object) -> tuple[str, str]:
     thought = holder.get("reasoning_content") or holder.get("reasoning")
     return (text if isinstance(text, str) else ""), (
         thought if isinstance(thought, str) else "")
+
+
+def _tool_calls(rid: int, choice: object, tally: Tally) -> Iterator[ToolCallDelta]:
+    """The pieces of tool calls in one streamed choice (or a whole message), added to the
+    tally: the first piece of an index brings its id and name, later ones more arguments."""
+    holder = choice.get("delta") or choice.get("message") if isinstance(choice, dict) else None
+    items = holder.get("tool_calls") if isinstance(holder, dict) else None
+    for position, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            continue
+        index = item.get("index")
+        if not isinstance(index, int) or isinstance(index, bool):
+            index = position
+        function = item.get("function")
+        function = function if isinstance(function, dict) else {}
+        call_id = _text(item.get("id"))
+        name = _text(function.get("name"))
+        raw = function.get("arguments")
+        # a server that sends the object itself instead of its JSON text
+        args = json.dumps(raw) if isinstance(raw, dict) else _text(raw)
+        entry = tally.calls.setdefault(index, ["", "", ""])
+        entry[0] = entry[0] or call_id
+        entry[1] = entry[1] or name
+        entry[2] += args
+        if call_id or name or args:
+            yield ToolCallDelta(rid, index, call_id, name, args)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _logprobs(choice: object) -> list[TokenLogprob]:
@@ -205,6 +248,7 @@ def stream_reply(
         if resp.status == 400 and any(k in body for k in EXTRAS):
             raw = resp.read()
             if not any(k.encode() in raw for k in EXTRAS):
+                _refuses_tools(engine, body, raw)
                 yield from _close(rid, parts, tally, "error", engine._status_error(400, raw))
                 return
             engine._close(conn)  # a strict server: ask again without them, and remember
@@ -214,8 +258,10 @@ def stream_reply(
             answered = True
             engine._send_extras = resp.status != 200
         if resp.status != 200:
-            failure = engine._status_error(resp.status, resp.read())
-            yield from _close(rid, parts, tally, "error", failure)
+            raw = resp.read()
+            if resp.status == 400:
+                _refuses_tools(engine, body, raw)
+            yield from _close(rid, parts, tally, "error", engine._status_error(resp.status, raw))
             return
         if "text/event-stream" in (resp.getheader("Content-Type") or ""):
             payloads: Iterator[bytes] = sse_payloads(resp)
@@ -240,6 +286,7 @@ def stream_reply(
                     yield from _route(rid, [("reasoning", thought)], parts, tally)
                 if text:
                     yield from _route(rid, tally.splitter.feed(text), parts, tally)
+                yield from _tool_calls(rid, choice, tally)
                 tally.logprobs += _logprobs(choice)
                 if isinstance(choice, dict) and choice.get("finish_reason"):
                     finish_reason = str(choice["finish_reason"])
@@ -260,9 +307,18 @@ def stream_reply(
     if engine._cancel.is_set():
         yield from _close(rid, parts, tally, "cancelled")
     elif ended or finish_reason is not None:
-        yield from _close(rid, parts, tally, "length" if finish_reason == "length" else "stop")
+        reason: StopReason = "length" if finish_reason == "length" else "stop"
+        yield from _close(rid, parts, tally, reason)
     else:
         yield from _close(rid, parts, tally, "error", _dropped(engine, tally, None))
+
+
+def _refuses_tools(engine: RemoteEngine, body: dict[str, Any], raw: bytes) -> None:
+    """A server that refuses the tools themselves (an older lmdesk, a server without tool
+    support): EngineError, so the turn goes on without them and says so."""
+    if "tools" in body and b"tool" in raw.lower():
+        raise ToolsUnsupported(_("{error} (this server cannot call tools)",
+                                 error=engine._status_error(400, raw)))
 
 
 def _after(tally: Tally) -> str:

@@ -26,7 +26,14 @@ def schema_grammar(schema_text: str) -> str:
     if json.loads(schema_text) in ({}, True):
         text = json.dumps({"type": "object"})
     try:
-        return str(json_schema_to_gbnf(text))
+        grammar = str(json_schema_to_gbnf(text))
     except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ValueError(_("json_schema cannot be turned into a grammar: {exc}",
                            exc=exc)[:300]) from None
+    # the converter lets raw control characters (a newline) into strings, which JSON forbids:
+    # the output would then not parse
+    return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'

@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.engine.generation import CancelFlag, Generator
@@ -41,7 +42,9 @@ from tui.engine.protocol import (
 from tui.i18n import Language, _, set_language
 
 if TYPE_CHECKING:
+    from tui.engine.cores import CoreShare
     from tui.engine.embedding import TextEmbedder
+    from tui.engine.kv_state import StateStore
     from tui.engine.native import NativeContext, NativeModel
 
 
@@ -155,6 +158,7 @@ class _Worker:
         while True:
             request = self.inbox.requests.get()
             if request is None or isinstance(request, UnloadRequest):
+                self.keep_state()
                 return
             if isinstance(request, LoadRequest):
                 if not self.load(request.params):
@@ -230,7 +234,9 @@ class _Worker:
                 self.send(WorkerError(str(exc)))
                 return False
         self.model, self.ctx, self.params = model, ctx, params
-        self.generator = Generator(model, ctx, template, seed=params.seed)
+        self.generator = Generator(model, ctx, template, seed=params.seed,
+                                   states=_state_store(params, ctx.n_ctx, flash_attn),
+                                   cores=_core_share(params))
         arch = meta.get("general.architecture", "unknown")
         self.info = ModelInfo(
             path=params.model_path,
@@ -252,6 +258,14 @@ class _Worker:
         )
         self.send(Loaded(self.info))
         return True
+
+    def keep_state(self) -> None:
+        """Leaving: the conversation the cache holds is saved for next time."""
+        if self.generator is not None and self.generator.states is not None:
+            try:
+                self.generator.save_current(wait=True)
+            except Exception:  # never let saving stand in the way of unloading
+                traceback.print_exc()
 
     # --- requests ------------------------------------------------------------------------
 
@@ -326,6 +340,36 @@ class _Worker:
             self.send(WorkerError(_("embedding failed: {exc}", exc=exc), request.request_id))
             return
         self.send(Embeddings(request.request_id, vectors, n_tokens))
+
+
+def _core_share(params: LoadParams) -> CoreShare | None:
+    if not params.share_cores_dir:
+        return None
+    from tui.engine.cores import CoreShare as Share
+
+    return Share(Path(params.share_cores_dir))
+
+
+def _state_store(params: LoadParams, n_ctx: int, flash_attn: bool) -> StateStore | None:
+    """Where this model's conversation states go; None when they are not kept."""
+    if not params.kv_state_dir or params.kv_state_budget_mb <= 0:
+        return None
+    import llama_cpp
+
+    from tui.engine.kv_state import StateStore as Store
+
+    def stamp(path: str | None) -> list[object] | None:
+        if not path:
+            return None
+        st = os.stat(path)
+        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+    identity = {
+        "model": stamp(params.model_path), "lora": stamp(params.lora_path), "n_ctx": n_ctx,
+        "flash_attn": flash_attn, "llama_cpp": getattr(llama_cpp, "__version__", ""),
+    }
+    return Store(Path(params.kv_state_dir), identity,
+                      params.kv_state_budget_mb * 1024 * 1024)
 
 
 def _empty_stats(reason: Any, prompt_tokens: int = 0) -> GenerationStats:

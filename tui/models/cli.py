@@ -48,6 +48,7 @@ from tui.models.listing import (
 )
 from tui.models.measure import measure_speed
 from tui.models.speed import SpeedModel, model_key
+from tui.models.split import SplitEstimate
 
 MiB = 1 << 20
 
@@ -68,6 +69,9 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[
                       help=_("load it in a worker and print the measured speed and RSS beside "
                              "the prediction (the run also calibrates the predictions)"))
     info.add_argument("--dir", action="append", default=[], metavar="FOLDER")
+    info.add_argument("--rpc", action="append", default=[], metavar="HOST:PORT[,HOST:PORT]",
+                      help=_("judge it spread over these `lmdesk rpc-worker`s (asks each one "
+                             "its memory, round trip and bandwidth)"))
     info.add_argument("--json", action="store_true")
 
     pull = msub.add_parser("pull", help=_("download a GGUF from the Hugging Face Hub"))
@@ -113,6 +117,24 @@ def cmd_models(args: argparse.Namespace, settings: Settings, paths: Paths) -> in
         return 1
     print(_("lmdesk models: unknown command {command!r}", command=command), file=sys.stderr)
     return 2
+
+
+def _split(args: argparse.Namespace, m: LocalModel, a: Assessment | None, res: Resources,
+           settings: Settings) -> SplitEstimate | None:
+    """``--rpc``: the model spread over those workers, each asked how it is."""
+    if not getattr(args, "rpc", None) or a is None or m.shape is None:
+        return None
+    from tui.models.split import estimate_split
+    from tui.rpc.probe import parse_workers, probe
+
+    try:
+        addresses = parse_workers(args.rpc)
+    except ValueError as exc:
+        raise _CliError(_("--rpc: {exc}", exc=exc)) from None
+    statuses = [probe(address, measure=True) for address in addresses]
+    # the workers are taken to compute as fast as this machine does (on loopback they are it)
+    return estimate_split(m.shape, statuses, res, local_tok_s=a.speed.tok_s,
+                          n_ctx=a.context.n_ctx, reading_speed=settings.reading_speed)
 
 
 class _CliError(Exception):
@@ -252,8 +274,11 @@ def _info(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
                                        temperature=settings.temperature)
         record_measured(paths.data_dir, m.path, measured_speed)
         measured = measure_rss(m.path, fit.n_ctx if fit else args.n_ctx)
+    split = _split(args, m, a, res, settings)
     if args.json:
         data = _row_json(m, a)
+        if split is not None:
+            data["rpc_split"] = split.to_json()
         if measured is not None:
             data["measured"] = asdict(measured)
         if measured_speed is not None:
@@ -301,6 +326,8 @@ def _info(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
                     suggested_n_gpu_layers=fit.suggested_n_gpu_layers))
         for note in fit.notes:
             out.write(_("  note: {note}\n", note=note))
+    if split is not None:
+        out.write("\n" + "\n".join(split.lines()) + "\n")
     if measured_speed is not None and a is not None:
         ratio = a.speed.tok_s / measured_speed.gen_tok_s if measured_speed.gen_tok_s else 0.0
         out.write(

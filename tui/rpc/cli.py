@@ -81,18 +81,22 @@ def _start_server(threads: int) -> tuple[subprocess.Popen[str], int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.rpc.server", f"127.0.0.1:{port}", str(threads)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        start_new_session=True,  # ctrl+c reaches the gate, which stops it in order
-    )
-    assert proc.stdout is not None
-    # llama.cpp prints its own banner on the same stdout before our "ready" line
-    line = ""
-    for raw in proc.stdout:
-        line = raw.strip()
-        if line == "ready" or line.startswith("error:"):
-            break
+    # our "ready" comes on a pipe of its own: llama.cpp writes to stdout from its server
+    # thread (a line per client), which nobody reads (a full pipe would stall the server) and
+    # which would cut our line in two
+    status_read, status_write = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tui.rpc.server", f"127.0.0.1:{port}", str(threads),
+             str(status_write)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            text=True, pass_fds=(status_write,),
+            start_new_session=True,  # ctrl+c reaches the gate, which stops it in order
+        )
+    finally:
+        os.close(status_write)
+    with os.fdopen(status_read, encoding="utf-8", errors="replace") as status:
+        line = status.readline().strip()
     if line != "ready":
         proc.kill()
         proc.wait()

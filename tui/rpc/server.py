@@ -3,8 +3,10 @@
 It calls ``ggml_backend_rpc_start_server`` from the llama.cpp library llama-cpp-python
 installed (built with ``GGML_RPC=ON`` by scripts/install), on the CPU device. That call blocks
 for ever, serving one client at a time, so it runs in a daemon thread; the process ends when
-its parent closes stdin (or kills it). It prints one ``ready`` line once the port listens, or
-one ``error:`` line.
+its parent closes stdin (or kills it). It writes one ``ready`` line once the port listens, or
+one ``error:`` line, to the status file descriptor its parent passed (``STATUS_FD``; stdout
+when none): llama.cpp writes its own lines to stdout from its server thread ("Accepted client
+connection" for every client), which would interleave with ours mid-line.
 
 Symbols are looked up through libllama's own handle so they reach the same libggml instance
 (and backend registry) that libllama uses.
@@ -20,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TextIO
 
 CPU_DEVICE = 0  # ggml_backend_dev_type: GGML_BACKEND_DEVICE_TYPE_CPU
 
@@ -73,12 +76,13 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-def serve(host: str, port: int, threads: int) -> int:
+def serve(host: str, port: int, threads: int, status: TextIO | None = None) -> int:
+    out = status or sys.stdout
     try:
         start = start_function()
         devices = (ctypes.c_void_p * 1)(cpu_device())
     except (ImportError, OSError, RuntimeError, AttributeError) as exc:
-        print(f"error: {exc}", flush=True)
+        print(f"error: {exc}", flush=True, file=out)
         return 1
     endpoint = f"{host}:{port}".encode()
     thread = threading.Thread(target=start, args=(endpoint, None, threads, 1, devices),
@@ -88,26 +92,28 @@ def serve(host: str, port: int, threads: int) -> int:
     while not _listening(host, port):
         if not thread.is_alive():
             print(f"error: llama.cpp's RPC server could not listen on {host}:{port} (is the "
-                  "port taken?)", flush=True)
+                  "port taken?)", flush=True, file=out)
             return 1
         if time.monotonic() > deadline:
-            print(f"error: llama.cpp's RPC server did not start on {host}:{port}", flush=True)
+            print(f"error: llama.cpp's RPC server did not start on {host}:{port}", flush=True,
+                  file=out)
             return 1
         time.sleep(0.05)
-    print("ready", flush=True)
+    print("ready", flush=True, file=out)
     with contextlib.suppress(KeyboardInterrupt, OSError):
         sys.stdin.read()  # the parent holds our stdin: when it goes, so do we
     return 0
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or ":" not in argv[0]:
-        print("usage: python -m tui.rpc.server HOST:PORT THREADS", file=sys.stderr)
+    if len(argv) not in (2, 3) or ":" not in argv[0]:
+        print("usage: python -m tui.rpc.server HOST:PORT THREADS [STATUS_FD]", file=sys.stderr)
         return 2
     host, _, port = argv[0].rpartition(":")
-    code = serve(host, int(port), max(1, int(argv[1])))
+    status = os.fdopen(int(argv[2]), "w", encoding="utf-8") if len(argv) == 3 else None
+    code = serve(host, int(port), max(1, int(argv[1])), status)
     # the server thread never returns: leave without waiting for it
-    sys.stdout.flush()
+    (status or sys.stdout).flush()
     os._exit(code)
 
 

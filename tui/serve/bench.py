@@ -7,6 +7,13 @@
 2. N concurrent clients for a bounded time against the one model: every request must be
    answered (a 429 retried with backoff counts as answered once it succeeds); p50 and p99
    latency of the answered requests.
+3. JSON-schema-constrained generation against unconstrained, through the API (same prompt,
+   alternated): the ratio of tokens/s is what the grammar costs.
+4. Embeddings per second for 1,000 short texts, through ``POST /v1/embeddings`` and through
+   ``engine.embed`` directly (the ratio is what the API costs).
+
+``--against URL`` compares lmdesk serve with another OpenAI-compatible server instead
+(``tui.serve.bench_against``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from tui.engine.base import Embedder
 from tui.engine.bench import PROMPT, RunFigures, _engine_run
 from tui.engine.local import LocalEngine, resolve_load_params
 from tui.engine.protocol import LoadParams, SamplingParams
@@ -30,18 +39,15 @@ from tui.serve.server import ApiServer
 MODEL = "bench"
 
 
-def _api_run(port: int, prompt: str, sampling: SamplingParams) -> RunFigures:
-    """One streamed chat completion over HTTP, timed as the client sees it."""
-    body = {
-        "model": MODEL, "stream": True, "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": sampling.max_tokens, "temperature": sampling.temperature,
-        "top_k": sampling.top_k, "seed": sampling.seed,
-    }
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+def stream_run(host: str, port: int, body: dict[str, Any], path: str = "/v1/chat/completions",
+               headers: dict[str, str] | None = None) -> RunFigures:
+    """One streamed chat completion over HTTP, timed as the client sees it: tokens/s between
+    the first and the last text piece, time to the first."""
+    conn = http.client.HTTPConnection(host, port, timeout=300)
     try:
         start = time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", json.dumps(body),
-                     {"Content-Type": "application/json"})
+        conn.request("POST", path, json.dumps(body),
+                     {"Content-Type": "application/json", **(headers or {})})
         resp = conn.getresponse()
         if resp.status != 200:
             raise RuntimeError(f"API run failed: {resp.status} {resp.read()[:200]!r}")
@@ -58,12 +64,22 @@ def _api_run(port: int, prompt: str, sampling: SamplingParams) -> RunFigures:
                 n += 1
                 first = first or now
                 last = now
-            if "timings" in obj:
-                prompt_rate = float(obj["timings"]["prompt_per_second"])
+            if isinstance(obj.get("timings"), dict):
+                prompt_rate = float(obj["timings"].get("prompt_per_second") or 0.0)
     finally:
         conn.close()
     rate = (n - 1) / (last - first) if n > 1 and last > first else 0.0
-    return RunFigures(prompt_rate, rate, first - start, n)
+    return RunFigures(prompt_rate, rate, first - start if first else 0.0, n)
+
+
+def _api_run(port: int, prompt: str, sampling: SamplingParams,
+             extra: dict[str, Any] | None = None) -> RunFigures:
+    body = {
+        "model": MODEL, "stream": True, "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": sampling.max_tokens, "temperature": sampling.temperature,
+        "top_k": sampling.top_k, "seed": sampling.seed, **(extra or {}),
+    }
+    return stream_run("127.0.0.1", port, body)
 
 
 @dataclass
@@ -134,6 +150,7 @@ def run_serve_bench(
     clients: int = 8,
     duration_s: float = 20.0,
     client_tokens: int = 32,
+    embed_texts: int = 1000,
 ) -> dict[str, float]:
     params = resolve_load_params(params)
     engine = LocalEngine(params)
@@ -172,6 +189,8 @@ def run_serve_bench(
         for t in threads:
             t.join()
         wall = time.perf_counter() - started
+        structured = _structured_runs(server.port, sampling, reps)
+        embedding = _embedding_runs(server.port, engine, embed_texts)
     finally:
         server.stop()
         engine.unload()
@@ -228,4 +247,97 @@ def run_serve_bench(
     )
     for failure in load.failures[:5]:
         out(f"failure    {failure}")
+    results.update(structured)
+    if structured.get("schema_ratio"):
+        out(f"schema     JSON-schema-constrained/unconstrained generation tokens/s = "
+            f"{structured['schema_ratio']:.3f} ({structured['schema_tps']:.1f} against "
+            f"{structured['free_tps']:.1f}; median of {reps} alternated pairs)")
+    else:
+        out(f"schema     not measured: {structured.get('schema_error', 'no tokens')}")
+    results.update({k: v for k, v in embedding.items() if isinstance(v, float)})
+    if "embed_api_per_s" in embedding:
+        out(f"embed      {embed_texts:,} short texts: {embedding['embed_api_per_s']:.0f}/s "
+            f"through the API, {embedding['embed_engine_per_s']:.0f}/s from the engine; "
+            f"API/engine = {embedding['embed_ratio']:.3f}")
+    else:
+        out(f"embed      not measured: {embedding.get('error')}")
     return results
+
+
+BENCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"chapters": {"type": "array", "minItems": 8, "items": {
+        "type": "object",
+        "properties": {"title": {"type": "string", "maxLength": 40},
+                       "mood": {"enum": ["calm", "stormy", "grim", "bright"]},
+                       "pages": {"type": "integer"}},
+        "required": ["title", "mood", "pages"]}}},
+    "required": ["chapters"],
+}
+
+
+def _structured_runs(port: int, sampling: SamplingParams, reps: int) -> dict[str, Any]:
+    """The same prompt with and without a JSON schema, alternated: tokens/s of each."""
+    fmt = {"response_format": {"type": "json_schema", "json_schema": {
+        "name": "book", "schema": BENCH_SCHEMA}}}
+    prompt = "Plan a book about a lighthouse keeper as JSON: chapters with title, mood, pages."
+    free: list[float] = []
+    constrained: list[float] = []
+    pairs: list[float] = []
+    try:
+        _api_run(port, prompt, sampling, fmt)  # warm-up, not counted
+        for i in range(reps):
+            order = (False, True) if i % 2 == 0 else (True, False)
+            rates = {}
+            for with_schema in order:
+                figures = _api_run(port, prompt, sampling, fmt if with_schema else None)
+                rates[with_schema] = figures.generation_tokens_per_s
+            free.append(rates[False])
+            constrained.append(rates[True])
+            if rates[False] > 0:
+                pairs.append(rates[True] / rates[False])
+    except RuntimeError as exc:
+        return {"schema_error": str(exc)[:160]}
+    return {
+        "schema_tps": float(statistics.median(constrained)) if constrained else 0.0,
+        "free_tps": float(statistics.median(free)) if free else 0.0,
+        "schema_ratio": float(statistics.median(pairs)) if pairs else 0.0,
+    }
+
+
+def _embedding_runs(port: int, engine: LocalEngine, count: int) -> dict[str, Any]:
+    """``count`` short texts embedded through the API (one request) and directly,
+    alternated."""
+    if not isinstance(engine, Embedder):
+        return {"error": "this engine cannot embed"}
+    texts = [f"Short note {i}: the {('tide', 'lamp', 'storm', 'gull')[i % 4]} at {i % 24} h."
+             for i in range(count)]
+    api_s: list[float] = []
+    direct_s: list[float] = []
+    try:
+        engine.embed(texts[:16])  # warm-up
+        for i in range(2):
+            for which in (("api", "engine") if i % 2 == 0 else ("engine", "api")):
+                start = time.perf_counter()
+                if which == "engine":
+                    engine.embed(texts)
+                    direct_s.append(time.perf_counter() - start)
+                    continue
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+                try:
+                    conn.request("POST", "/v1/embeddings",
+                                 json.dumps({"model": MODEL, "input": texts}),
+                                 {"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                finally:
+                    conn.close()
+                if resp.status != 200:
+                    return {"error": f"{resp.status} {raw[:160]!r}"}
+                api_s.append(time.perf_counter() - start)
+    except Exception as exc:  # a bench reports what it could not measure
+        return {"error": f"{type(exc).__name__}: {exc}"[:160]}
+    api_rate = count / statistics.median(api_s)
+    engine_rate = count / statistics.median(direct_s)
+    return {"embed_api_per_s": api_rate, "embed_engine_per_s": engine_rate,
+            "embed_ratio": api_rate / engine_rate if engine_rate else 0.0}

@@ -27,6 +27,7 @@ from tui.models.registry import (
 )
 from tui.serve.pool import EnginePool
 from tui.serve.server import DEFAULT_PORT, ApiServer, ServerLimits, UnsafeBind
+from tui.session.params import with_core_share
 
 API_KEY_ENV = "LMDESK_API_KEY"
 
@@ -36,8 +37,9 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve",
         help="an OpenAI-compatible API for your local models",
-        description="Serve the local models over an OpenAI-compatible HTTP API "
-        "(GET /v1/models, POST /v1/chat/completions, POST /v1/completions).",
+        description="Serve the local models over an OpenAI-compatible HTTP API: "
+        "POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, "
+        "Anthropic's /v1/messages; GET /v1/models, /health, /metrics, /slots.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
@@ -56,6 +58,8 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--gpu-layers", type=int, help="layers on the GPU (-1: all)")
     p.add_argument("--queue", type=int, default=8, help="requests that may wait per model (8)")
     p.add_argument("--max-loaded", type=int, default=2, help="models loaded at once (2)")
+    p.add_argument("--max-connections", type=int, default=64,
+                   help="open connections at once; more are answered 503 (64)")
     p.add_argument(
         "--max-tokens-limit", type=int, default=4096, help="clamp max_tokens to this (4096)"
     )
@@ -104,8 +108,10 @@ def build_pool(args: argparse.Namespace, settings: Settings,
         if ref.name.lower() not in seen:
             seen.add(ref.name.lower())
             lora = adapters.get(ref.name.lower()) if ref.source == "profile" else None
-            pool.add_model(ref.name, _load_params(args, settings, ref, lora),
-                           default=ref is default)
+            params = _load_params(args, settings, ref, lora)
+            if paths is not None:  # split the cores with the app's models generating too
+                params = with_core_share(params, paths.cache_dir)
+            pool.add_model(ref.name, params, default=ref is default)
     return pool
 
 
@@ -134,8 +140,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         print(f"lmdesk: error: {message}", file=sys.stderr)
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    if args.queue < 0 or args.max_loaded < 1 or args.max_tokens_limit < 1:
-        err("--queue must be >= 0, --max-loaded >= 1 and --max-tokens-limit >= 1")
+    if (args.queue < 0 or args.max_loaded < 1 or args.max_tokens_limit < 1
+            or args.max_connections < 1):
+        err("--queue must be >= 0; --max-loaded, --max-tokens-limit and --max-connections "
+            ">= 1")
         return 2
     try:
         pool = build_pool(args, settings, paths)
@@ -146,6 +154,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         max_tokens_limit=args.max_tokens_limit,
         default_max_tokens=min(settings.max_tokens, args.max_tokens_limit),
         cors_origins=tuple(args.cors),
+        max_connections=args.max_connections,
     )
     log: Callable[[str], None] | None = None
     if not args.quiet:
@@ -159,15 +168,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         err(str(exc))
         return 2
     try:
-        if args.preload:
-            with pool.lease(None) as lease:
-                print(f"loaded {lease.name}", file=sys.stderr, flush=True)
         try:
             server.start()
         except OSError as exc:
             err(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
             return 1
         print("\n".join(banner(server)), flush=True)
+        if args.preload:  # listening already: /health answers "loading" meanwhile
+            with pool.lease(None) as lease:
+                print(f"loaded {lease.name}", file=sys.stderr, flush=True)
         return _wait(server)
     except EngineError as exc:
         err(str(exc))

@@ -9,13 +9,16 @@ A model enters the pool in one of two ways:
   generations so the API and the owner take turns instead of colliding.
 
 Each model has a bounded queue: at most ``queue_depth`` requests wait while one generates; the
-next one is refused with ``QueueFull`` (the server answers 429).
+next one is refused with ``QueueFull`` (the server answers 429). The queue is first come, first
+served: only the request at its head waits on the model's lock (which the app's own replies
+take too, when it shares its model), the others wait for their turn behind it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +46,17 @@ class ClientGone(PoolError):
     """The client left while its request waited in the queue."""
 
 
+def _is_embedding_model(path: str) -> bool:
+    from tui.engine.gguf import GGUFError, read_header
+
+    try:
+        header = read_header(path)
+    except GGUFError:
+        return False  # the load will say what is wrong with it
+    return header.arch_key("pooling_type") is not None or header.architecture in (
+        "bert", "nomic-bert", "jina-bert-v2", "t5encoder")
+
+
 def _local_engine(params: LoadParams) -> Engine:
     from tui.engine.local import LocalEngine
 
@@ -59,6 +73,13 @@ class _Entry:
     in_flight: int = 0
     """Requests generating or waiting for this model."""
     last_used: float = field(default_factory=time.monotonic)
+    waiting: deque[object] = field(default_factory=deque)
+    """The queue's tickets, first come first; the head's holder may take ``lock``."""
+    busy: bool = False
+    """A lease is held (a request is generating, or the model loading for it)."""
+    loading: bool = False
+    embedding: bool = False
+    """The GGUF is an embedding model (it names a pooling type)."""
 
     @property
     def loaded(self) -> bool:
@@ -75,6 +96,11 @@ class ModelEntry:
     shared: bool
     """Registered by its owner (the app) rather than loaded by the pool."""
     in_flight: int
+    busy: bool = False
+    """A request holds the model now."""
+    loading: bool = False
+    path: str = ""
+    """The GGUF file, when the pool loads it."""
 
 
 @dataclass(frozen=True)
@@ -103,13 +129,17 @@ class EnginePool:
         self._entries: dict[str, _Entry] = {}
         self._default: str | None = None
         self._lock = threading.Lock()
+        self._turns = threading.Condition(threading.Lock())
+        """Notified whenever the head of a model's queue changes."""
 
     # --- contents ------------------------------------------------------------------------
 
     def add_model(self, name: str, params: LoadParams, *, default: bool = False) -> None:
         """A model loaded on first use (an installed model, or a profile's load parameters)."""
         params.validate()
-        self._add(_Entry(name, params, None, True, threading.Lock()), default)
+        entry = _Entry(name, params, None, True, threading.Lock())
+        entry.embedding = _is_embedding_model(params.model_path)
+        self._add(entry, default)
 
     def register(
         self,
@@ -158,8 +188,21 @@ class EnginePool:
         for e in entries:
             info = e.engine.info if e.engine is not None else None
             n_ctx = info.n_ctx if info is not None else (e.params.n_ctx or 0 if e.params else 0)
-            out.append(ModelEntry(e.name, e.loaded, n_ctx, not e.owned, e.in_flight))
+            out.append(ModelEntry(e.name, e.loaded, n_ctx, not e.owned, e.in_flight, e.busy,
+                                  e.loading, e.params.model_path if e.params else ""))
         return out
+
+    def is_embedding_model(self, name: str) -> bool:
+        with self._lock:
+            entry = self._entries.get(name.lower())
+            return entry is not None and entry.embedding
+
+    def embedding_model(self) -> str | None:
+        """The model ``/v1/embeddings`` uses when the request names none this server knows:
+        an embedding model if one is installed, else the default (mean-pooled)."""
+        with self._lock:
+            found = next((e.name for e in self._entries.values() if e.embedding), None)
+        return found or self.default
 
     def resolve(self, name: str | None) -> str:
         """The pool's name for ``name``: exact (any case), else a unique prefix; None: default."""
@@ -191,6 +234,7 @@ class EnginePool:
         Raises ``UnknownModel``, ``QueueFull``, ``ClientGone`` (``abandoned()`` turned true
         while waiting) or ``EngineError`` (the load failed).
         """
+        ticket = object()
         with self._lock:
             entry = self._find(name)
             if entry.in_flight > self.queue_depth:
@@ -199,19 +243,39 @@ class EnginePool:
                     f"{entry.in_flight - 1} waiting (queue holds {self.queue_depth}); retry later"
                 )
             entry.in_flight += 1
+            with self._turns:
+                entry.waiting.append(ticket)
+        queued = True
         try:
+            with self._turns:
+                while entry.waiting[0] is not ticket:
+                    if abandoned():
+                        raise ClientGone("the client left while waiting")
+                    self._turns.wait(0.1)
             while not entry.lock.acquire(timeout=0.1):
                 if abandoned():
                     raise ClientGone("the client left while waiting")
+            self._leave(entry, ticket)
+            queued = False
             try:
+                entry.busy = True
                 engine = self._ensure_loaded(entry)
                 yield Lease(entry.name, engine)
             finally:
+                entry.busy = False
                 entry.last_used = time.monotonic()
                 entry.lock.release()
         finally:
+            if queued:
+                self._leave(entry, ticket)
             with self._lock:
                 entry.in_flight -= 1
+
+    def _leave(self, entry: _Entry, ticket: object) -> None:
+        with self._turns:
+            if ticket in entry.waiting:
+                entry.waiting.remove(ticket)
+            self._turns.notify_all()
 
     def _ensure_loaded(self, entry: _Entry) -> Engine:
         """Called with ``entry.lock`` held."""
@@ -221,11 +285,14 @@ class EnginePool:
         self._make_room(entry)
         engine = entry.engine or self._factory(entry.params)
         entry.engine = engine
+        entry.loading = True
         try:
             engine.load()
         except EngineError:
             entry.engine = None
             raise
+        finally:
+            entry.loading = False
         return engine
 
     def _make_room(self, keep: _Entry) -> None:

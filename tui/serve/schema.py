@@ -1,25 +1,37 @@
-"""The OpenAI wire format: strict parsing of request bodies and the JSON of the answers.
+"""What every API dialect shares: errors, reading a request body, the generation request.
 
-Parsing refuses what it does not understand (an unknown field, a wrong type, a feature lmdesk
-does not offer) with an ``ApiError`` naming the field, rather than silently ignoring it. Fields
-that only have a meaning lmdesk cannot honour are accepted at their neutral value (``n: 1``,
-``presence_penalty: 0``...) because many tools always send them.
+A body is read through ``Body``: the fields an endpoint understands are read and checked (a
+bad value is a 400 naming the field in ``param``); every other field is accepted and ignored,
+and named back to the client in the ``x-lmdesk-ignored`` header. Integration tools send what
+their authors' favourite server takes and cannot be changed, so the server takes it.
+
+The dialects (``openai_api``, ``anthropic_api``, ``responses_api``) turn a body into a
+``GenerationRequest`` here and shape the answer as a ``Reply``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-import secrets
-import time
-from dataclasses import dataclass
-from typing import Any
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from tui.engine.errors import InvalidParameter
-from tui.engine.protocol import ChatMessage, Done, GenerationStats, Role, SamplingParams
+from tui.engine.protocol import (
+    ChatMessage,
+    Done,
+    SamplingParams,
+    ToolCallDelta,
+    ToolChoice,
+    ToolSpec,
+)
 
 
 class ApiError(Exception):
-    """An answer in OpenAI's error shape: ``{"error": {message, type, param, code}}``."""
+    """An error answer; ``body()`` is OpenAI's shape ``{"error": {message, type, param, code}}``
+    (the Anthropic endpoint renders the same fields in its own)."""
 
     def __init__(
         self,
@@ -53,283 +65,390 @@ def bad(message: str, param: str | None = None, code: str | None = None) -> ApiE
     return ApiError(400, message, param=param, code=code)
 
 
+# --- reading a body --------------------------------------------------------------------------
+
+
+def find_lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding a lone UTF-16 surrogate (JSON's ``"\\ud800"``):
+    text that cannot be encoded, which must be refused before it reaches a tokenizer."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return where or "body"
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                if isinstance(key, str) and find_lone_surrogate(key) is not None:
+                    return where or "body"
+                stack.append((item, f"{where}.{key}" if where else str(key)))
+        elif isinstance(node, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
+    return None
+
+
+class Body:
+    """One JSON object of a request, read field by field.
+
+    Every ``get`` (or typed read) marks a field as understood; ``ignored()`` names the rest.
+    ``prefix`` names nested objects in errors and in the ignored list (``stream_options.x``).
+    """
+
+    def __init__(self, obj: dict[str, Any], prefix: str = "") -> None:
+        self.obj = obj
+        self.prefix = prefix
+        self._read: set[str] = set()
+        self._nested: list[Body] = []
+
+    def param(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def has(self, key: str) -> bool:
+        return self.obj.get(key) is not None
+
+    def get(self, key: str) -> Any:
+        self._read.add(key)
+        return self.obj.get(key)
+
+    def child(self, key: str) -> Body | None:
+        """A nested object (None when absent or null); its unknown fields are named too."""
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise bad(f"{self.param(key)} must be an object", self.param(key))
+        nested = Body(value, self.param(key))
+        self._nested.append(nested)
+        return nested
+
+    def include(self, nested: Body) -> None:
+        """Name ``nested``'s unread fields with this body's (an item of a list field)."""
+        self._nested.append(nested)
+
+    def ignored(self) -> list[str]:
+        own = [self.param(k) for k, v in self.obj.items()
+               if k not in self._read and v is not None]
+        for nested in self._nested:
+            own += nested.ignored()
+        return own
+
+    def number(self, key: str, *, low: float | None = None, high: float | None = None
+               ) -> float | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value)):
+            raise bad(f"{self.param(key)} must be a number, got {_short(value)}", self.param(key))
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise bad(f"{self.param(key)} must be between {low:g} and {high:g}, got {value}",
+                      self.param(key))
+        return float(value)
+
+    def integer(self, key: str, *, low: int | None = None, high: int | None = None
+                ) -> int | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(f"{self.param(key)} must be a whole number, got {_short(value)}",
+                      self.param(key))
+        if low is not None and value < low:
+            raise bad(f"{self.param(key)} must be at least {low}, got {value}", self.param(key))
+        if high is not None and value > high:
+            raise bad(f"{self.param(key)} must be at most {high}, got {value}", self.param(key))
+        return value
+
+    def boolean(self, key: str) -> bool | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise bad(f"{self.param(key)} must be true or false, got {_short(value)}",
+                      self.param(key))
+        return value
+
+    def string(self, key: str) -> str | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise bad(f"{self.param(key)} must be a string, got {_short(value)}",
+                      self.param(key))
+        return value
+
+    def choice(self, key: str, options: tuple[str, ...]) -> str | None:
+        value = self.string(key)
+        if value is not None and value not in options:
+            raise bad(f"{self.param(key)} must be one of {', '.join(options)}, got {value!r}",
+                      self.param(key))
+        return value
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# --- the request -----------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class GenerationRequest:
-    kind: str
-    """"chat" or "completion"."""
-    model: str | None
+class Generation:
+    """One engine run of a request (a request with ``n`` = 3 has three)."""
+
     messages: tuple[ChatMessage, ...]
     raw_prompt: str | None
     sampling: SamplingParams
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = "auto"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    kind: str
+    """"chat", "completion", "messages" (Anthropic) or "responses"."""
+    model: str | None
+    generations: tuple[Generation, ...]
     stream: bool
-    include_usage: bool
-    max_tokens_clamped: bool
+    include_usage: bool = False
+    max_tokens_clamped: bool = False
+    ignored: tuple[str, ...] = ()
+    """Fields accepted without a meaning here (``x-lmdesk-ignored``)."""
+    logprobs: bool = False
+    """Return each token's log-probability (``sampling.top_logprobs`` alternatives)."""
+    echo: bool = False
+    """A completion's ``echo``: its prompt is put before the answer."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """What a dialect echoes back in its answer (the Responses API repeats its request)."""
+    parallel_tool_calls: bool = True
+    """False: at most one tool call per reply (the first the model makes)."""
+
+    @property
+    def sampling(self) -> SamplingParams:
+        return self.generations[0].sampling
 
 
-_SAMPLING = {"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "repetition_penalty"}
-_COMMON = {"model", "stream", "stream_options", "max_tokens", "seed", "stop", "user", "n"}
-_NEUTRAL: dict[str, tuple[object, ...]] = {
-    "n": (1,),
-    "presence_penalty": (0, 0.0),
-    "frequency_penalty": (0, 0.0),
-    "logprobs": (False, 0),
-    "echo": (False,),
-    "best_of": (1,),
-    "suffix": ("",),
-    "parallel_tool_calls": (False, True),
+MAX_CHOICES = 8
+"""At most this many replies per request (``n``, or completions' list of prompts)."""
+
+EFFORT_BUDGETS = {"none": 0, "minimal": 128, "low": 512, "medium": 2048, "high": -1}
+"""``reasoning_effort`` as a reasoning budget in tokens (-1: no limit)."""
+
+_SAMPLING_PARAMS = {
+    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+    "repeat_penalty": "repeat_penalty", "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty", "seed": "seed", "logit_bias": "logit_bias",
+    "top_logprobs": "top_logprobs", "json_schema": "response_format", "grammar": "grammar",
+    "reasoning_budget": "reasoning_budget", "stop": "stop", "max_tokens": "max_tokens",
 }
-CHAT_FIELDS = frozenset(
-    _SAMPLING | _COMMON | {"messages", "max_completion_tokens", "presence_penalty",
-                           "frequency_penalty", "logprobs", "parallel_tool_calls"}
-)
-COMPLETION_FIELDS = frozenset(
-    _SAMPLING | _COMMON | {"prompt", "presence_penalty", "frequency_penalty", "logprobs",
-                           "echo", "best_of", "suffix"}
-)
-_ROLES: dict[str, Role] = {
-    "system": "system", "developer": "system", "user": "user", "assistant": "assistant"
-}
 
 
-def _number(body: dict[str, Any], key: str) -> float | None:
-    value = body.get(key)
+def sampling_values(body: Body) -> dict[str, Any]:
+    """The sampling fields OpenAI, llama-server and Ollama clients send, as SamplingParams
+    values (only those given)."""
+    values: dict[str, Any] = {}
+    for key in ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty"):
+        number = body.number(key)
+        if number is not None:
+            values[key] = number
+    for key in ("repeat_penalty", "repetition_penalty"):
+        number = body.number(key)
+        if number is not None:
+            values["repeat_penalty"] = number
+    top_k = body.integer("top_k")
+    if top_k is not None:
+        values["top_k"] = max(top_k, 0)  # llama-server's "-1: off" is our 0
+    seed = body.integer("seed")
+    if seed is not None:
+        values["seed"] = seed if seed >= 0 else None  # -1: a random seed, as llama-server
+    if body.has("logit_bias"):
+        values["logit_bias"] = logit_bias(body.get("logit_bias"), body.param("logit_bias"))
+    ignore_eos = body.boolean("ignore_eos")
+    if ignore_eos is not None:
+        values["ignore_eos"] = ignore_eos
+    grammar = body.string("grammar")
+    if grammar:
+        values["grammar"] = grammar
+    return values
+
+
+def logit_bias(value: Any, param: str) -> tuple[tuple[int, float], ...]:
+    """OpenAI's ``{"token id": bias}`` (ids as strings, as JSON keys must be) as pairs; a
+    list of ``[id, bias]`` pairs (llama-server) is taken too."""
     if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise bad(f"{key} must be a number, got {value!r}", key)
-    return float(value)
+        return ()
+    items: list[tuple[Any, Any]]
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value):
+        items = [(p[0], p[1]) for p in value]
+    else:
+        raise bad(f"{param} must map token ids to biases, e.g. {{\"50256\": -100}}", param)
+    if len(items) > 1024:
+        raise bad(f"{param} holds {len(items)} tokens; at most 1024", param)
+    pairs: list[tuple[int, float]] = []
+    for token, bias in items:
+        try:
+            token_id = int(token) if not isinstance(token, bool) else -1
+        except (TypeError, ValueError):
+            token_id = -1
+        if token_id < 0:
+            raise bad(f"{param}: {_short(token)} is not a token id (a whole number)", param)
+        if bias is False:  # llama-server: false bans the token
+            bias = -100
+        if (isinstance(bias, bool) or not isinstance(bias, int | float)
+                or not math.isfinite(bias) or not -100 <= bias <= 100):
+            raise bad(f"{param}: the bias of token {token_id} must be a number from -100 to 100",
+                      param)
+        pairs.append((token_id, float(bias)))
+    return tuple(sorted(pairs))
 
 
-def _integer(body: dict[str, Any], key: str) -> int | None:
-    value = body.get(key)
+def stop_strings(value: Any, param: str) -> tuple[str, ...]:
     if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or len(value) > 16 or not all(isinstance(s, str) for s in value):
+        raise bad(f"{param} must be a string or a list of at most 16 strings", param)
+    return tuple(s for s in value if s)
+
+
+def reasoning_budget(body: Body) -> int | None:
+    """The reasoning budget a chat request asks for: ``reasoning_budget`` (tokens, -1: no
+    limit), ``reasoning_effort`` (none..high), or ``chat_template_kwargs.enable_thinking``
+    false (0, as Qwen3's templates take it). None: the server's default."""
+    budget = body.integer("reasoning_budget", low=-1)
+    effort = body.choice("reasoning_effort", tuple(EFFORT_BUDGETS))
+    kwargs = body.child("chat_template_kwargs")
+    enable = kwargs.boolean("enable_thinking") if kwargs is not None else None
+    if budget is not None:
+        return budget
+    if enable is False:
+        return 0
+    if effort is not None:
+        return EFFORT_BUDGETS[effort]
+    return None
+
+
+def json_format(kind: str | None, schema: Any, param: str) -> str | None:
+    """A ``json_object`` / ``json_schema`` output format as SamplingParams.json_schema."""
+    if kind in (None, "text"):
         return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad(f"{key} must be a whole number, got {value!r}", key)
-    return value
+    if kind == "json_object":
+        return "{}"
+    if kind == "json_schema":
+        if isinstance(schema, bool) or not isinstance(schema, dict):
+            raise bad(f"{param} must be a JSON schema (an object)", param)
+        return json.dumps(schema, ensure_ascii=False)
+    raise bad(f"the output format type must be text, json_object or json_schema, got {kind!r}",
+              param)
 
 
-def _text(content: object, where: str) -> str:
+def max_tokens(asked: int | None, key: str, default: int, limit: int) -> tuple[int, bool]:
+    """The reply's token bound, clamped to the server's limit, and whether it was clamped."""
+    if asked is not None and asked < 1:
+        raise bad(f"{key} must be at least 1, got {asked}", key)
+    return min(asked or default, limit), asked is not None and asked > limit
+
+
+def ignored_names(body: Body) -> tuple[str, ...]:
+    """``body.ignored()`` with list indices folded (``messages[].name`` once, not per item)."""
+    seen: dict[str, None] = {}
+    for name in body.ignored():
+        seen[re.sub(r"\[\d+\]", "[]", name)] = None
+    return tuple(seen)
+
+
+def make_sampling(values: dict[str, Any], params: dict[str, str] | None = None
+                  ) -> SamplingParams:
+    """SamplingParams from ``values``, checked; a bad value is a 400 naming the request's
+    field (``params`` maps a sampling field to its name in this dialect)."""
+    names = {**_SAMPLING_PARAMS, **(params or {})}
+    try:
+        sampling = SamplingParams(**values)
+        sampling.validate()
+    except InvalidParameter as exc:
+        message = str(exc)
+        first = message.split(" ", 1)[0]
+        param = names.get(first, first)
+        if "schema" in message:
+            param = names["json_schema"]
+        raise bad(message, param, "invalid_value") from None
+    return sampling
+
+
+def seeded(sampling: SamplingParams, index: int) -> SamplingParams:
+    """The sampling of a request's ``index``-th reply: its own seed (seed + index) when a seed
+    was given, else the load seed's stream goes on (each reply differs)."""
+    if index == 0 or sampling.seed is None:
+        return sampling
+    return dataclasses.replace(sampling, seed=sampling.seed + index)
+
+
+def text_content(content: Any, where: str, part_types: tuple[str, ...] = ("text",)) -> str:
+    """A message's content: a string, or a list of text parts (their ``text`` joined)."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise bad(f"{where}: only text content parts are supported", where)
+        for i, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") not in part_types:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise bad(f"{where}[{i}]: only text content is supported (got {kind!r}); this "
+                          "server runs text models", where)
             if not isinstance(part.get("text"), str):
-                raise bad(f"{where}: a text part needs a string 'text'", where)
+                raise bad(f"{where}[{i}]: a text part needs a string 'text'", where)
             parts.append(part["text"])
         return "".join(parts)
     raise bad(f"{where} must be a string or a list of text parts", where)
 
 
-def _messages(value: object) -> tuple[ChatMessage, ...]:
-    if not isinstance(value, list) or not value:
-        raise bad("messages must be a non-empty list", "messages")
+# --- shaping the answer ----------------------------------------------------------------------
+
+
+Frame = tuple[str | None, Any]
+"""One server-sent event: its ``event:`` name (None: none) and its data (JSON, or a string
+sent as it is, like OpenAI's ``[DONE]``)."""
+
+
+class Reply(Protocol):
+    """One request's answer in an API's shape, fed as the engine streams."""
+
+    def opening(self) -> list[Frame]:
+        """The events before the first piece (the stream opens lazily, at the first piece, so
+        a prompt that does not fit can still be a plain 400)."""
+
+    def reasoning(self, index: int, text: str) -> list[Frame]: ...
+
+    def text(self, index: int, text: str) -> list[Frame]: ...
+
+    def tool_call(self, index: int, delta: ToolCallDelta) -> list[Frame]:
+        """A piece of a tool call: the first of a call carries its id and name."""
+
+    def choice_done(self, index: int, done: Done) -> list[Frame]:
+        """One reply of the request finished (the request's ``n`` replies come in turn)."""
+
+    def closing(self, dones: list[Done]) -> list[Frame]:
+        """The last events; the last reply may have failed (``stop_reason`` "error")."""
+
+    def answer(self, dones: list[Done]) -> dict[str, Any]:
+        """The whole answer, not streamed (all replies succeeded)."""
+
+
+def frames_bytes(frames: list[Frame]) -> bytes:
     out = []
-    for i, item in enumerate(value):
-        where = f"messages[{i}]"
-        if not isinstance(item, dict):
-            raise bad(f"{where} must be an object with role and content", where)
-        extra = set(item) - {"role", "content", "name"}
-        if extra:
-            raise bad(f"{where}: unsupported field {sorted(extra)[0]!r}", f"{where}.{min(extra)}")
-        role = _ROLES.get(str(item.get("role")))
-        if role is None:
-            raise bad(
-                f"{where}.role must be system, developer, user or assistant, "
-                f"got {item.get('role')!r}",
-                f"{where}.role",
-            )
-        out.append(ChatMessage(role, _text(item.get("content"), f"{where}.content")))
-    return tuple(out)
+    for name, data in frames:
+        payload = data if isinstance(data, str) else json.dumps(
+            data, ensure_ascii=False, separators=(",", ":"))
+        head = f"event: {name}\n" if name else ""
+        out.append(f"{head}data: {payload}\n\n")
+    return "".join(out).encode("utf-8")
 
-
-def _prompt(value: object) -> str:
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    if not isinstance(value, str):
-        raise bad("prompt must be a string (one prompt per request)", "prompt")
-    if not value:
-        raise bad("prompt is empty", "prompt")
-    return value
-
-
-def _stop(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or len(value) > 16 or not all(isinstance(s, str) for s in value):
-        raise bad("stop must be a string or a list of at most 16 strings", "stop")
-    return tuple(s for s in value if s)
-
-
-def parse_generation(
-    kind: str, body: dict[str, Any], *, default_max_tokens: int, max_tokens_limit: int
-) -> GenerationRequest:
-    """Validate a chat or completion request body; raise ``ApiError`` (400) on any problem."""
-    allowed = CHAT_FIELDS if kind == "chat" else COMPLETION_FIELDS
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise bad(f"unknown field {unknown[0]!r}", unknown[0], "unknown_field")
-    for key, neutral in _NEUTRAL.items():
-        if body.get(key) is not None and body[key] not in neutral:
-            raise bad(f"{key}={body[key]!r} is not supported by lmdesk", key, "unsupported")
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise bad("model must be a string", "model")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise bad("stream must be true or false", "stream")
-    options = body.get("stream_options") or {}
-    if not isinstance(options, dict) or set(options) - {"include_usage"}:
-        raise bad("stream_options may only hold include_usage", "stream_options")
-    if kind == "chat":
-        messages, raw = _messages(body.get("messages")), None
-    else:
-        messages, raw = (), _prompt(body.get("prompt"))
-    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    asked = _integer(body, key)
-    if asked is not None and asked < 1:
-        raise bad(f"{key} must be at least 1, got {asked}", key)
-    max_tokens = min(asked or default_max_tokens, max_tokens_limit)
-    values: dict[str, Any] = {"max_tokens": max_tokens, "stop": _stop(body.get("stop"))}
-    for name in ("temperature", "top_p", "min_p", "repeat_penalty", "repetition_penalty"):
-        number = _number(body, name)
-        if number is not None:
-            values["repeat_penalty" if name == "repetition_penalty" else name] = number
-    top_k = _integer(body, "top_k")
-    if top_k is not None:
-        values["top_k"] = max(top_k, 0)  # llama-server's "-1: off" is our 0
-    seed = _integer(body, "seed")
-    values["seed"] = seed if seed is not None and seed >= 0 else None
-    sampling = SamplingParams(**values)
-    try:
-        sampling.validate()
-    except InvalidParameter as exc:
-        raise bad(str(exc), str(exc).split(" ", 1)[0]) from None
-    return GenerationRequest(
-        kind=kind,
-        model=model,
-        messages=messages,
-        raw_prompt=raw,
-        sampling=sampling,
-        stream=stream,
-        include_usage=bool(options.get("include_usage")),
-        max_tokens_clamped=asked is not None and asked > max_tokens_limit,
-    )
-
-
-# --- answers ---------------------------------------------------------------------------------
-
-FINISH = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "stop"}
-
-
-def new_id(kind: str) -> str:
-    return ("chatcmpl-" if kind == "chat" else "cmpl-") + secrets.token_hex(12)
-
-
-def usage(stats: GenerationStats) -> dict[str, Any]:
-    return {
-        "prompt_tokens": stats.prompt_tokens,
-        "completion_tokens": stats.generated_tokens,
-        "total_tokens": stats.prompt_tokens + stats.generated_tokens,
-        "prompt_tokens_details": {"cached_tokens": stats.reused_tokens},
-    }
-
-
-def timings(stats: GenerationStats) -> dict[str, Any]:
-    """llama-server's ``timings`` object (milliseconds), plus ``ttft`` (ms) and the stop."""
-    prompt_n = stats.evaluated_prompt_tokens
-    prompt_ms = prompt_n / stats.prompt_tokens_per_s * 1000 if stats.prompt_tokens_per_s else 0.0
-    predicted_n = stats.generated_tokens
-    rate = stats.generation_tokens_per_s
-    predicted_ms = predicted_n / rate * 1000 if rate else 0.0
-    return {
-        "cache_n": stats.reused_tokens,
-        "prompt_n": prompt_n,
-        "prompt_ms": round(prompt_ms, 3),
-        "prompt_per_token_ms": round(prompt_ms / prompt_n, 3) if prompt_n else 0.0,
-        "prompt_per_second": round(stats.prompt_tokens_per_s, 3),
-        "predicted_n": predicted_n,
-        "predicted_ms": round(predicted_ms, 3),
-        "predicted_per_token_ms": round(predicted_ms / predicted_n, 3) if predicted_n else 0.0,
-        "predicted_per_second": round(rate, 3),
-        "ttft": round(stats.time_to_first_token_s * 1000, 3),
-        "stop_reason": stats.stop_reason,
-    }
-
-
-def _choice(kind: str, text: str | None, finish: str | None, *, stream: bool) -> dict[str, Any]:
-    if kind == "completion":
-        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
-    if stream:
-        delta = {} if text is None else {"content": text}
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-    message = {"role": "assistant", "content": text or ""}
-    return {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-
-
-def _object(kind: str, stream: bool) -> str:
-    if kind == "completion":
-        return "text_completion"
-    return "chat.completion.chunk" if stream else "chat.completion"
-
-
-def full_answer(kind: str, rid: str, model: str, done: Done) -> dict[str, Any]:
-    finish = FINISH[done.stats.stop_reason]
-    return {
-        "id": rid,
-        "object": _object(kind, False),
-        "created": int(time.time()),
-        "model": model,
-        "choices": [_choice(kind, done.text, finish, stream=False)],
-        "usage": usage(done.stats),
-        "timings": timings(done.stats),
-    }
-
-
-def chunk(
-    kind: str,
-    rid: str,
-    model: str,
-    text: str | None,
-    *,
-    role: bool = False,
-    done: Done | None = None,
-) -> dict[str, Any]:
-    """One streamed event: a piece of text, the opening role, or the closing one with stats."""
-    finish = FINISH[done.stats.stop_reason] if done is not None else None
-    choice = _choice(kind, text, finish, stream=True)
-    if role and kind == "chat":
-        choice["delta"] = {"role": "assistant", "content": ""}
-    out: dict[str, Any] = {
-        "id": rid,
-        "object": _object(kind, True),
-        "created": int(time.time()),
-        "model": model,
-        "choices": [choice],
-    }
-    if done is not None:
-        out["usage"] = usage(done.stats)
-        out["timings"] = timings(done.stats)
-    return out
-
-
-def usage_chunk(kind: str, rid: str, model: str, done: Done) -> dict[str, Any]:
-    """The extra last event ``stream_options.include_usage`` asks for: no choices, the usage."""
-    return {
-        "id": rid,
-        "object": _object(kind, True),
-        "created": int(time.time()),
-        "model": model,
-        "choices": [],
-        "usage": usage(done.stats),
-        "timings": timings(done.stats),
-    }

@@ -2,6 +2,9 @@
 
 Standard library only (``http.server.ThreadingHTTPServer``): one thread per connection is
 plenty for a server whose models generate one reply at a time, and it keeps the install small.
+The threads are bounded: past ``max_connections`` a new connection is answered 503 with
+``Retry-After`` at once, and a connection gets ``header_timeout_s`` to send its request line
+and headers, so slow or idle clients cannot hold the server.
 
 Safe by default: it binds to loopback; any other address needs ``expose=True`` *and* an API
 key. Requests from a browser page (an ``Origin`` header) are refused unless that origin was
@@ -11,17 +14,23 @@ refused too (DNS rebinding).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import logging
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
 from tui.engine.protocol import Done
+from tui.serve.jsonhttp import HeaderDeadlines, canned_answer
 from tui.serve.pool import EnginePool
+
+log = logging.getLogger("lmdesk.serve")
 
 DEFAULT_PORT = 8765
 
@@ -42,6 +51,12 @@ class ServerLimits:
     """A connection that sends nothing (or reads nothing) for this long is closed."""
     cors_origins: tuple[str, ...] = ()
     """Browser origins allowed to call the API (e.g. "app://obsidian.md"); "*" for any."""
+    max_connections: int = 64
+    """Open connections at once; one more is answered 503 with Retry-After."""
+    header_timeout_s: float = 10.0
+    """A request's line and headers must arrive within this (slow clients hold no thread)."""
+    listen_backlog: int = 128
+    """Connections the kernel queues before the server accepts them."""
 
 
 def is_loopback(host: str) -> bool:
@@ -86,13 +101,51 @@ class ServerSnapshot:
     cancelled: int
     """Generations stopped because the client went away (or the server stopped)."""
     active: int
-    """Generations running or queued now."""
+    """Requests generating or queued now."""
     tokens_generated: int
     last_tokens_per_s: float
     last_ttft_s: float
     last_model: str | None
     last_reply_at: float | None
     """``time.time()`` of the last finished reply."""
+    refused: int = 0
+    """Connections answered 503 because the server had ``max_connections`` open."""
+
+
+@dataclass
+class ModelFigures:
+    """One model's running totals, for ``/metrics`` (llama-server's names) and ``/slots``."""
+
+    prompt_tokens: int = 0
+    """Prompt tokens evaluated (those reused from the KV cache not counted)."""
+    prompt_cached: int = 0
+    prompt_seconds: float = 0.0
+    generated_tokens: int = 0
+    generation_seconds: float = 0.0
+    replies: int = 0
+    last_prompt_tokens_per_s: float = 0.0
+    last_generation_tokens_per_s: float = 0.0
+    kv_tokens: int = 0
+    """Tokens the KV cache holds after the last reply (its prompt and answer)."""
+    n_tokens_max: int = 0
+
+
+@dataclass
+class _Counters:
+    requests: int = 0
+    replies: int = 0
+    rejected: int = 0
+    errors: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    active: int = 0
+    tokens_generated: int = 0
+    last_tokens_per_s: float = 0.0
+    last_ttft_s: float = 0.0
+    last_model: str | None = None
+    last_reply_at: float | None = None
+    refused: int = 0
+    models: dict[str, ModelFigures] = field(default_factory=dict)
 
 
 class ServerStats:
@@ -100,44 +153,73 @@ class ServerStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._c: dict[str, Any] = {
-            "requests": 0, "replies": 0, "rejected": 0, "errors": 0, "failed": 0, "cancelled": 0,
-            "active": 0, "tokens_generated": 0, "last_tokens_per_s": 0.0,
-            "last_ttft_s": 0.0, "last_model": None, "last_reply_at": None,
-        }
+        self._c = _Counters()
+        self.started_at = time.time()
 
     def answered(self, status: int) -> None:
         with self._lock:
-            self._c["requests"] += 1
+            self._c.requests += 1
             if status == 429:
-                self._c["rejected"] += 1
+                self._c.rejected += 1
             if status >= 400:
-                self._c["errors"] += 1
+                self._c.errors += 1
+
+    def refused_connection(self) -> None:
+        with self._lock:
+            self._c.refused += 1
 
     def started(self) -> None:
         with self._lock:
-            self._c["active"] += 1
+            self._c.active += 1
 
-    def finished(self, model: str, done: Done | None, client_gone: bool) -> None:
+    def ended(self) -> None:
         with self._lock:
-            self._c["active"] -= 1
-            if done is None:
-                return
-            self._c["replies"] += 1
-            self._c["tokens_generated"] += done.stats.generated_tokens
-            if done.stats.stop_reason == "cancelled" or client_gone:
-                self._c["cancelled"] += 1
-            if done.stats.stop_reason == "error":
-                self._c["failed"] += 1
-            elif done.stats.generated_tokens:
-                self._c["last_tokens_per_s"] = done.stats.generation_tokens_per_s
-                self._c["last_ttft_s"] = done.stats.time_to_first_token_s
-                self._c["last_model"] = model
-                self._c["last_reply_at"] = time.time()
+            self._c.active -= 1
+
+    def reply(self, model: str, done: Done, client_gone: bool) -> None:
+        """One generation finished (a request with ``n`` > 1 makes several)."""
+        s = done.stats
+        with self._lock:
+            c = self._c
+            c.replies += 1
+            c.tokens_generated += s.generated_tokens
+            if s.stop_reason == "cancelled" or client_gone:
+                c.cancelled += 1
+            figures = c.models.setdefault(model, ModelFigures())
+            figures.replies += 1
+            figures.prompt_tokens += s.evaluated_prompt_tokens
+            figures.prompt_cached += s.reused_tokens
+            if s.prompt_tokens_per_s > 0:
+                figures.prompt_seconds += s.evaluated_prompt_tokens / s.prompt_tokens_per_s
+                figures.last_prompt_tokens_per_s = s.prompt_tokens_per_s
+            figures.generated_tokens += s.generated_tokens
+            if s.generation_tokens_per_s > 0:
+                figures.generation_seconds += s.generated_tokens / s.generation_tokens_per_s
+            figures.kv_tokens = s.prompt_tokens + s.generated_tokens
+            figures.n_tokens_max = max(figures.n_tokens_max, figures.kv_tokens)
+            if s.stop_reason == "error":
+                c.failed += 1
+            elif s.generated_tokens:
+                figures.last_generation_tokens_per_s = s.generation_tokens_per_s
+                c.last_tokens_per_s = s.generation_tokens_per_s
+                c.last_ttft_s = s.time_to_first_token_s
+                c.last_model = model
+                c.last_reply_at = time.time()
 
     def snapshot(self) -> ServerSnapshot:
         with self._lock:
-            return ServerSnapshot(**self._c)
+            c = self._c
+            return ServerSnapshot(
+                requests=c.requests, replies=c.replies, rejected=c.rejected, errors=c.errors,
+                failed=c.failed, cancelled=c.cancelled, active=c.active,
+                tokens_generated=c.tokens_generated, last_tokens_per_s=c.last_tokens_per_s,
+                last_ttft_s=c.last_ttft_s, last_model=c.last_model,
+                last_reply_at=c.last_reply_at, refused=c.refused,
+            )
+
+    def model_figures(self) -> dict[str, ModelFigures]:
+        with self._lock:
+            return {name: ModelFigures(**vars(f)) for name, f in self._c.models.items()}
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -148,8 +230,61 @@ class _HTTPServer(ThreadingHTTPServer):
         from tui.serve.handlers import ApiHandler
 
         self.api = api
+        self.request_queue_size = api.limits.listen_backlog
+        self.header_deadlines = HeaderDeadlines(api.limits.header_timeout_s)
+        self.connections = 0
+        self._connections_lock = threading.Lock()
         self.address_family = socket.AF_INET6 if ":" in api.host else socket.AF_INET
         super().__init__((api.host.strip("[]"), api.port), ApiHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            full = self.connections >= self.api.limits.max_connections
+            if not full:
+                self.connections += 1
+        if full:
+            self.api.stats.refused_connection()
+            _refuse(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._closed()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._closed()
+
+    def _closed(self) -> None:
+        with self._connections_lock:
+            self.connections -= 1
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return  # that client's connection is over; nothing to report
+        log.error("connection from %s ended by %r", client_address[0] if client_address
+                  else "?", exc)
+
+
+BUSY_503 = canned_answer(
+    "503 Service Unavailable", "the server has as many connections open as it takes; retry",
+    "server_busy", "Retry-After: 1\r\n",
+)
+
+
+def _refuse(sock: socket.socket) -> None:
+    """Answer 503 without a thread: written at once, whatever the client sent read and
+    dropped (so the answer is not lost to a reset), never waiting on the client."""
+    with contextlib.suppress(OSError):
+        sock.send(BUSY_503, socket.MSG_DONTWAIT)
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(1 << 16, socket.MSG_DONTWAIT):
+            pass
 
 
 class ApiServer:
@@ -183,6 +318,9 @@ class ApiServer:
         self._thread: threading.Thread | None = None
         self._cancels: set[Callable[[], None]] = set()
         self._cancels_lock = threading.Lock()
+        self._ignored_seen: set[tuple[str, str]] = set()
+        self._sweeper: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     @property
     def url(self) -> str:
@@ -204,7 +342,16 @@ class ApiServer:
             name=f"lmdesk-api-{self.port}", daemon=True,
         )
         self._thread.start()
+        self._stopped.clear()
+        httpd = self._httpd
+        self._sweeper = threading.Thread(target=self._sweep, args=(httpd,), daemon=True,
+                                         name=f"lmdesk-api-headers-{self.port}")
+        self._sweeper.start()
         return self
+
+    def _sweep(self, httpd: _HTTPServer) -> None:
+        while not self._stopped.wait(0.25):
+            httpd.header_deadlines.sweep()
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until ``stop()`` (from another thread or a signal)."""
@@ -217,6 +364,7 @@ class ApiServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self._stopped.set()
         with self._cancels_lock:
             cancels = list(self._cancels)
         for cancel in cancels:
@@ -233,6 +381,19 @@ class ApiServer:
         self.stop()
 
     # --- for the handlers ----------------------------------------------------------------
+
+    def note_ignored(self, route: str, names: Iterable[str]) -> None:
+        """Log, once per route and field, the fields clients send that are ignored."""
+        with self._cancels_lock:
+            new = [n for n in names if (route, n) not in self._ignored_seen]
+            self._ignored_seen.update((route, n) for n in new)
+        if new:
+            line = (f"lmdesk serve: {route} ignores {', '.join(new)} (no meaning here; "
+                    "named in each answer's x-lmdesk-ignored header)")
+            if self.log is not None:
+                self.log(line)
+            else:
+                log.info(line)
 
     def track(self, cancel: Callable[[], None], active: bool) -> None:
         """Remember (or forget) how to stop an in-flight generation when the server stops."""

@@ -28,7 +28,12 @@ from tui.engine.protocol import Done, TextDelta, ToolCall, ToolCallDelta
 from tui.i18n import _
 from tui.session.choice import ChoiceError, choice_for_name, read_chat_template, resolve
 from tui.session.model_session import LoadedModel, ModelSession
-from tui.session.params import LoadOverrides, sampling_params
+from tui.session.params import (
+    LoadOverrides,
+    sampling_params,
+    with_core_share,
+    with_kv_states,
+)
 from tui.session.request import BuiltPrompt, for_prompt
 from tui.session.turn import Decision, ToolUse, TurnOutcome, run_turn
 from tui.store.parts import ToolResultPart
@@ -84,6 +89,10 @@ def add_ask_parser(sub: Any) -> argparse.ArgumentParser:
                      help=_("system prompt (default: the system_prompt setting, as the app uses)"))
     ask.add_argument("--raw", action="store_true", help=_("plain completion: no chat template"))
     ask.add_argument("--json", action="store_true", help=_("print one JSON object with the stats"))
+    ask.add_argument("--schema", metavar="FILE.json",
+                     help=_("constrain the answer to this JSON schema (the output parses)"))
+    ask.add_argument("--json-output", action="store_true",
+                     help=_("constrain the answer to a JSON object"))
     ask.add_argument("--no-reasoning", action="store_true",
                      help=_("do not print a thinking model's reasoning (stderr)"))
     ask.add_argument("--no-memory", action="store_true",
@@ -141,7 +150,29 @@ def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {name: getattr(args, name, None) for name in SAMPLING_OPTIONS}
     if getattr(args, "stop", None):
         values["stop"] = tuple(args.stop)
+    if getattr(args, "schema", None):
+        values["json_schema"] = read_schema(args.schema)
+    elif getattr(args, "json_output", False):
+        values["json_schema"] = "{}"  # any JSON object
     return {k: v for k, v in values.items() if v is not None}
+
+
+def read_schema(path: str) -> str:
+    """``--schema FILE``: the JSON schema's text, checked to be a JSON object."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AskError(_("cannot read the schema {path}: {value}",
+                         path=path, value=getattr(exc, 'strerror', None) or exc)
+                       ) from None
+    try:
+        schema = json.loads(text)
+    except ValueError as exc:
+        raise AskError(_("the schema {path} is not valid JSON: {exc}",
+                         path=path, exc=exc)) from None
+    if not isinstance(schema, dict):
+        raise AskError(_("the schema {path} must be a JSON object (a JSON schema)", path=path))
+    return json.dumps(schema)
 
 
 # -- where the pieces go ---------------------------------------------------------------------
@@ -252,7 +283,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
         for note in [*resolved.notes, *notes]:
             err.write(_("lmdesk: {note}\n", note=note))
         log = paths.cache_dir / "worker.log"
-        session = ModelSession(lambda params: LocalEngine(params, log_path=_log(log)))
+        session = ModelSession(lambda params: LocalEngine(with_core_share(
+            with_kv_states(params, paths.data_dir), paths.cache_dir), log_path=_log(log)))
         try:
             loaded = session.switch(resolved)
             if loaded is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.engine.protocol import LoadParams, SamplingParams
@@ -21,6 +22,28 @@ if TYPE_CHECKING:
     from tui.models.profiles import Profile
     from tui.prompting.personas import Persona
     from tui.store import ConversationOptions
+
+
+KV_STATE_FOLDER = "kv-states"
+
+
+def with_kv_states(params: LoadParams, data_dir: Path) -> LoadParams:
+    """``params`` keeping conversation KV states across restarts in the data folder (unless
+    the caller chose a folder already)."""
+    if params.kv_state_dir is not None:
+        return params
+    return dataclasses.replace(params, kv_state_dir=str(data_dir / KV_STATE_FOLDER))
+
+
+CORES_FOLDER = "generating"
+
+
+def with_core_share(params: LoadParams, cache_dir: Path) -> LoadParams:
+    """``params`` splitting the cores with the other models generating on this machine (the
+    compare view, serve beside the app): they meet in the cache folder."""
+    if params.share_cores_dir is not None:
+        return params
+    return dataclasses.replace(params, share_cores_dir=str(cache_dir / CORES_FOLDER))
 
 
 @dataclass(frozen=True)

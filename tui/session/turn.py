@@ -238,6 +238,7 @@ def _generate(session: ModelSession, loaded: LoadedModel, messages: list[ChatMes
                 sink.tool_call(event)
             elif isinstance(event, Done):
                 done = event
+                outcome.notes.extend(event.notes)
     except EngineError as exc:
         # a worker or a server says so in English; the engines here raise ToolsUnsupported
         if not kwargs or not (isinstance(exc, ToolsUnsupported) or "tool" in str(exc)):

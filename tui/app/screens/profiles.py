@@ -2,16 +2,20 @@
 
 A profile is a nickname plus load parameters (n_ctx, GPU layers, threads, a LoRA adapter),
 sampling values and notes for one model (``tui/models/profiles.py``). "Use" loads the model
-with the profile's parameters for the open conversation (``LmdeskApp.use_profile``).
+with the profile's parameters for the open conversation (``LmdeskApp.use_profile``). A profile
+with RPC workers shows how its model would be split over them (asked in a thread worker:
+``tui.models.split.judge_split``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
@@ -158,7 +162,7 @@ class ProfilesScreen(Screen[None]):
     DEFAULT_CSS = """
     ProfilesScreen {
         & DataTable { height: 1fr; }
-        & #profiles-detail { height: auto; max-height: 8; padding: 0 1; background: $surface; }
+        & #profiles-detail { height: auto; max-height: 14; padding: 0 1; background: $surface; }
         & #profiles-hint { height: 1; padding: 0 1; color: $text-muted; }
     }
     """
@@ -171,11 +175,22 @@ class ProfilesScreen(Screen[None]):
         Binding("u", "use", N_("Use"), show=False, id="profiles.use"),
     ]
 
+    class SplitJudged(Message):
+        """How a profile's model would be split over its RPC workers (or why not)."""
+
+        def __init__(self, profile: Profile, lines: list[str]) -> None:
+            super().__init__()
+            self.profile = profile
+            self.lines = lines
+
     def __init__(self, model_path: str = "", model_name: str = "") -> None:
         super().__init__(id="profiles-screen")
         self.default_path = model_path
         self.default_name = model_name
         self.profiles: list[Profile] = []
+        self._split_lines: dict[tuple[str, float], list[str]] = {}
+        """By (profile id, last update): an edited profile is judged again."""
+        self._asking: set[tuple[str, float]] = set()
 
     @property
     def lmdesk(self) -> LmdeskApp:
@@ -258,7 +273,36 @@ class ProfilesScreen(Screen[None]):
                            mean_tps=p.usage.mean_tps, mean_ttft=p.usage.mean_ttft))
         if p.notes:
             lines.append(p.notes)
+        if p.rpc:
+            key = (p.id, p.updated)
+            lines.extend(self._split_lines.get(key, ["RPC workers: asking them…"]))
+            if key not in self._split_lines and key not in self._asking:
+                self._asking.add(key)
+                self._judge_split(p)
         detail.update("\n".join(lines))
+
+    @work(thread=True, group="profile-split", exit_on_error=False)
+    def _judge_split(self, profile: Profile) -> None:
+        from tui.engine.gguf import GGUFError
+        from tui.models.split import judge_split
+
+        app = self.lmdesk
+        try:
+            lines = judge_split(profile.model_path, profile.rpc, data_dir=app.paths.data_dir,
+                                n_ctx=profile.n_ctx,
+                                reading_speed=app.settings.reading_speed).lines()
+        except (GGUFError, OSError, ValueError) as exc:
+            lines = [f"RPC workers: the split cannot be judged: {exc}"]
+        self.post_message(self.SplitJudged(profile, lines))
+
+    def on_profiles_screen_split_judged(self, event: ProfilesScreen.SplitJudged) -> None:
+        event.stop()
+        key = (event.profile.id, event.profile.updated)
+        self._asking.discard(key)
+        self._split_lines[key] = event.lines
+        selected = self.selected()
+        if selected is not None and (selected.id, selected.updated) == key:
+            self._show_detail()
 
     # -- actions -----------------------------------------------------------------------------
 

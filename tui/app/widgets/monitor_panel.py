@@ -7,7 +7,10 @@ panel over the right of the chat instead of collapsing it (themes/lmdesk.tcss pl
 
 The system is sampled about once a second in a thread worker (group "monitor") that posts a
 ``MonitorPanel.Sampled`` message; the UI thread only formats. Nothing is sampled while the panel
-is collapsed or hidden, so an idle app costs next to nothing.
+is collapsed or hidden, so an idle app costs next to nothing. When the model runs elsewhere too
+(RPC workers, a remote endpoint), those machines are asked on the same timer in a worker of
+their own (group "monitor-elsewhere", one question at a time: a slow server never delays the
+local figures), also only while the panel is visible.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from textual.widgets import Static
 
 from tui.i18n import N_, _, format_number
 from tui.monitor import MonitorSnapshot, RateSnapshot, sparkline
+from tui.monitor.elsewhere import ElsewhereSample
+from tui.monitor.elsewhere import rows as elsewhere_rows
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -36,6 +41,8 @@ WIDE_FROM = 120
 """From this many columns the panel is a column of its own (the app's -wide breakpoint)."""
 ROW_WIDTH = 28
 """Characters in a row of the full panel (its width less the padding)."""
+Target = tuple[tuple[str, ...], str, "str | None"]
+"""What the monitor asks beyond this machine: RPC workers, an endpoint URL and its key."""
 
 
 def reply_figures(stats: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -113,6 +120,14 @@ class MonitorPanel(Vertical):
             super().__init__()
             self.snapshot = snapshot
 
+    class SampledElsewhere(Message):
+        """The RPC workers' and the remote server's figures, asked off the UI thread."""
+
+        def __init__(self, target: Target, sample: ElsewhereSample) -> None:
+            super().__init__()
+            self.target = target
+            self.sample = sample
+
     model_name: reactive[str] = reactive("")
     load_state: reactive[str] = reactive("loading")
     """"loading", "ready" or "failed"."""
@@ -130,6 +145,8 @@ class MonitorPanel(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.snapshot: MonitorSnapshot | None = None
+        self.elsewhere: ElsewhereSample | None = None
+        self._asking_elsewhere = False
         self._timer: Timer | None = None
         self._streaming = False
 
@@ -204,6 +221,51 @@ class MonitorPanel(Vertical):
             self._streaming = rates.streaming
             self._render_body()
         self._sample()
+        self._poll_elsewhere()
+
+    def elsewhere_target(self) -> Target:
+        """(RPC workers, endpoint URL, API key) of the current model; all empty when it runs
+        here alone."""
+        current = self.lmdesk.current
+        params = current.model.params if current is not None else None
+        rpc = tuple(params.rpc_servers) if params is not None else ()
+        remote = self.lmdesk.remote
+        return rpc, remote.base_url if remote else "", remote.api_key if remote else None
+
+    def _poll_elsewhere(self) -> None:
+        target = self.elsewhere_target()
+        if not target[0] and not target[1]:
+            if self.elsewhere is not None:
+                self.elsewhere = None
+                self._render_body()
+            return
+        if not self._asking_elsewhere:
+            self._asking_elsewhere = True
+            self._ask_elsewhere(target)
+
+    @work(thread=True, group="monitor-elsewhere", exit_on_error=False)
+    def _ask_elsewhere(self, target: Target) -> None:
+        from tui.monitor.elsewhere import sample_elsewhere
+
+        try:
+            sample = sample_elsewhere(target[0], target[1] or None, target[2])
+        except Exception:  # never a traceback from a poll: the last figures stay up
+            sample = None
+        if sample is None:
+            self.app.call_from_thread(self._done_asking)
+            return
+        self.post_message(self.SampledElsewhere(target, sample))
+
+    def _done_asking(self) -> None:
+        self._asking_elsewhere = False
+
+    def on_monitor_panel_sampled_elsewhere(self, event: MonitorPanel.SampledElsewhere) -> None:
+        event.stop()
+        self._asking_elsewhere = False
+        if event.target != self.elsewhere_target():
+            return  # asked for the model before this one
+        self.elsewhere = event.sample
+        self._render_body()
 
     @work(thread=True, exclusive=True, group="monitor", exit_on_error=False)
     def _sample(self) -> None:
@@ -251,8 +313,11 @@ class MonitorPanel(Vertical):
                     rows.append((f"VRAM{gpu.index}",
                                  f"{_gib(gpu.used_bytes)}/{_gib(gpu.total_bytes)} GiB"))
             else:
-                rows.append(("VRAM", _("-- (no GPU)")))
+                rows.append(("VRAM", "-- (no GPU)"))
             rows.append(("CPU", f"{format_number(snap.cpu_percent, 0)}%"))
+        if self.elsewhere is not None:
+            rows.extend((label, _clip(value, ROW_WIDTH - 7))
+                        for label, value in elsewhere_rows(self.elsewhere))
         rows.extend(self._rate_rows(self.lmdesk.rates.snapshot()))
         return rows
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.display import count
-from tui.i18n import _, format_datetime
 from tui.store import ConversationMeta, Store, StoreError
 
 if TYPE_CHECKING:
@@ -65,28 +64,25 @@ def read_export(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ValueError(_("no such file: {path}", path=path)) from None
+        raise ValueError(f"no such file: {path}") from None
     except IsADirectoryError:
-        raise ValueError(_("{path} is a folder: give the .json file in it", path=path)) from None
+        raise ValueError(f"{path} is a folder: give the .json file in it") from None
     except UnicodeDecodeError:
-        raise ValueError(_("{path} is not a text file (not a JSON export)", path=path)) from None
+        raise ValueError(f"{path} is not a text file (not a JSON export)") from None
     except OSError as exc:
-        raise ValueError(_("cannot read {path}: {value}",
-                           path=path, value=exc.strerror or exc)) from None
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(_("{name} is not JSON (line {lineno}: {msg})",
-                           name=path.name, lineno=exc.lineno, msg=exc.msg)) from None
+        raise ValueError(f"{path.name} is not JSON (line {exc.lineno}: {exc.msg})") from None
     if not isinstance(data, dict):
-        raise ValueError(_("not a conversation export (expected a JSON object)"))
+        raise ValueError("not a conversation export (expected a JSON object)")
     from tui.store.exchange import parse_import
 
     try:
         parse_import(data)
     except StoreError as exc:
-        raise ValueError(_("{name} is not an lmdesk export: {exc}",
-                           name=path.name, exc=exc)) from None
+        raise ValueError(f"{path.name} is not an lmdesk export: {exc}") from None
     return data
 
 
@@ -142,19 +138,17 @@ def ask_import(app: LmdeskApp, import_from: Callable[[Path], Awaitable[object]])
 
         when = _day(twin.created)
         app.push_screen(ConfirmScreen(
-            _("Imported before"), _("{name} was imported already: “{title}” ({count}, started "
-                                 "{when}). Import a second copy?",
-                                 name=path.name, title=twin.title,
-                                 count=count(twin.message_count, 'message'), when=when),
-            yes=_("Import again")), answer)
+            "Imported before", f"{path.name} was imported already: “{twin.title}” "
+            f"({count(twin.message_count, 'message')}, started {when}). Import a second copy?",
+            yes="Import again"), answer)
 
     app.push_screen(TextInputScreen(
-        _("Import a conversation"), placeholder=_("path/to/export.json"),
-        hint=_("A .json file written by Export.   Enter: import   esc: cancel"),
+        "Import a conversation", placeholder="path/to/export.json",
+        hint="A .json file written by Export.   Enter: import   esc: cancel",
         check=check), chosen)
 
 
 def _day(timestamp: float) -> str:
-    from datetime import datetime
+    import time
 
-    return format_datetime(datetime.fromtimestamp(timestamp))
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))

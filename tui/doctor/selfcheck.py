@@ -15,7 +15,6 @@ from pathlib import Path
 
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
-from tui.i18n import _
 from tui.models.registry import ModelNotFound, default_model
 
 
@@ -52,13 +51,13 @@ def has_rpc_backend() -> bool:
 
 def main() -> int:
     if os.environ.get("LMDESK_SELFCHECK_RPC") == "1" and not has_rpc_backend():
-        print(_("lmdesk selfcheck: this llama.cpp build has no RPC backend"), file=sys.stderr)
+        print("lmdesk selfcheck: this llama.cpp build has no RPC backend", file=sys.stderr)
         return 1
     problem = check()
     if problem:
-        print(_("lmdesk selfcheck: {problem}", problem=problem), file=sys.stderr)
+        print(f"lmdesk selfcheck: {problem}", file=sys.stderr)
         return 1
-    print(_("lmdesk selfcheck: the default model answers"))
+    print("lmdesk selfcheck: the default model answers")
     return 0
 
 

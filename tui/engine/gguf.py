@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui.i18n import _
-
 MAGIC = b"GGUF"
 
 # GGUF value types
@@ -72,7 +70,7 @@ class TensorInfo:
 
     @property
     def n_bytes(self) -> int:
-        _name, block, size = GGML_TYPES.get(self.type_id, ("?", 1, 0))
+        _, block, size = GGML_TYPES.get(self.type_id, ("?", 1, 0))
         return self.n_elements // block * size
 
 
@@ -201,8 +199,8 @@ class _Cursor:
     def need(self, n: int) -> None:
         if self.pos + n > self.size:
             raise GGUFError(
-                _("{path}: truncated GGUF header (ends at byte {size}); the download is "
-                  "incomplete: fetch the file again", path=self.path, size=self.size)
+                f"{self.path}: truncated GGUF header (ends at byte {self.size}); "
+                "the download is incomplete: fetch the file again"
             )
 
     def unpack(self, fmt: str, n: int) -> Any:
@@ -235,8 +233,7 @@ class _Cursor:
             return self.unpack(fmt, struct.calcsize(fmt))
         if vtype == _STRING:
             return self.string()
-        raise GGUFError(_("{path}: unknown metadata value type {vtype}; is this a GGUF file?",
-                          path=self.path, vtype=vtype))
+        raise GGUFError(f"{self.path}: unknown metadata value type {vtype}; is this a GGUF file?")
 
 
 _SMALL_ARRAY = 64  # arrays up to this length are kept (per-layer head counts and the like)
@@ -249,7 +246,7 @@ def _skip_strings(cur: _Cursor, count: int) -> None:
     """Skip ``count`` length-prefixed strings: the hot loop of a header read (a vocabulary is
     100k+ strings), so it stays local-variable only."""
     unpack, buf, pos, size = _U64.unpack_from, cur.buf, cur.pos, cur.size
-    for _index in range(count):
+    for _ in range(count):
         if pos + 8 > size:
             cur.pos = pos
             cur.need(8)
@@ -271,11 +268,10 @@ def _read_array(cur: _Cursor) -> tuple[Any, int]:
     elif etype == _STRING:
         _skip_strings(cur, count)
     elif etype == _ARRAY:
-        for _index in range(count):
+        for _ in range(count):
             _read_array(cur)
     else:
-        raise GGUFError(_("{path}: unknown array element type {etype}; is this a GGUF file?",
-                          path=cur.path, etype=etype))
+        raise GGUFError(f"{cur.path}: unknown array element type {etype}; is this a GGUF file?")
     return None, count
 
 
@@ -287,46 +283,41 @@ def read_header(path: str | os.PathLike[str]) -> GGUFHeader:
         size = p.stat().st_size
     except FileNotFoundError:
         raise GGUFError(
-            _("{name}: no such file; check the path or run `lmdesk models list`", name=name)
+            f"{name}: no such file; check the path or run `lmdesk models list`"
         ) from None
     except OSError as exc:
-        raise GGUFError(_("{name}: cannot read ({strerror})",
-                          name=name, strerror=exc.strerror)) from None
+        raise GGUFError(f"{name}: cannot read ({exc.strerror})") from None
     if p.is_dir():
-        raise GGUFError(_("{name}: is a folder, not a GGUF file", name=name))
+        raise GGUFError(f"{name}: is a folder, not a GGUF file")
     if size == 0:
-        raise GGUFError(_("{name}: empty file (0 bytes); the download failed: fetch it again",
-                          name=name))
+        raise GGUFError(f"{name}: empty file (0 bytes); the download failed: fetch it again")
     try:
         with p.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             return _parse(buf, name, size)
     except PermissionError:
-        raise GGUFError(_("{name}: permission denied; check the file's permissions",
-                          name=name)) from None
+        raise GGUFError(f"{name}: permission denied; check the file's permissions") from None
     except (OSError, ValueError) as exc:
-        raise GGUFError(_("{name}: cannot read ({exc})", name=name, exc=exc)) from None
+        raise GGUFError(f"{name}: cannot read ({exc})") from None
 
 
 def _parse(buf: mmap.mmap, name: str, size: int) -> GGUFHeader:
     if buf[:4] != MAGIC:
         raise GGUFError(
-            _("{name}: not a GGUF model file (it starts with {bytes!r}); lmdesk runs GGUF "
-              "models: convert it or download a GGUF build", name=name, bytes=bytes(buf[:4]))
+            f"{name}: not a GGUF model file (it starts with {bytes(buf[:4])!r}); "
+            "lmdesk runs GGUF models: convert it or download a GGUF build"
         )
     cur = _Cursor(buf, name)
     cur.pos = 4
     version = cur.u32()
     if version not in (2, 3):
-        raise GGUFError(_("{name}: GGUF version {version} is not supported (2 and 3 are)",
-                          name=name, version=version))
+        raise GGUFError(f"{name}: GGUF version {version} is not supported (2 and 3 are)")
     n_tensors = cur.u64()
     n_kv = cur.u64()
     if n_tensors > 1_000_000 or n_kv > 1_000_000:
-        raise GGUFError(_("{name}: damaged GGUF header (implausible counts); fetch the file "
-                          "again", name=name))
+        raise GGUFError(f"{name}: damaged GGUF header (implausible counts); fetch the file again")
     metadata: dict[str, Any] = {}
     arrays: dict[str, int] = {}
-    for _index in range(n_kv):
+    for _ in range(n_kv):
         key = cur.string()
         vtype = cur.u32()
         if vtype == _ARRAY:
@@ -337,12 +328,11 @@ def _parse(buf: mmap.mmap, name: str, size: int) -> GGUFHeader:
         else:
             metadata[key] = cur.value(vtype)
     tensors = []
-    for _index in range(n_tensors):
+    for _ in range(n_tensors):
         tname = cur.string()
         n_dims = cur.u32()
         if n_dims > 8:
-            raise GGUFError(_("{name}: damaged tensor table ({tname!r} has {n_dims} dimensions)",
-                              name=name, tname=tname, n_dims=n_dims))
+            raise GGUFError(f"{name}: damaged tensor table ({tname!r} has {n_dims} dimensions)")
         shape = tuple(cur.u64() for _ in range(n_dims))
         type_id = cur.u32()
         offset = cur.u64()
@@ -353,8 +343,7 @@ def _parse(buf: mmap.mmap, name: str, size: int) -> GGUFHeader:
     unknown = {t.type_id for t in tensors} - set(GGML_TYPES)
     if not unknown and header.data_end > size:
         raise GGUFError(
-            _("{name}: truncated GGUF ({size:,} bytes, its tensors need {data_end:,}); the "
-              "download is incomplete: fetch the file again",
-              name=name, size=size, data_end=header.data_end)
+            f"{name}: truncated GGUF ({size:,} bytes, its tensors need {header.data_end:,}); "
+            "the download is incomplete: fetch the file again"
         )
     return header

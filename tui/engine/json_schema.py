@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from tui.engine.errors import InvalidParameter
-from tui.i18n import _
 
 SUPPORTED = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "prefixItems",
@@ -34,9 +33,9 @@ def parse_schema(text: str) -> Any:
     try:
         schema = json.loads(text)
     except (ValueError, RecursionError):
-        raise InvalidParameter(_("json_schema is not valid JSON")) from None
+        raise InvalidParameter("json_schema is not valid JSON") from None
     if not isinstance(schema, dict | bool):
-        raise InvalidParameter(_("json_schema must be a JSON object (a schema)"))
+        raise InvalidParameter("json_schema must be a JSON object (a schema)")
     return schema
 
 
@@ -49,21 +48,21 @@ def check_schema(text: str) -> None:
     if unsupported:
         names = ", ".join(sorted(unsupported))
         raise InvalidParameter(
-            _("json_schema uses keywords constrained output cannot enforce: {names} (remove "
-              "them or check the output yourself)", names=names)
+            f"json_schema uses keywords constrained output cannot enforce: {names} "
+            "(remove them or check the output yourself)"
         )
     if problems:
-        raise InvalidParameter(_("json_schema: {value}", value=problems[0]))
+        raise InvalidParameter(f"json_schema: {problems[0]}")
 
 
 def _walk(node: Any, unsupported: set[str], problems: list[str], depth: int) -> None:
     if depth > 64:
-        problems.append(_("nested deeper than 64 levels"))
+        problems.append("nested deeper than 64 levels")
         return
     if isinstance(node, bool):
         return
     if not isinstance(node, dict):
-        problems.append(_("a schema must be an object, got {value}", value=json.dumps(node)[:40]))
+        problems.append(f"a schema must be an object, got {json.dumps(node)[:40]}")
         return
     for key, value in node.items():
         if key in ANNOTATIONS:
@@ -76,13 +75,13 @@ def _walk(node: Any, unsupported: set[str], problems: list[str], depth: int) -> 
                 for sub in value.values():
                     _walk(sub, unsupported, problems, depth + 1)
             else:
-                problems.append(_("{key} must be an object", key=key))
+                problems.append(f"{key} must be an object")
         elif key in SCHEMA_LISTS:
             if isinstance(value, list):
                 for sub in value:
                     _walk(sub, unsupported, problems, depth + 1)
             else:
-                problems.append(_("{key} must be a list", key=key))
+                problems.append(f"{key} must be a list")
         elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
             items = value if isinstance(value, list) else [value]
             for sub in items:
@@ -93,11 +92,10 @@ def _walk(node: Any, unsupported: set[str], problems: list[str], depth: int) -> 
             types = value if isinstance(value, list) else [value]
             bad = [t for t in types if t not in TYPES]
             if bad:
-                problems.append(_("unknown type {value!r}", value=bad[0]))
+                problems.append(f"unknown type {bad[0]!r}")
         elif key == "$ref" and not (isinstance(value, str) and value.startswith("#/")):
-            problems.append(_("only local references (#/...) are supported, got {value!r}",
-                              value=value))
+            problems.append(f"only local references (#/...) are supported, got {value!r}")
         elif key == "required" and not (
             isinstance(value, list) and all(isinstance(v, str) for v in value)
         ):
-            problems.append(_("required must be a list of property names"))
+            problems.append("required must be a list of property names")

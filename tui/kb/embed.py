@@ -18,8 +18,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tui.i18n import _
-
 
 class EmbedderError(Exception):
     """The embedding model could not be loaded or failed."""
@@ -67,8 +65,7 @@ class LlamaEmbedder:
         status, err = self._recv()
         if status != "ok":
             self.close()
-            raise EmbedderError(_("cannot load embedding model {name}: {err}",
-                                  name=self._name, err=err))
+            raise EmbedderError(f"cannot load embedding model {self._name}: {err}")
 
     @property
     def name(self) -> str:
@@ -78,8 +75,7 @@ class LlamaEmbedder:
         try:
             msg: tuple[str, Any] = self._conn.recv()
         except (EOFError, OSError):
-            raise EmbedderError(_("the embedding worker for {name} died",
-                                  name=self._name)) from None
+            raise EmbedderError(f"the embedding worker for {self._name} died") from None
         return msg
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:

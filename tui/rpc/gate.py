@@ -23,8 +23,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from tui.i18n import _
-
 MAGIC = b"LMDESK"
 CHUNK = 1 << 20
 MAX_PROBE_BYTES = 64 << 20
@@ -46,7 +44,7 @@ def parse_allow(entries: Iterable[str]) -> list[Network]:
             try:
                 nets.append(ipaddress.ip_network(part, strict=False))
             except ValueError:
-                raise ValueError(_("{part!r} is not an address or a network", part=part)) from None
+                raise ValueError(f"{part!r} is not an address or a network") from None
     return nets
 
 
@@ -100,7 +98,7 @@ class Gate:
             if not admitted(host, self.allow):
                 with self.stats.lock:
                     self.stats.refused.append(host)
-                self.log(_("refused a connection from {host} (not on the allow list)", host=host))
+                self.log(f"refused a connection from {host} (not on the allow list)")
                 client.close()
                 continue
             threading.Thread(target=self._handle, args=(client, host), daemon=True,
@@ -151,7 +149,7 @@ class Gate:
         try:
             server = socket.create_connection(self.backend, timeout=10)
         except OSError as exc:
-            self.log(_("the model server is not answering ({exc})", exc=exc))
+            self.log(f"the model server is not answering ({exc})")
             client.close()
             return
         server.settimeout(None)
@@ -160,7 +158,7 @@ class Gate:
         with self.stats.lock:
             self.stats.clients += 1
             self.stats.connected += 1
-        self.log(_("client {host} connected", host=host))
+        self.log(f"client {host} connected")
         started = time.monotonic()
         back = threading.Thread(target=_pump, args=(server, client), daemon=True)
         back.start()
@@ -168,8 +166,7 @@ class Gate:
         back.join()
         with self.stats.lock:
             self.stats.connected -= 1
-        self.log(_("client {host} left after {value:.0f} s",
-                   host=host, value=time.monotonic() - started))
+        self.log(f"client {host} left after {time.monotonic() - started:.0f} s")
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:

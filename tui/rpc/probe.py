@@ -12,7 +12,6 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tui.i18n import _
 from tui.rpc.gate import MAGIC
 
 DEFAULT_PORT = 50052
@@ -39,22 +38,22 @@ def parse_address(text: str) -> tuple[str, int]:
     wrong."""
     text = text.strip()
     if not text:
-        raise ValueError(_("an RPC worker needs an address (host:port)"))
+        raise ValueError("an RPC worker needs an address (host:port)")
     if text.startswith("["):
-        host, _bracket, rest = text[1:].partition("]")
+        host, _, rest = text[1:].partition("]")
         port_text = rest.removeprefix(":")
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep:
             host, port_text = text, ""
     if not host:
-        raise ValueError(_("{text!r} has no host", text=text))
+        raise ValueError(f"{text!r} has no host")
     try:
         port = int(port_text) if port_text else DEFAULT_PORT
     except ValueError:
-        raise ValueError(_("{text!r}: the port must be a number", text=text)) from None
+        raise ValueError(f"{text!r}: the port must be a number") from None
     if not 0 < port < 65536:
-        raise ValueError(_("{text!r}: the port must be between 1 and 65535", text=text))
+        raise ValueError(f"{text!r}: the port must be between 1 and 65535")
     return host, port
 
 
@@ -99,8 +98,7 @@ def offline_refusal(addresses: Iterable[str]) -> str | None:
             with _network(address):
                 pass
         except OfflineError as exc:
-            return _("the RPC worker {address} is on another machine: {exc}", address=address,
-                     exc=exc)
+            return f"the RPC worker {address} is on another machine: {exc}"
     return None
 
 
@@ -151,9 +149,8 @@ def probe(address: str, *, timeout: float = 2.0, measure: bool = False) -> Worke
     except ValueError:
         info = None
     if not isinstance(info, dict) or info.get("kind") != "lmdesk-rpc-worker":
-        return WorkerStatus(address, False, _("{address} does not answer like an lmdesk "
-                                              "rpc-worker (a bare llama.cpp rpc-server is not "
-                                              "supported)", address=address))
+        return WorkerStatus(address, False, f"{address} does not answer like an lmdesk "
+                            "rpc-worker (a bare llama.cpp rpc-server is not supported)")
     rtt = bandwidth = None
     if measure:
         try:
@@ -169,7 +166,7 @@ def probe(address: str, *, timeout: float = 2.0, measure: bool = False) -> Worke
 
 def _measure(host: str, port: int, timeout: float) -> tuple[float, float]:
     rtts = []
-    for _attempt in range(5):
+    for _ in range(5):
         start = time.perf_counter()
         _ask(host, port, b"PING", timeout)
         rtts.append((time.perf_counter() - start) * 1000)
@@ -186,9 +183,9 @@ def _describe(exc: BaseException, address: str) -> str:
     if isinstance(exc, OfflineError):
         return str(exc)
     if isinstance(exc, ConnectionRefusedError):
-        return _("nothing listens at {address}: start `lmdesk rpc-worker` there", address=address)
+        return f"nothing listens at {address}: start `lmdesk rpc-worker` there"
     if isinstance(exc, TimeoutError | socket.timeout):
-        return _("{address} did not answer in time", address=address)
+        return f"{address} did not answer in time"
     if isinstance(exc, socket.gaierror):
-        return _("cannot find the host of {address}", address=address)
+        return f"cannot find the host of {address}"
     return f"{address}: {exc}"

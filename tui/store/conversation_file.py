@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tui.i18n import _
-
 from .errors import NotFoundError
 from .models import StoredMessage, message_from_doc
 from .storage import AtomicJSONStorage, Signature
@@ -163,7 +161,7 @@ class ConversationFile:
         for key, doc in reversed(docs.items()):
             if doc.get("id") == mid:
                 return key
-        raise NotFoundError(_("no message {mid!r} in conversation {cid!r}", mid=mid, cid=self.cid))
+        raise NotFoundError(f"no message {mid!r} in conversation {self.cid!r}")
 
     # -- writing (each method is one atomic write; a failed write leaves the file as it was) ----
 
@@ -270,8 +268,7 @@ class ConversationFile:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                problems.append(_("could not remove {victim} ({strerror})",
-                                  victim=victim, strerror=exc.strerror))
+                problems.append(f"could not remove {victim} ({exc.strerror})")
         self.storage.close()
         self._leaf = None
         return problems

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from tui.i18n import _
-
 
 class StoreError(Exception):
     """Something could not be read or saved; the message is meant for the user."""
@@ -18,4 +16,4 @@ class NotFoundError(StoreError, KeyError):
 
     def __str__(self) -> str:
         # KeyError quotes its argument; keep the plain message of StoreError.
-        return str(self.args[0]) if self.args else _("not found")
+        return str(self.args[0]) if self.args else "not found"

@@ -8,8 +8,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tui.i18n import _
-
 from .errors import StoreError
 from .options import ConversationOptions, options_from_doc
 from .parts import Part, parts_from_docs, parts_to_docs, reasoning_of
@@ -81,15 +79,13 @@ def new_id(prefix: str) -> str:
 
 def check_role(role: str) -> None:
     if role not in ROLES:
-        raise StoreError(_("unknown message role {role!r} (expected one of {join})",
-                           role=role, join=', '.join(ROLES)))
+        raise StoreError(f"unknown message role {role!r} (expected one of {', '.join(ROLES)})")
 
 
 def check_status(status: str) -> None:
     if status not in STATUSES:
         raise StoreError(
-            _("unknown message status {status!r} (expected one of {join})",
-              status=status, join=', '.join(STATUSES))
+            f"unknown message status {status!r} (expected one of {', '.join(STATUSES)})"
         )
 
 

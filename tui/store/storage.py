@@ -25,8 +25,6 @@ from typing import Any
 
 from tinydb.storages import Storage
 
-from tui.i18n import _
-
 from .errors import StoreError, StoreReadOnly
 
 TMP_MARK = ".tmp-"
@@ -59,10 +57,8 @@ def save_error(path: Path, exc: OSError) -> StoreError:
     """A StoreError for a failed write; a full disk says so first."""
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return StoreError(_("disk full: could not save {path} ({reason}); nothing was changed",
-                            path=path, reason=reason))
-    return StoreError(_("could not save {path} ({reason}); nothing was changed",
-                        path=path, reason=reason))
+        return StoreError(f"disk full: could not save {path} ({reason}); nothing was changed")
+    return StoreError(f"could not save {path} ({reason}); nothing was changed")
 
 
 def remove_stale_temp_files(folder: Path) -> int:
@@ -104,19 +100,19 @@ class Damaged(Exception):
 def parse(payload: bytes) -> dict[str, dict[str, Any]]:
     """Parse and check a TinyDB JSON file: {table: {"<int id>": {document}}}."""
     if not payload.strip():
-        raise Damaged(_("the file is empty"))
+        raise Damaged("the file is empty")
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise Damaged(_("not valid JSON: {exc}", exc=exc)) from exc
+        raise Damaged(f"not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise Damaged(_("not a database (top level is not an object)"))
+        raise Damaged("not a database (top level is not an object)")
     for name, table in data.items():
         if not isinstance(table, dict):
-            raise Damaged(_("table {name!r} is not an object", name=name))
+            raise Damaged(f"table {name!r} is not an object")
         for key, doc in table.items():
             if not key.isdigit() or not isinstance(doc, dict):
-                raise Damaged(_("table {name!r} has a bad document {key!r}", name=name, key=key))
+                raise Damaged(f"table {name!r} has a bad document {key!r}")
     return data
 
 
@@ -181,11 +177,10 @@ class AtomicJSONStorage(Storage):
             self._good = None
             if os.path.exists(self.backup_path):
                 # Only a failed restore (or a person) leaves a backup without its file.
-                return self._recover(None, _("the file is missing"))
+                return self._recover(None, "the file is missing")
             return None
         except OSError as exc:
-            raise StoreError(_("cannot read {path} ({strerror})",
-                               path=self.path, strerror=exc.strerror)) from exc
+            raise StoreError(f"cannot read {self.path} ({exc.strerror})") from exc
         try:
             st = os.fstat(fd)
             sig = signature(st)
@@ -194,8 +189,7 @@ class AtomicJSONStorage(Storage):
             with os.fdopen(os.dup(fd), "rb") as fh:
                 payload = fh.read()
         except OSError as exc:
-            raise StoreError(_("cannot read {path} ({strerror})",
-                               path=self.path, strerror=exc.strerror)) from exc
+            raise StoreError(f"cannot read {self.path} ({exc.strerror})") from exc
         finally:
             os.close(fd)
         try:
@@ -233,10 +227,10 @@ class AtomicJSONStorage(Storage):
         self._backup_aside = None
         backup = self._read_backup()
         if self.read_only:
-            what = _("showing its last good copy") if backup is not None else _("showing nothing")
+            what = "showing its last good copy" if backup is not None else "showing nothing"
             notice = (
-                _("{path} could not be read ({reason}); {what}. It is left as it is because "
-                  "this lmdesk is read-only.", path=self.path, reason=reason, what=what)
+                f"{self.path} could not be read ({reason}); {what}. It is left as it is "
+                "because this lmdesk is read-only."
             )
             if sig is not None:
                 self._cache = (sig, backup if backup is not None else {})
@@ -253,22 +247,20 @@ class AtomicJSONStorage(Storage):
                 aside = self._set_aside(self.path)
             except OSError as exc:
                 raise StoreError(
-                    _("{path} could not be read ({reason}) and could not be set aside "
-                      "({strerror})", path=self.path, reason=reason, strerror=exc.strerror)
+                    f"{self.path} could not be read ({reason}) and could not be set aside "
+                    f"({exc.strerror})"
                 ) from exc
             aside_name = aside.name
-            aside_note = _(" It was set aside as {aside_name}.", aside_name=aside_name)
+            aside_note = f" It was set aside as {aside_name}."
         if backup is None:
-            notice = (_("{path} could not be read ({reason}).{aside_note} There was no usable "
-                        "backup, so it starts empty.",
-                        path=self.path, reason=reason, aside_note=aside_note))
+            notice = (f"{self.path} could not be read ({reason}).{aside_note} There was no "
+                      "usable backup, so it starts empty.")
             self.notices.append(notice)
             self.recovery = Recovery(reason, aside_name, self._backup_aside, False, notice)
             return None
         self._write_payload(dumps(backup), backup, keep_backup=False)
-        notice = (_("{path} could not be read ({reason}).{aside_note} The last good copy was "
-                    "restored; the most recent change may be missing.",
-                    path=self.path, reason=reason, aside_note=aside_note))
+        notice = (f"{self.path} could not be read ({reason}).{aside_note} The last good copy "
+                  "was restored; the most recent change may be missing.")
         self.notices.append(notice)
         self.recovery = Recovery(reason, aside_name, None, True, notice)
         return backup
@@ -278,13 +270,12 @@ class AtomicJSONStorage(Storage):
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         if self.read_only:
             self._cache = None  # TinyDB changed the cached dict in place before calling us
-            raise StoreReadOnly(self.read_only_reason or _("{path} is open read-only",
-                                                           path=self.path))
+            raise StoreReadOnly(self.read_only_reason or f"{self.path} is open read-only")
         try:
             payload = dumps(data)
         except (TypeError, ValueError) as exc:
             self._cache = None
-            raise StoreError(_("cannot save {name}: {exc}", name=self.path.name, exc=exc)) from exc
+            raise StoreError(f"cannot save {self.path.name}: {exc}") from exc
         self._write_payload(payload, data, keep_backup=True)
 
     def _temp_path(self, what: str) -> Path:
@@ -360,12 +351,11 @@ class AtomicJSONStorage(Storage):
     def write_raw(self, data: dict[str, dict[str, Any]]) -> None:
         """Write without making a backup (a brand-new file, e.g. an import or a benchmark)."""
         if self.read_only:
-            raise StoreReadOnly(self.read_only_reason or _("{path} is open read-only",
-                                                           path=self.path))
+            raise StoreReadOnly(self.read_only_reason or f"{self.path} is open read-only")
         try:
             payload = dumps(data)
         except (TypeError, ValueError) as exc:
-            raise StoreError(_("cannot save {name}: {exc}", name=self.path.name, exc=exc)) from exc
+            raise StoreError(f"cannot save {self.path.name}: {exc}") from exc
         self._write_payload(payload, data, keep_backup=False)
 
     def close(self) -> None:

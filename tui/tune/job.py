@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from tui.i18n import _
 from tui.spawn import stdio_with_file_descriptors
 from tui.tune.errors import TuneError
 from tui.tune.protocol import (
@@ -37,21 +36,20 @@ def _log_tail(path: str, lines: int = 3) -> str:
             tail = [line.strip() for line in fh.read().splitlines()[-lines:] if line.strip()]
     except OSError:
         return ""
-    return _("; its log ends: {value}", value=' | '.join(tail)[:300]) if tail else ""
+    return f"; its log ends: {' | '.join(tail)[:300]}" if tail else ""
 
 
 def _died(proc: BaseProcess, log_path: str) -> str:
     code = proc.exitcode
     if code is not None and code < 0:
         try:
-            how = _("killed by {name}", name=signal.Signals(-code).name)
+            how = f"killed by {signal.Signals(-code).name}"
         except ValueError:
-            how = _("killed by signal {value}", value=-code)
+            how = f"killed by signal {-code}"
     else:
-        how = _("exit status {code}", code=code)
-    hint = _(" (SIGKILL is often the system running out of memory)") if code == -9 else ""
-    return _("the training process died ({how}){hint}{log_tail}",
-             how=how, hint=hint, log_tail=_log_tail(log_path))
+        how = f"exit status {code}"
+    hint = " (SIGKILL is often the system running out of memory)" if code == -9 else ""
+    return f"the training process died ({how}){hint}{_log_tail(log_path)}"
 
 
 class TuneProcess:
@@ -82,7 +80,7 @@ class TuneProcess:
         """Events until the last one (``Finished``, ``Cancelled``, ``Failed`` or ``Measured``);
         a process that dies without saying why yields one ``Failed``."""
         if self._conn is None or self._proc is None:
-            raise TuneError(_("the training process was not started"))
+            raise TuneError("the training process was not started")
         try:
             while True:
                 try:
@@ -135,4 +133,4 @@ def measure(request: MeasureRequest, log_dir: str) -> Measured:
         return last
     if isinstance(last, Failed):
         raise TuneError(last.message)
-    raise TuneError(_("measuring the pairs gave no answer ({last!r})", last=last))
+    raise TuneError(f"measuring the pairs gave no answer ({last!r})")

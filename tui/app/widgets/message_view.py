@@ -24,10 +24,9 @@ from textual.widgets import Static
 from tui.app.widgets.markdown_lite import Block, BlocksVisual, ChunkedHighlighter, parse_blocks
 from tui.app.widgets.reply_lines import reasoning_line, sources_line, stats_line
 from tui.engine.protocol import ToolCall
-from tui.i18n import N_, _
 from tui.store import ReasoningPart, StoredMessage, ToolCallPart, ToolResultPart
 
-ROLE_NAMES = {"user": N_("you"), "assistant": N_("assistant")}
+ROLE_NAMES = {"user": "you", "assistant": "assistant"}
 INDENT = Content(" ")
 
 
@@ -134,7 +133,7 @@ class MessageView(MessageWidget):
     def _build(self) -> BlocksVisual:
         message = self.message
         role_style = "bold $text-accent" if message.role == "user" else "bold $text-primary"
-        head = Content.styled(_(ROLE_NAMES.get(message.role, message.role)), role_style)
+        head = Content.styled(ROLE_NAMES.get(message.role, message.role), role_style)
         if self.version is not None:
             n, of = self.version
             head = head + Content.styled(f"  ‹ {n}/{of} ›", "$text-muted")
@@ -321,13 +320,12 @@ class LiveReply(MessageWidget):
         self._steps: list[tuple[int, ToolCall, ToolResultPart]] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(_("assistant"), classes="msg-role", markup=False)
+        yield Static("assistant", classes="msg-role", markup=False)
         yield Static(classes="msg-reasoning", markup=False)
         yield Static(classes="msg-tools", markup=False)
         yield self.tail
         model = self.message.model or ""
-        yield Static(Content(_("{model} · waiting for the first token…",
-                               model=model).lstrip(" ·")),
+        yield Static(Content(f"{model} · waiting for the first token…".lstrip(" ·")),
                      classes="msg-meta")
 
     def _size_updated(self, size: Size, virtual_size: Size, container_size: Size,

@@ -26,7 +26,6 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Static
 
-from tui.i18n import N_, _, format_number
 from tui.monitor import MonitorSnapshot, RateSnapshot, sparkline
 from tui.monitor.elsewhere import ElsewhereSample
 from tui.monitor.elsewhere import rows as elsewhere_rows
@@ -62,7 +61,7 @@ def _clip(text: str, room: int) -> str:
 def _tokens(n: int) -> str:
     if n >= 1024 and n % 1024 == 0:
         return f"{n // 1024}k"
-    return f"{format_number(n / 1000, 1)}k" if n >= 1000 else str(n)
+    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
 
 
 def ctx_bar(used: int, total: int, width: int = 8) -> str:
@@ -73,22 +72,12 @@ def ctx_bar(used: int, total: int, width: int = 8) -> str:
 
 
 def size(n: int) -> str:
-    return f"{format_number(n / GiB, 1)} GiB" if n >= GiB else f"{format_number(n / MiB, 0)} MiB"
+    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
 
 
 def _gib(n: int) -> str:
-    return f"{format_number(n / GiB, 1)}"
+    return f"{n / GiB:.1f}"
 
-
-
-ROW_LABELS = (N_("model"), N_(" model"), N_("persona"), N_("status"), N_("app"), N_("gen"),
-              N_("think"), N_("prompt"), N_("ctx"))
-"""The panel's row labels: kept in English as the rows' keys, shown translated."""
-
-
-def _shown_label(label: str) -> str:
-    shown = _(label) if label.strip() else label
-    return f"{shown:<7}"
 
 class MonitorPanel(Vertical):
     DEFAULT_CSS = """
@@ -155,7 +144,7 @@ class MonitorPanel(Vertical):
         return cast("LmdeskApp", self.app)
 
     def compose(self) -> ComposeResult:
-        yield Static(_("monitor"), classes="monitor-title")
+        yield Static("monitor", classes="monitor-title")
         yield Static(id="monitor-body")
 
     def on_mount(self) -> None:
@@ -290,7 +279,7 @@ class MonitorPanel(Vertical):
         model = self.model_name or "--"
         remote = self.lmdesk.remote
         if remote is not None:  # the model runs on a remote endpoint, not here
-            model = _("{model} (remote)", model=model)
+            model = f"{model} (remote)"
         rows: list[tuple[str, str]] = [("model", model)]
         if remote is not None:
             rows.append(("", f"⇄ {remote.host}"))
@@ -302,10 +291,10 @@ class MonitorPanel(Vertical):
         snap = self.snapshot
         if snap is not None:
             rows.append(("RAM", f"{_gib(snap.ram_used)}/{_gib(snap.ram_total)} GiB"))
-            rows.append(("", _("free {size}", size=size(snap.ram_available))))
+            rows.append(("", f"free {size(snap.ram_available)}"))
             rows.append(("app", size(snap.app_rss)))
             for worker in snap.workers:
-                value = size(worker.rss_bytes) if worker.alive else _("gone")
+                value = size(worker.rss_bytes) if worker.alive else "gone"
                 room = ROW_WIDTH - 7 - len(value) - 1
                 rows.append((" model", f"{value} {_clip(worker.label, room)}".rstrip()))
             if snap.gpus:
@@ -314,7 +303,7 @@ class MonitorPanel(Vertical):
                                  f"{_gib(gpu.used_bytes)}/{_gib(gpu.total_bytes)} GiB"))
             else:
                 rows.append(("VRAM", "-- (no GPU)"))
-            rows.append(("CPU", f"{format_number(snap.cpu_percent, 0)}%"))
+            rows.append(("CPU", f"{snap.cpu_percent:.0f}%"))
         if self.elsewhere is not None:
             rows.extend((label, _clip(value, ROW_WIDTH - 7))
                         for label, value in elsewhere_rows(self.elsewhere))
@@ -324,22 +313,20 @@ class MonitorPanel(Vertical):
     def _rate_rows(self, rates: RateSnapshot) -> list[tuple[str, str]]:
         spark = sparkline(rates.history, 6)
         if rates.streaming:
-            gen = f"{format_number(rates.live_tokens_per_s, 1)} tok/s"
+            gen = f"{rates.live_tokens_per_s:.1f} tok/s"
             ttft_s = rates.ttft_s
             ctx_used, n_ctx = rates.context_tokens, rates.n_ctx or (self.n_ctx or 0)
         else:
-            gen = ("--" if self.tokens_per_s is None
-                   else f"{format_number(self.tokens_per_s, 1)} tok/s")
+            gen = "--" if self.tokens_per_s is None else f"{self.tokens_per_s:.1f} tok/s"
             ttft_s = self.ttft_s
             ctx_used, n_ctx = (self.ctx_used or 0), (self.n_ctx or 0)
         rows = [("gen", f"{gen} {spark}".rstrip())]
         rows.append(("ttft", "--" if ttft_s is None else f"{ttft_s:.2f} s"))
         if self.reasoning_tokens and not rates.streaming:
-            rows.append(("think", _("{tokens} tok · answer {tokens2}",
-                                    tokens=_tokens(self.reasoning_tokens),
-                                    tokens2=_tokens(self.answer_tokens or 0))))
+            rows.append(("think", f"{_tokens(self.reasoning_tokens)} tok · answer "
+                                  f"{_tokens(self.answer_tokens or 0)}"))
         if rates.prompt_tokens_per_s:
-            rows.append(("prompt", f"{format_number(rates.prompt_tokens_per_s, 0)} tok/s"))
+            rows.append(("prompt", f"{rates.prompt_tokens_per_s:.0f} tok/s"))
         if n_ctx:
             rows.append(("ctx", f"{_tokens(ctx_used)}/{_tokens(n_ctx)} {ctx_bar(ctx_used, n_ctx)}"))
         else:
@@ -368,7 +355,7 @@ class MonitorPanel(Vertical):
                 Content.styled(self.status_line(), "$text-muted"))
             return
         content = Content("\n").join(
-            Content.assemble((_shown_label(label), "$text-muted"), value)
+            Content.assemble((f"{label:<7}", "$text-muted"), value)
             for label, value in self.lines()
         )
         self.query_one("#monitor-body", Static).update(content)

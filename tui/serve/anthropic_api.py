@@ -37,6 +37,7 @@ from tui.serve.tool_calls import (
     check_choice,
     check_tools,
     name_results,
+    tool_bodies,
     tool_spec,
 )
 
@@ -115,16 +116,8 @@ def _message(content: Any, where: str, role: Role) -> list[ChatMessage]:
 
 def _tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
     """``tools`` (custom tools), ``tool_choice`` and whether parallel calls are allowed."""
-    value = body.get("tools")
-    if value is not None and not isinstance(value, list):
-        raise bad("tools must be a list of tools", "tools")
     specs: list[ToolSpec] = []
-    for i, raw in enumerate(value or []):
-        where = f"tools[{i}]"
-        if not isinstance(raw, dict):
-            raise bad(f"{where} must be an object", where)
-        tool = Body(raw, where)
-        body.include(tool)
+    for where, tool in tool_bodies(body, "tools"):
         kind = tool.get("type")
         if kind not in (None, "custom"):
             raise bad(f"{where}.type {kind!r} is not offered here: only custom tools with an "

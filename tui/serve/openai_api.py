@@ -52,6 +52,7 @@ from tui.serve.tool_calls import (
     check_choice,
     check_tools,
     name_results,
+    tool_bodies,
     tool_spec,
 )
 
@@ -68,16 +69,8 @@ def chat_tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
     if body.get("functions") is not None or body.get("function_call") is not None:
         raise bad("functions / function_call are OpenAI's deprecated form: send tools and "
                   "tool_choice", "functions", "unsupported")
-    value = body.get("tools")
-    if value is not None and not isinstance(value, list):
-        raise bad("tools must be a list of function tools", "tools")
     specs: list[ToolSpec] = []
-    for i, raw in enumerate(value or []):
-        where = f"tools[{i}]"
-        if not isinstance(raw, dict):
-            raise bad(f"{where} must be an object", where)
-        tool = Body(raw, where)
-        body.include(tool)
+    for where, tool in tool_bodies(body, "function tools"):
         kind = tool.get("type") or "function"
         if kind != "function":
             raise bad(f"{where}.type {kind!r} is not offered here: only function tools",

@@ -49,6 +49,7 @@ from tui.serve.tool_calls import (
     check_choice,
     check_tools,
     name_results,
+    tool_bodies,
     tool_spec,
 )
 
@@ -127,16 +128,8 @@ def _merge_calls(messages: list[ChatMessage]) -> list[ChatMessage]:
 def _tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
     """``tools`` (function tools, in the Responses API's flat shape), ``tool_choice`` and
     ``parallel_tool_calls``."""
-    value = body.get("tools")
-    if value is not None and not isinstance(value, list):
-        raise bad("tools must be a list of function tools", "tools")
     specs: list[ToolSpec] = []
-    for i, raw in enumerate(value or []):
-        where = f"tools[{i}]"
-        if not isinstance(raw, dict):
-            raise bad(f"{where} must be an object", where)
-        tool = Body(raw, where)
-        body.include(tool)
+    for where, tool in tool_bodies(body, "function tools"):
         kind = tool.get("type")
         if kind != "function":
             raise bad(f"{where}.type {kind!r} is not offered here: only function tools (the "

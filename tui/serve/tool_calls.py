@@ -18,12 +18,27 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tui.engine.protocol import ChatMessage, Done, EngineEvent, ToolCall, ToolCallDelta, ToolSpec
-from tui.serve.schema import bad
+from tui.serve.schema import Body, bad
 
 MAX_TOOLS = 128
 """At most this many tools per request (OpenAI's own bound)."""
 MAX_NAME = 128
 CHOICES = ("auto", "none", "required")
+
+
+def tool_bodies(body: Body, shape: str) -> Iterator[tuple[str, Body]]:
+    """Each entry of a request's ``tools`` list, as (where, the entry), read as part of the
+    request (``shape`` names what the list holds in the message for a bad one)."""
+    value = body.get("tools")
+    if value is not None and not isinstance(value, list):
+        raise bad(f"tools must be a list of {shape}", "tools")
+    for i, raw in enumerate(value or []):
+        where = f"tools[{i}]"
+        if not isinstance(raw, dict):
+            raise bad(f"{where} must be an object", where)
+        tool = Body(raw, where)
+        body.include(tool)
+        yield where, tool
 
 
 def tool_spec(name: Any, description: Any, parameters: Any, where: str) -> ToolSpec:

@@ -120,3 +120,33 @@ def test_pacer_starts_each_reply_at_the_fastest_rate() -> None:
     assert pacer.interval_s == FASTEST_S
     clock.now += FASTEST_S
     assert pacer.due()
+
+
+@pilot_test
+async def test_the_prompt_cursor_does_not_blink_while_a_reply_streams(tmp_path: Path) -> None:
+    """A blinking cursor repaints the prompt twice a second, for nothing while the user
+    reads the reply; it is steady then and blinks again once the reply is done."""
+    engine = ScriptedEngine(tokens=reply_tokens(200), delay_s=0.01)
+    app = make_app(tmp_path, engine=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = chat(app).pane
+        await wait_for(pilot, lambda: app.model_state == "ready")
+        assert pane.prompt.cursor_blink
+        await pane.send("Write something.")
+        await wait_for(pilot, lambda: pane.job is not None and pane.job.tokens_shown > 0)
+        assert not pane.prompt.cursor_blink
+        await wait_for(pilot, lambda: not pane.generating, timeout=20)
+        assert pane.prompt.cursor_blink
+
+
+def test_pacer_wait_is_the_time_to_the_next_frame() -> None:
+    clock = _Clock()
+    pacer = FramePacer(clock=clock.wall, cpu=clock.process)
+    pacer.start()
+    clock.now += FASTEST_S
+    assert pacer.due()
+    assert 0 < pacer.wait_s() <= pacer.interval_s
+    _run(pacer, clock, 3.0, 0.05)  # expensive frames: further apart, and so is the wait
+    clock.now += 0.001
+    pacer.due()
+    assert pacer.wait_s() > FASTEST_S

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from tests.app_fixtures import FakeSampler, chat, make_app, pilot_test, send, wait_for
 from tui.app.widgets.monitor_panel import MonitorPanel
 from tui.engine.scripted import ScriptedEngine
-from tui.monitor import Sampler
+from tui.monitor import ProcessSample, Sampler
 from tui.store import Store
 
 LONG = " ".join(f"word{i}" for i in range(300))
@@ -162,3 +163,34 @@ def test_worker_pids_are_watched(tmp_path: Path) -> None:
     assert session.unload("a.gguf") and session.current is None
     assert isinstance(events[-1], ModelUnloaded) and events[-1].worker_pid == 0
     Store.open(tmp_path / "d").close()
+
+
+@pilot_test
+async def test_new_figures_on_the_same_rows_are_drawn_without_a_layout(tmp_path: Path) -> None:
+    """A sample (each second, also while a reply streams) repaints the panel alone: a layout
+    pass would move and redraw every widget on the screen, CPU taken from the model."""
+    sampler = FakeSampler()
+    app = make_app(tmp_path, sampler=sampler)
+    async with app.run_test(size=(140, 40)) as pilot:
+        panel = chat(app).query_one(MonitorPanel)
+        await wait_for(pilot, lambda: panel.snapshot is not None)
+        await pilot.pause()
+        shown = panel.query_one("#monitor-body")
+        layouts: list[bool] = []
+        update = shown.update  # type: ignore[attr-defined]
+
+        def recording(*args: object, layout: bool = True, **kwargs: object) -> object:
+            layouts.append(layout)
+            return update(*args, layout=layout, **kwargs)
+
+        shown.update = recording  # type: ignore[attr-defined]
+        snapshot = sampler.sample()
+        panel.post_message(MonitorPanel.Sampled(
+            dataclasses.replace(snapshot, cpu_percent=snapshot.cpu_percent + 40)))
+        await wait_for(pilot, lambda: "47%" in body(panel))
+        assert layouts == [False]
+        # one more row (a second model worker): the panel's height changes, a layout it is
+        panel.post_message(MonitorPanel.Sampled(dataclasses.replace(
+            snapshot, workers=(*snapshot.workers, ProcessSample(42, "second", 1 << 20, 0.0)))))
+        await wait_for(pilot, lambda: "second" in body(panel))
+        assert layouts == [False, True]

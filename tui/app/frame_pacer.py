@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 
 FASTEST_S = 0.04
-SLOWEST_S = 0.25
-BUDGET = 0.08
-"""The app process's share of one core it may spend while a reply streams."""
+SLOWEST_S = 0.5
+BUDGET = 0.05
+"""The app process's share of one core it may spend while a reply streams: at 70 tokens/s,
+0.7 ms of CPU per token, the model's threads keep the cores."""
 WINDOW_S = 0.5
 """How long a share is measured over before the interval changes."""
 
@@ -41,13 +42,18 @@ class FramePacer:
         self._mark = (self._clock(), self._cpu())
 
     def due(self) -> bool:
-        """Whether to draw now (call on every tick of a timer at ``fastest_s``)."""
+        """Whether to draw now (call when ``wait_s`` has passed, or on every tick of a timer
+        at ``fastest_s``)."""
         now = self._clock()
         if now < self._next:
             return False
         self._adjust(now)
         self._next = now + self.interval_s - self.fastest_s / 2
         return True
+
+    def wait_s(self) -> float:
+        """How long until the next frame is due."""
+        return max(self.fastest_s / 4, self._next - self._clock())
 
     def _adjust(self, now: float) -> None:
         if self._mark is None:
@@ -58,8 +64,9 @@ class FramePacer:
             return
         cpu = self._cpu()
         share = (cpu - self._mark[1]) / wall
-        if share > self.budget:
-            self.interval_s = min(self.slowest_s, self.interval_s * 1.5)
+        if share > self.budget:  # in proportion, so a reply of a few seconds settles too
+            self.interval_s = min(self.slowest_s,
+                                  self.interval_s * min(3.0, max(1.25, share / self.budget)))
         elif share < self.budget / 2:
             self.interval_s = max(self.fastest_s, self.interval_s / 1.25)
         self._mark = (now, cpu)

@@ -38,6 +38,7 @@ class ChatPane(ReplyStreamer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.editing: str | None = None
+        self._status_text: str | None = None
 
     def compose(self) -> ComposeResult:
         yield ChatLog(id="chat-log")
@@ -83,12 +84,16 @@ class ChatPane(ReplyStreamer):
         elif app.model_state == "failed":
             text = f"{app.model_name} did not load: {app.model_error}"
         status = self.query_one("#chat-status", Static)
-        status.update(Content(text))
+        if text != self._status_text:  # the same line again: no layout of the screen
+            self._status_text = text
+            status.update(Content(text))
         status.display = bool(text)
 
-    def watch_generating(self) -> None:
+    def watch_generating(self, generating: bool) -> None:
         self.update_status()
         self.screen.refresh_bindings()
+        # a blinking cursor repaints the prompt twice a second: CPU taken from the model
+        self.prompt.cursor_blink = not generating
 
     # -- opening -------------------------------------------------------------------------------
 

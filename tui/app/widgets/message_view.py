@@ -17,7 +17,9 @@ from typing import Any
 from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.content import Content
-from textual.geometry import Size
+from textual.geometry import Region, Size
+from textual.strip import Strip
+from textual.visual import Visual
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -234,10 +236,23 @@ class FrozenGroup(Widget):
     """
 
 
+def _same_line(a: Content, b: Content) -> bool:
+    """Same text and styles (``Content``'s own ``==`` compares the text alone)."""
+    return a.plain == b.plain and a.spans == b.spans
+
+
 class LiveTail(Widget):
     """The end of the reply being streamed, the part that may still change: its Markdown
-    drawn by one widget, parsed again at each update (a dozen lines or so: the caller
-    freezes what is done). Code blocks are numbered from ``first_number``."""
+    parsed again at each update (a dozen lines or so: the caller freezes what is done) and
+    drawn line by line. Code blocks are numbered from ``first_number``.
+
+    A frame costs what changed, not the whole tail: only the lines that differ from the last
+    frame are rendered and repainted, and the height grows ``RESERVE`` lines at a time (the
+    text fills blank lines below it), so most frames need no layout of the screen, the pass
+    that moves every widget of the chat log and redraws the whole terminal."""
+
+    RESERVE = 4
+    """Lines the height grows by when the text outgrows it, at least."""
 
     DEFAULT_CSS = """
     LiveTail {
@@ -252,6 +267,12 @@ class LiveTail(Widget):
         self.source = ""
         self._highlighter = ChunkedHighlighter()
         self._visual = BlocksVisual([])
+        self._lines: list[Content] = []
+        self._width = 0
+        self._strips: dict[int, Strip] = {}
+        self._reserved = 0
+        """The height kept: the text's lines and blank room below them for the next ones."""
+        self._laid_out = 0
 
     def _size_updated(self, size: Size, virtual_size: Size, container_size: Size,
                       layout: bool = True) -> bool:
@@ -263,16 +284,64 @@ class LiveTail(Widget):
         blocks, _count = parse_blocks(source, first_number=self.first_number,
                                       ansi=self.app.native_ansi_color,
                                       highlighter=self._highlighter)
-        old, self._visual = self._visual, BlocksVisual(blocks)
-        width = self.content_region.width
-        # the same height: only this widget is drawn again, no layout pass for the screen
-        self.refresh(layout=not width or len(old.lines(width)) != len(self._visual.lines(width)))
+        self._visual = BlocksVisual(blocks)
+        width = self.size.width
+        if not width or width != self._width:
+            self._relayout()
+            return
+        old, new = self._lines, self._visual.lines(width)
+        first = next((i for i, (a, b) in enumerate(zip(old, new, strict=False))
+                      if not _same_line(a, b)), min(len(old), len(new)))
+        end = max(len(old), len(new))
+        for y in range(first, end):
+            self._strips.pop(y, None)
+        self._lines = new
+        if not new or len(new) > self._reserved or len(new) < self._reserved - 2 * self._step():
+            self._reserved = len(new) + self._step() - 1 if new else 0
+        if self._reserved != self._laid_out:
+            self._laid_out = self._reserved
+            self.refresh(layout=True)
+        elif end > first:
+            self.refresh(Region(0, first, width, end - first))
+
+    def _relayout(self) -> None:
+        """Everything again (the first update, a new width)."""
+        self._width = self.size.width
+        self._lines = self._visual.lines(self._width) if self._width else []
+        self._strips.clear()
+        self._reserved = len(self._lines) + self._step() - 1 if self._lines else 0
+        self._laid_out = self._reserved
+        self.refresh(layout=True)
+
+    def _step(self) -> int:
+        """Lines the height grows by: ``RESERVE``, more on a tall screen."""
+        return max(self.RESERVE, self.app.size.height // 4)
 
     def restart(self, first_number: int) -> None:
         """Empty, for the text after a frozen stretch."""
         self.first_number = first_number
         self._highlighter.clear()
+        self._reserved = 0
         self.show("")
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        lines = len(self._visual.lines(width)) if width else 0
+        return max(lines, self._reserved) if lines else 0
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if width != self._width:
+            self._width = width
+            self._lines = self._visual.lines(width) if width else []
+            self._strips.clear()
+        strip = self._strips.get(y)
+        if strip is None:
+            if y < len(self._lines):
+                strip = Visual.to_strips(self, self._lines[y], width, 1, self.visual_style)[0]
+            else:
+                strip = Strip.blank(width, self.visual_style.rich_style)
+            self._strips[y] = strip
+        return strip
 
     def render(self) -> BlocksVisual:
         return self._visual

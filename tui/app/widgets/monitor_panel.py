@@ -138,6 +138,8 @@ class MonitorPanel(Vertical):
         self._asking_elsewhere = False
         self._timer: Timer | None = None
         self._streaming = False
+        self._shown: Content | None = None
+        self._shown_rows = 0
 
     @property
     def lmdesk(self) -> LmdeskApp:
@@ -351,11 +353,18 @@ class MonitorPanel(Vertical):
 
     def _render_body(self) -> None:
         if self.compact:
-            self.query_one("#monitor-body", Static).update(
-                Content.styled(self.status_line(), "$text-muted"))
+            content = Content.styled(self.status_line(), "$text-muted")
+        else:
+            content = Content("\n").join(
+                Content.assemble((f"{label:<7}", "$text-muted"), value)
+                for label, value in self.lines()
+            )
+        body = self.query_one("#monitor-body", Static)
+        if content == self._shown:
             return
-        content = Content("\n").join(
-            Content.assemble((f"{label:<7}", "$text-muted"), value)
-            for label, value in self.lines()
-        )
-        self.query_one("#monitor-body", Static).update(content)
+        # the same number of lines: only the panel is drawn again, no layout of the screen
+        # (a layout pass redraws the whole terminal, at every sample while a reply streams)
+        width = body.content_region.width
+        rows = len(content.wrap(width)) if width else -1
+        body.update(content, layout=rows < 0 or rows != self._shown_rows)
+        self._shown, self._shown_rows = content, rows

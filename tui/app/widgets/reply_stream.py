@@ -187,7 +187,7 @@ class ReplyStreamer(Vertical):
         self.generating = True
         gc_tuning.hold()
         self.pacer.start()
-        self._timer = self.set_interval(FLUSH_S, self._flush)
+        self._timer = self.set_timer(FLUSH_S, self._flush)
         self._generate(job)
 
     @work(thread=True, exclusive=True, group="reply", exit_on_error=False)
@@ -234,17 +234,20 @@ class ReplyStreamer(Vertical):
         """Put the cursor back in the prompt (the chat pane has one)."""
 
     async def _flush(self) -> None:
-        """Timer: move what arrived into the view. One at a time (a freeze awaits a mount), and
-        shielded: stopping the timer must not cut a flush in half."""
+        """Timer: move what arrived into the view, then set the timer again for when the pacer
+        wants the next frame (a timer ticking faster than the frames wakes the UI for nothing).
+        One at a time (a freeze awaits a mount), and shielded: stopping the timer must not cut
+        a flush in half."""
+        timer = self._timer
+        if self.pacer.due():
 
-        if not self.pacer.due():
-            return
+            async def locked() -> None:
+                async with self._flush_lock:
+                    await self._flush_now()
 
-        async def locked() -> None:
-            async with self._flush_lock:
-                await self._flush_now()
-
-        await asyncio.shield(locked())
+            await asyncio.shield(locked())
+        if timer is not None and self._timer is timer:  # not stopped or replaced meanwhile
+            self._timer = self.set_timer(self.pacer.wait_s(), self._flush)
 
     async def _flush_now(self) -> None:
         job = self.job

@@ -129,3 +129,28 @@ def test_stop_strings_hold_back_only_what_could_start_one() -> None:
     assert matcher.feed("x") == ("ENx", False)
     assert matcher.feed(" more\n") == (" more", False)
     assert matcher.feed("\nafter") == ("", True)
+
+
+def test_a_caller_that_draws_less_often_gets_deltas_gathered_longer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``gather_s`` (the app asks for 50 ms): tokens 15 ms apart go out three or four at a
+    time, the first at once; a slow model's tokens still go out one by one."""
+    clock = [100.0]
+    monkeypatch.setattr(delivery.time, "perf_counter", lambda: clock[0])
+    sent: list[WorkerEvent] = []
+    sender = DeltaSender(sent.append, 7, gather_s=0.05)
+    for n in range(40):
+        clock[0] += 0.015
+        sender.add("answer", f"t{n} ", 1)
+    sender.flush()
+    texts = [e for e in sent if isinstance(e, TextDelta)]
+    assert "".join(e.text for e in texts) == "".join(f"t{n} " for n in range(40))
+    assert texts[0].n_tokens == 1
+    assert len(texts) <= 1 + 40 // 3 + 1
+    slow: list[WorkerEvent] = []
+    sender = DeltaSender(slow.append, 8, gather_s=0.05)
+    for n in range(5):
+        clock[0] += 0.2  # 5 tokens/s: each shown as it comes
+        sender.add("answer", f"s{n}", 1)
+    assert len(slow) == 5

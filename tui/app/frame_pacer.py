@@ -36,8 +36,10 @@ class FramePacer:
         self._mark: tuple[float, float] | None = None
 
     def start(self) -> None:
-        """A reply starts: draw at the fastest rate until the cost is known."""
-        self.interval_s = self.fastest_s
+        """A reply starts: from half the interval the last one settled on (a frame costs
+        about the same from one reply to the next; a reply of a few seconds would be over
+        before the pacer found its rate again from the fastest)."""
+        self.interval_s = max(self.fastest_s, self.interval_s / 2)
         self._next = 0.0
         self._mark = (self._clock(), self._cpu())
 

@@ -294,7 +294,7 @@ class _Reply:
         self.plan = plan
         self.cancel = cancel
         self.start = start
-        self.out = DeltaSender(send, self.rid)
+        self.out = DeltaSender(send, self.rid, req.sampling.delta_gather_s)
         self.stopper = StopMatcher(list(req.sampling.stop) + plan.stops) if (
             req.sampling.stop or plan.stops) else None
         self.splitter = (ReasoningSplitter(plan.reasoning, started_inside=plan.started_inside)

@@ -112,6 +112,10 @@ class SamplingParams:
     reasoning_budget: int = -1
     """Tokens the model may spend thinking: -1 unlimited, 0 asks it not to think (where its
     template supports that); at the budget the reasoning block is closed and it answers."""
+    delta_gather_s: float = 0.0
+    """Seconds the worker may gather streamed text for before sending it, while tokens come
+    fast (the first is always sent at once); 0: only when they come faster than 3 ms apart.
+    The app asks for a little, since it draws a few times a second, not once per token."""
 
     def validate(self) -> None:
         _check_float("temperature", self.temperature, 0.0, 5.0)
@@ -127,6 +131,7 @@ class SamplingParams:
         if self.top_logprobs is not None and self.top_logprobs > 20:
             raise InvalidParameter(f"top_logprobs must be at most 20, got {self.top_logprobs}")
         _check_int("reasoning_budget", self.reasoning_budget, -1, allow_none=False)
+        _check_float("delta_gather_s", self.delta_gather_s, 0.0, 1.0)
         for pair in self.logit_bias:
             if (not isinstance(pair, tuple) or len(pair) != 2 or isinstance(pair[0], bool)
                     or not isinstance(pair[0], int) or pair[0] < 0):

@@ -154,14 +154,6 @@ def _read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, bool
     return data, True
 
 
-def test_an_http_09_request_line_is_answered_and_closed_at_once(server: ApiServer) -> None:
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"GET /v1/models\r\n")
-        data, closed = _read_until_closed(sock, 8)
-    assert closed, "the server held an HTTP/0.9 connection open"
-    assert b"HTTP/0.9" in data
-
-
 def test_a_get_body_is_not_read_as_a_second_request(server: ApiServer) -> None:
     smuggled = b"GET /v1/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
@@ -257,3 +249,37 @@ def test_a_worker_killed_mid_stream_ends_with_an_error_finish(smollm: Path) -> N
     finishes = [c["finish_reason"] for e in events[:-1] if "choices" in e
                 for c in e["choices"] if c.get("finish_reason")]
     assert finishes == ["error"]
+
+
+# --- the HTTP details of issue 22.14 ------------------------------------------------------
+
+
+def _raw(port: int, data: bytes, limit_s: float = 10) -> tuple[bytes, bool]:
+    """Send ``data`` on a fresh connection; what came back before the server closed it, and
+    whether it closed cleanly (EOF) within ``limit_s``, rather than resetting or hanging."""
+    with socket.create_connection(("127.0.0.1", port), timeout=limit_s) as sock:
+        sock.sendall(data)
+        try:
+            return _read_until_closed(sock, limit_s)
+        except ConnectionResetError:
+            return b"", False
+
+
+def _head_and_body(answer: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("iso-8859-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+    return status, headers, body
+
+
+@pytest.mark.parametrize("line", [b"GET /v1/models\r\n", b"POST /v1/chat/completions\r\n",
+                                  b"GET\r\n"])
+def test_an_http_09_request_line_gets_a_400_status_line(server: ApiServer, line: bytes) -> None:
+    answer, closed = _raw(server.port, line, 8)
+    assert closed, "the server held an HTTP/0.9 connection open"
+    status, headers, body = _head_and_body(answer)
+    assert status.startswith("HTTP/1.1 400"), answer  # not a bare body: that reads as success
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
+    assert request(server.port, "GET", "/v1/models")[0] == 200

@@ -311,6 +311,7 @@ def test_a_chunked_get_body_is_not_read_as_a_second_request(server: ApiServer) -
                           + b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert closed
     assert re.findall(rb"HTTP/1.1 (\d{3})", answer) == [b"200"], answer  # no 404 smuggled
+    assert _head_and_body(answer)[1]["connection"] == "close"  # told, not just cut off
 
 
 def test_a_413_body_sent_whole_gets_the_answer_and_a_clean_close(server: ApiServer) -> None:

@@ -154,14 +154,6 @@ def _read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, bool
     return data, True
 
 
-def test_an_http_09_request_line_is_answered_and_closed_at_once(server: ApiServer) -> None:
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"GET /v1/models\r\n")
-        data, closed = _read_until_closed(sock, 8)
-    assert closed, "the server held an HTTP/0.9 connection open"
-    assert b"HTTP/0.9" in data
-
-
 def test_a_get_body_is_not_read_as_a_second_request(server: ApiServer) -> None:
     smuggled = b"GET /v1/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
@@ -257,3 +249,177 @@ def test_a_worker_killed_mid_stream_ends_with_an_error_finish(smollm: Path) -> N
     finishes = [c["finish_reason"] for e in events[:-1] if "choices" in e
                 for c in e["choices"] if c.get("finish_reason")]
     assert finishes == ["error"]
+
+
+# --- the HTTP details of issue 22.14 ------------------------------------------------------
+
+
+def _raw(port: int, data: bytes, limit_s: float = 10) -> tuple[bytes, bool]:
+    """Send ``data`` on a fresh connection; what came back before the server closed it, and
+    whether it closed cleanly (EOF) within ``limit_s``, rather than resetting or hanging."""
+    with socket.create_connection(("127.0.0.1", port), timeout=limit_s) as sock:
+        sock.sendall(data)
+        try:
+            return _read_until_closed(sock, limit_s)
+        except ConnectionResetError:
+            return b"", False
+
+
+def _head_and_body(answer: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("iso-8859-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+    return status, headers, body
+
+
+@pytest.mark.parametrize("line", [b"GET /v1/models\r\n", b"POST /v1/chat/completions\r\n",
+                                  b"GET\r\n"])
+def test_an_http_09_request_line_gets_a_400_status_line(server: ApiServer, line: bytes) -> None:
+    answer, closed = _raw(server.port, line, 8)
+    assert closed, "the server held an HTTP/0.9 connection open"
+    status, headers, body = _head_and_body(answer)
+    assert status.startswith("HTTP/1.1 400"), answer  # not a bare body: that reads as success
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    assert json.loads(body)["error"]["type"] == "invalid_request_error"
+    assert request(server.port, "GET", "/v1/models")[0] == 200
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "GET", "POST"])
+def test_a_refused_origin_is_not_echoed_beside_an_allowed_one(method: str) -> None:
+    pool = EnginePool()
+    pool.register("slow", slow_engine(n_tokens=2, delay_s=0))
+    limits = ServerLimits(cors_origins=("app://obsidian.md",))
+    path = "/v1/models" if method == "GET" else "/v1/chat/completions"
+    body = {"messages": [{"role": "user", "content": "hi"}]} if method == "POST" else None
+    with ApiServer(pool, "127.0.0.1", 0, limits=limits) as api:
+        status, headers, answer = request(api.port, method, path, body,
+                                          headers={"Origin": "https://evil.example"})
+        assert status == 403 and answer["error"]["code"] == "origin_not_allowed"
+        assert not [h for h in headers if h.startswith("access-control-")], headers
+        status, headers, _ = request(api.port, method, path, body,
+                                     headers={"Origin": "app://obsidian.md"})
+        assert status in (200, 204)
+        assert headers["access-control-allow-origin"] == "app://obsidian.md"
+
+
+def test_a_chunked_get_body_is_not_read_as_a_second_request(server: ApiServer) -> None:
+    smuggled = b"GET /v1/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    chunked = f"{len(smuggled):x}\r\n".encode() + smuggled + b"\r\n0\r\n\r\n"
+    answer, closed = _raw(server.port, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n" + chunked
+                          + b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert closed
+    assert re.findall(rb"HTTP/1.1 (\d{3})", answer) == [b"200"], answer  # no 404 smuggled
+    assert _head_and_body(answer)[1]["connection"] == "close"  # told, not just cut off
+
+
+def test_a_413_body_sent_whole_gets_the_answer_and_a_clean_close(server: ApiServer) -> None:
+    body = b'{"messages": "' + b"x" * (3 << 20) + b'"}'  # 3 MiB, the limit is 1 MiB
+    answer, closed = _raw(server.port, b"POST /v1/chat/completions HTTP/1.1\r\n"
+                          b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          + f"Content-Length: {len(body)}\r\n\r\n".encode() + body, 20)
+    assert closed, "reset or kept waiting instead of a clean close after a 413"
+    status, headers, payload = _head_and_body(answer)
+    assert status.startswith("HTTP/1.1 413") and headers["connection"] == "close"
+    assert json.loads(payload)["error"]["code"] == "body_too_large"
+    assert request(server.port, "GET", "/v1/models")[0] == 200
+
+
+def test_a_413_for_a_body_past_the_drain_limit_is_closed_at_once(server: ApiServer) -> None:
+    answer, closed = _raw(server.port, b"POST /v1/chat/completions HTTP/1.1\r\n"
+                          b"Host: 127.0.0.1\r\nContent-Length: 100000000000\r\n\r\n{", 20)
+    assert closed and answer.startswith(b"HTTP/1.1 413"), answer
+
+
+def _reset(port: int, data: bytes, *, read: int = 0, wait_s: float = 0.05) -> None:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.sendall(data)
+    if read:
+        sock.recv(read)
+    time.sleep(wait_s)
+    sock.close()  # an RST
+
+
+def test_resets_at_every_stage_of_a_request_log_no_traceback(
+        caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    pool = EnginePool()
+    pool.register("slow", slow_engine(n_tokens=200, delay_s=0.01))
+    lines: list[str] = []
+    caplog.set_level("DEBUG")
+    with ApiServer(pool, "127.0.0.1", 0, log=lines.append) as api:
+        port = api.port
+        streamed = json.dumps({"messages": [{"role": "user", "content": "x"}],
+                               "stream": True}).encode()
+        plain = json.dumps({"messages": [{"role": "user", "content": "x"}]}).encode()
+
+        def post(body: bytes) -> bytes:
+            return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode())
+
+        _reset(port, post(streamed) + streamed, read=100, wait_s=0.3)  # mid-stream
+        _reset(port, post(plain) + plain, wait_s=0.1)  # while the answer is made
+        _reset(port, post(plain)[:-2])  # mid-headers
+        _reset(port, post(plain) + plain[:5])  # mid-body
+        _reset(port, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", read=100)  # idle
+        assert wait_for(lambda: api.stats.snapshot().active == 0, 10)
+        assert request(port, "GET", "/v1/models")[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error" not in err, err
+    bad = [r for r in caplog.records if r.levelno >= 30 or r.exc_info]
+    assert not bad, [r.getMessage() for r in bad]
+    assert not [line for line in lines if "Traceback" in line or "Error" in line], lines
+
+
+@pytest.mark.parametrize(("path", "stream"), [
+    ("/v1/chat/completions", False), ("/v1/responses", True), ("/v1/messages", True),
+])
+def test_a_worker_killed_mid_reply_is_an_error_in_each_dialect(
+        smollm: Path, path: str, stream: bool) -> None:
+    engine = LocalEngine(LoadParams(model_path=str(smollm), n_ctx=512))
+    engine.load()
+    pool = EnginePool()
+    pool.register("victim", engine)
+    prompt = "Tell a very long story."
+    body: dict[str, Any] = {"stream": stream, "temperature": 0, "ignore_eos": True}
+    if path == "/v1/responses":
+        body.update(input=prompt, max_output_tokens=400)
+    else:
+        body.update(messages=[{"role": "user", "content": prompt}], max_tokens=400)
+    try:
+        with ApiServer(pool, "127.0.0.1", 0) as api:
+            conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=60)
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            if not stream:  # no events to count: kill it while it generates
+                assert wait_for(lambda: api.stats.snapshot().active == 1, 10)
+                time.sleep(0.5)
+                engine.kill()
+                resp = conn.getresponse()
+                answer = json.loads(resp.read())
+                assert resp.status == 500, answer
+                assert answer["error"]["type"] == "server_error" and answer["error"]["message"]
+                return
+            resp = conn.getresponse()
+            assert resp.status == 200
+            events: list[tuple[str, Any]] = []
+            kind = ""
+            while line := resp.readline():
+                if line.startswith(b"event: "):
+                    kind = line[7:].strip().decode()
+                elif line.startswith(b"data: "):
+                    events.append((kind, json.loads(line[6:])))
+                    if len(events) == 6:
+                        engine.kill()
+            conn.close()
+    finally:
+        engine.unload()
+    kinds = [k for k, _ in events]
+    if path == "/v1/responses":
+        assert kinds[-1] == "response.failed", kinds
+        final = events[-1][1]["response"]
+        assert final["status"] == "failed" and final["error"]["message"]
+    else:
+        assert kinds[-1] == "error" and "message_stop" not in kinds, kinds
+        assert events[-1][1]["error"]["message"]

@@ -86,6 +86,8 @@ class ApiHandler(JsonHandler):
         self._request_headers = {}
         self.error_shape = ApiError.body  # type: ignore[assignment]
         self._body_pending = self._has_body()
+        if self._body_pending and self._body_length() is None:
+            self.close_connection = True  # a chunked body cannot be skipped: the answer says so
         route = unquote(urlsplit(self.path).path).rstrip("/")
         route = route.removeprefix("/v1") or "/"
         try:

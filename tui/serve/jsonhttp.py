@@ -232,6 +232,10 @@ class JsonHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors raised by http.server itself (bad request line, huge headers) in our shape."""
         self.close_connection = True
+        if getattr(self, "request_version", "") == "HTTP/0.9":
+            # http.server writes no status line or headers to a line without a version: a
+            # bare error body would read as a success to whatever sent that line by mistake
+            self.request_version = self.protocol_version
         self._status = code
         self._headers_done = False
         self._body_pending = False

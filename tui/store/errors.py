@@ -7,6 +7,15 @@ class StoreError(Exception):
     """Something could not be read or saved; the message is meant for the user."""
 
 
+class UnreadableFile(StoreError):
+    """A file is there but cannot be read (its permissions, a disk error): left as it is."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"cannot read {path} ({reason})")
+        self.path = str(path)
+        self.reason = reason
+
+
 class StoreReadOnly(StoreError):
     """A write was attempted on a store opened read-only (another lmdesk holds the lock)."""
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import schema
 from .conversation_file import ConversationFile, index_row
-from .errors import NotFoundError
+from .errors import NotFoundError, UnreadableFile
 from .models import ConversationMeta, meta_from_row
 from .storage import AtomicJSONStorage, signature
 
@@ -56,6 +56,8 @@ class ConversationIndex:
         """Read-only: conversations whose files are not in the index, listed from the files."""
         self._derived: dict[str, tuple[Any, Row]] = {}
         """Read-only: rows re-read from files that changed since the index was written."""
+        self.unreadable: set[str] = set()
+        """Conversations whose file could not be read at open (the user was told once)."""
         self._rows_src: object = None
         self._rows_map: dict[str, Row] = {}
 
@@ -145,7 +147,11 @@ class ConversationIndex:
             cached = self._derived.get(cid)
             if cached is not None and cached[0] == sig:
                 return cached[1]
-        fresh = self.row_from_file(cid, row)
+        try:
+            fresh = self.row_from_file(cid, row)
+        except UnreadableFile as exc:  # listed as the index has it; opening it says why not
+            self._tell_unreadable(cid, exc, "it is listed as it was")
+            return None
         if self.read_only and fresh is not None:
             self._derived[cid] = (sig, fresh)
         return fresh
@@ -224,7 +230,11 @@ class ConversationIndex:
                     changes[cid] = fresh
         found: dict[str, Row] = {}
         for cid in sorted(on_disk - rows.keys()):
-            listed = self.row_from_file(cid)
+            try:
+                listed = self.row_from_file(cid)
+            except UnreadableFile as exc:
+                self._tell_unreadable(cid, exc, "it is not listed until it can be read")
+                continue
             if listed is not None:
                 found[cid] = listed
         if self.read_only:
@@ -232,6 +242,13 @@ class ConversationIndex:
         elif changes or drop or found:
             self.save(changes, drop=drop, add=found)
         self._tell(existed, len(found))
+
+    def _tell_unreadable(self, cid: str, exc: UnreadableFile, listing: str) -> None:
+        self.unreadable.add(cid)
+        line = (f"{exc.path} cannot be read ({exc.reason}): {listing}, left as it is, and "
+                "the other conversations open as usual.")
+        if line not in self.notices:
+            self.notices.append(line)
 
     def _tell(self, existed: bool, found: int) -> None:
         recovery = self.storage.recovery

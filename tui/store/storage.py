@@ -25,7 +25,7 @@ from typing import Any
 
 from tinydb.storages import Storage
 
-from .errors import StoreError, StoreReadOnly
+from .errors import StoreError, StoreReadOnly, UnreadableFile
 
 TMP_MARK = ".tmp-"
 """Temp files are ``.<name>.tmp-<pid>-<n>``; leftovers from a crash are removed at open."""
@@ -180,7 +180,7 @@ class AtomicJSONStorage(Storage):
                 return self._recover(None, "the file is missing")
             return None
         except OSError as exc:
-            raise StoreError(f"cannot read {self.path} ({exc.strerror})") from exc
+            raise UnreadableFile(self.path, exc.strerror or str(exc)) from exc
         try:
             st = os.fstat(fd)
             sig = signature(st)
@@ -189,7 +189,7 @@ class AtomicJSONStorage(Storage):
             with os.fdopen(os.dup(fd), "rb") as fh:
                 payload = fh.read()
         except OSError as exc:
-            raise StoreError(f"cannot read {self.path} ({exc.strerror})") from exc
+            raise UnreadableFile(self.path, exc.strerror or str(exc)) from exc
         finally:
             os.close(fd)
         try:

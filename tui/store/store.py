@@ -374,13 +374,16 @@ class Store:
 
     @locked
     def last_conversation_id(self) -> str | None:
-        """The conversation most recently updated or opened (with ``messages()``)."""
-        metas = self.list_conversations()
+        """The conversation most recently updated or opened (with ``messages()``), of those
+        whose file could be read (the user was told of the others)."""
+        skip = self._index.unreadable
+        metas = [m for m in self.list_conversations() if m.id not in skip]
         newest = max(metas, key=lambda m: m.updated, default=None)
         opened = self._last_opened
         if (
             opened is not None
             and opened[0] in self._index.rows()
+            and opened[0] not in skip
             and (newest is None or opened[1] >= newest.updated)
         ):
             return opened[0]

@@ -182,6 +182,11 @@ class CompareScreen(Screen[None]):
     def lmdesk(self) -> LmdeskApp:
         return cast("LmdeskApp", self.app)
 
+    @property
+    def model_b_path(self) -> str:
+        """The file of the model B this view has loaded beside the app's models ("" if none)."""
+        return self._engine_b_path if self._engine_b is not None else ""
+
     def candidates(self) -> list[tuple[str, str]]:
         if self._candidates is not None:
             return self._candidates

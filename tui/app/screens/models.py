@@ -28,6 +28,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedContent, TabPane
 
+from tui.app.screens.compare import CompareScreen
 from tui.app.screens.confirm import ConfirmScreen
 from tui.models.calibration import speed_model
 from tui.models.catalogue import CatalogueEntry, load_catalogue
@@ -296,9 +297,7 @@ class ModelsScreen(Screen[None]):
         if not self.is_mounted:
             return
         usage = usage_of(self.lmdesk.store)
-        # a model file loaded plainly or through a profile counts as loaded either way
-        loaded = {m.model.params.model_path for m in self.lmdesk.session.loaded()
-                  if m.model.params is not None}
+        loaded = self._loaded_paths()
         now = self.lmdesk.current
         current = now.model.params.model_path if now and now.model.params else ""
         table = self.query_one("#local-models", DataTable)
@@ -336,6 +335,15 @@ class ModelsScreen(Screen[None]):
                             ctx_label(b.context.n_ctx), size(best.size), caps, checked,
                             entry.repo_id, key=entry.id)
         self._show_detail()
+
+    def _loaded_paths(self) -> set[str]:
+        """The model files loaded now: the session's (a file loaded plainly or through a
+        profile counts either way) and the model B a compare view under this screen holds."""
+        loaded = {m.model.params.model_path for m in self.lmdesk.session.loaded()
+                  if m.model.params is not None}
+        loaded.update(s.model_b_path for s in self.app.screen_stack
+                      if isinstance(s, CompareScreen) and s.model_b_path)
+        return loaded
 
     def selected_row(self) -> Row | None:
         table = self.query_one("#local-models", DataTable)

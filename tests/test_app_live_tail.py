@@ -15,7 +15,8 @@ from textual.geometry import Region
 
 from tests.app_fixtures import pilot_test
 from tui.app.widgets.markdown_lite import BlocksVisual, parse_blocks
-from tui.app.widgets.message_view import LiveTail
+from tui.app.widgets.message_view import FrozenSegment, LiveReply, LiveTail
+from tui.store import StoredMessage
 
 
 class _Host(App[None]):
@@ -119,3 +120,33 @@ async def test_restart_drops_the_room_kept_below() -> None:
         tail.restart(2)
         await pilot.pause()
         assert tail.size.height == 0
+
+
+class _ReplyHost(App[None]):
+    native_ansi_color = False
+
+    def compose(self) -> ComposeResult:
+        yield LiveReply(StoredMessage(id="r", role="assistant", content="", created=0.0,
+                                      model="m", status="partial"))
+
+
+@pilot_test
+async def test_freezing_a_stretch_keeps_the_reply_s_height() -> None:
+    """The frozen lines' room passes to the new tail: the reply does not shrink and grow
+    again (two layouts of the screen) each time a stretch is frozen."""
+    app = _ReplyHost()
+    async with app.run_test(size=(60, 30)) as pilot:
+        reply = app.query_one(LiveReply)
+        done = "".join(f"Paragraph {n} is finished.\n\n" for n in range(6))
+        reply.tail.show(done + "And the next one")
+        await pilot.pause()
+        rest = "And the next one\nhas\nfive\nshort\nlines"
+        reply.tail.show(done + rest)  # within the room kept: the height stays
+        await pilot.pause()
+        height = reply.size.height
+        await reply.freeze(done, ansi=False)
+        reply.tail.show(rest)
+        await pilot.pause()
+        assert reply.query(FrozenSegment)
+        assert reply.size.height == height
+        assert _drawn(reply.tail)[:5] == rest.split("\n")

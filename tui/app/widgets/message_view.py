@@ -12,14 +12,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from markdown_it import MarkdownIt
 from textual.app import ComposeResult
 from textual.content import Content
+from textual.css.styles import RulesMap
 from textual.geometry import Region, Size
 from textual.strip import Strip
-from textual.visual import Visual
+from textual.visual import RenderOptions
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -296,7 +297,7 @@ class LiveTail(Widget):
         for y in range(first, end):
             self._strips.pop(y, None)
         self._lines = new
-        if not new or len(new) > self._reserved or len(new) < self._reserved - 2 * self._step():
+        if len(new) > self._reserved or len(new) < self._reserved - 2 * self._step():
             self._reserved = len(new) + self._step() - 1 if new else 0
         if self._reserved != self._laid_out:
             self._laid_out = self._reserved
@@ -317,16 +318,22 @@ class LiveTail(Widget):
         """Lines the height grows by: ``RESERVE``, more on a tall screen."""
         return max(self.RESERVE, self.app.size.height // 4)
 
-    def restart(self, first_number: int) -> None:
-        """Empty, for the text after a frozen stretch."""
+    def restart(self, first_number: int, *, room: int = 0) -> None:
+        """Empty, for the text after a frozen stretch, keeping ``room`` blank lines (the room
+        the frozen lines leave: the reply keeps its height, no second layout pass)."""
         self.first_number = first_number
         self._highlighter.clear()
-        self._reserved = 0
+        self._reserved = room
         self.show("")
+
+    @property
+    def room(self) -> int:
+        """The height kept (text and blank room below it)."""
+        return self._reserved
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         lines = len(self._visual.lines(width)) if width else 0
-        return max(lines, self._reserved) if lines else 0
+        return max(lines, self._reserved)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -337,7 +344,10 @@ class LiveTail(Widget):
         strip = self._strips.get(y)
         if strip is None:
             if y < len(self._lines):
-                strip = Visual.to_strips(self, self._lines[y], width, 1, self.visual_style)[0]
+                # the line alone, without Visual.to_strips' link and selection passes: their
+                # style lookups cost more than the line (a reply's links are not clickable)
+                options = RenderOptions(self._get_style, cast("RulesMap", self.styles))
+                strip = self._lines[y].render_strips(width, 1, self.visual_style, options)[0]
             else:
                 strip = Strip.blank(width, self.visual_style.rich_style)
             self._strips[y] = strip
@@ -449,14 +459,17 @@ class LiveReply(MessageWidget):
         tail = self.tail
         blocks, count = parse_blocks(source, first_number=tail.first_number, ansi=ansi)
         groups = [child for child in self.children if isinstance(child, FrozenGroup)]
+        segment = FrozenSegment(blocks)
+        frozen_lines = segment.render().get_height(RulesMap(), tail.size.width) \
+            if tail.size.width else 0
         with self.app.batch_update():
             if groups and len(groups[-1].children) < FrozenGroup.SIZE:
-                await groups[-1].mount(FrozenSegment(blocks))
+                await groups[-1].mount(segment)
             else:
                 if groups:
                     await self._merge(groups[-1])
-                await self.mount(FrozenGroup(FrozenSegment(blocks)), before=tail)
-            tail.restart(tail.first_number + count)
+                await self.mount(FrozenGroup(segment), before=tail)
+            tail.restart(tail.first_number + count, room=max(0, tail.room - frozen_lines))
 
     async def _merge(self, group: FrozenGroup) -> None:
         """Replace a full group by one segment holding all its blocks."""

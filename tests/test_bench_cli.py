@@ -112,3 +112,17 @@ def test_kv_bench_prints_the_restored_over_cold_ratio_and_the_disk() -> None:
     out = result.stdout
     assert re.search(r"ratio restored/cold time to first token = \d+\.\d{3}", out), out
     assert re.search(r"disk per conversation \d+\.\d MiB", out), out
+
+
+@pytest.mark.timeout(600)
+def test_tools_bench_runs_a_forced_call_through_the_whole_pipeline() -> None:
+    """`lmdesk bench tools`: the real model's turn with a forced calculator call against the
+    same turn without tools; the call really runs (no figure is asserted)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "bench", "tools", "--reps", "1"],
+        capture_output=True, text=True, timeout=500,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"one forced call \d+\.\d ms \(1 call\(s\) run\)", result.stdout), \
+        result.stdout
+    assert re.search(r"tool loop overhead per call = -?\d+\.\d ms", result.stdout), result.stdout

@@ -73,7 +73,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench.add_argument(
         "what", nargs="?", default="engine",
-        choices=["engine", "grammar", "kv", "ui", "app", "store", "serve", "kb", "tune",
+        choices=["engine", "grammar", "tools", "kv", "ui", "app", "store", "serve", "kb", "tune",
                  "speed", "rpc"],
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine, serve)")
@@ -242,6 +242,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
 
         run_grammar_bench(load_params(args, settings, _model(args, settings)),
                           reps=args.reps, max_tokens=args.tokens)
+    elif args.what == "tools":
+        from tui.session.bench_tools import run_tools_bench
+
+        run_tools_bench(load_params(args, settings, _model(args, settings)), reps=args.reps)
     elif args.what == "kv":
         from tui.engine.bench_kv import run_kv_bench
 

@@ -73,8 +73,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
     bench.add_argument(
         "what", nargs="?", default="engine",
-        choices=["engine", "grammar", "tools", "kv", "ui", "app", "store", "serve", "kb", "tune",
-                 "speed", "rpc"],
+        choices=["engine", "grammar", "tools", "kv", "lookup", "ui", "app", "store", "serve",
+                 "kb", "tune", "speed", "rpc"],
     )
     bench.add_argument("--reps", type=int, default=6, help="repetitions (engine, serve)")
     bench.add_argument("--tokens", type=int, default=128,
@@ -251,6 +251,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
 
         run_kv_bench(load_params(args, settings, _model(args, settings)),
                      reps=min(args.reps, 3), tokens=args.tokens if args.tokens != 128 else 4000)
+    elif args.what == "lookup":
+        from tui.engine.bench_lookup import run_lookup_bench
+
+        run_lookup_bench(load_params(args, settings, _model(args, settings)),
+                         reps=min(args.reps, 3), max_tokens=args.tokens if args.tokens != 128
+                         else 600)
     elif args.what == "speed":
         from tui.models.bench import run_speed_bench
 

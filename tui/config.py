@@ -76,6 +76,9 @@ class Settings:
     """Longest reply in tokens."""
     reasoning_budget: int = -1
     """Thinking tokens for reasoning models: -1 unlimited, 0 ask the model not to think."""
+    prompt_lookup: bool = True
+    """Draft from the conversation (prompt lookup): faster replies that copy from it (rewrites,
+    edits, quotes), paused by itself for replies where the drafts miss."""
     system_prompt: str = "You are a helpful assistant."
     """System prompt for new conversations."""
     theme: str | None = None
@@ -128,8 +131,9 @@ def load_settings(paths: Paths) -> tuple[Settings, list[str]]:
 _KINDS: dict[str, str] = {
     "model": "text", "model_dirs": "texts", "n_ctx": "count", "n_threads": "count",
     "n_gpu_layers": "integer", "temperature": "number", "max_tokens": "count",
-    "reasoning_budget": "integer", "system_prompt": "text", "theme": "text",
-    "offline": "flag", "serve_port": "port", "keymap": "keys", "reading_speed": "rate",
+    "reasoning_budget": "integer", "prompt_lookup": "flag", "system_prompt": "text",
+    "theme": "text", "offline": "flag", "serve_port": "port", "keymap": "keys",
+    "reading_speed": "rate",
 }
 """What each setting takes; checked, so ``model = 5`` is a line at start, not a traceback."""
 

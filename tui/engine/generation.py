@@ -26,6 +26,7 @@ from tui.engine.chat_prompt import ChatTemplate, TemplateError, continued, plain
 from tui.engine.cores import CoreShare, share_of
 from tui.engine.delivery import DeltaSender, Send, StopMatcher
 from tui.engine.kv_state import MIN_TOKENS, DamagedState, StateStore, common_prefix
+from tui.engine.lookup import AcceptanceGate, PromptLookup
 from tui.engine.native import (
     DecodeAborted,
     NativeContext,
@@ -109,6 +110,7 @@ class Generator:
         self.reasoning = format_for_template(template.source) if template else THINK
         self.tool_family = family_for_template(template.source if template else None)
         self.rng = random.Random(seed)
+        self.cache_cuts = model.cache_cuts_anywhere()
         self._visible: dict[int, bytes] = {}
         self._markers = frozenset(m.encode() for m in (*self.reasoning.markers,
                                                        *MARKERS[self.tool_family]))
@@ -323,6 +325,9 @@ class _Reply:
         self.n_reasoning = 0
         self.first: float | None = None
         self.reasoning_end: float | None = None
+        self.gate = AcceptanceGate()
+        self.drafted = 0
+        self.accepted = 0
         self.carry = 0  # tokens that showed no text yet
         self.pending_n = 0
         self.last_was_reasoning = False
@@ -356,39 +361,93 @@ class _Reply:
         visible, is_eog = gen.visible, model.is_eog
         sample, decode_one = chain.sample, ctx.decode_one
         route = self.route
+        lookup = self.lookup_for(tokens, chain)
+        gate = self.gate
+        ahead: list[int] = []  # a draft's tokens in the cache after the last sampled token
+        at = -1  # the output whose logits give the next token
+        drafted = 0  # the length of the draft being checked
         while True:
             if cancel.requested:
                 self.reason = "cancelled"
                 break
-            token = sample(ctx)
+            token = sample(ctx, at)
             if self.first is None:
                 self.first = time.perf_counter()
+            matched = bool(ahead) and token == ahead[0]
             if is_eog(token):
                 self.reason = "stop"
                 break
             self.n_generated += 1
             stopped = route(decoder.decode(visible(token)))
             if self.logprobs is not None and not self.last_was_reasoning:
-                self.record_logprob(token)
+                self.record_logprob(token, at)
             if stopped:
                 self.reason = "stop"
                 break
-            if self.n_generated >= max_new or len(ctx.tokens) + 1 >= ctx.n_ctx:
+            if (self.n_generated >= max_new
+                    or len(ctx.tokens) - len(ahead) + 1 >= ctx.n_ctx):
                 self.reason = "length"
                 break
             if gen.cores is not None and not self.n_generated & 31:  # another may have come
                 self.fewest_threads = min(self.fewest_threads, gen.balance_threads())
             if (splitter is not None and budget >= 0 and splitter.in_reasoning
                     and self.n_reasoning >= budget):
+                self.drop_draft(ahead)
+                ahead, at = [], -1
                 if not self.close_reasoning(token):
                     self.reason = "length"
                     break
+                if lookup is not None:
+                    lookup.extend(ctx.tokens[len(lookup.tokens):])
                 continue
-            decode_one(token)
+            if matched:  # the draft guessed right: this token is in the cache already
+                assert lookup is not None
+                lookup.push(token)
+                del ahead[0]
+                self.accepted += 1
+                at += 1
+                if not ahead:
+                    gate.record(drafted, drafted)
+                continue
+            if ahead:  # the draft went wrong here: drop the rest of it
+                gate.record(drafted, drafted - len(ahead))
+                self.drop_draft(ahead)
+                ahead = []
+            draft: list[int] = []
+            if lookup is not None:
+                lookup.push(token)
+                if gate.open:
+                    room = min(gate.length, max_new - self.n_generated,
+                               ctx.n_ctx - len(ctx.tokens) - 2, ctx.n_batch - 1)
+                    draft = lookup.propose(room)
+                else:
+                    gate.tick()
+            if draft:
+                ctx.decode_all_logits([token, *draft])
+                ahead, at, drafted = draft, 0, len(draft)
+                self.drafted += drafted
+            else:
+                decode_one(token)
+                at = -1
+        self.drop_draft(ahead)
         tail = decoder.decode(b"", final=True)  # a character cut off by the end
         if tail and self.reason != "stop":
             self.route(tail, count=False)
         self.finish_text()
+
+    def lookup_for(self, tokens: list[int], chain: SamplerChain) -> PromptLookup | None:
+        """The draft proposer for this reply, or None where lookup is off: asked off, under a
+        grammar (a draft would have to be checked against it token by token), or a model
+        whose cache cannot drop a rejected draft (recurrent, hybrid)."""
+        if (not self.sampling.prompt_lookup or chain.grammar is not None
+                or not self.gen.cache_cuts):
+            return None
+        return PromptLookup(self.gen.ctx.tokens)
+
+    def drop_draft(self, ahead: list[int]) -> None:
+        """Take the unchecked rest of a draft out of the cache."""
+        if ahead:
+            self.gen.ctx.keep_prefix(len(self.gen.ctx.tokens) - len(ahead))
 
     def route(self, text: str, *, count: bool = True) -> bool:
         """Send one token's text where it belongs; True when a stop string was reached."""
@@ -497,11 +556,11 @@ class _Reply:
                 self.out.add("answer", held, 0)
         self.out.flush()
 
-    def record_logprob(self, token: int) -> None:
+    def record_logprob(self, token: int, output: int = -1) -> None:
         import numpy as np
 
         assert self.logprobs is not None  # reasoning tokens carry none: Done covers the answer
-        logits = self.gen.ctx.logits().astype(np.float64)
+        logits = self.gen.ctx.logits(output).astype(np.float64)
         top = logits.max()
         log_z = top + math.log(float(np.exp(logits - top).sum()))
         k = self.sampling.top_logprobs or 0
@@ -532,6 +591,8 @@ class _Reply:
         all_p_ms, _, all_e_ms, all_e_n = self.gen.ctx.perf()
         gen_ms = (all_e_ms - eval_ms) + (all_p_ms - prompt_ms)
         gen_n = all_e_n - eval_n
+        if self.drafted:  # drafts are checked in batches, which llama.cpp counts as prompt
+            gen_n = max(self.n_generated - 1, 1)
         if gen_n > 0 and gen_ms > 0:
             gen_rate = gen_n / (gen_ms / 1000)
         elif self.first is not None and self.n_generated > 1 and now > self.first:
@@ -548,6 +609,7 @@ class _Reply:
             total_seconds=now - self.start,
             reasoning_tokens=min(self.n_reasoning, self.n_generated),
             reasoning_seconds=reasoning_s, n_threads=self.fewest_threads,
+            drafted_tokens=self.drafted, accepted_tokens=self.accepted,
         )
         if self.calls and self.reason in ("stop", "length"):
             stats = replace(stats, stop_reason="tool_calls")

@@ -142,6 +142,12 @@ class NativeModel:
     def n_layers(self) -> int:
         return int(L.llama_model_n_layer(self.model))
 
+    def cache_cuts_anywhere(self) -> bool:
+        """Whether the KV cache can drop its last tokens alone (not for recurrent or hybrid
+        models, whose state is one summary of everything before)."""
+        return not (L.llama_model_is_recurrent(self.model) or L.llama_model_is_hybrid(self.model)
+                    or L.llama_model_is_diffusion(self.model))
+
     def bos(self) -> int:
         return int(L.llama_vocab_bos(self.vocab))
 
@@ -241,11 +247,16 @@ class NativeContext:
         self._one_batch = L.llama_batch_get_one(self._one, 1)
         self._abort_cb: Any = None
         self._lora: Any = None
+        self._draft: Any = None
+        self._draft_capacity = 0
 
     def close(self) -> None:
         if self.ctx:
             L.llama_free(self.ctx)
             self.ctx = None
+        if self._draft is not None:
+            L.llama_batch_free(self._draft)
+            self._draft = None
         if self._lora is not None:
             L.llama_adapter_lora_free(self._lora)
             self._lora = None
@@ -310,6 +321,48 @@ class NativeContext:
             raise NativeError(_decode_failure(rc))
         self.tokens.append(token)
 
+    def decode_all_logits(self, tokens: Sequence[int]) -> None:
+        """Evaluate ``tokens`` (at most n_batch) in one batch with the logits of every
+        position kept: output ``i`` holds the logits after ``tokens[i]`` (a draft's check)."""
+        n = len(tokens)
+        if n > self._draft_capacity:
+            if self._draft is not None:
+                L.llama_batch_free(self._draft)
+            self._draft = L.llama_batch_init(n, 0, 1)
+            self._draft_capacity = n
+        batch, base = self._draft, len(self.tokens)
+        token, pos, n_seq, seq, want = (batch.token, batch.pos, batch.n_seq_id, batch.seq_id,
+                                        batch.logits)
+        for i, t in enumerate(tokens):
+            token[i], pos[i], n_seq[i], want[i] = t, base + i, 1, 1
+            seq[i][0] = 0
+        batch.n_tokens = n
+        rc = L.llama_decode(self.ctx, batch)
+        if rc != 0:
+            raise NativeError(_decode_failure(rc))
+        self.tokens.extend(tokens)
+
+    def batch_matches_single(self, tokens: Sequence[int], after: Sequence[int] = ()) -> bool:
+        """Whether ``tokens`` (a draft's few), evaluated after ``after`` in one batch, give bit
+        for bit the logits they give one at a time. Not so everywhere: llama.cpp's CPU
+        attention without flash attention, and with it on more than one thread past a few
+        hundred tokens, sums in an order that depends on the batch. Leaves the cache empty."""
+        import numpy as np
+
+        self.clear()
+        try:
+            self.decode_many(after)
+            self.decode_all_logits(tokens)
+            together = [np.array(self.logits(i)) for i in range(len(tokens))]
+            self.keep_prefix(len(after))
+            for i, token in enumerate(tokens):
+                self.decode_one(token)
+                if not np.array_equal(self.logits(), together[i]):
+                    return False
+            return True
+        finally:
+            self.clear()
+
     def decode_many(self, tokens: Sequence[int], should_stop: Callable[[], bool] | None = None
                     ) -> None:
         """Evaluate ``tokens`` in chunks of n_batch. With ``should_stop``, a cancel stops it
@@ -337,11 +390,11 @@ class NativeContext:
                 L.llama_set_abort_callback(self.ctx, L.ggml_abort_callback(), None)
                 self._abort_cb = None
 
-    def logits(self) -> Any:
-        """The last output's logits as a numpy view (no copy)."""
+    def logits(self, index: int = -1) -> Any:
+        """An output's logits (default the last) as a numpy view (no copy)."""
         import numpy as np
 
-        ptr = L.llama_get_logits_ith(self.ctx, -1)
+        ptr = L.llama_get_logits_ith(self.ctx, index)
         return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
 
     # --- figures -------------------------------------------------------------------------
@@ -400,11 +453,12 @@ class SamplerChain:
             add(self.chain, L.llama_sampler_init_temp(temperature))
             add(self.chain, L.llama_sampler_init_dist(seed))
 
-    def sample(self, ctx: NativeContext) -> int:
-        """Pick the next token from the last logits; the chain records it (penalties)."""
+    def sample(self, ctx: NativeContext, index: int = -1) -> int:
+        """Pick the next token from an output's logits (default the last); the chain
+        records it (penalties)."""
         if self.grammar is None:
-            return int(L.llama_sampler_sample(self.chain, ctx.ctx, -1))
-        logits = ctx.logits()
+            return int(L.llama_sampler_sample(self.chain, ctx.ctx, index))
+        logits = ctx.logits(index)
         cands = self._candidates
         token = cands.pick(self.chain, logits)
         one = self._one

@@ -116,6 +116,11 @@ class SamplingParams:
     """Seconds the worker may gather streamed text for before sending it, while tokens come
     fast (the first is always sent at once); 0: only when they come faster than 3 ms apart.
     The app asks for a little, since it draws a few times a second, not once per token."""
+    prompt_lookup: bool = True
+    """Speculate from the context (prompt lookup): draft the tokens that followed the reply's
+    last few tokens earlier on and check them in one batch. Same output, faster when the reply
+    copies from the context; turned off for the reply when its drafts are mostly wrong, and
+    never used under a grammar or JSON schema."""
 
     def validate(self) -> None:
         _check_float("temperature", self.temperature, 0.0, 5.0)
@@ -132,6 +137,9 @@ class SamplingParams:
             raise InvalidParameter(f"top_logprobs must be at most 20, got {self.top_logprobs}")
         _check_int("reasoning_budget", self.reasoning_budget, -1, allow_none=False)
         _check_float("delta_gather_s", self.delta_gather_s, 0.0, 1.0)
+        if not isinstance(self.prompt_lookup, bool):
+            raise InvalidParameter(f"prompt_lookup must be true or false, got "
+                                   f"{self.prompt_lookup!r}")
         for pair in self.logit_bias:
             if (not isinstance(pair, tuple) or len(pair) != 2 or isinstance(pair[0], bool)
                     or not isinstance(pair[0], int) or pair[0] < 0):
@@ -229,6 +237,10 @@ class GenerationStats:
     n_threads: int = 0
     """The fewest threads any part of the reply ran on (0: not reported); fewer than loaded
     when other models were generating at the same time."""
+    drafted_tokens: int = 0
+    """Tokens drafted by prompt lookup and checked (0: no drafts, or lookup off)."""
+    accepted_tokens: int = 0
+    """Of ``drafted_tokens``, those the model agreed with (each one a decode saved)."""
 
 
 # --- requests (caller -> worker) -------------------------------------------------------------

@@ -87,6 +87,8 @@ def add_ask_parser(sub: Any) -> argparse.ArgumentParser:
     ask.add_argument("-s", "--system",
                      help="system prompt (default: the system_prompt setting, as the app uses)")
     ask.add_argument("--raw", action="store_true", help="plain completion: no chat template")
+    ask.add_argument("--no-prompt-lookup", action="store_true",
+                     help="no drafts from the context (prompt lookup) for this reply")
     ask.add_argument("--json", action="store_true", help="print one JSON object with the stats")
     ask.add_argument("--schema", metavar="FILE.json",
                      help="constrain the answer to this JSON schema (the output parses)")
@@ -152,6 +154,8 @@ def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
         values["json_schema"] = read_schema(args.schema)
     elif getattr(args, "json_output", False):
         values["json_schema"] = "{}"  # any JSON object
+    if getattr(args, "no_prompt_lookup", False):
+        values["prompt_lookup"] = False
     return {k: v for k, v in values.items() if v is not None}
 
 

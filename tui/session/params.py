@@ -94,7 +94,8 @@ def sampling_params(
 
     notes: list[str] = []
     sampling = SamplingParams(temperature=settings.temperature, max_tokens=settings.max_tokens,
-                              reasoning_budget=settings.reasoning_budget)
+                              reasoning_budget=settings.reasoning_budget,
+                              prompt_lookup=settings.prompt_lookup)
     if profile is not None:
         try:
             sampling = apply_sampling(profile, sampling)

@@ -1,0 +1,109 @@
+"""``lmdesk bench lookup``: prompt lookup (draftless speculative decoding) on against off.
+
+Two tasks on one loaded model at temperature 0: a rewrite (a 120-line Python file, made
+here deterministically, to be repeated with one identifier renamed), where the reply copies
+from its context and lookup should pay; and a free-form answer, where it should cost
+nothing. Each repetition runs both ways, alternating which goes first. Rates are generated
+tokens after the first over the time from the first to the last (the worker's clock), so
+the drafts' checking and sampling are in them; ratios are the median of per-repetition
+ratios. The outputs must be byte-identical: that is printed too.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+from collections.abc import Callable
+from dataclasses import replace
+
+from tui.engine.local import LocalEngine
+from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
+
+OLD_NAME = "ledger"
+NEW_NAME = "journal"
+FREE_PROMPT = "Tell me about the history of lighthouses and how their keepers lived."
+_VERBS = ("add", "remove", "count", "merge", "scale", "clip", "sort", "find")
+_NOUNS = ("entry", "amount", "total", "label", "limit", "offset", "weight", "score")
+
+
+def python_file(lines: int = 120, seed: int = 7) -> str:
+    """A made-up Python module of exactly ``lines`` lines that uses ``OLD_NAME`` often."""
+    rng = random.Random(seed)
+    out = ['"""Bookkeeping helpers."""', "", "from __future__ import annotations", ""]
+    i = 0
+    while len(out) < lines:
+        verb, noun = rng.choice(_VERBS), rng.choice(_NOUNS)
+        k = rng.randrange(2, 20)
+        out += [
+            "",
+            f"def {verb}_{noun}_{i}({OLD_NAME}: list[int], {noun}: int = {k}) -> int:",
+            f'    """{verb.capitalize()} the {noun} in the {OLD_NAME} (step {i})."""',
+            "    result = 0",
+            f"    for item in {OLD_NAME}:",
+            f"        if item > {noun}:",
+            f"            result += item * {k}",
+            f"    return result + len({OLD_NAME})",
+        ]
+        i += 1
+    return "\n".join(out[:lines]) + "\n"
+
+
+def rewrite_messages(lines: int = 120) -> list[ChatMessage]:
+    source = python_file(lines)
+    return [ChatMessage("user", (
+        f"Here is a Python file:\n\n```python\n{source}```\n\n"
+        f"Repeat the whole file exactly, with the identifier `{OLD_NAME}` renamed to "
+        f"`{NEW_NAME}` everywhere. Output only the code."))]
+
+
+def _rate(done: Done) -> float:
+    s = done.stats
+    span = s.total_seconds - s.time_to_first_token_s
+    return (s.generated_tokens - 1) / span if s.generated_tokens > 1 and span > 0 else 0.0
+
+
+def run_lookup_bench(params: LoadParams, *, reps: int = 3, max_tokens: int = 600,
+                     out: Callable[[str], None] = print) -> dict[str, float]:
+    tasks = {"rewrite": rewrite_messages(), "free-form": [ChatMessage("user", FREE_PROMPT)]}
+    sampling = SamplingParams(temperature=0.0, top_k=1, max_tokens=max_tokens, seed=1)
+    results: dict[str, float] = {}
+    n_ctx = max(params.n_ctx or 0, 4096)
+    with LocalEngine(replace(params, n_ctx=n_ctx)) as engine:
+        info = engine.info
+        assert info is not None
+        out(f"model {info.name}, {info.n_threads} threads, {reps} reps x up to {max_tokens} "
+            f"tokens, load {os.getloadavg()[0]:.2f}")
+        for task, messages in tasks.items():
+            ratios: list[float] = []
+            rates: dict[bool, list[float]] = {True: [], False: []}
+            texts: dict[bool, set[str]] = {True: set(), False: set()}
+            drafted = accepted = generated = 0
+            for rep in range(reps):
+                order = (True, False) if rep % 2 == 0 else (False, True)
+                got: dict[bool, float] = {}
+                for on in order:
+                    done = list(engine.generate(messages, replace(sampling, prompt_lookup=on)))[-1]
+                    if not isinstance(done, Done) or done.error:
+                        raise RuntimeError(f"{task} run failed: {getattr(done, 'error', done)}")
+                    got[on] = _rate(done)
+                    rates[on].append(got[on])
+                    texts[on].add(done.text)
+                    if on:
+                        drafted += done.stats.drafted_tokens
+                        accepted += done.stats.accepted_tokens
+                        generated += done.stats.generated_tokens
+                if got[False] > 0:
+                    ratios.append(got[True] / got[False])
+            ratio = statistics.median(ratios) if ratios else 0.0
+            same = len(texts[True]) == 1 and texts[True] == texts[False]
+            target = 1.5 if task == "rewrite" else 0.97
+            out(f"{task}: lookup {statistics.median(rates[True]):.1f} t/s, plain "
+                f"{statistics.median(rates[False]):.1f} t/s, {generated // reps} tokens, "
+                f"drafted {drafted // reps}, accepted {accepted // reps}")
+            out(f"ratio lookup/plain tokens/s ({task}) = {ratio:.3f}  (target >= {target})")
+            out(f"identical output ({task}): {'yes' if same else 'no'}")
+            results[f"ratio_{task}"] = ratio
+            results[f"identical_{task}"] = float(same)
+    out(f"load after {os.getloadavg()[0]:.2f}")
+    return results

@@ -67,6 +67,22 @@ from tui.engine.tool_calls import (
     with_system,
 )
 
+LOOKUP_PROBE = "The keeper of the north light wrote in the log each night: wind, ships, fog."
+
+
+def lookup_is_exact(model: NativeModel, ctx: NativeContext) -> bool:
+    """Whether prompt lookup gives the reply plain decoding gives, token for token: the
+    cache can drop a rejected draft (not recurrent or hybrid models), and llama.cpp's logits
+    for a token are the same in a batch as alone. That holds on the CPU with flash attention
+    on one thread; not without flash attention (checked here on a short text, which catches
+    it), nor with it on several threads past a few hundred tokens (too long to check at
+    every load, so known here: tests/test_engine_lookup.py checks this build)."""
+    opts = ctx.options
+    if not model.cache_cuts_anywhere() or max(opts.n_threads, opts.n_threads_batch) > 1:
+        return False
+    tokens = model.tokenize(LOOKUP_PROBE, add_special=True, parse_special=False)
+    return ctx.batch_matches_single(tokens[8:14], after=tokens[:8])
+
 
 class CancelFlag:
     """Set from the worker's reader thread; read by the loop once per token (an attribute)."""
@@ -110,7 +126,7 @@ class Generator:
         self.reasoning = format_for_template(template.source) if template else THINK
         self.tool_family = family_for_template(template.source if template else None)
         self.rng = random.Random(seed)
-        self.cache_cuts = model.cache_cuts_anywhere()
+        self.lookup_exact = lookup_is_exact(model, ctx)
         self._visible: dict[int, bytes] = {}
         self._markers = frozenset(m.encode() for m in (*self.reasoning.markers,
                                                        *MARKERS[self.tool_family]))
@@ -437,10 +453,10 @@ class _Reply:
 
     def lookup_for(self, tokens: list[int], chain: SamplerChain) -> PromptLookup | None:
         """The draft proposer for this reply, or None where lookup is off: asked off, under a
-        grammar (a draft would have to be checked against it token by token), or a model
-        whose cache cannot drop a rejected draft (recurrent, hybrid)."""
+        grammar (a draft would have to be checked against it token by token), or where it
+        could change the reply (``lookup_is_exact``)."""
         if (not self.sampling.prompt_lookup or chain.grammar is not None
-                or not self.gen.cache_cuts):
+                or not self.gen.lookup_exact):
             return None
         return PromptLookup(self.gen.ctx.tokens)
 

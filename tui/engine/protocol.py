@@ -118,9 +118,10 @@ class SamplingParams:
     The app asks for a little, since it draws a few times a second, not once per token."""
     prompt_lookup: bool = True
     """Speculate from the context (prompt lookup): draft the tokens that followed the reply's
-    last few tokens earlier on and check them in one batch. Same output, faster when the reply
-    copies from the context; turned off for the reply when its drafts are mostly wrong, and
-    never used under a grammar or JSON schema."""
+    last few tokens earlier on and check them in one batch. Faster when the reply copies from
+    the context; paused for a reply whose drafts are mostly wrong; never used under a grammar
+    or JSON schema, nor where llama.cpp's batch logits differ from one token's (it would
+    change the reply)."""
 
     def validate(self) -> None:
         _check_float("temperature", self.temperature, 0.0, 5.0)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from tui.engine.base import Engine
 from tui.engine.errors import EngineError
 from tui.engine.protocol import LoadParams
+from tui.i18n import _
 
 EngineFactory = Callable[[LoadParams], Engine]
 
@@ -122,7 +123,7 @@ class EnginePool:
         engine_factory: EngineFactory = _local_engine,
     ) -> None:
         if queue_depth < 0 or max_loaded < 1:
-            raise ValueError("queue_depth must be >= 0 and max_loaded >= 1")
+            raise ValueError(_("queue_depth must be >= 0 and max_loaded >= 1"))
         self.queue_depth = queue_depth
         self.max_loaded = max_loaded
         self._factory = engine_factory
@@ -154,11 +155,12 @@ class EnginePool:
 
     def _add(self, entry: _Entry, default: bool) -> None:
         if not entry.name or entry.name != entry.name.strip():
-            raise ValueError(f"bad model name {entry.name!r}")
+            raise ValueError(_("bad model name {name!r}", name=entry.name))
         with self._lock:
             old = self._entries.get(entry.name.lower())
             if old is not None and old.in_flight:
-                raise PoolError(f"model {entry.name!r} is in use; cannot replace it now")
+                raise PoolError(_("model {name!r} is in use; cannot replace it now",
+                                  name=entry.name))
             self._entries[entry.name.lower()] = entry
             if default or self._default is None:
                 self._default = entry.name.lower()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import openai
 import pytest
 
 from tests.serve_helpers import RecordingEngine, chat_body, request
@@ -43,3 +45,44 @@ def test_a_spanish_request_leaves_the_others_english(server: ApiServer) -> None:
     status, _headers, body = request(server.port, "PUT", "/v1/models",
                                      headers={"Accept-Language": "es"})
     assert status == 405 and body["error"]["message"] == "PUT no está permitido en /models"
+
+
+@pytest.mark.parametrize(("path", "body", "status", "spanish", "english"), [
+    ("/v1/chat/completions", chat_body(model="fast", temperature="hot"), 400,
+     'temperature debe ser un número; se recibió "hot"', 'temperature must be a number, got "hot"'),
+    ("/v1/chat/completions", chat_body(model="fast", max_tokens=0), 400,
+     "max_tokens debe ser al menos 1; se recibió 0", "max_tokens must be at least 1, got 0"),
+    ("/v1/chat/completions", chat_body(model="nadie"), 404,
+     "ningún modelo se llama 'nadie' en este servidor (disponibles: fast)",
+     "no model named 'nadie' on this server (available: fast)"),
+    ("/v1/completions", {"model": "fast", "prompt": ""}, 400, "prompt está vacío",
+     "prompt is empty"),
+    ("/v1/responses", {"model": "fast", "input": []}, 400,
+     "input debe ser un texto o una lista no vacía de elementos de mensaje",
+     "input must be a string or a non-empty list of message items"),
+    ("/v1/messages", {"model": "fast", "max_tokens": 8,
+                      "messages": [{"role": "robot", "content": "hola"}]}, 400,
+     "messages[0].role debe ser user o assistant; se recibió 'robot'",
+     "messages[0].role must be user or assistant, got 'robot'"),
+    ("/v1/embeddings", {"model": "fast", "input": ["hola", ""]}, 400,
+     "input contiene un texto vacío", "input holds an empty string"),
+    ("/v1/chat/completions", chat_body(model="fast", tools=[{"type": "function"}]), 400,
+     "falta tools[0].function", "tools[0].function is missing"),
+])
+def test_a_bad_request_is_told_in_spanish(server: ApiServer, path: str, body: dict[str, Any],
+                                          status: int, spanish: str, english: str) -> None:
+    got, _headers, answer = request(server.port, "POST", path, body,
+                                    headers={"Accept-Language": "es-MX,es;q=0.9"})
+    assert got == status and answer["error"]["message"] == spanish
+    got, _headers, answer = request(server.port, "POST", path, body)
+    assert got == status and answer["error"]["message"] == english
+
+
+def test_the_openai_client_reads_the_spanish_message(server: ApiServer) -> None:
+    client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=60,
+                           default_headers={"Accept-Language": "es"})
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="fast", messages=[])
+    assert caught.value.status_code == 400
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["message"] == "messages debe ser una lista no vacía"

@@ -119,19 +119,20 @@ def build_pool(args: argparse.Namespace, settings: Settings,
 
 
 def banner(server: ApiServer) -> list[str]:
-    models = [m.name + (" (default)" if m.name == server.pool.default else "")
+    models = [_("{name} (default)", name=m.name) if m.name == server.pool.default else m.name
               for m in server.pool.models()]
     lines = [
         f"lmdesk serve: {server.url}",
-        f"  models   {', '.join(models)}",
-        "  key      " + ("required (Authorization: Bearer ...)" if server.api_key else "none"),
+        _("  models   {names}", names=", ".join(models)),
+        _("  key      required (Authorization: Bearer ...)") if server.api_key
+        else _("  key      none"),
     ]
     if server.exposed:
         lines += [
-            f"  WARNING  listening on {server.host}: other machines that can reach this one "
-            "and know the key can use your models.",
-            "           Traffic is plain HTTP; use a TLS proxy or an SSH tunnel on networks "
-            "you do not trust.",
+            _("  WARNING  listening on {host}: other machines that can reach this one and know "
+              "the key can use your models.", host=server.host),
+            _("           Traffic is plain HTTP; use a TLS proxy or an SSH tunnel on networks "
+              "you do not trust."),
         ]
     else:
         lines.append(_("  access   this machine only (--host ADDR --expose --api-key KEY to "
@@ -175,7 +176,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         try:
             server.start()
         except OSError as exc:
-            err(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+            err(_("cannot listen on {host}:{port}: {reason}", host=args.host, port=args.port,
+                  reason=exc.strerror or exc))
             return 1
         print("\n".join(banner(server)), flush=True)
         if args.preload:  # listening already: /health answers "loading" meanwhile

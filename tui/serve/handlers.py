@@ -201,8 +201,8 @@ class ApiHandler(JsonHandler):
         body = self._read_json()
         where = find_lone_surrogate(body)
         if where is not None:  # never echo the text: it may be a whole prompt
-            raise bad(f"{where} is not valid Unicode text (it holds a lone UTF-16 "
-                      "surrogate); send UTF-8 text", where, "invalid_text")
+            raise bad(_("{where} is not valid Unicode text (it holds a lone UTF-16 "
+                        "surrogate); send UTF-8 text", where=where), where, "invalid_text")
         return body
 
     def _ignoring(self, route: str, names: tuple[str, ...]) -> None:
@@ -253,7 +253,7 @@ class ApiHandler(JsonHandler):
         body = self._body()
         content = body.get("content", "")
         if not isinstance(content, str):
-            raise bad("content must be a string", "content")
+            raise bad(_("content must be a string"), "content")
         messages: tuple[ChatMessage, ...] = ()
         if body.get("messages") is not None:
             messages = openai_api.parse(
@@ -312,7 +312,8 @@ class ApiHandler(JsonHandler):
             vocab = vocabulary(path)
             return [vocab.decode(list(ids)) for ids in arrays]
         except VocabError as exc:
-            raise bad(f"token arrays cannot be read here: {exc}; send text", "input") from None
+            raise bad(_("token arrays cannot be read here: {exc}; send text", exc=exc),
+                      "input") from None
 
     # --- generation ----------------------------------------------------------------------
 

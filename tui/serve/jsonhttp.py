@@ -275,13 +275,14 @@ class JsonHandler(BaseHTTPRequestHandler):
         self._body_pending = False
         if len(raw) < length:
             self.close_connection = True
-            raise bad("the request body ended before its Content-Length")
+            raise bad(_("the request body ended before its Content-Length"))
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            raise bad(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+            raise bad(_("the body is not valid JSON: {exc}", exc=exc),
+                      code="invalid_json") from None
         if not isinstance(body, dict):
-            raise bad("the body must be a JSON object", code="invalid_json")
+            raise bad(_("the body must be a JSON object"), code="invalid_json")
         return body
 
     def _open_events(self, headers: dict[str, str]) -> None:

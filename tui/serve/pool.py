@@ -214,7 +214,7 @@ class EnginePool:
     def _find(self, name: str | None) -> _Entry:
         if not name:
             if self._default is None:
-                raise UnknownModel("no model is configured on this server")
+                raise UnknownModel(_("no model is configured on this server"))
             return self._entries[self._default]
         wanted = name.strip().lower()
         if wanted in self._entries:
@@ -222,8 +222,9 @@ class EnginePool:
         matches = [e for key, e in self._entries.items() if key.startswith(wanted)]
         if len(matches) == 1:
             return matches[0]
-        names = ", ".join(e.name for e in self._entries.values()) or "none"
-        raise UnknownModel(f"no model named {name!r} on this server (available: {names})")
+        names = ", ".join(e.name for e in self._entries.values()) or _("none")
+        raise UnknownModel(_("no model named {name!r} on this server (available: {names})",
+                             name=name, names=names))
 
     # --- use -----------------------------------------------------------------------------
 
@@ -240,10 +241,10 @@ class EnginePool:
         with self._lock:
             entry = self._find(name)
             if entry.in_flight > self.queue_depth:
-                raise QueueFull(
-                    f"model {entry.name!r} is busy: one reply generating and "
-                    f"{entry.in_flight - 1} waiting (queue holds {self.queue_depth}); retry later"
-                )
+                raise QueueFull(_(
+                    "model {name!r} is busy: one reply generating and {waiting} waiting (queue "
+                    "holds {queue_depth}); retry later", name=entry.name,
+                    waiting=entry.in_flight - 1, queue_depth=self.queue_depth))
             entry.in_flight += 1
             with self._turns:
                 entry.waiting.append(ticket)
@@ -252,11 +253,11 @@ class EnginePool:
             with self._turns:
                 while entry.waiting[0] is not ticket:
                     if abandoned():
-                        raise ClientGone("the client left while waiting")
+                        raise ClientGone(_("the client left while waiting"))
                     self._turns.wait(0.1)
             while not entry.lock.acquire(timeout=0.1):
                 if abandoned():
-                    raise ClientGone("the client left while waiting")
+                    raise ClientGone(_("the client left while waiting"))
             self._leave(entry, ticket)
             queued = False
             try:

@@ -126,7 +126,7 @@ PENDING = (
     # the benchmarks' figures (developer output, `lmdesk bench`)
     "tui/app/bench_app.py", "tui/app/bench_ui.py", "tui/models/bench.py",
     "tui/store/bench.py", "tui/kb/bench.py", "tui/tune/bench.py", "tui/serve/bench.py",
-    "tui/serve/bench_against.py",
+    "tui/serve/bench_against.py", "tui/session/bench_tools.py",
 )
 """Modules whose strings are not all wrapped yet, by name, so what is left is plain to see."""
 

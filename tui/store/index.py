@@ -148,7 +148,7 @@ class ConversationIndex:
         try:
             fresh = self.row_from_file(cid, row)
         except UnreadableFile as exc:  # listed as the index has it; opening it says why not
-            self._tell_unreadable(cid, exc, "it is listed as it was")
+            self._tell_unreadable(cid, exc, _("it is listed as it was"))
             return None
         if self.read_only and fresh is not None:
             self._derived[cid] = (sig, fresh)
@@ -231,7 +231,7 @@ class ConversationIndex:
             try:
                 listed = self.row_from_file(cid)
             except UnreadableFile as exc:
-                self._tell_unreadable(cid, exc, "it is not listed until it can be read")
+                self._tell_unreadable(cid, exc, _("it is not listed until it can be read"))
                 continue
             if listed is not None:
                 found[cid] = listed
@@ -243,8 +243,9 @@ class ConversationIndex:
 
     def _tell_unreadable(self, cid: str, exc: UnreadableFile, listing: str) -> None:
         self.unreadable.add(cid)
-        line = (f"{exc.path} cannot be read ({exc.reason}): {listing}, left as it is, and "
-                "the other conversations open as usual.")
+        line = _("{path} cannot be read ({reason}): {listing}, left as it is, and the other "
+                 "conversations open as usual.", path=exc.path, reason=exc.reason,
+                 listing=listing)
         if line not in self.notices:
             self.notices.append(line)
 

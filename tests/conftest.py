@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
+from tui import i18n
 from tui.models.registry import gemma_path, smollm2_path
+
+# The suite reads and types English: on a machine whose locale is Spanish (LANG=es_AR.UTF-8)
+# it must still run in English, in this process and in every lmdesk it starts. The Spanish
+# tests choose Spanish themselves.
+for _name in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+    if os.environ.get(_name, "").lower().startswith("es"):
+        os.environ[_name] = "C.UTF-8"
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -41,6 +49,14 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _english() -> Iterator[None]:
+    """A test that switched to Spanish leaves English behind it."""
+    i18n.set_language("en")
+    yield
+    i18n.set_language("en")
 
 
 @pytest.fixture(autouse=True)

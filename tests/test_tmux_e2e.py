@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -93,21 +94,47 @@ def _lmdesk_command() -> str:
     return f"{exe}; echo LMDESK-EXITED-$?; sleep 60"
 
 
-def test_chat_quit_and_come_back(tmux: Tmux, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Words:
+    """What the screen says, in the language the test runs the app in."""
+
+    env: dict[str, str]
+    welcome: str
+    offline: str
+    prompt: str
+    writing: str
+    question: str
+    tail: str
+
+
+ENGLISH = Words({}, "Welcome to lmdesk", "Nothing leaves this machine", "Ask anything",
+                "Writing the reply", "What colour is the sky? Answer in one sentence.",
+                "Answer in one sentence.")
+SPANISH = Words({"LANG": "es_AR.UTF-8", "LC_CTYPE": "C.UTF-8"},
+                "Te damos la bienvenida a lmdesk", "Nada sale de esta máquina",
+                "Pregunta lo que quieras", "Escribiendo la respuesta",
+                "De que color es el cielo? Responde en una frase.", "Responde en una frase.")
+
+
+@pytest.mark.parametrize("words", [ENGLISH, SPANISH], ids=["en", "es_AR"])
+def test_chat_quit_and_come_back(tmux: Tmux, tmp_path: Path, words: Words) -> None:
+    for name in ("LC_ALL", "LC_MESSAGES"):
+        tmux.env.pop(name, None)
+    tmux.env.update(words.env)
     tmux.start(_lmdesk_command())
     # the first start greets the user once; esc goes to the chat
-    tmux.wait_for(lambda s: "Welcome to lmdesk" in s and "Nothing leaves this machine" in s)
+    tmux.wait_for(lambda s: words.welcome in s and words.offline in s)
     tmux.keys("Escape")
-    tmux.wait_for(lambda s: "Ask anything" in s and "Welcome to lmdesk" not in s)
-    tmux.keys("What colour is the sky? Answer in one sentence.")
-    tmux.wait_for(lambda s: "Answer in one sentence." in s)
+    tmux.wait_for(lambda s: words.prompt in s and words.welcome not in s)
+    tmux.keys(words.question)
+    tmux.wait_for(lambda s: words.tail in s)
     tmux.keys("Enter")
     # the reply arrives, then its stats line stays under it when it is done
     screen = tmux.wait_for(
-        lambda s: "tok/s" in s and "Writing the reply" not in s and "waiting" not in s,
+        lambda s: "tok/s" in s and words.writing not in s and "waiting" not in s,
         timeout=120,
     )
-    assert "What colour is the sky?" in screen
+    assert words.question.split("?")[0] in screen
     assert "Traceback" not in screen
     tmux.keys("C-q")
     screen = tmux.wait_for(lambda s: "LMDESK-EXITED-" in s, timeout=30)
@@ -117,9 +144,8 @@ def test_chat_quit_and_come_back(tmux: Tmux, tmp_path: Path) -> None:
     tmux.run("kill-server")
     tmux.start(_lmdesk_command())
     # (the title is in the header at once: wait for the messages themselves)
-    screen = tmux.wait_for(lambda s: "Answer in one sentence." in s.split("\n", 1)[-1]
-                           and "tok/s" in s)
-    assert "Welcome to lmdesk" not in screen  # shown once only
+    screen = tmux.wait_for(lambda s: words.tail in s.split("\n", 1)[-1] and "tok/s" in s)
+    assert words.welcome not in screen  # shown once only
     tmux.keys("C-q")
     tmux.wait_for(lambda s: "LMDESK-EXITED-0" in s, timeout=30)
     guarded = list((tmp_path / "pids").iterdir())

@@ -17,6 +17,7 @@ from tui import __version__
 from tui.config import Paths, Settings, load_settings, resolve_paths
 from tui.engine.errors import EngineError
 from tui.engine.protocol import LoadParams
+from tui.i18n import LANGUAGES, N_, _, choose_language, set_language, translate_argparse
 from tui.models.registry import ModelNotFound, ModelRef, resolve_model
 from tui.session.ask import AskError, add_ask_parser, add_load_options, load_overrides
 from tui.session.params import load_params as session_load_params
@@ -30,69 +31,73 @@ if TYPE_CHECKING:
 # for: the app and `ask` do not pay for the others at start-up.
 _SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "templates": ("tui.prompting.cli", "add_templates_parser",
-                  "list, show, import and export prompt templates"),
+                  N_("list, show, import and export prompt templates")),
     "memory": ("tui.prompting.cli", "add_memory_parser",
-               "facts and preferences the model remembers about you"),
+               N_("facts and preferences the model remembers about you")),
     "chats": ("tui.store.cli", "add_chats_parser",
-              "list, show, export, import and remove conversations"),
+              N_("list, show, export, import and remove conversations")),
     "doctor": ("tui.doctor.cli", "add_doctor_parser",
-               "this machine, what it can run, the install's health, the network"),
+               N_("this machine, what it can run, the install's health, the network")),
     "kb": ("tui.kb.cli", "add_kb_parser",
-           "knowledge bases: folders indexed for answers with sources"),
+           N_("knowledge bases: folders indexed for answers with sources")),
     "models": ("tui.models.cli", "add_models_parser",
-               "list, describe, download and remove models"),
+               N_("list, describe, download and remove models")),
     "serve": ("tui.serve.cli", "add_serve_parser",
-              "an OpenAI-compatible API for your local models"),
+              N_("an OpenAI-compatible API for your local models")),
     "rpc-worker": ("tui.rpc.cli", "add_rpc_parser",
-                   "lend this machine's memory to a model running on another one"),
+                   N_("lend this machine's memory to a model running on another one")),
     "tools": ("tui.tools.cli", "add_tools_parser",
-              "tools the model may call: built-in ones and MCP servers'"),
+              N_("tools the model may call: built-in ones and MCP servers'")),
     "tune": ("tui.tune.cli", "add_tune_parser",
-             "fine-tune a model on your own instruction/response pairs (LoRA)"),
+             N_("fine-tune a model on your own instruction/response pairs (LoRA)")),
 }
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or (``only``) with full options for that one command alone."""
     parser = argparse.ArgumentParser(
-        prog="lmdesk", description="A terminal workstation for local language models."
+        prog="lmdesk", description=_("A terminal workstation for local language models.")
     )
-    parser.add_argument("--version", action="version", version=f"lmdesk {__version__}")
-    parser.add_argument("--data-dir", help="data folder (default: platform data dir)")
-    parser.add_argument("--config-dir", help="config folder (default: platform config dir)")
+    parser.add_argument("--version", action="version", version=f"lmdesk {__version__}",
+                        help=_("show program's version number and exit"))
+    parser.add_argument("--lang", choices=LANGUAGES, metavar="{en,es}",
+                        help=_("interface language (default: the language setting, then the "
+                               "locale: LANG=es_AR.UTF-8 is Spanish)"))
+    parser.add_argument("--data-dir", help=_("data folder (default: platform data dir)"))
+    parser.add_argument("--config-dir", help=_("config folder (default: platform config dir)"))
     from tui.offline import add_offline_arguments
 
     add_offline_arguments(parser)
     sub = parser.add_subparsers(dest="command")
 
-    app = sub.add_parser("app", help="the full-screen app (the default)")
+    app = sub.add_parser("app", help=_("the full-screen app (the default)"))
     add_load_options(app)
 
     add_ask_parser(sub)
 
-    bench = sub.add_parser("bench", help="benchmarks that print figures and ratios")
+    bench = sub.add_parser("bench", help=_("benchmarks that print figures and ratios"))
     bench.add_argument(
         "what", nargs="?", default="engine",
         choices=["engine", "grammar", "tools", "kv", "lookup", "ui", "app", "store", "serve",
                  "kb", "tune", "speed", "rpc"],
     )
-    bench.add_argument("--reps", type=int, default=6, help="repetitions (engine, serve)")
+    bench.add_argument("--reps", type=int, default=6, help=_("repetitions (engine, serve)"))
     bench.add_argument("--tokens", type=int, default=128,
-                       help="tokens per reply (engine, serve)")
+                       help=_("tokens per reply (engine, serve)"))
     bench.add_argument("--embed-texts", type=int, default=1000,
-                       help="short texts embedded for the embeddings rate (engine; 0: skip)")
+                       help=_("short texts embedded for the embeddings rate (engine; 0: skip)"))
     bench.add_argument("--against", metavar="URL",
-                       help="serve: compare with this OpenAI-compatible server (same model)")
+                       help=_("serve: compare with this OpenAI-compatible server (same model)"))
     bench.add_argument("--against-model", metavar="NAME",
-                       help="serve --against: the model name there (default: its first)")
-    bench.add_argument("--against-key", metavar="KEY", help="serve --against: its API key")
+                       help=_("serve --against: the model name there (default: its first)"))
+    bench.add_argument("--against-key", metavar="KEY", help=_("serve --against: its API key"))
     add_load_options(bench)
 
     for name, (module, adder, summary) in _SUBCOMMANDS.items():
         if only is None or only == name:
             getattr(importlib.import_module(module), adder)(sub)
         else:
-            sub.add_parser(name, help=summary)
+            sub.add_parser(name, help=_(summary))
     return parser
 
 
@@ -120,15 +125,15 @@ def _read_stdin(stdin: TextIO) -> str:
     kept as the lone surrogates that no model, file or terminal can take."""
     buffer = getattr(stdin, "buffer", None)
     raw = buffer.read() if buffer is not None else stdin.read()
-    return _as_text(raw, "the prompt read from stdin")
+    return _as_text(raw, _("the prompt read from stdin"))
 
 
 def _as_text(value: str | bytes, what: str) -> str:
     data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
     text = data.decode("utf-8", errors="replace")
     if "\ufffd" in text and (isinstance(value, bytes) or "\ufffd" not in value):
-        print(f"lmdesk: {what} is not valid UTF-8: the bytes that are not were replaced "
-              "by \ufffd", file=sys.stderr)
+        print(_("lmdesk: {what} is not valid UTF-8: the bytes that are not were replaced by �",
+                what=what), file=sys.stderr)
     return text
 
 
@@ -136,12 +141,12 @@ def _read_prompt(args: argparse.Namespace, stdin: TextIO, paths: Paths) -> str:
     if args.template:
         return _template_prompt(args, stdin, paths)
     if args.prompt and args.prompt != ["-"]:
-        return _as_text(" ".join(args.prompt), "the prompt")
+        return _as_text(" ".join(args.prompt), _("the prompt"))
     if stdin.isatty() and args.prompt != ["-"]:
-        raise CliError('no prompt: lmdesk ask "your question", or pipe text into it')
+        raise CliError(_('no prompt: lmdesk ask "your question", or pipe text into it'))
     text = _read_stdin(stdin)
     if not text.strip():
-        raise CliError("the prompt read from stdin is empty")
+        raise CliError(_("the prompt read from stdin is empty"))
     return text
 
 
@@ -155,7 +160,7 @@ def _template_prompt(args: argparse.Namespace, stdin: TextIO, paths: Paths) -> s
             prompt = render_for_ask(store, args.template, args.var)
         except PromptingError as exc:
             raise CliError(str(exc)) from None
-    extra = _as_text(" ".join(args.prompt), "the prompt") if args.prompt and \
+    extra = _as_text(" ".join(args.prompt), _("the prompt")) if args.prompt and \
         args.prompt != ["-"] else ""
     if not extra and not stdin.isatty():
         extra = _read_stdin(stdin)
@@ -169,13 +174,14 @@ def _open_store(paths: Paths, *, read_only: bool = False) -> Store:
     try:
         return Store.open(ensure_private_dir(paths.data_dir), read_only=read_only)
     except StoreError as exc:
-        raise CliError(f"cannot open the data folder {paths.data_dir}: {exc}") from None
+        raise CliError(_("cannot open the data folder {data_dir}: {exc}",
+                         data_dir=paths.data_dir, exc=exc)) from None
 
 
 def _say_notices(store: Store, lines: Sequence[str], *, writing: bool) -> None:
     for notice in lines:
-        if not (writing and store.read_only and "opened read-only" in notice):
-            print(f"lmdesk: {notice}", file=sys.stderr)
+        if not (writing and store.read_only and notice == store.read_only_notice):
+            print(_("lmdesk: {notice}", notice=notice), file=sys.stderr)
 
 
 def _store_command(command: str, args: argparse.Namespace, paths: Paths) -> int:
@@ -210,10 +216,10 @@ def cmd_ask(
 
     if args.continue_reply:
         if not args.chat:
-            raise CliError("--continue goes with --chat ID: the conversation whose last reply "
-                           "to continue")
+            raise CliError(_("--continue goes with --chat ID: the conversation whose last reply "
+                             "to continue"))
         if args.prompt or args.template:
-            raise CliError("--continue continues the last reply: give no prompt")
+            raise CliError(_("--continue continues the last reply: give no prompt"))
         prompt = ""
     else:
         prompt = _read_prompt(args, stdin, paths)
@@ -317,7 +323,7 @@ _WRITES = {"templates": {"import", "rm", "copy"}, "memory": {"add", "rm", "enabl
            "chats": {"import", "rm"}}
 """Store commands that change the data folder: they refuse in one line when it is read-only
 (so the read-only notice is not said as well)."""
-_GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir")
+_GLOBAL_WITH_VALUE = ("--data-dir", "--config-dir", "--lang")
 _GLOBAL_FLAGS = ("--offline", "--online")
 
 
@@ -337,6 +343,15 @@ def _after_global_options(args: Sequence[str]) -> int | None:
     return min(i, len(args))
 
 
+def _global_parser() -> argparse.ArgumentParser:
+    """Only the options that say where the settings are and which language to speak, read
+    before the whole parser is built (its help is written in that language)."""
+    early = argparse.ArgumentParser(add_help=False)
+    for option in _GLOBAL_WITH_VALUE:
+        early.add_argument(option)
+    return early
+
+
 def with_default_command(argv: Sequence[str]) -> list[str]:
     """``lmdesk [global options] [app options]`` means ``lmdesk ... app ...``."""
     args = list(argv)
@@ -350,11 +365,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = with_default_command(sys.argv[1:] if argv is None else argv)
     at = _after_global_options(words)
     command = words[at] if at is not None and at < len(words) else None
+    # the language first: --help and argparse's own errors are said in it
+    early, _rest = _global_parser().parse_known_args(words[:at] if at is not None else words)
+    paths = resolve_paths(early.data_dir, early.config_dir)
+    settings, notes = load_settings(paths)
+    set_language(choose_language(early.lang, settings.language, os.environ))
+    translate_argparse()
+    if notes:  # said again, now in the chosen language
+        settings, notes = load_settings(paths)
     # --help lists every command: build them all then
     parser = build_parser(None if command is None else command)
     args = parser.parse_args(words)
-    paths = resolve_paths(args.data_dir, args.config_dir)
-    settings, notes = load_settings(paths)
+    if (args.data_dir, args.config_dir) != (early.data_dir, early.config_dir):
+        paths = resolve_paths(args.data_dir, args.config_dir)
+        settings, notes = load_settings(paths)
     command = args.command
     from tui.offline import OfflineError, apply_offline_mode
 
@@ -367,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "ask":
             for note in notes:
-                print(f"lmdesk: {note}", file=sys.stderr)
+                print(_("lmdesk: {note}", note=note), file=sys.stderr)
             return cmd_ask(args, settings, paths, sys.stdout, sys.stdin)
         if command == "bench":
             return cmd_bench(args, settings, paths)
@@ -380,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.tools.cli import cmd_tools
 
             if getattr(args, "tools_command", None) != "list":
-                raise CliError("usage: lmdesk tools list [--json]")
+                raise CliError(_("usage: lmdesk tools list [--json]"))
             return cmd_tools(args, tool_config(settings), sys.stdout)
         if command == "rpc-worker":
             from tui.rpc.cli import RpcError, cmd_rpc_worker
@@ -409,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _store_command(command, args, paths)
         return cmd_app(args, settings, paths, notes)
     except (CliError, EngineError, OfflineError) as exc:
-        print(f"lmdesk: error: {exc}", file=sys.stderr)
+        print(_("lmdesk: error: {exc}", exc=exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

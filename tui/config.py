@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _
+
 APP_NAME = "lmdesk"
 
 
@@ -97,6 +99,8 @@ class Settings:
     """Binding id -> keys, e.g. {"new_conversation" = "ctrl+n"}."""
     reading_speed: float = 8.0
     """Tokens per second a model must reach to be called comfortable (green) here."""
+    language: str | None = None
+    """Interface language, "en" or "es"; empty: the locale's (LANG starting with es: Spanish)."""
     from_file: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
     """The settings config.toml gave (the rest are defaults); not a setting itself."""
 
@@ -110,18 +114,19 @@ def load_settings(paths: Paths) -> tuple[Settings, list[str]]:
     try:
         raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return Settings(), [f"{path}: {exc}; using the defaults"]
+        return Settings(), [_("{path}: {exc}; using the defaults", path=path, exc=exc)]
     known = {f.name for f in fields(Settings)} - {"from_file"}
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key in known:
             values[key] = value
         else:
-            problems.append(f"{path}: unknown setting {key!r} ignored")
+            problems.append(_("{path}: unknown setting {key!r} ignored", path=path, key=key))
     for key, value in list(values.items()):
         checked, problem = _check_value(key, value)
         if problem:
-            problems.append(f"{path}: {key} {problem}, got {value!r}; ignored")
+            problems.append(_("{path}: {key} {problem}, got {value!r}; ignored",
+                              path=path, key=key, problem=problem, value=value))
             del values[key]
         else:
             values[key] = checked
@@ -133,7 +138,7 @@ _KINDS: dict[str, str] = {
     "n_gpu_layers": "integer", "temperature": "number", "max_tokens": "count",
     "reasoning_budget": "integer", "prompt_lookup": "flag", "system_prompt": "text",
     "theme": "text", "offline": "flag", "serve_port": "port", "keymap": "keys",
-    "reading_speed": "rate",
+    "reading_speed": "rate", "language": "language",
 }
 """What each setting takes; checked, so ``model = 5`` is a line at start, not a traceback."""
 
@@ -142,27 +147,30 @@ def _check_value(key: str, value: Any) -> tuple[Any, str]:
     """(the value to use, "") or (None, what it should be)."""
     kind = _KINDS.get(key, "text")
     if kind == "flag":
-        return (value, "") if isinstance(value, bool) else (None, "should be true or false")
+        return (value, "") if isinstance(value, bool) else (None, _("should be true or false"))
     if kind == "text":
-        return (value, "") if isinstance(value, str) else (None, 'should be text in quotes')
+        return (value, "") if isinstance(value, str) else (None, _("should be text in quotes"))
+    if kind == "language":
+        ok = isinstance(value, str) and value.lower() in ("en", "es")
+        return (value.lower(), "") if ok else (None, _('should be "en" or "es"'))
     if kind == "texts":
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        return (value, "") if ok else (None, 'should be a list of folders, like ["~/models"]')
+        return (value, "") if ok else (None, _('should be a list of folders, like ["~/models"]'))
     if kind == "keys":
         ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-        return (value, "") if ok else (None, 'should be a table of binding = "keys"')
+        return (value, "") if ok else (None, _('should be a table of binding = "keys"'))
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return None, "should be a number"
+        return None, _("should be a number")
     if kind == "rate":  # a positive number of tokens per second
         ok = value == value and 0 < value < float("inf")
-        return (float(value), "") if ok else (None, "should be a number above 0")
+        return (float(value), "") if ok else (None, _("should be a number above 0"))
     if kind == "number":  # a TOML integer (temperature = 1) is a number too
         return (float(value), "") if value == value and abs(value) != float("inf") else (
-            None, "should be a number")
+            None, _("should be a number"))
     if not isinstance(value, int):
-        return None, "should be a whole number"
+        return None, _("should be a whole number")
     if kind == "count" and value < 1:
-        return None, "should be 1 or more"
+        return None, _("should be 1 or more")
     if kind == "port" and not 1 <= value <= 65535:
-        return None, "should be a port from 1 to 65535"
+        return None, _("should be a port from 1 to 65535")
     return value, ""

@@ -5,15 +5,35 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from typing import TextIO, cast
+
+from tui.i18n import n_
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """C0 and C1 control characters, tab and newline aside: ESC starts the sequences that move
 the cursor, clear the screen, set the title or write the clipboard (OSC 52)."""
 
 
+_NOUNS: dict[str, Callable[[int], str]] = {
+    "token": lambda n: n_("{count} token", "{count} tokens", n),
+    "message": lambda n: n_("{count} message", "{count} messages", n),
+    "memory": lambda n: n_("{count} memory", "{count} memories", n),
+    "reply": lambda n: n_("{count} reply", "{count} replies", n),
+    "file": lambda n: n_("{count} file", "{count} files", n),
+    "chunk": lambda n: n_("{count} chunk", "{count} chunks", n),
+    "problem": lambda n: n_("{count} problem", "{count} problems", n),
+    "passage": lambda n: n_("{count} passage", "{count} passages", n),
+}
+"""The nouns counted on screen, each with its plural forms in the catalog."""
+
+
 def count(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 token``, ``2 tokens``, ``0 tokens``; ``plural`` where adding an s is wrong."""
+    """``1 token``, ``2 tokens``, ``0 tokens`` in the current language; ``plural`` where adding
+    an s is wrong (for a noun without catalog entry)."""
+    known = _NOUNS.get(noun)
+    if known is not None:
+        return known(n)
     return f"{n} {noun if n == 1 else (plural or noun + 's')}"
 
 

@@ -34,11 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from tui.i18n import N_, _
+
 ENV_OFFLINE = "LMDESK_OFFLINE"
 ENV_SOURCE = "LMDESK_OFFLINE_SOURCE"
 """Set beside ``LMDESK_OFFLINE`` by ``apply_offline_mode``: what decided it, so the processes
 it starts (and a later look in this one) do not take the inherited value for the user's."""
-TURN_OFF = "turn it off with --online or LMDESK_OFFLINE=0"
+TURN_OFF = N_("turn it off with --online or LMDESK_OFFLINE=0")
 
 SILENCED_ENV: dict[str, str] = {
     "HF_HUB_DISABLE_TELEMETRY": "1",  # huggingface_hub: no usage headers/pings
@@ -102,7 +104,8 @@ def decide_offline(
             return True, source, notes
         if value in _FALSE:
             return False, source, notes
-        notes.append(f"{ENV_OFFLINE}={raw!r} is not 1 or 0; ignored")
+        notes.append(_("{ENV_OFFLINE}={raw!r} is not 1 or 0; ignored",
+                       ENV_OFFLINE=ENV_OFFLINE, raw=raw))
     return bool(config_offline), "config" if from_config else "default", notes
 
 
@@ -131,7 +134,7 @@ def apply_offline_mode(
     target[ENV_SOURCE] = source
     hub = sys.modules.get("huggingface_hub.constants")
     if hub is not None:  # imported before us: its constants are already read; set them too
-        notes.append("huggingface_hub was imported before offline mode was applied")
+        notes.append(_("huggingface_hub was imported before offline mode was applied"))
         setattr(hub, "HF_HUB_OFFLINE", offline)  # noqa: B010
         setattr(hub, "HF_HUB_DISABLE_TELEMETRY", True)  # noqa: B010
     if offline:
@@ -147,10 +150,10 @@ def current_state() -> OfflineState | None:
     return _state
 
 
-def enable_offline(reason: str = "offline mode") -> None:
+def enable_offline(reason: str | None = None) -> None:
     """Turn the guard on in this process (idempotent); ``reason`` is kept for messages."""
     global _reason
-    _reason = reason
+    _reason = reason or N_("offline mode")
     os.environ["HF_HUB_OFFLINE"] = "1"
     install_guard()
 
@@ -169,7 +172,7 @@ def install_from_env(env: Mapping[str, str] | None = None) -> bool:
 _state: OfflineState | None = None
 _lock = threading.RLock()
 _installed = False
-_reason = "offline mode"
+_reason = N_("offline mode")
 _allowed_hosts: dict[str, int] = {}
 """Host (lower case) -> how many ``allow_network`` blocks hold it open."""
 _host_addrs: dict[str, set[str]] = {}
@@ -209,7 +212,8 @@ def _is_allowed(host: str) -> bool:
 
 def _refuse(host: str, port: Any) -> OfflineError:
     where = f"{host}:{port}" if port not in (None, "", 0) else host
-    message = f"{_reason}: refused a connection to {where} ({TURN_OFF})"
+    message = _("{reason}: refused a connection to {where} ({TURN_OFF})",
+                reason=_(_reason), where=where, TURN_OFF=_(TURN_OFF))
     with _lock:
         _refused.append(where)
     return OfflineError(message)
@@ -302,7 +306,8 @@ def allow_network(for_what: str, hosts: Iterable[str] = ()) -> Iterator[list[str
     huggingface_hub's offline switch for the block when a Hugging Face host is among them."""
     opened = _hosts_of(for_what, hosts)
     if not opened:
-        raise ValueError(f"allow_network({for_what!r}): name the host (a URL or hosts=...)")
+        raise ValueError(_("allow_network({for_what!r}): name the host (a URL or hosts=...)",
+                           for_what=for_what))
     state = _state
     outside = [h for h in opened if not is_local_host(h)]
     if state is not None and state.strict and _installed and outside:
@@ -310,7 +315,8 @@ def allow_network(for_what: str, hosts: Iterable[str] = ()) -> Iterator[list[str
                 "config": "offline = true in config.toml"}.get(state.source, state.source)
         with _lock:
             _refused.append(outside[0])
-        raise OfflineError(f"offline mode ({said}): {outside[0]} not contacted; {TURN_OFF}")
+        raise OfflineError(_("offline mode ({said}): {value} not contacted; {TURN_OFF}",
+                             said=said, value=outside[0], TURN_OFF=_(TURN_OFF)))
     hub = sys.modules.get("huggingface_hub.constants")
     lift_hub = hub is not None and any(h in HF_HOSTS or h.endswith(".hf.co") for h in opened)
     with _lock:
@@ -341,9 +347,9 @@ def add_offline_arguments(parser: Any) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--offline", dest="offline", action="store_true", default=None,
-        help="refuse every outbound connection (the default; LMDESK_OFFLINE=1)",
+        help=_("refuse every outbound connection (the default; LMDESK_OFFLINE=1)"),
     )
     group.add_argument(
         "--online", dest="offline", action="store_false",
-        help="allow network use (downloads, remote endpoints; LMDESK_OFFLINE=0)",
+        help=_("allow network use (downloads, remote endpoints; LMDESK_OFFLINE=0)"),
     )

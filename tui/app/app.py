@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import events, on, work
 from textual.actions import ActionParseResult
 from textual.actions import parse as parse_action
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.dom import DOMNode
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -32,6 +33,7 @@ from textual.worker import Worker, WorkerState
 from tui.app import gc_tuning, keymap
 from tui.app.commands import ActionsProvider, ConversationsProvider, TemplatesProvider
 from tui.app.library import Library
+from tui.app.localize import localize_bindings, localize_node
 from tui.app.messages import SessionChanged
 from tui.app.panels import Panels
 from tui.app.screens.chat import ChatScreen
@@ -41,6 +43,7 @@ from tui.app.widgets.prompt_input import register_terminal_keys
 from tui.config import Paths, Settings
 from tui.engine.base import Engine
 from tui.engine.protocol import LoadParams, ModelInfo, SamplingParams
+from tui.i18n import _
 from tui.monitor import RateTracker, Sampler
 from tui.session.choice import ChoiceError, ResolvedModel, resolve
 from tui.session.model_session import (
@@ -119,7 +122,11 @@ class LmdeskApp(App[None]):
         notices: Sequence[str] = (),
         show_welcome: bool = True,
     ) -> None:
+        # Textual copies each class's bindings into every widget it makes: translate the
+        # classes' descriptions before any widget of this app exists
+        localize_bindings()
         super().__init__(css_path=stylesheet_path())
+        localize_node(self)
         register_terminal_keys()
         self.first_frame_at: float | None = None
         """perf_counter() when the main screen was first painted (``lmdesk bench ui``)."""
@@ -196,13 +203,13 @@ class LmdeskApp(App[None]):
 
     def on_mount(self) -> None:
         if self.read_only:
-            self.title = "lmdesk (read-only)"
+            self.title = _("lmdesk (read-only)")
         self.show_new_notices()
         for notice in self._notices:
             self.notify(notice, severity="warning", timeout=12)
         if self._theme_problems or self._theme_choice:
             self.notify(problems_notice(self._theme_problems, self._theme_choice),
-                        title="Themes", severity="warning", timeout=12)
+                        title=_("Themes"), severity="warning", timeout=12)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         self.screen_change_signal.subscribe(self, self._screen_changed)
         self._switch_to_choice(self._start, quiet_failure=False)
@@ -228,7 +235,7 @@ class LmdeskApp(App[None]):
         if theme.name == self._saved_theme or self.read_only:
             return
         self._saved_theme = theme.name
-        with self.guard("Could not save the theme choice"):
+        with self.guard(_("Could not save the theme choice")):
             self.store.set_setting("theme", theme.name)
 
     # -- focus: the prompt, unless the user chose another place --------------------------------
@@ -339,11 +346,12 @@ class LmdeskApp(App[None]):
     def can_switch_model(self) -> bool:
         """Whether the model may change now; if not, say why in a notice."""
         if self.busy_replying():
-            self.notify("Wait for the reply to finish (esc stops it), then switch.",
+            self.notify(_("Wait for the reply to finish (esc stops it), then switch."),
                         severity="warning")
             return False
         if self.model_state == "loading":
-            self.notify(f"{self.model_name} is still loading: switch once it is ready.",
+            self.notify(_("{model_name} is still loading: switch once it is ready.",
+                          model_name=self.model_name),
                         severity="warning")
             return False
         return True
@@ -356,11 +364,11 @@ class LmdeskApp(App[None]):
         try:
             resolved = resolve(choice, settings=self.settings, store=self.store)
         except ChoiceError as exc:
-            self.notify(str(exc), title="Model not used", severity="error", timeout=15)
+            self.notify(str(exc), title=_("Model not used"), severity="error", timeout=15)
             return False
         meta = self.main_screen.meta if self.main_screen is not None else None
         if meta is not None and not self.read_only:
-            with self.guard("Could not save the conversation's model"):
+            with self.guard(_("Could not save the conversation's model")):
                 self.store.update_conversation(meta.id, model=resolved.name)
                 new = self.store.update_options(meta.id, model=choice)
                 meta.model = resolved.name
@@ -386,14 +394,16 @@ class LmdeskApp(App[None]):
         if choice is None or self.model_state == "loading" or self.busy_replying():
             return
         if isinstance(choice, LocalModel) and not Path(choice.path).is_file():
-            self.notify(f"This conversation's model {choice.name or choice.path} is not here "
-                        f"any more; it goes on with {self.model_name}.", severity="warning")
+            self.notify(_("This conversation's model {value} is not here any more; it goes on "
+                          "with {model_name}.",
+                          value=choice.name or choice.path,
+                          model_name=self.model_name), severity="warning")
             return
         try:
             resolved = resolve(choice, settings=self.settings, store=self.store)
         except ChoiceError as exc:
-            self.notify(f"This conversation's model is not usable ({exc}); it goes on with "
-                        f"{self.model_name}.", severity="warning")
+            self.notify(_("This conversation's model is not usable ({exc}); it goes on with "
+                          "{model_name}.", exc=exc, model_name=self.model_name), severity="warning")
             return
         current = self.session.current
         if current is not None and current.key == resolved.key and self.model_state == "ready":
@@ -423,8 +433,8 @@ class LmdeskApp(App[None]):
             self.session.error = str(exc)
             self.model_state = "failed"
             if not quiet_failure:
-                self.notify(f"{exc}\nThe app keeps running: browse, search and export still "
-                            "work.", title="No model", severity="error", timeout=20)
+                self.notify(_("{exc}\nThe app keeps running: browse, search and export still "
+                              "work.", exc=exc), title=_("No model"), severity="error", timeout=20)
             return
         self.switch_to(resolved)
 
@@ -435,7 +445,7 @@ class LmdeskApp(App[None]):
 
     def unload_model(self, key: str) -> None:
         if key == self.model_path and self.busy_replying():
-            self.notify("Wait for the reply to finish first.", severity="warning")
+            self.notify(_("Wait for the reply to finish first."), severity="warning")
             return
         self._unload_worker(key)
 
@@ -459,24 +469,25 @@ class LmdeskApp(App[None]):
                 self.sampler.watch(info.worker_pid, event.loaded.name)
             self.rates.set_context(0, info.n_ctx)
             if info.is_base_model:
-                self.notify(f"{event.loaded.name} has no chat template: it is a base model and "
-                            "runs in completion mode (it continues your text rather than "
-                            "answering it).", title="Completion mode", timeout=12)
+                self.notify(_("{name} has no chat template: it is a base model and runs in "
+                              "completion mode (it continues your text rather than answering "
+                              "it).", name=event.loaded.name),
+                            title=_("Completion mode"), timeout=12)
             self.model_state = "ready"
             self.mutate_reactive(LmdeskApp.model_state)  # the same state, another model
         elif isinstance(event, ModelFailed):
             self.model_state = "ready" if event.kept is not None else "failed"
             self.mutate_reactive(LmdeskApp.model_state)
-            kept = f"\n{event.kept.model.label} stays loaded." if event.kept else (
-                "\nThe app keeps running: browse, search and export still work.")
-            self.notify(f"{event.error}{kept}", title=f"{event.name} did not load",
+            kept = _("\n{label} stays loaded.", label=event.kept.model.label) if event.kept else (
+                _("\nThe app keeps running: browse, search and export still work."))
+            self.notify(f"{event.error}{kept}", title=_("{name} did not load", name=event.name),
                         severity="error", timeout=20)
         elif isinstance(event, ModelUnloaded):
             if self.sampler is not None and event.worker_pid > 0:
                 self.sampler.unwatch(event.worker_pid)
             if event.was_current:
                 self.model_state = "failed"
-            self.notify(f"Unloaded {event.key}.", title="Models")
+            self.notify(_("Unloaded {key}.", key=event.key), title=_("Models"))
 
     # -- replies ---------------------------------------------------------------------------------
 
@@ -493,7 +504,7 @@ class LmdeskApp(App[None]):
         self.rates.finish(done.stats if done is not None else None)
         if done is None or self.read_only or outcome.model is None:
             return
-        with self.guard("Could not record the model's usage"):
+        with self.guard(_("Could not record the model's usage")):
             record_reply(self.store, outcome.model.model, done.stats)
 
     def always_allowed_tools(self) -> list[str]:
@@ -507,7 +518,7 @@ class LmdeskApp(App[None]):
     def set_always_allowed_tools(self, names: list[str]) -> None:
         """The always-allowed tools chosen in the app (config.toml's stay as they are)."""
         kept = [n for n in names if n not in self.tool_config.always_allow]
-        with self.guard("Could not save the always-allowed tools"):
+        with self.guard(_("Could not save the always-allowed tools")):
             self.store.set_setting(ALWAYS_ALLOW_KEY, kept)
 
     def tool_box(self, meta: ConversationMeta) -> ToolBox:
@@ -589,14 +600,27 @@ class LmdeskApp(App[None]):
         if event.state != WorkerState.ERROR:
             return
         error = event.worker.error
-        what = event.worker.group or event.worker.name or "a background task"
+        what = event.worker.group or event.worker.name or _("a background task")
         if isinstance(error, StoreReadOnly):
-            self.notify(f"{what}: the data folder is read-only here.", severity="warning")
+            self.notify(_("{what}: the data folder is read-only here.",
+                          what=what), severity="warning")
         else:
-            self.notify(f"{type(error).__name__}: {error}", title=f"{what} failed",
+            self.notify(f"{type(error).__name__}: {error}", title=_("{what} failed", what=what),
                         severity="error", timeout=12)
 
     # -- helpers for screens -------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's own palette commands (theme, keys, screenshot...) in this language."""
+        for command in super().get_system_commands(screen):
+            yield SystemCommand(_(command.title), _(command.help), command.callback,
+                                command.discover)
+
+    def action_command_palette(self) -> None:
+        """Textual's command palette, its prompt in this language."""
+        if self.use_command_palette and not CommandPalette.is_open(cast("App[object]", self)):
+            self.push_screen(CommandPalette(id="--command-palette",
+                                            placeholder=_("Search for commands…")))
 
     @contextmanager
     def guard(self, what: str) -> Iterator[None]:
@@ -604,7 +628,8 @@ class LmdeskApp(App[None]):
         try:
             yield
         except StoreReadOnly:
-            self.notify(f"{what}: the data folder is read-only here.", severity="warning")
+            self.notify(_("{what}: the data folder is read-only here.",
+                          what=what), severity="warning")
         except (StoreError, OSError) as exc:
             self.notify(f"{what}: {exc}", severity="error", timeout=12)
 
@@ -619,23 +644,23 @@ class LmdeskApp(App[None]):
         for spec in keymap.ACTIONS:
             keys = self.keymap.get(spec.id, spec.keys)
             shown = ", ".join(self.get_key_display(Binding(k, "")) for k in keys.split(","))
-            rows.append((shown, spec.help, spec.id))
+            rows.append((shown, _(spec.help), spec.id))
         prompt_rows = [
-            ("send", "enter", "Send the prompt"),
-            ("newline", "ctrl+j,alt+enter,shift+enter", "New line in the prompt"),
+            ("send", "enter", _("Send the prompt")),
+            ("newline", "ctrl+j,alt+enter,shift+enter", _("New line in the prompt")),
         ]
         for binding_id, default, text in prompt_rows:
             keys = self.keymap.get(binding_id, default)
             shown = ", ".join(self.get_key_display(Binding(k, "")) for k in keys.split(","))
             rows.append((shown, text, binding_id))
-        rows.append(("↑ / ↓", "At the prompt's first/last line: earlier prompts", "-"))
-        rows.append(("↑ ↓ enter 1-9", "In the messages (f4): select; copy it; copy code n",
+        rows.append(("↑ / ↓", _("At the prompt's first/last line: earlier prompts"), "-"))
+        rows.append(("↑ ↓ enter 1-9", _("In the messages (f4): select; copy it; copy code n"),
                      "log.*"))
-        rows.append(("← → e f delete", "In the messages: other versions; edit, fork or "
-                     "delete from here", "log.*"))
-        rows.append(("r p delete", "In the conversation list: rename, pin, delete",
+        rows.append(("← → e f delete", _("In the messages: other versions; edit, fork or "
+                                         "delete from here"), "log.*"))
+        rows.append(("r p delete", _("In the conversation list: rename, pin, delete"),
                      "sidebar.*"))
-        rows.append(("^p", "Command palette: every action, every conversation", "-"))
+        rows.append(("^p", _("Command palette: every action, every conversation"), "-"))
         return rows
 
     def action_help(self) -> None:

@@ -10,6 +10,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from tui.app.keymap import ACTIONS, ActionSpec
 from tui.display import count
+from tui.i18n import _
 from tui.store import ConversationMeta, StoreError
 
 if TYPE_CHECKING:
@@ -24,7 +25,8 @@ class ActionsProvider(Provider):
         return cast("LmdeskApp", self.app)
 
     def _label(self, spec: ActionSpec) -> str:
-        return f"{spec.description}: {spec.help} ({self.lmdesk.key_for(spec.id)})"
+        return _("{description}: {help} ({key})", description=_(spec.description),
+                 help=_(spec.help), key=self.lmdesk.key_for(spec.id))
 
     def _command(self, spec: ActionSpec) -> Callable[[], Awaitable[None]]:
         return partial(self.lmdesk.run_spec, spec.id)
@@ -67,13 +69,13 @@ class ConversationsProvider(Provider):
 
     async def discover(self) -> Hits:
         for meta in self._conversations[:20]:
-            yield DiscoveryHit(f"Open: {meta.title}", self._command(meta),
+            yield DiscoveryHit(_("Open: {title}", title=meta.title), self._command(meta),
                                help=count(meta.message_count, "message"))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for meta in self._conversations:
-            label = f"Open: {meta.title}"
+            label = _("Open: {title}", title=meta.title)
             score = matcher.match(label)
             if score > 0:
                 yield Hit(score, matcher.highlight(label), self._command(meta), text=label,

@@ -14,6 +14,8 @@ from typing import Literal
 
 from textual.binding import Binding
 
+from tui.i18n import N_, _
+
 Scope = Literal["app", "chat"]
 
 
@@ -39,84 +41,86 @@ class ActionSpec:
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("new_conversation", "ctrl+n", "new_conversation", "New",
-               "Start a new conversation", show=True),
-    ActionSpec("toggle_sidebar", "ctrl+b", "toggle_sidebar", "Sidebar",
-               "Show or hide the conversation list"),
-    ActionSpec("search", "ctrl+f", "search", "Search",
-               "Search all conversations", show=True),
-    ActionSpec("stop", "escape", "stop", "Stop",
-               "Stop the reply being written (the partial reply is kept)", show=True),
-    ActionSpec("regenerate", "ctrl+r", "regenerate", "Regenerate",
-               "Write the last reply again, keeping the old one", show=True),
-    ActionSpec("edit_last", "ctrl+e", "edit_last", "Edit",
-               "Edit the selected (else last) prompt and send it as a new version"),
-    ActionSpec("continue_reply", "alt+g", "continue_reply", "Continue",
-               "Continue the last reply where it stopped (esc, or its token limit)"),
-    ActionSpec("fork_conversation", "alt+f", "fork_conversation", "Fork",
-               "A new conversation with the history up to the selected (else last) message"),
-    ActionSpec("delete_message", "alt+d", "delete_message", "Delete message",
-               "Delete the selected message and what follows it in every branch (asks)"),
-    ActionSpec("copy_message", "ctrl+y", "copy_message", "Copy",
-               "Copy the selected message (else the last reply) to the clipboard", show=True),
-    ActionSpec("copy_code", "ctrl+g", "copy_code", "Copy code",
-               "Copy a numbered code block of the selected (else last) reply"),
-    ActionSpec("system_prompt", "ctrl+s", "system_prompt", "System prompt",
-               "Edit this conversation's system prompt"),
-    ActionSpec("models", "ctrl+o", "models", "Models", "Choose a model"),
-    ActionSpec("toggle_monitor", "f12", "toggle_monitor", "Monitor",
-               "Collapse or expand the monitor panel (RAM, CPU, VRAM, speed)"),
-    ActionSpec("rename_conversation", "f2", "rename_conversation", "Rename",
-               "Rename this conversation"),
-    ActionSpec("pin_conversation", "f3", "pin_conversation", "Pin",
-               "Pin or unpin this conversation at the top of the list"),
-    ActionSpec("delete_conversation", "f8", "delete_conversation", "Delete",
-               "Delete this conversation (asks first)"),
-    ActionSpec("export_conversation", "f6", "export_conversation", "Export",
-               "Export this conversation to Markdown or JSON"),
-    ActionSpec("import_conversation", "f7", "import_conversation", "Import",
-               "Import a conversation from a JSON export"),
-    ActionSpec("toggle_reasoning", "ctrl+t", "toggle_reasoning", "Details",
-               "Show or hide the reasoning and tool calls of the selected (else last) reply"),
-    ActionSpec("toggle_thinking", "alt+r", "toggle_thinking", "Thinking",
-               "Let reasoning models think in this conversation, or ask them not to"),
-    ActionSpec("load_earlier", "ctrl+l", "load_earlier", "Load earlier",
-               "Show earlier messages of a long conversation"),
-    ActionSpec("focus_prompt", "f5", "focus_prompt", "Prompt",
-               "Move the cursor to the prompt"),
-    ActionSpec("focus_log", "f4", "focus_log", "Messages",
-               "Select messages in the chat (up/down, then copy)"),
-    ActionSpec("help", "f1", "help", "Help", "Show every key binding", scope="app", show=True),
-    ActionSpec("change_theme", "f9", "change_theme", "Theme", "Pick a theme", scope="app"),
-    ActionSpec("doctor", "f10", "doctor", "Doctor",
-               "The machine, what it can run, the install's health, the network", scope="app"),
-    ActionSpec("welcome", "alt+w", "welcome", "Welcome",
-               "The welcome note: where data is kept, what this machine could run", scope="app"),
-    ActionSpec("knowledge", "alt+k", "knowledge", "Knowledge bases",
-               "Create, index and attach knowledge bases to this conversation", scope="app"),
-    ActionSpec("open_source", "alt+o", "open_source", "Open source",
-               "Open a passage cited under the selected (else last) reply", scope="app"),
-    ActionSpec("compare", "alt+c", "compare", "Compare models",
-               "Send one prompt to two models side by side", scope="app"),
-    ActionSpec("serve", "alt+a", "serve", "Serve API",
-               "Serve the loaded model on 127.0.0.1 (OpenAI API) while you chat; again: stop",
+    ActionSpec("new_conversation", "ctrl+n", "new_conversation", N_("New"),
+               N_("Start a new conversation"), show=True),
+    ActionSpec("toggle_sidebar", "ctrl+b", "toggle_sidebar", N_("Sidebar"),
+               N_("Show or hide the conversation list")),
+    ActionSpec("search", "ctrl+f", "search", N_("Search"),
+               N_("Search all conversations"), show=True),
+    ActionSpec("stop", "escape", "stop", N_("Stop"),
+               N_("Stop the reply being written (the partial reply is kept)"), show=True),
+    ActionSpec("regenerate", "ctrl+r", "regenerate", N_("Regenerate"),
+               N_("Write the last reply again, keeping the old one"), show=True),
+    ActionSpec("edit_last", "ctrl+e", "edit_last", N_("Edit"),
+               N_("Edit the selected (else last) prompt and send it as a new version")),
+    ActionSpec("continue_reply", "alt+g", "continue_reply", N_("Continue"),
+               N_("Continue the last reply where it stopped (esc, or its token limit)")),
+    ActionSpec("fork_conversation", "alt+f", "fork_conversation", N_("Fork"),
+               N_("A new conversation with the history up to the selected (else last) message")),
+    ActionSpec("delete_message", "alt+d", "delete_message", N_("Delete message"),
+               N_("Delete the selected message and what follows it in every branch (asks)")),
+    ActionSpec("copy_message", "ctrl+y", "copy_message", N_("Copy"),
+               N_("Copy the selected message (else the last reply) to the clipboard"), show=True),
+    ActionSpec("copy_code", "ctrl+g", "copy_code", N_("Copy code"),
+               N_("Copy a numbered code block of the selected (else last) reply")),
+    ActionSpec("system_prompt", "ctrl+s", "system_prompt", N_("System prompt"),
+               N_("Edit this conversation's system prompt")),
+    ActionSpec("models", "ctrl+o", "models", N_("Models"), N_("Choose a model")),
+    ActionSpec("toggle_monitor", "f12", "toggle_monitor", N_("Monitor"),
+               N_("Collapse or expand the monitor panel (RAM, CPU, VRAM, speed)")),
+    ActionSpec("rename_conversation", "f2", "rename_conversation", N_("Rename"),
+               N_("Rename this conversation")),
+    ActionSpec("pin_conversation", "f3", "pin_conversation", N_("Pin"),
+               N_("Pin or unpin this conversation at the top of the list")),
+    ActionSpec("delete_conversation", "f8", "delete_conversation", N_("Delete"),
+               N_("Delete this conversation (asks first)")),
+    ActionSpec("export_conversation", "f6", "export_conversation", N_("Export"),
+               N_("Export this conversation to Markdown or JSON")),
+    ActionSpec("import_conversation", "f7", "import_conversation", N_("Import"),
+               N_("Import a conversation from a JSON export")),
+    ActionSpec("toggle_reasoning", "ctrl+t", "toggle_reasoning", N_("Details"),
+               N_("Show or hide the reasoning and tool calls of the selected (else last) reply")),
+    ActionSpec("toggle_thinking", "alt+r", "toggle_thinking", N_("Thinking"),
+               N_("Let reasoning models think in this conversation, or ask them not to")),
+    ActionSpec("load_earlier", "ctrl+l", "load_earlier", N_("Load earlier"),
+               N_("Show earlier messages of a long conversation")),
+    ActionSpec("focus_prompt", "f5", "focus_prompt", N_("Prompt"),
+               N_("Move the cursor to the prompt")),
+    ActionSpec("focus_log", "f4", "focus_log", N_("Messages"),
+               N_("Select messages in the chat (up/down, then copy)")),
+    ActionSpec("help", "f1", "help", N_("Help"), N_("Show every key binding"), scope="app",
+               show=True),
+    ActionSpec("change_theme", "f9", "change_theme", N_("Theme"), N_("Pick a theme"), scope="app"),
+    ActionSpec("doctor", "f10", "doctor", N_("Doctor"),
+               N_("The machine, what it can run, the install's health, the network"), scope="app"),
+    ActionSpec("welcome", "alt+w", "welcome", N_("Welcome"),
+               N_("The welcome note: where data is kept, what this machine could run"),
                scope="app"),
-    ActionSpec("tools", "alt+x", "tools", "Tools",
-               "Tools the model may call here (built-in and MCP servers'), and which run "
-               "without asking", scope="app"),
-    ActionSpec("templates", "alt+t", "templates", "Templates",
-               "The template library: search, fill and use a prompt template", scope="app"),
-    ActionSpec("personas", "alt+p", "personas", "Personas",
-               "Choose this conversation's persona; edit personas", scope="app"),
-    ActionSpec("memory", "alt+m", "memory", "Memory",
-               "What lmdesk remembers about you; memory on/off for this conversation",
+    ActionSpec("knowledge", "alt+k", "knowledge", N_("Knowledge bases"),
+               N_("Create, index and attach knowledge bases to this conversation"), scope="app"),
+    ActionSpec("open_source", "alt+o", "open_source", N_("Open source"),
+               N_("Open a passage cited under the selected (else last) reply"), scope="app"),
+    ActionSpec("compare", "alt+c", "compare", N_("Compare models"),
+               N_("Send one prompt to two models side by side"), scope="app"),
+    ActionSpec("serve", "alt+a", "serve", N_("Serve API"),
+               N_("Serve the loaded model on 127.0.0.1 (OpenAI API) while you chat; again: stop"),
                scope="app"),
-    ActionSpec("tune", "alt+u", "tune", "Personalise",
-               "Fine-tune a model on your own pairs, step by step (LoRA)", scope="app"),
-    ActionSpec("mark_good", "alt+y", "mark_good", "Mark good",
-               "Mark the selected (else last) reply good, to tune a model on; again: unmark",
+    ActionSpec("tools", "alt+x", "tools", N_("Tools"),
+               N_("Tools the model may call here (built-in and MCP servers'), and which run "
+                  "without asking"), scope="app"),
+    ActionSpec("templates", "alt+t", "templates", N_("Templates"),
+               N_("The template library: search, fill and use a prompt template"), scope="app"),
+    ActionSpec("personas", "alt+p", "personas", N_("Personas"),
+               N_("Choose this conversation's persona; edit personas"), scope="app"),
+    ActionSpec("memory", "alt+m", "memory", N_("Memory"),
+               N_("What lmdesk remembers about you; memory on/off for this conversation"),
                scope="app"),
-    ActionSpec("quit", "ctrl+q", "quit", "Quit", "Quit lmdesk", scope="app"),
+    ActionSpec("tune", "alt+u", "tune", N_("Personalise"),
+               N_("Fine-tune a model on your own pairs, step by step (LoRA)"), scope="app"),
+    ActionSpec("mark_good", "alt+y", "mark_good", N_("Mark good"),
+               N_("Mark the selected (else last) reply good, to tune a model on; again: unmark"),
+               scope="app"),
+    ActionSpec("quit", "ctrl+q", "quit", N_("Quit"), N_("Quit lmdesk"), scope="app"),
 )
 
 def specs(scope: Scope) -> list[ActionSpec]:
@@ -186,13 +190,15 @@ def check_keymap(keymap: Mapping[str, object]) -> tuple[dict[str, str], list[str
     global_ids = {spec.id for spec in ACTIONS} | set(PROMPT_KEYS)
     for binding_id, keys in keymap.items():
         if binding_id not in known:
-            problems.append(f"keymap: no binding called {binding_id!r}")
+            problems.append(_("keymap: no binding called {binding_id!r}", binding_id=binding_id))
         elif not isinstance(keys, str) or not keys.strip():
-            problems.append(f"keymap: {binding_id} should be a key like \"ctrl+k\"")
+            problems.append(_('keymap: {binding_id} should be a key like "ctrl+k"',
+                              binding_id=binding_id))
         elif binding_id in global_ids and binding_id not in PROMPT_KEYS and any(
                 len(k) == 1 and k.isprintable() for k in keys.replace(" ", "").split(",")):
-            problems.append(f"keymap: {binding_id} = {keys!r} refused: a single character "
-                            "would be taken from what you type in the prompt")
+            problems.append(_("keymap: {binding_id} = {keys!r} refused: a single character "
+                              "would be taken from what you type in the prompt",
+                              binding_id=binding_id, keys=keys))
         else:
             good[binding_id] = keys.replace(" ", "")
     while collisions := _collisions(good):
@@ -202,8 +208,8 @@ def check_keymap(keymap: Mapping[str, object]) -> tuple[dict[str, str], list[str
             break  # only built-in keys share it: not the user's doing
         for bid in remapped:
             others = ", ".join(i for i in ids if i != bid)
-            problems.append(f"keymap: {bid} = {good.pop(bid)!r} refused: {key} is already "
-                            f"{others}'s key")
+            problems.append(_("keymap: {bid} = {pop!r} refused: {key} is already {others}'s key",
+                              bid=bid, pop=good.pop(bid), key=key, others=others))
     return good, problems
 
 

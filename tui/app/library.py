@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from tui.i18n import N_, _
 from tui.prompting.context import Policy, set_conversation_policy
 from tui.prompting.memory import MemoryStore, set_conversation_memory
 from tui.prompting.personas import PersonaLibrary, PersonaNotFound, set_conversation_persona
@@ -21,13 +22,11 @@ if TYPE_CHECKING:
     from tui.app.widgets.chat_pane import ChatPane
 
 SLASH_HELP = (
-    "/remember TEXT  add a memory\n"
-    "/template NAME  fill a template (no name: the library)\n"
-    "/persona NAME   use a persona here (none: no persona; no name: the picker)\n"
-    "/memory on|off  memory in this conversation (no argument: the memory screen)\n"
-    "/context drop|summarize  when the window is full: drop or summarise the oldest turns\n"
-    "/help           this list\n"
-    "Start with // to send a line that begins with /."
+    N_("/remember TEXT  add a memory\n/template NAME  fill a template (no name: the "
+       "library)\n/persona NAME   use a persona here (none: no persona; no name: the "
+       "picker)\n/memory on|off  memory in this conversation (no argument: the memory "
+       "screen)\n/context drop|summarize  when the window is full: drop or summarise the oldest "
+       "turns\n/help           this list\nStart with // to send a line that begins with /.")
 )
 SLASH_COMMANDS = ("remember", "template", "persona", "memory", "context", "help")
 
@@ -74,7 +73,7 @@ class Library:
         try:
             template = TemplateLibrary(app.store).get(name)
         except (PromptingError, StoreError) as exc:
-            app.notify(str(exc), title="Template", severity="error")
+            app.notify(str(exc), title=_("Template"), severity="error")
             return
         app.push_screen(TemplateFormScreen(template, self._selection()), self._use_filled)
 
@@ -113,13 +112,13 @@ class Library:
         meta = self._conversation()
         if meta is None:
             return
-        with app.guard("Could not set the persona"):
+        with app.guard(_("Could not set the persona")):
             self._set_meta(set_conversation_persona(app.store, meta.id, persona_id))
             if persona_id is None:
-                app.notify("No persona in this conversation.")
+                app.notify(_("No persona in this conversation."))
             else:
                 name = PersonaLibrary(app.store).get(persona_id).name
-                app.notify(f"Persona: {name}.")
+                app.notify(_("Persona: {name}.", name=name))
 
     # -- memory --------------------------------------------------------------------------------
 
@@ -137,9 +136,10 @@ class Library:
         meta = self._conversation()
         if meta is None:
             return
-        with app.guard("Could not change memory for this conversation"):
+        with app.guard(_("Could not change memory for this conversation")):
             self._set_meta(set_conversation_memory(app.store, meta.id, on))
-            app.notify(f"Memory {'on' if on else 'off'} in this conversation.")
+            app.notify(_("Memory on in this conversation.") if on
+                       else _("Memory off in this conversation."))
 
     def set_context_policy(self, word: str) -> None:
         app = self._lm
@@ -149,13 +149,14 @@ class Library:
         if meta is None:
             return
         if policy is None:
-            app.notify("Usage: /context drop|summarize", severity="warning")
+            app.notify(_("Usage: /context drop|summarize"), severity="warning")
             return
-        with app.guard("Could not change the context policy"):
+        with app.guard(_("Could not change the context policy")):
             self._set_meta(set_conversation_policy(app.store, meta.id,
                                                    cast("Policy", policy)))
-            app.notify("When the window is full, the oldest turns are "
-                       + ("summarised." if policy == "summarize" else "left out."))
+            app.notify(_("When the window is full, the oldest turns are summarised.")
+                       if policy == "summarize"
+                       else _("When the window is full, the oldest turns are left out."))
 
     # -- / commands ----------------------------------------------------------------------------
 
@@ -165,7 +166,7 @@ class Library:
         line = text.strip()
         if not line.startswith("/") or line.startswith("//"):
             return False
-        word, _, arg = line[1:].partition(" ")
+        word, _space, arg = line[1:].partition(" ")
         word, arg = word.lower(), arg.strip()
         if word not in SLASH_COMMANDS:
             return False
@@ -174,10 +175,10 @@ class Library:
         try:
             if word == "remember":
                 if not arg:
-                    app.notify("Usage: /remember TEXT", severity="warning")
+                    app.notify(_("Usage: /remember TEXT"), severity="warning")
                     return True
                 memory = MemoryStore(app.store).add(arg)
-                app.notify(f"Remembered: {memory.text}")
+                app.notify(_("Remembered: {text}", text=memory.text))
             elif word == "template":
                 if arg:
                     self.open_template_form(arg)
@@ -196,11 +197,11 @@ class Library:
                 elif not arg:
                     self.open_memory()
                 else:
-                    app.notify("Usage: /memory on|off", severity="warning")
+                    app.notify(_("Usage: /memory on|off"), severity="warning")
             elif word == "context":
                 self.set_context_policy(arg.lower())
             else:
-                app.notify(SLASH_HELP, title="/ commands", timeout=15)
+                app.notify(_(SLASH_HELP), title=_("/ commands"), timeout=15)
         except (PromptingError, StoreError) as exc:
             app.notify(str(exc), title=f"/{word}", severity="error", timeout=10)
         return True
@@ -212,4 +213,5 @@ def _find_persona(library: PersonaLibrary, wanted: str) -> str:
         if wanted in (persona.id,) or persona.name.lower() == wanted.lower():
             return persona.id
     names = ", ".join(p.id for p in library.list_personas())
-    raise PersonaNotFound(f"no persona {wanted!r}; there are: {names} (or none)")
+    raise PersonaNotFound(_("no persona {wanted!r}; there are: {names} (or none)",
+                            wanted=wanted, names=names))

@@ -9,6 +9,7 @@ from tui.config import Paths, Settings, ensure_private_dir
 from tui.engine.base import Engine
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import LoadParams
+from tui.i18n import _
 from tui.session.params import with_core_share, with_kv_states
 from tui.store import Store, StoreError
 
@@ -26,7 +27,8 @@ def run_app(
     try:
         store = Store.open(ensure_private_dir(paths.data_dir))
     except StoreError as exc:
-        print(f"lmdesk: error: cannot open {paths.data_dir}: {exc}", file=sys.stderr)
+        print(_("lmdesk: error: cannot open {data_dir}: {exc}",
+                data_dir=paths.data_dir, exc=exc), file=sys.stderr)
         return 1
     log_path = ensure_private_dir(paths.cache_dir) / "worker.log"
 
@@ -57,7 +59,8 @@ def run_app(
             store.close()  # the last counters and the conversation to open next time
         except StoreError as exc:
             # everything else was saved as it happened (disk full: the files as they were)
-            print(f"lmdesk: error: the last changes could not be saved when quitting: {exc}",
+            print(_("lmdesk: error: the last changes could not be saved when quitting: {exc}",
+                    exc=exc),
                   file=sys.stderr)
             return 1
     return app.return_code or 0

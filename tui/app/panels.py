@@ -11,6 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from tui.app.screens.chat import ChatScreen
+from tui.i18n import _
 from tui.serve import ApiServer
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class Panels:
                            None) if chat is not None else None
         sources = source_dicts(message.stats if message is not None else None)
         if not sources:
-            self._lm.notify("That reply cites no source.")
+            self._lm.notify(_("That reply cites no source."))
             return
         if len(sources) == 1:
             self._lm.push_screen(SourceScreen(sources[0]))
@@ -71,12 +72,13 @@ class Panels:
             match = next((s for i, s in enumerate(sources)
                           if str(s.get("n", i + 1)) == value.strip("[] ")), None)
             if match is None:
-                self._lm.notify(f"There is no source [{value}].", severity="warning")
+                self._lm.notify(_("There is no source [{value}].", value=value), severity="warning")
             else:
                 self._lm.push_screen(SourceScreen(match))
 
         numbers = ", ".join(str(s.get("n", i + 1)) for i, s in enumerate(sources))
-        self._lm.push_screen(TextInputScreen("Open a source", hint=f"Its number: {numbers}."),
+        self._lm.push_screen(TextInputScreen(_("Open a source"), hint=_("Its number: {numbers}.",
+                                                                     numbers=numbers)),
                          chosen)
 
     def open_compare(self) -> None:
@@ -100,20 +102,21 @@ class Panels:
             return
         current = app.current
         if current is None or app.model_state != "ready":
-            app.notify("Wait for the model to load, then serve it.", severity="warning")
+            app.notify(_("Wait for the model to load, then serve it."), severity="warning")
             return
         try:
             app.api_server = start_api(current.engine, current.name, app.session.lock,
                                        app.api_port)
         except OSError as exc:  # a taken port, mostly
-            app.notify(f"{exc}", title="Could not start the API", severity="error", timeout=12)
+            app.notify(f"{exc}", title=_("Could not start the API"), severity="error", timeout=12)
             return
-        app.notify(f"Serving {current.name} at {app.api_server.url} (loopback only). "
-                   f"{app.key_for('serve')} again stops it.", title="API on")
+        app.notify(_("Serving {name} at {url} (loopback only). {key_for} again stops it.",
+                     name=current.name, url=app.api_server.url,
+                     key_for=app.key_for('serve')), title=_("API on"))
 
     def _stop_api(self, server: ApiServer) -> None:
         """Runs in a thread (a failure reaches the app's worker handler)."""
         from tui.app.serve_share import stop_api
 
         stop_api(server)
-        self._lm.call_from_thread(self._lm.notify, "The API is stopped.", title="API off")
+        self._lm.call_from_thread(self._lm.notify, _("The API is stopped."), title=_("API off"))

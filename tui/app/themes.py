@@ -26,6 +26,7 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 import tui
+from tui.i18n import _
 
 DEFAULT_DARK = "lmdesk-dark"
 DEFAULT_LIGHT = "lmdesk-light"
@@ -57,11 +58,13 @@ def stylesheet_path() -> Path:
 
 def _check_colour(source: str, key: str, value: object) -> str:
     if not isinstance(value, str):
-        raise ThemeFileError(f"{source}: {key} should be a colour string, got {value!r}")
+        raise ThemeFileError(_("{source}: {key} should be a colour string, got {value!r}",
+                               source=source, key=key, value=value))
     try:
         Color.parse(value)
     except ColorParseError:
-        raise ThemeFileError(f"{source}: {key} = {value!r} is not a colour") from None
+        raise ThemeFileError(_("{source}: {key} = {value!r} is not a colour",
+                               source=source, key=key, value=value)) from None
     return value
 
 
@@ -69,12 +72,12 @@ def parse_theme(data: dict[str, Any], source: str) -> Theme:
     """Build a theme from a parsed file; raises ThemeFileError naming ``source``."""
     unknown = sorted(set(data) - _KNOWN)
     if unknown:
-        raise ThemeFileError(f"{source}: unknown key {unknown[0]!r}")
+        raise ThemeFileError(_("{source}: unknown key {value!r}", source=source, value=unknown[0]))
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ThemeFileError(f"{source}: needs a name")
+        raise ThemeFileError(_("{source}: needs a name", source=source))
     if "primary" not in data:
-        raise ThemeFileError(f"{source}: needs a primary colour")
+        raise ThemeFileError(_("{source}: needs a primary colour", source=source))
     kwargs: dict[str, Any] = {"name": name.strip()}
     for key in _COLOURS:
         if key in data:
@@ -82,19 +85,21 @@ def parse_theme(data: dict[str, Any], source: str) -> Theme:
     for key in _FLAGS:
         if key in data:
             if not isinstance(data[key], bool):
-                raise ThemeFileError(f"{source}: {key} should be true or false")
+                raise ThemeFileError(_("{source}: {key} should be true or false",
+                                       source=source, key=key))
             kwargs[key] = data[key]
     for key in _NUMBERS:
         if key in data:
             value = data[key]
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ThemeFileError(f"{source}: {key} should be a number")
+                raise ThemeFileError(_("{source}: {key} should be a number",
+                                       source=source, key=key))
             kwargs[key] = float(value)
     variables = data.get("variables", {})
     if not isinstance(variables, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
     ):
-        raise ThemeFileError(f"{source}: [variables] should map names to strings")
+        raise ThemeFileError(_("{source}: [variables] should map names to strings", source=source))
     kwargs["variables"] = dict(variables)
     theme = Theme(**kwargs)
     try:
@@ -113,7 +118,7 @@ def _check_variables(source: str, variables: dict[str, str], known: dict[str, st
 
     for name, value in variables.items():
         if name.endswith("-style"):
-            rule, kind = "text-style", "text style (bold, italic, underline, none...)"
+            rule, kind = "text-style", _("text style (bold, italic, underline, none...)")
         elif name in known:
             rule, kind = "color", "colour"
         else:
@@ -132,16 +137,17 @@ def _check_variables(source: str, variables: dict[str, str], known: dict[str, st
                     continue
                 except Exception:
                     pass
-            raise ThemeFileError(f"{source}: {name} = {value!r} is not a {kind}") from None
+            raise ThemeFileError(_("{source}: {name} = {value!r} is not a {kind}",
+                                   source=source, name=name, value=value, kind=kind)) from None
 
 
 def load_theme_file(path: Path) -> Theme:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise ThemeFileError(f"{path.name}: cannot read ({exc})") from None
+        raise ThemeFileError(_("{name}: cannot read ({exc})", name=path.name, exc=exc)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ThemeFileError(f"{path.name}: not valid TOML ({exc})") from None
+        raise ThemeFileError(_("{name}: not valid TOML ({exc})", name=path.name, exc=exc)) from None
     return parse_theme(data, path.name)
 
 

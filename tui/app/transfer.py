@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.display import count
+from tui.i18n import _, format_datetime
 from tui.store import ConversationMeta, Store, StoreError
 
 if TYPE_CHECKING:
@@ -64,25 +65,28 @@ def read_export(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ValueError(f"no such file: {path}") from None
+        raise ValueError(_("no such file: {path}", path=path)) from None
     except IsADirectoryError:
-        raise ValueError(f"{path} is a folder: give the .json file in it") from None
+        raise ValueError(_("{path} is a folder: give the .json file in it", path=path)) from None
     except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a text file (not a JSON export)") from None
+        raise ValueError(_("{path} is not a text file (not a JSON export)", path=path)) from None
     except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise ValueError(_("cannot read {path}: {value}",
+                           path=path, value=exc.strerror or exc)) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path.name} is not JSON (line {exc.lineno}: {exc.msg})") from None
+        raise ValueError(_("{name} is not JSON (line {lineno}: {msg})",
+                           name=path.name, lineno=exc.lineno, msg=exc.msg)) from None
     if not isinstance(data, dict):
-        raise ValueError("not a conversation export (expected a JSON object)")
+        raise ValueError(_("not a conversation export (expected a JSON object)"))
     from tui.store.exchange import parse_import
 
     try:
         parse_import(data)
     except StoreError as exc:
-        raise ValueError(f"{path.name} is not an lmdesk export: {exc}") from None
+        raise ValueError(_("{name} is not an lmdesk export: {exc}",
+                           name=path.name, exc=exc)) from None
     return data
 
 
@@ -138,17 +142,19 @@ def ask_import(app: LmdeskApp, import_from: Callable[[Path], Awaitable[object]])
 
         when = _day(twin.created)
         app.push_screen(ConfirmScreen(
-            "Imported before", f"{path.name} was imported already: “{twin.title}” "
-            f"({count(twin.message_count, 'message')}, started {when}). Import a second copy?",
-            yes="Import again"), answer)
+            _("Imported before"), _("{name} was imported already: “{title}” ({count}, started "
+                                 "{when}). Import a second copy?",
+                                 name=path.name, title=twin.title,
+                                 count=count(twin.message_count, 'message'), when=when),
+            yes=_("Import again")), answer)
 
     app.push_screen(TextInputScreen(
-        "Import a conversation", placeholder="path/to/export.json",
-        hint="A .json file written by Export.   Enter: import   esc: cancel",
+        _("Import a conversation"), placeholder=_("path/to/export.json"),
+        hint=_("A .json file written by Export.   Enter: import   esc: cancel"),
         check=check), chosen)
 
 
 def _day(timestamp: float) -> str:
-    import time
+    from datetime import datetime
 
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+    return format_datetime(datetime.fromtimestamp(timestamp))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tui.i18n import _, n_
 from tui.models.catalogue import CatalogueEntry, read_catalogue
 from tui.models.choice import READING_SPEED, CatalogueChoice, choose_quantization, ctx_label
 from tui.models.choice import fmt_tok_s as _rate
@@ -81,19 +82,23 @@ def summarize(models: Sequence[ModelAdvice], reading_speed: float, has_gpu: bool
     best = _largest(models, "green")
     if best is not None:
         lines.append(
-            f"Comfortable here (fits with margin and writes at least {reading_speed:g} tok/s): "
-            f"up to {best.name} ({_params(best.params)}), {best.quantization} with a "
-            f"{ctx_label(best.n_ctx)} context at about {_rate(best.tok_s)} tok/s.")
+            _("Comfortable here (fits with margin and writes at least {reading_speed:g} tok/s): "
+              "up to {name} ({params}), {quantization} with a {ctx_label} context at about "
+              "{rate} tok/s.",
+              reading_speed=reading_speed, name=best.name, params=_params(best.params),
+              quantization=best.quantization, ctx_label=ctx_label(best.n_ctx),
+              rate=_rate(best.tok_s)))
     else:
-        lines.append(f"No catalogue model is comfortable here: none fits with margin and "
-                     f"writes {reading_speed:g} tok/s.")
+        lines.append(_("No catalogue model is comfortable here: none fits with margin and "
+                       "writes {reading_speed:g} tok/s.", reading_speed=reading_speed))
     slow = _largest(models, "amber")
     if slow is not None and (best is None or slow.params > best.params):
-        lines.append(f"Larger ones fit but are slow or tight: {slow.name} "
-                     f"({_params(slow.params)}) at about {_rate(slow.tok_s)} tok/s.")
+        lines.append(_("Larger ones fit but are slow or tight: {name} ({params}) at about "
+                       "{rate} tok/s.",
+                       name=slow.name, params=_params(slow.params), rate=_rate(slow.tok_s)))
     if not has_gpu:
-        lines.append("Without a GPU, speed falls as size grows: generation reads every weight "
-                     "once per token, so a model twice as large answers about half as fast.")
+        lines.append(_("Without a GPU, speed falls as size grows: generation reads every weight "
+                       "once per token, so a model twice as large answers about half as fast."))
     return lines
 
 
@@ -113,8 +118,9 @@ def capacity(
                for e in entries if e.has_files]
     models = tuple(advice_of(c) for c in choices)
     fitted = speed.fitted()
-    basis = (f"calibrated from {fitted.models} model(s) run here" if fitted.models
-             else "from the measured bandwidth and compute (no runs here yet)")
+    basis = (n_("calibrated from {count} model run here",
+                 "calibrated from {count} models run here", fitted.models) if fitted.models
+             else _("from the measured bandwidth and compute (no runs here yet)"))
     return Capacity(
         ram_available=resources.ram_available, vram_free=resources.vram_free,
         reading_speed=reading_speed, machine=speed.machine, speed_basis=basis,

@@ -8,14 +8,15 @@ import sys
 from typing import Any, TextIO
 
 from tui.config import Paths, Settings
+from tui.i18n import _
 
 
 def add_doctor_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``doctor`` to the ``lmdesk`` subparsers."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "doctor", help="this machine, what it can run, the install's health, the network"
+        "doctor", help=_("this machine, what it can run, the install's health, the network")
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
+    p.add_argument("--json", action="store_true", help=_("print one JSON object (for scripts)"))
     return p
 
 

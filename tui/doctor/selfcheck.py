@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
+from tui.i18n import _
 from tui.models.registry import ModelNotFound, default_model
 
 
@@ -51,13 +52,13 @@ def has_rpc_backend() -> bool:
 
 def main() -> int:
     if os.environ.get("LMDESK_SELFCHECK_RPC") == "1" and not has_rpc_backend():
-        print("lmdesk selfcheck: this llama.cpp build has no RPC backend", file=sys.stderr)
+        print(_("lmdesk selfcheck: this llama.cpp build has no RPC backend"), file=sys.stderr)
         return 1
     problem = check()
     if problem:
-        print(f"lmdesk selfcheck: {problem}", file=sys.stderr)
+        print(_("lmdesk selfcheck: {problem}", problem=problem), file=sys.stderr)
         return 1
-    print("lmdesk selfcheck: the default model answers")
+    print(_("lmdesk selfcheck: the default model answers"))
     return 0
 
 

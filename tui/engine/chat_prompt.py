@@ -18,6 +18,7 @@ from typing import Any
 
 from tui.engine.protocol import ChatMessage
 from tui.engine.tool_calls import arguments_value
+from tui.i18n import _
 
 Segment = tuple[str, bool]
 """(text, is_markup): markup is tokenized with special tokens parsed, content as text."""
@@ -75,7 +76,7 @@ class ChatTemplate:
         try:
             self._template = env.from_string(source)
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"the chat template does not parse: {exc}") from None
+            raise TemplateError(_("the chat template does not parse: {exc}", exc=exc)) from None
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
@@ -92,8 +93,8 @@ class ChatTemplate:
         except TemplateError:
             raise
         except Exception as exc:  # jinja2 errors and the template's own type errors
-            raise TemplateError(f"the chat template failed: {type(exc).__name__}: "
-                                f"{str(exc)[:160]}") from None
+            raise TemplateError(_("the chat template failed: {name}: {value}",
+                                  name=type(exc).__name__, value=str(exc)[:160])) from None
 
     def message_dicts(self, messages: Sequence[ChatMessage], contents: Sequence[str]
                       ) -> list[dict[str, Any]]:

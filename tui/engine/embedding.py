@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from tui.engine import native
 from tui.engine.native import ContextOptions, NativeContext, NativeError, NativeModel
+from tui.i18n import _
 
 EMBED_CTX = 512
 """Tokens per batch and the longest text embedded whole (longer ones are cut)."""
@@ -72,13 +73,13 @@ class TextEmbedder:
         native.L.llama_memory_clear(self.ctx.mem, True)
         rc = (native.L.llama_encode if self.encoder else native.L.llama_decode)(self.ctx.ctx, batch)
         if rc != 0:
-            raise NativeError(f"llama.cpp could not embed this batch (code {rc})")
+            raise NativeError(_("llama.cpp could not embed this batch (code {rc})", rc=rc))
         n_embd = self.model.n_embd
         out = []
         for seq in range(len(group)):
             ptr = native.L.llama_get_embeddings_seq(self.ctx.ctx, seq)
             if not ptr:
-                raise NativeError("llama.cpp returned no embedding")
+                raise NativeError(_("llama.cpp returned no embedding"))
             values = ptr[:n_embd]
             norm = math.sqrt(sum(v * v for v in values)) or 1.0
             out.append(tuple(v / norm for v in values))

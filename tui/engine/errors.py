@@ -17,5 +17,9 @@ class WorkerDied(EngineError):
     """The worker process ended without being asked to (a native crash or a kill)."""
 
 
+class ToolsUnsupported(EngineError):
+    """This engine (or model) cannot call tools: the caller may answer without them."""
+
+
 class PromptTooLong(EngineError):
     """The prompt does not fit in the context window."""

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _
+
 MAGIC = b"GGUF"
 
 # GGUF value types
@@ -70,7 +72,7 @@ class TensorInfo:
 
     @property
     def n_bytes(self) -> int:
-        _, block, size = GGML_TYPES.get(self.type_id, ("?", 1, 0))
+        _name, block, size = GGML_TYPES.get(self.type_id, ("?", 1, 0))
         return self.n_elements // block * size
 
 
@@ -199,8 +201,8 @@ class _Cursor:
     def need(self, n: int) -> None:
         if self.pos + n > self.size:
             raise GGUFError(
-                f"{self.path}: truncated GGUF header (ends at byte {self.size}); "
-                "the download is incomplete: fetch the file again"
+                _("{path}: truncated GGUF header (ends at byte {size}); the download is "
+                  "incomplete: fetch the file again", path=self.path, size=self.size)
             )
 
     def unpack(self, fmt: str, n: int) -> Any:
@@ -233,7 +235,8 @@ class _Cursor:
             return self.unpack(fmt, struct.calcsize(fmt))
         if vtype == _STRING:
             return self.string()
-        raise GGUFError(f"{self.path}: unknown metadata value type {vtype}; is this a GGUF file?")
+        raise GGUFError(_("{path}: unknown metadata value type {vtype}; is this a GGUF file?",
+                          path=self.path, vtype=vtype))
 
 
 _SMALL_ARRAY = 64  # arrays up to this length are kept (per-layer head counts and the like)
@@ -246,7 +249,7 @@ def _skip_strings(cur: _Cursor, count: int) -> None:
     """Skip ``count`` length-prefixed strings: the hot loop of a header read (a vocabulary is
     100k+ strings), so it stays local-variable only."""
     unpack, buf, pos, size = _U64.unpack_from, cur.buf, cur.pos, cur.size
-    for _ in range(count):
+    for _index in range(count):
         if pos + 8 > size:
             cur.pos = pos
             cur.need(8)
@@ -268,10 +271,11 @@ def _read_array(cur: _Cursor) -> tuple[Any, int]:
     elif etype == _STRING:
         _skip_strings(cur, count)
     elif etype == _ARRAY:
-        for _ in range(count):
+        for _index in range(count):
             _read_array(cur)
     else:
-        raise GGUFError(f"{cur.path}: unknown array element type {etype}; is this a GGUF file?")
+        raise GGUFError(_("{path}: unknown array element type {etype}; is this a GGUF file?",
+                          path=cur.path, etype=etype))
     return None, count
 
 
@@ -283,41 +287,46 @@ def read_header(path: str | os.PathLike[str]) -> GGUFHeader:
         size = p.stat().st_size
     except FileNotFoundError:
         raise GGUFError(
-            f"{name}: no such file; check the path or run `lmdesk models list`"
+            _("{name}: no such file; check the path or run `lmdesk models list`", name=name)
         ) from None
     except OSError as exc:
-        raise GGUFError(f"{name}: cannot read ({exc.strerror})") from None
+        raise GGUFError(_("{name}: cannot read ({strerror})",
+                          name=name, strerror=exc.strerror)) from None
     if p.is_dir():
-        raise GGUFError(f"{name}: is a folder, not a GGUF file")
+        raise GGUFError(_("{name}: is a folder, not a GGUF file", name=name))
     if size == 0:
-        raise GGUFError(f"{name}: empty file (0 bytes); the download failed: fetch it again")
+        raise GGUFError(_("{name}: empty file (0 bytes); the download failed: fetch it again",
+                          name=name))
     try:
         with p.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             return _parse(buf, name, size)
     except PermissionError:
-        raise GGUFError(f"{name}: permission denied; check the file's permissions") from None
+        raise GGUFError(_("{name}: permission denied; check the file's permissions",
+                          name=name)) from None
     except (OSError, ValueError) as exc:
-        raise GGUFError(f"{name}: cannot read ({exc})") from None
+        raise GGUFError(_("{name}: cannot read ({exc})", name=name, exc=exc)) from None
 
 
 def _parse(buf: mmap.mmap, name: str, size: int) -> GGUFHeader:
     if buf[:4] != MAGIC:
         raise GGUFError(
-            f"{name}: not a GGUF model file (it starts with {bytes(buf[:4])!r}); "
-            "lmdesk runs GGUF models: convert it or download a GGUF build"
+            _("{name}: not a GGUF model file (it starts with {bytes!r}); lmdesk runs GGUF "
+              "models: convert it or download a GGUF build", name=name, bytes=bytes(buf[:4]))
         )
     cur = _Cursor(buf, name)
     cur.pos = 4
     version = cur.u32()
     if version not in (2, 3):
-        raise GGUFError(f"{name}: GGUF version {version} is not supported (2 and 3 are)")
+        raise GGUFError(_("{name}: GGUF version {version} is not supported (2 and 3 are)",
+                          name=name, version=version))
     n_tensors = cur.u64()
     n_kv = cur.u64()
     if n_tensors > 1_000_000 or n_kv > 1_000_000:
-        raise GGUFError(f"{name}: damaged GGUF header (implausible counts); fetch the file again")
+        raise GGUFError(_("{name}: damaged GGUF header (implausible counts); fetch the file "
+                          "again", name=name))
     metadata: dict[str, Any] = {}
     arrays: dict[str, int] = {}
-    for _ in range(n_kv):
+    for _index in range(n_kv):
         key = cur.string()
         vtype = cur.u32()
         if vtype == _ARRAY:
@@ -328,11 +337,12 @@ def _parse(buf: mmap.mmap, name: str, size: int) -> GGUFHeader:
         else:
             metadata[key] = cur.value(vtype)
     tensors = []
-    for _ in range(n_tensors):
+    for _index in range(n_tensors):
         tname = cur.string()
         n_dims = cur.u32()
         if n_dims > 8:
-            raise GGUFError(f"{name}: damaged tensor table ({tname!r} has {n_dims} dimensions)")
+            raise GGUFError(_("{name}: damaged tensor table ({tname!r} has {n_dims} dimensions)",
+                              name=name, tname=tname, n_dims=n_dims))
         shape = tuple(cur.u64() for _ in range(n_dims))
         type_id = cur.u32()
         offset = cur.u64()
@@ -343,7 +353,8 @@ def _parse(buf: mmap.mmap, name: str, size: int) -> GGUFHeader:
     unknown = {t.type_id for t in tensors} - set(GGML_TYPES)
     if not unknown and header.data_end > size:
         raise GGUFError(
-            f"{name}: truncated GGUF ({size:,} bytes, its tensors need {header.data_end:,}); "
-            "the download is incomplete: fetch the file again"
+            _("{name}: truncated GGUF ({size:,} bytes, its tensors need {data_end:,}); the "
+              "download is incomplete: fetch the file again",
+              name=name, size=size, data_end=header.data_end)
         )
     return header

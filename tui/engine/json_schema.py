@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from tui.engine.errors import InvalidParameter
+from tui.i18n import _
 
 SUPPORTED = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "prefixItems",
@@ -33,9 +34,9 @@ def parse_schema(text: str) -> Any:
     try:
         schema = json.loads(text)
     except (ValueError, RecursionError):
-        raise InvalidParameter("json_schema is not valid JSON") from None
+        raise InvalidParameter(_("json_schema is not valid JSON")) from None
     if not isinstance(schema, dict | bool):
-        raise InvalidParameter("json_schema must be a JSON object (a schema)")
+        raise InvalidParameter(_("json_schema must be a JSON object (a schema)"))
     return schema
 
 
@@ -48,21 +49,21 @@ def check_schema(text: str) -> None:
     if unsupported:
         names = ", ".join(sorted(unsupported))
         raise InvalidParameter(
-            f"json_schema uses keywords constrained output cannot enforce: {names} "
-            "(remove them or check the output yourself)"
+            _("json_schema uses keywords constrained output cannot enforce: {names} (remove "
+              "them or check the output yourself)", names=names)
         )
     if problems:
-        raise InvalidParameter(f"json_schema: {problems[0]}")
+        raise InvalidParameter(_("json_schema: {value}", value=problems[0]))
 
 
 def _walk(node: Any, unsupported: set[str], problems: list[str], depth: int) -> None:
     if depth > 64:
-        problems.append("nested deeper than 64 levels")
+        problems.append(_("nested deeper than 64 levels"))
         return
     if isinstance(node, bool):
         return
     if not isinstance(node, dict):
-        problems.append(f"a schema must be an object, got {json.dumps(node)[:40]}")
+        problems.append(_("a schema must be an object, got {value}", value=json.dumps(node)[:40]))
         return
     for key, value in node.items():
         if key in ANNOTATIONS:
@@ -75,13 +76,13 @@ def _walk(node: Any, unsupported: set[str], problems: list[str], depth: int) -> 
                 for sub in value.values():
                     _walk(sub, unsupported, problems, depth + 1)
             else:
-                problems.append(f"{key} must be an object")
+                problems.append(_("{key} must be an object", key=key))
         elif key in SCHEMA_LISTS:
             if isinstance(value, list):
                 for sub in value:
                     _walk(sub, unsupported, problems, depth + 1)
             else:
-                problems.append(f"{key} must be a list")
+                problems.append(_("{key} must be a list", key=key))
         elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
             items = value if isinstance(value, list) else [value]
             for sub in items:
@@ -92,10 +93,11 @@ def _walk(node: Any, unsupported: set[str], problems: list[str], depth: int) -> 
             types = value if isinstance(value, list) else [value]
             bad = [t for t in types if t not in TYPES]
             if bad:
-                problems.append(f"unknown type {bad[0]!r}")
+                problems.append(_("unknown type {value!r}", value=bad[0]))
         elif key == "$ref" and not (isinstance(value, str) and value.startswith("#/")):
-            problems.append(f"only local references (#/...) are supported, got {value!r}")
+            problems.append(_("only local references (#/...) are supported, got {value!r}",
+                              value=value))
         elif key == "required" and not (
             isinstance(value, list) and all(isinstance(v, str) for v in value)
         ):
-            problems.append("required must be a list of property names")
+            problems.append(_("required must be a list of property names"))

@@ -15,7 +15,13 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from tui.engine.errors import EngineError, InvalidParameter, ModelLoadError, WorkerDied
+from tui.engine.errors import (
+    EngineError,
+    InvalidParameter,
+    ModelLoadError,
+    ToolsUnsupported,
+    WorkerDied,
+)
 from tui.engine.gguf import GGUFError, GGUFHeader, read_header
 from tui.engine.protocol import (
     DEFAULT_CTX_CAP,
@@ -45,6 +51,7 @@ from tui.engine.protocol import (
     WorkerEvent,
 )
 from tui.engine.tool_calls import ToolChoiceError, family_for_template, forced_name, no_tool_support
+from tui.i18n import _, current_language
 from tui.spawn import stdio_with_file_descriptors
 
 CTX_PAD = 256
@@ -71,9 +78,11 @@ def resolve_load_params(params: LoadParams) -> LoadParams:
     n_ctx = params.n_ctx or min(trained or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
     if trained and n_ctx > trained and not params.allow_ctx_beyond_train:
         raise InvalidParameter(
-            f"n_ctx {n_ctx:,} is beyond the {trained:,} tokens {header.name} was trained on; "
-            f"its KV cache alone would need {_gib(kv_cache_bytes(header, n_ctx))}: use "
-            f"n_ctx <= {trained:,} (LoadParams.allow_ctx_beyond_train forces it)"
+            _("n_ctx {n_ctx:,} is beyond the {trained:,} tokens {name} was trained on; its KV "
+              "cache alone would need {gib}: use n_ctx <= {trained:,} "
+              "(LoadParams.allow_ctx_beyond_train forces it)",
+              n_ctx=n_ctx, trained=trained, name=header.name,
+              gib=_gib(kv_cache_bytes(header, n_ctx)))
         )
     # llama.cpp pads the context to a multiple of 256; asking for that size up front keeps
     # llama-cpp-python's own buffers the same size as the real context
@@ -100,10 +109,12 @@ def _require_regular_file(path: str) -> None:
     except OSError:
         return  # missing or unreadable: the header reader says which
     if stat.S_ISDIR(mode):
-        raise ModelLoadError(f"{path} is a folder, not a model file: give a .gguf file")
+        raise ModelLoadError(_("{path} is a folder, not a model file: give a .gguf file",
+                               path=path))
     if not stat.S_ISREG(mode):
-        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
-        raise ModelLoadError(f"{path} is {kind}, not a regular file: give a .gguf file")
+        kind = _("a FIFO (named pipe)") if stat.S_ISFIFO(mode) else _("a device or socket")
+        raise ModelLoadError(_("{path} is {kind}, not a regular file: give a .gguf file",
+                               path=path, kind=kind))
 
 
 class LocalEngine:
@@ -161,7 +172,8 @@ class LocalEngine:
         from tui.engine.worker import worker_main
 
         proc = ctx.Process(
-            target=worker_main, args=(child, self.log_path), name="lmdesk-model", daemon=True
+            target=worker_main, args=(child, self.log_path, current_language()),
+            name="lmdesk-model", daemon=True
         )
         with stdio_with_file_descriptors():
             proc.start()
@@ -174,24 +186,27 @@ class LocalEngine:
             self._reap()
             gone = self._rpc_gone()
             if gone:
-                raise ModelLoadError(f"the RPC worker {', '.join(gone)} stopped answering while "
-                                     "the model loaded: load it without that worker, or start "
-                                     "the worker again") from None
+                raise ModelLoadError(_("the RPC worker {join} stopped answering while the model "
+                                       "loaded: load it without that worker, or start the "
+                                       "worker again", join=', '.join(gone))) from None
             raise ModelLoadError(
-                f"the model worker crashed while loading {self.params.model_path} ({exc}"
-                f"{self._log_hint()}); the file may be damaged or need more memory than is free"
+                _("the model worker crashed while loading {model_path} ({exc}{log_hint}); the "
+                  "file may be damaged or need more memory than is free",
+                  model_path=self.params.model_path, exc=exc, log_hint=self._log_hint())
             ) from None
         except TimeoutError:
             self._reap()
             raise ModelLoadError(
-                f"loading {self.params.model_path} took over {self._load_timeout_s:.0f} s; gave up"
+                _("loading {model_path} took over {load_timeout_s:.0f} s; gave up",
+                  model_path=self.params.model_path, load_timeout_s=self._load_timeout_s)
             ) from None
         if isinstance(event, WorkerError):
             self._reap()
             raise ModelLoadError(event.message)
         if not isinstance(event, Loaded):
             self._reap()
-            raise ModelLoadError(f"unexpected answer from the model worker: {event!r}")
+            raise ModelLoadError(_("unexpected answer from the model worker: {event!r}",
+                                   event=event))
         self._info = event.info
         return event.info
 
@@ -214,7 +229,7 @@ class LocalEngine:
         info = self.info
         if (forced is None and info is not None
                 and family_for_template(info.chat_template) == "generic"):
-            raise EngineError(no_tool_support(info.name))
+            raise ToolsUnsupported(no_tool_support(info.name))
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """For tests and emergencies: kill the worker outright."""
@@ -320,19 +335,20 @@ class LocalEngine:
                         raise EngineError(event.message)
             except WorkerDied as exc:
                 self._reap()
-                raise EngineError(f"the model worker died while embedding ({exc}"
-                                  f"{self._log_hint()}); reload the model to go on") from None
+                raise EngineError(_("the model worker died while embedding ({exc}{log_hint}); "
+                                    "reload the model to go on",
+                                    exc=exc, log_hint=self._log_hint())) from None
 
     # --- plumbing ------------------------------------------------------------------------
 
     def _require_loaded(self) -> None:
         if not self.alive:
-            raise EngineError("no model is loaded (the worker is not running): load it first")
+            raise EngineError(_("no model is loaded (the worker is not running): load it first"))
 
     def _send(self, request: Request) -> None:
         conn = self._conn
         if conn is None:
-            raise EngineError("no model worker is running")
+            raise EngineError(_("no model worker is running"))
         with self._send_lock:
             try:
                 conn.send(request)
@@ -342,7 +358,7 @@ class LocalEngine:
     def _recv(self, timeout_s: float | None = None) -> WorkerEvent:
         conn = self._conn
         if conn is None:
-            raise WorkerDied("no worker")
+            raise WorkerDied(_("no worker"))
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
             while deadline is not None and not conn.poll(0.25):
@@ -356,33 +372,33 @@ class LocalEngine:
     def _exit_description(self) -> str:
         proc = self._proc
         if proc is None:
-            return "no worker"
+            return _("no worker")
         proc.join(timeout=1)
         code = proc.exitcode
         if code is None:
-            return "its pipe closed"
+            return _("its pipe closed")
         if code == -signal.SIGILL:
             return (
-                "killed by SIGILL: this llama.cpp build uses CPU instructions this machine "
-                "refuses; rebuild it with `bash scripts/install`"
+                _("killed by SIGILL: this llama.cpp build uses CPU instructions this machine "
+                  "refuses; rebuild it with `bash scripts/install`")
             )
         if code < 0:
             try:
-                return f"killed by {signal.Signals(-code).name}"
+                return _("killed by {name}", name=signal.Signals(-code).name)
             except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit code {code}"
+                return _("killed by signal {value}", value=-code)
+        return _("exit code {code}", code=code)
 
     def _died_mid_reply(self, exc: WorkerDied) -> str:
         """One line: an RPC worker that went away takes the model with it (llama.cpp aborts
         when one stops answering), so say which one rather than how the process ended."""
         gone = self._rpc_gone()
         if gone:
-            return (f"the RPC worker {', '.join(gone)} stopped answering mid-reply and the "
-                    "model ended with it: load the model again without it (or start the "
-                    "worker again)")
-        return (f"the model worker died mid-reply ({exc}{self._log_hint()}); reload the model "
-                "to go on")
+            return _("the RPC worker {workers} stopped answering mid-reply and the model "
+                     "ended with it: load the model again without it (or start the worker "
+                     "again)", workers=", ".join(gone))
+        return _("the model worker died mid-reply ({exc}{log_hint}); reload the model to go on",
+                 exc=exc, log_hint=self._log_hint())
 
     def _rpc_gone(self) -> list[str]:
         """The RPC workers of this model that do not answer now."""

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tui.i18n import _
+
 L: Any = None
 """llama_cpp once ``backend_init`` ran (typed loosely: its ctypes signatures are not worth
 mirroring for mypy). Loaded on first use, so importing this module loads nothing."""
@@ -27,7 +29,7 @@ class DecodeAborted(Exception):
     """Prompt evaluation stopped by a cancel; ``kept`` tokens of it stay in the KV cache."""
 
     def __init__(self, kept: int) -> None:
-        super().__init__(f"aborted after {kept} tokens")
+        super().__init__(_("aborted after {kept} tokens", kept=kept))
         self.kept = kept
 
 
@@ -96,7 +98,7 @@ class NativeModel:
             params.tensor_split = self._split
         self.model = L.llama_model_load_from_file(os.fsencode(path), params)
         if not self.model:
-            raise NativeError("llama.cpp returned no model")
+            raise NativeError(_("llama.cpp returned no model"))
         self.vocab = L.llama_model_get_vocab(self.model)
         self.n_vocab = int(L.llama_vocab_n_tokens(self.vocab))
         self.n_ctx_train = int(L.llama_model_n_ctx_train(self.model))
@@ -194,7 +196,8 @@ class NativeModel:
             n = L.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_special,
                                  parse_special)
             if n < 0:
-                raise NativeError(f"llama.cpp could not tokenize a text of {len(data)} bytes")
+                raise NativeError(_("llama.cpp could not tokenize a text of {count} bytes",
+                                    count=len(data)))
         return list(buf[:n])
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
@@ -237,7 +240,7 @@ class NativeContext:
             params.kv_unified = True
         self.ctx = L.llama_init_from_model(model.model, params)
         if not self.ctx:
-            raise NativeError("llama.cpp could not create a context (not enough memory?)")
+            raise NativeError(_("llama.cpp could not create a context (not enough memory?)"))
         self.mem = L.llama_get_memory(self.ctx)
         self.n_ctx = int(L.llama_n_ctx(self.ctx))
         self.n_batch = int(L.llama_n_batch(self.ctx))
@@ -264,12 +267,12 @@ class NativeContext:
     def set_lora(self, path: str, scale: float = 1.0) -> None:
         adapter = L.llama_adapter_lora_init(self.model.model, os.fsencode(path))
         if not adapter:
-            raise NativeError("llama.cpp could not read the LoRA adapter")
+            raise NativeError(_("llama.cpp could not read the LoRA adapter"))
         self._lora = adapter
         adapters = (L.llama_adapter_lora_p_ctypes * 1)(adapter)
         scales = (ctypes.c_float * 1)(scale)
         if L.llama_set_adapters_lora(self.ctx, adapters, 1, scales):
-            raise NativeError("llama.cpp could not apply the LoRA adapter to this model")
+            raise NativeError(_("llama.cpp could not apply the LoRA adapter to this model"))
 
     # --- the KV cache --------------------------------------------------------------------
 
@@ -411,8 +414,9 @@ class NativeContext:
 
 def _decode_failure(rc: int) -> str:
     if rc == 1:
+        # kept in English: serve tells a context overflow from other failures by this text
         return "the context window is full (no room in the KV cache)"
-    return f"llama_decode failed with code {rc}"
+    return _("llama_decode failed with code {rc}", rc=rc)
 
 
 class SamplerChain:
@@ -441,7 +445,7 @@ class SamplerChain:
             self.grammar = L.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
             if not self.grammar:
                 self.free()
-                raise NativeError("the grammar does not parse (check its GBNF syntax)")
+                raise NativeError(_("the grammar does not parse (check its GBNF syntax)"))
             self._candidates = _Candidates(model.n_vocab)
             self._one = _Candidates(1)
         if temperature == 0.0:

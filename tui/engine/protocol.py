@@ -12,6 +12,7 @@ from typing import Literal
 
 from tui.engine.errors import InvalidParameter
 from tui.engine.json_schema import check_schema
+from tui.i18n import _
 
 Role = Literal["system", "user", "assistant", "tool"]
 StopReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
@@ -26,16 +27,19 @@ def _check_int(name: str, value: object, minimum: int, *, allow_none: bool = Tru
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParameter(f"{name} must be a whole number, got {value!r}")
+        raise InvalidParameter(_("{name} must be a whole number, got {value!r}",
+                                 name=name, value=value))
     if value < minimum:
-        raise InvalidParameter(f"{name} must be at least {minimum}, got {value}")
+        raise InvalidParameter(_("{name} must be at least {minimum}, got {value}",
+                                 name=name, minimum=minimum, value=value))
 
 
 def _check_float(name: str, value: object, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidParameter(f"{name} must be a number, got {value!r}")
+        raise InvalidParameter(_("{name} must be a number, got {value!r}", name=name, value=value))
     if not math.isfinite(value) or not low <= value <= high:
-        raise InvalidParameter(f"{name} must be between {low:g} and {high:g}, got {value}")
+        raise InvalidParameter(_("{name} must be between {low:g} and {high:g}, got {value}",
+                                 name=name, low=low, high=high, value=value))
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,11 @@ class LoadParams:
 
     def validate(self) -> None:
         if not isinstance(self.model_path, str) or not self.model_path:
-            raise InvalidParameter("model path is empty: give a GGUF file or a model name")
+            raise InvalidParameter(_("model path is empty: give a GGUF file or a model name"))
         _check_int("n_ctx", self.n_ctx, 16)
         if self.n_ctx is not None and self.n_ctx > MAX_CTX and self.allow_ctx_beyond_train:
-            raise InvalidParameter(f"n_ctx must be at most {MAX_CTX:,}, got {self.n_ctx:,}")
+            raise InvalidParameter(_("n_ctx must be at most {MAX_CTX:,}, got {n_ctx:,}",
+                                     MAX_CTX=MAX_CTX, n_ctx=self.n_ctx))
         _check_int("n_threads", self.n_threads, 1)
         _check_int("n_threads_batch", self.n_threads_batch, 1)
         _check_int("n_gpu_layers", self.n_gpu_layers, -1)
@@ -135,7 +140,8 @@ class SamplingParams:
         _check_float("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
         _check_int("top_logprobs", self.top_logprobs, 0)
         if self.top_logprobs is not None and self.top_logprobs > 20:
-            raise InvalidParameter(f"top_logprobs must be at most 20, got {self.top_logprobs}")
+            raise InvalidParameter(_("top_logprobs must be at most 20, got {top_logprobs}",
+                                     top_logprobs=self.top_logprobs))
         _check_int("reasoning_budget", self.reasoning_budget, -1, allow_none=False)
         _check_float("delta_gather_s", self.delta_gather_s, 0.0, 1.0)
         if not isinstance(self.prompt_lookup, bool):
@@ -144,18 +150,20 @@ class SamplingParams:
         for pair in self.logit_bias:
             if (not isinstance(pair, tuple) or len(pair) != 2 or isinstance(pair[0], bool)
                     or not isinstance(pair[0], int) or pair[0] < 0):
-                raise InvalidParameter(f"logit_bias needs (token id, bias) pairs, got {pair!r}")
+                raise InvalidParameter(_("logit_bias needs (token id, bias) pairs, got {pair!r}",
+                                         pair=pair))
             _check_float("a logit_bias value", pair[1], -100.0, 100.0)
         if not all(isinstance(s, str) and s for s in self.stop):
-            raise InvalidParameter(f"stop must be non-empty strings, got {self.stop!r}")
+            raise InvalidParameter(_("stop must be non-empty strings, got {stop!r}",
+                                     stop=self.stop))
         if self.grammar is not None and self.json_schema is not None:
-            raise InvalidParameter("give a grammar or a JSON schema, not both")
+            raise InvalidParameter(_("give a grammar or a JSON schema, not both"))
         if self.grammar is not None and (not isinstance(self.grammar, str)
                                          or not self.grammar.strip()):
-            raise InvalidParameter("grammar must be a non-empty GBNF text")
+            raise InvalidParameter(_("grammar must be a non-empty GBNF text"))
         if self.json_schema is not None:
             if not isinstance(self.json_schema, str):
-                raise InvalidParameter("json_schema must be JSON text")
+                raise InvalidParameter(_("json_schema must be JSON text"))
             check_schema(self.json_schema)
 
 

@@ -29,6 +29,7 @@ from tui.engine.protocol import (
     TextDelta,
     WorkerEvent,
 )
+from tui.i18n import _
 
 Mode = Literal["native", "old"]
 
@@ -159,7 +160,7 @@ class Reference:
         child.close()
         if not self._conn.poll(300) or self._conn.recv() != "ready":
             self.close()
-            raise RuntimeError(f"the {mode} reference process did not start")
+            raise RuntimeError(_("the {mode} reference process did not start", mode=mode))
 
     @property
     def pid(self) -> int | None:

@@ -35,6 +35,7 @@ from tui.engine.protocol import (
 )
 from tui.engine.remote_stream import EXTRAS, Tally, finish, stream_reply
 from tui.engine.tool_calls import ToolChoiceError, forced_name, openai_tools
+from tui.i18n import _
 from tui.offline import OfflineError, allow_network
 
 CHARS_PER_TOKEN = 4
@@ -58,7 +59,8 @@ class RemoteEngine:
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidParameter(
-                f"a remote endpoint needs an http:// or https:// URL, got {base_url!r}"
+                _("a remote endpoint needs an http:// or https:// URL, got {base_url!r}",
+                  base_url=base_url)
             )
         path = parts.path.rstrip("/")
         self._api_path = path if path.endswith("/v1") else path + "/v1"
@@ -113,24 +115,32 @@ class RemoteEngine:
         if isinstance(exc, OfflineError):
             return str(exc)
         if isinstance(exc, ConnectionRefusedError):
-            return f"connection refused by {self.server}: is the server running?"
+            return _("connection refused by {server}: is the server running?", server=self.server)
         if isinstance(exc, TimeoutError | socket.timeout):
-            return f"timed out after {self.timeout_s:g} s waiting for {self.server}"
+            return _("timed out after {timeout_s:g} s waiting for {server}",
+                     timeout_s=self.timeout_s, server=self.server)
         if isinstance(exc, socket.gaierror):
-            return f"cannot find the host {self._host!r} ({exc.strerror or exc})"
+            return _("cannot find the host {host!r} ({value})",
+                     host=self._host, value=exc.strerror or exc)
         if isinstance(exc, ssl.SSLError):
-            return f"TLS with {self.server} failed: {exc.reason or exc}"
+            return _("TLS with {server} failed: {value}",
+                     server=self.server, value=exc.reason or exc)
         if isinstance(exc, OSError):
-            return f"cannot reach {self.server}: {exc.strerror or exc}"
-        return f"bad answer from {self.server}: {exc!r}"
+            return _("cannot reach {server}: {value}",
+                     server=self.server, value=exc.strerror or exc)
+        return _("bad answer from {server}: {exc!r}", server=self.server, exc=exc)
 
     def _status_error(self, status: int, raw: bytes) -> str:
         message = raw.decode("utf-8", "replace").strip()[:300]
         with contextlib.suppress(ValueError, AttributeError, TypeError):
             error = json.loads(raw)["error"]
             message = error["message"] if isinstance(error, dict) else str(error)
-        hint = ": check the API key" if status in (401, 403) else ""
-        return f"{self.server} answered {status}{hint}: {message or 'no details'}"
+        details = message or _("no details")
+        if status in (401, 403):
+            return _("{server} answered {status}: check the API key: {details}",
+                     server=self.server, status=status, details=details)
+        return _("{server} answered {status}: {details}", server=self.server, status=status,
+                 details=details)
 
     def _request_json(
         self, method: str, path: str, body: dict[str, Any] | None = None
@@ -152,7 +162,8 @@ class RemoteEngine:
         try:
             return 200, json.loads(raw)
         except ValueError:
-            raise RemoteError(f"{self.server}{path} did not answer with JSON") from None
+            raise RemoteError(_("{server}{path} did not answer with JSON",
+                                server=self.server, path=path)) from None
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -162,7 +173,7 @@ class RemoteEngine:
             raise RemoteError(self._status_error(status, body))
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
-            raise RemoteError(f"{self.base_url}/models did not list models")
+            raise RemoteError(_("{base_url}/models did not list models", base_url=self.base_url))
         return [item for item in data if isinstance(item, dict) and "id" in item]
 
     def list_models(self) -> list[str]:
@@ -179,15 +190,16 @@ class RemoteEngine:
         ids = [str(item["id"]) for item in items]
         if self.model is None:
             if not ids:
-                raise ModelLoadError(f"the server at {self.base_url} lists no models")
+                raise ModelLoadError(_("the server at {base_url} lists no models",
+                                       base_url=self.base_url))
             self.model = ids[0]
         item = next((i for i in items if i["id"] == self.model), None)
         if item is None:
             item = next((i for i in items if str(i["id"]).startswith(f"{self.model}:")), None)
         if item is None and ids:
             raise ModelLoadError(
-                f"the server at {self.base_url} has no model {self.model!r} "
-                f"(it offers: {', '.join(ids[:12])})"
+                _("the server at {base_url} has no model {model!r} (it offers: {join})",
+                  base_url=self.base_url, model=self.model, join=', '.join(ids[:12]))
             )
         item = item or {"id": self.model}
         self.model = str(item["id"])
@@ -349,13 +361,14 @@ class RemoteEngine:
             raise RemoteError(self._status_error(status, body))
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list) or len(data) != len(texts):
-            raise RemoteError(f"{self.base_url}/embeddings did not return one vector per text")
+            raise RemoteError(_("{base_url}/embeddings did not return one vector per text",
+                                base_url=self.base_url))
         try:
             ordered = sorted(data, key=lambda item: int(item.get("index", 0)))
             vectors = [[float(v) for v in item["embedding"]] for item in ordered]
         except (TypeError, ValueError, KeyError, AttributeError):
-            raise RemoteError(f"{self.base_url}/embeddings sent vectors that are not lists "
-                              "of numbers") from None
+            raise RemoteError(_("{base_url}/embeddings sent vectors that are not lists of "
+                                "numbers", base_url=self.base_url)) from None
         out = []
         for vector in vectors:
             norm = math.sqrt(sum(v * v for v in vector)) or 1.0

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tui.display import count
-from tui.engine.errors import EngineError
+from tui.engine.errors import ToolsUnsupported
 from tui.engine.protocol import (
     Done,
     EngineEvent,
@@ -29,6 +29,7 @@ from tui.engine.protocol import (
     ToolCallDelta,
 )
 from tui.engine.reasoning import ReasoningSplitter
+from tui.i18n import _
 
 if TYPE_CHECKING:
     from tui.engine.remote import RemoteEngine
@@ -135,7 +136,7 @@ def sse_payloads(resp: http.client.HTTPResponse) -> Iterator[bytes]:
                 yield b"\n".join(data)
                 data = []
             continue
-        name, _, value = line.partition(b":")
+        name, _colon, value = line.partition(b":")
         if name == b"data":
             data.append(value[1:] if value.startswith(b" ") else value)
     if data:
@@ -293,7 +294,8 @@ def stream_reply(
         if engine._cancel.is_set():
             yield from _close(rid, parts, tally, "cancelled")
         elif isinstance(exc, ValueError):
-            yield from _close(rid, parts, tally, "error", f"{engine.server} sent a malformed event")
+            yield from _close(rid, parts, tally, "error", _("{server} sent a malformed event",
+                                                            server=engine.server))
         elif isinstance(exc, TimeoutError) or not answered:
             yield from _close(rid, parts, tally, "error", engine._describe(exc) + _after(tally))
         else:
@@ -315,7 +317,8 @@ def _refuses_tools(engine: RemoteEngine, body: dict[str, Any], raw: bytes) -> No
     """A server that refuses the tools themselves (an older lmdesk, a server without tool
     support): EngineError, so the turn goes on without them and says so."""
     if "tools" in body and b"tool" in raw.lower():
-        raise EngineError(f"{engine._status_error(400, raw)} (this server cannot call tools)")
+        raise ToolsUnsupported(_("{error} (this server cannot call tools)",
+                                 error=engine._status_error(400, raw)))
 
 
 def _after(tally: Tally) -> str:
@@ -324,4 +327,5 @@ def _after(tally: Tally) -> str:
 
 def _dropped(engine: RemoteEngine, tally: Tally, exc: BaseException | None) -> str:
     why = f" ({exc.__class__.__name__})" if exc is not None else ""
-    return f"the stream from {engine.server} dropped after {count(tally.chunks, 'token')}{why}"
+    return _("the stream from {server} dropped after {count}{why}",
+             server=engine.server, count=count(tally.chunks, 'token'), why=why)

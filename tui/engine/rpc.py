@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tui.engine.errors import ModelLoadError
+from tui.i18n import _
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,12 @@ def attach(addresses: Sequence[str]) -> AttachedWorkers:
     statuses = [probe(address) for address in addresses]
     down = [s for s in statuses if not s.reachable]
     if down:
-        raise ModelLoadError("RPC worker not usable: " + "; ".join(s.error for s in down))
+        raise ModelLoadError(_("RPC worker not usable: {problems}",
+                               problems="; ".join(s.error for s in down)))
     busy = [s.address for s in statuses if s.busy]
     if busy:
-        raise ModelLoadError(f"the RPC worker {busy[0]} already serves another model (a worker "
-                             "serves one model at a time)")
+        raise ModelLoadError(_("the RPC worker {value} already serves another model (a worker "
+                               "serves one model at a time)", value=busy[0]))
     # llama.cpp aborts when a worker stops answering; its backtrace would attach gdb to this
     # process first (seconds, and noise in the log) for an end lmdesk explains itself
     os.environ.setdefault("GGML_NO_BACKTRACE", "1")
@@ -55,15 +57,16 @@ def attach(addresses: Sequence[str]) -> AttachedWorkers:
     dev_count.restype, dev_count.argtypes = ctypes.c_size_t, [ctypes.c_void_p]
     rpc = reg_by_name(b"RPC")
     if not rpc:
-        raise ModelLoadError("this llama.cpp build has no RPC backend: run scripts/install "
-                             "again (it builds llama.cpp with GGML_RPC=ON)")
+        raise ModelLoadError(_("this llama.cpp build has no RPC backend: run scripts/install "
+                               "again (it builds llama.cpp with GGML_RPC=ON)"))
     add_server = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(
         proc(rpc, b"ggml_backend_rpc_add_server"))
     split: list[float] = []
     for status in statuses:
         reg = add_server(status.address.encode())
         if not reg:
-            raise ModelLoadError(f"the RPC worker {status.address} offers no device")
+            raise ModelLoadError(_("the RPC worker {address} offers no device",
+                                   address=status.address))
         register(reg)
         n = int(dev_count(reg)) or 1
         split.extend([status.offered_bytes / n] * n)

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from tui.engine.errors import EngineError
+from tui.engine.errors import ToolsUnsupported
 from tui.engine.protocol import (
     ChatMessage,
     Done,
@@ -21,6 +21,7 @@ from tui.engine.protocol import (
     ToolChoice,
     ToolSpec,
 )
+from tui.i18n import _
 
 
 def _info(name: str, n_ctx: int) -> ModelInfo:
@@ -90,7 +91,7 @@ class ScriptedEngine:
         tool_choice: ToolChoice = "auto",
     ) -> Iterator[EngineEvent]:
         if tools and not self._calls_tools:
-            raise EngineError("the scripted engine cannot call tools")
+            raise ToolsUnsupported(_("the scripted engine cannot call tools"))
         self._cancel.clear()
         if tools:
             self.tool_requests.append((tuple(tools), tool_choice))

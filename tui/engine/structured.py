@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from tui.engine.json_schema import check_schema
+from tui.i18n import _
 
 ANY_JSON_OBJECT = "{}"
 
@@ -27,7 +28,8 @@ def schema_grammar(schema_text: str) -> str:
     try:
         grammar = str(json_schema_to_gbnf(text))
     except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise ValueError(f"json_schema cannot be turned into a grammar: {exc}"[:300]) from None
+        raise ValueError(_("json_schema cannot be turned into a grammar: {exc}",
+                           exc=exc)[:300]) from None
     # the converter lets raw control characters (a newline) into strings, which JSON forbids:
     # the output would then not parse
     return grammar.replace(_LOOSE_CHAR, _JSON_CHAR)

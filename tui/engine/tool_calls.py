@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from tui.engine.json_schema import ANNOTATIONS, FORMATS, SUPPORTED
 from tui.engine.protocol import ChatMessage, ToolCall, ToolChoice, ToolSpec
+from tui.i18n import _
 
 Family = Literal["hermes", "llama3", "mistral", "harmony", "generic"]
 
@@ -61,8 +62,8 @@ def family_for_template(source: str | None) -> Family:
 def no_tool_support(model: str) -> str:
     """The one line for a model whose template cannot take tools (the session goes on
     without them)."""
-    return (f"{model}'s chat template has no tool support (only a required or named "
-            "tool_choice can make it call one)")
+    return _("{model}'s chat template has no tool support (only a required or named "
+             "tool_choice can make it call one)", model=model)
 
 
 def forced_name(choice: ToolChoice, tools: Sequence[ToolSpec]) -> str | None:
@@ -74,8 +75,9 @@ def forced_name(choice: ToolChoice, tools: Sequence[ToolSpec]) -> str | None:
         return ""
     names = [t.name for t in tools]
     if choice not in names:
-        raise ToolChoiceError(f"tool_choice names {choice!r}, which is not among the tools "
-                              f"offered ({', '.join(names) or 'none'})")
+        raise ToolChoiceError(_("tool_choice names {choice!r}, which is not among the tools "
+                                "offered ({value})",
+                                choice=choice, value=', '.join(names) or 'none'))
     return choice
 
 
@@ -425,7 +427,7 @@ class ToolCallParser:
                     del self.calls[added:]
                     failed.append(raw)
             elif "[ARGS]" in chunk:
-                name, _, args = chunk.partition("[ARGS]")
+                name, _marker, args = chunk.partition("[ARGS]")
                 name = name.split("[CALL_ID]")[0].strip()
                 if not self._add(name, args.strip()):
                     failed.append(raw)

@@ -39,6 +39,7 @@ from tui.engine.protocol import (
     WorkerError,
     WorkerEvent,
 )
+from tui.i18n import Language, _, set_language
 
 if TYPE_CHECKING:
     from tui.engine.cores import CoreShare
@@ -47,14 +48,17 @@ if TYPE_CHECKING:
     from tui.engine.native import NativeContext, NativeModel
 
 
-def worker_main(conn: Connection, log_path: str | None = None) -> None:
+def worker_main(conn: Connection, log_path: str | None = None,
+                language: Language | None = None) -> None:
     """Entry point of the worker process.
 
     llama.cpp writes to file descriptors 1 and 2 from native code; in a full-screen app that
     would scribble over the screen, so both go to ``log_path`` (the caller reads its tail to
-    explain a crash).
+    explain a crash). ``language`` is the caller's: the worker's errors are said in it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller decides when we stop
+    if language is not None:
+        set_language(language)
     from tui.offline import install_from_env
 
     install_from_env()  # a worker never needs the network: refuse it as the caller does
@@ -66,7 +70,8 @@ def worker_main(conn: Connection, log_path: str | None = None) -> None:
         pass  # the caller went away: nothing left to serve
     except Exception as exc:  # a bug of ours: one line (never the request's text), the
         with contextlib.suppress(OSError):  # traceback into the private log
-            conn.send(WorkerError(f"internal error in the model worker: {_where(exc)}"))
+            conn.send(WorkerError(_("internal error in the model worker: {where}",
+                                    where=_where(exc))))
         traceback.print_exc()
 
 
@@ -173,11 +178,12 @@ class _Worker:
             from tui.engine import native
             from tui.engine.chat_prompt import ChatTemplate, TemplateError
         except ImportError as exc:
-            self.send(WorkerError(f"llama-cpp-python is missing ({exc}): run scripts/install"))
+            self.send(WorkerError(_("llama-cpp-python is missing ({exc}): run scripts/install",
+                                    exc=exc)))
             return False
         if params.lora_path and not os.path.isfile(params.lora_path):
-            self.send(WorkerError(f"the LoRA adapter {params.lora_path} does not exist: "
-                                  "give the path of a LoRA GGUF file"))
+            self.send(WorkerError(_("the LoRA adapter {lora_path} does not exist: give the path "
+                                    "of a LoRA GGUF file", lora_path=params.lora_path)))
             return False
         gpu = bool(native.gpu_devices())
         n_gpu_layers = params.n_gpu_layers
@@ -266,7 +272,7 @@ class _Worker:
     def generate(self, req: GenerateRequest) -> None:
         rid = req.request_id
         if self.generator is None:
-            self.send(Done(rid, "", _empty_stats("error"), "no model loaded"))
+            self.send(Done(rid, "", _empty_stats("error"), _("no model loaded")))
             return
         cancel = self.inbox.begin(rid)
         try:
@@ -280,7 +286,7 @@ class _Worker:
             if self.ctx is not None:
                 self.ctx.clear()
             done = Done(rid, "", _empty_stats("error"),
-                        f"internal error in the model worker: {_where(exc)}")
+                        _("internal error in the model worker: {where}", where=_where(exc)))
         finally:
             self.inbox.end()
         self.send(done)
@@ -301,7 +307,7 @@ class _Worker:
     def tokenize(self, request: TokenizeRequest) -> None:
         gen = self.generator
         if gen is None:
-            self.send(WorkerError("no model loaded", request.request_id))
+            self.send(WorkerError(_("no model loaded"), request.request_id))
             return
         from tui.engine.chat_prompt import TemplateError
 
@@ -320,7 +326,7 @@ class _Worker:
 
     def embed(self, request: EmbedRequest) -> None:
         if self.model is None or self.params is None:
-            self.send(WorkerError("no model loaded", request.request_id))
+            self.send(WorkerError(_("no model loaded"), request.request_id))
             return
         from tui.engine.embedding import TextEmbedder
         from tui.engine.native import NativeError
@@ -331,7 +337,7 @@ class _Worker:
                                              n_threads_batch=self.params.n_threads_batch or 1)
             vectors, n_tokens = self.embedder.embed(request.texts)
         except NativeError as exc:
-            self.send(WorkerError(f"embedding failed: {exc}", request.request_id))
+            self.send(WorkerError(_("embedding failed: {exc}", exc=exc), request.request_id))
             return
         self.send(Embeddings(request.request_id, vectors, n_tokens))
 
@@ -373,6 +379,7 @@ def _empty_stats(reason: Any, prompt_tokens: int = 0) -> GenerationStats:
 def _load_failure(path: str, exc: Exception) -> str:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return (
-        f"llama.cpp could not load {path} ({detail}): the file may be damaged, of an "
-        "architecture this llama.cpp build does not know, or too big for free memory"
+        _("llama.cpp could not load {path} ({detail}): the file may be damaged, of an "
+          "architecture this llama.cpp build does not know, or too big for free memory",
+          path=path, detail=detail)
     )

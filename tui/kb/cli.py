@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, TextIO
 
 from tui.display import count, for_terminal, printable
+from tui.i18n import _
 from tui.kb.ingest import IngestReport, Progress, ProgressFn
 from tui.kb.kb import KBError, KBLibrary
 
@@ -23,29 +24,29 @@ if TYPE_CHECKING:
 
 def add_kb_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                   ) -> argparse.ArgumentParser:
-    p = sub.add_parser("kb", help="knowledge bases: folders indexed for answers with sources")
+    p = sub.add_parser("kb", help=_("knowledge bases: folders indexed for answers with sources"))
     s = p.add_subparsers(dest="kb_command", metavar="ACTION")
-    add = s.add_parser("add", help="create NAME (or add paths to it) and index the paths")
+    add = s.add_parser("add", help=_("create NAME (or add paths to it) and index the paths"))
     add.add_argument("name")
     add.add_argument("paths", nargs="+", metavar="PATH")
-    re_ = s.add_parser("reindex", help="bring NAME up to date with its files")
+    re_ = s.add_parser("reindex", help=_("bring NAME up to date with its files"))
     re_.add_argument("name")
     for indexing in (add, re_):
         indexing.add_argument("--max-mb", type=_size_mib, default=20.0,
-                              help="skip files larger than this (MiB)")
+                              help=_("skip files larger than this (MiB)"))
         indexing.add_argument(
             "--follow-links", action="store_true", default=None,
-            help="follow symlinks that lead out of the folders given (skipped by default); "
-                 "kept for later reindexes")
-    s.add_parser("list", help="all knowledge bases")
-    search = s.add_parser("search", help="the best passages for a query")
+            help=_("follow symlinks that lead out of the folders given (skipped by default); "
+                   "kept for later reindexes"))
+    s.add_parser("list", help=_("all knowledge bases"))
+    search = s.add_parser("search", help=_("the best passages for a query"))
     search.add_argument("name")
     search.add_argument("query")
-    search.add_argument("-k", type=int, default=5, help="how many passages")
-    rm = s.add_parser("rm", help="delete a knowledge base (not your files)")
+    search.add_argument("-k", type=int, default=5, help=_("how many passages"))
+    rm = s.add_parser("rm", help=_("delete a knowledge base (not your files)"))
     rm.add_argument("name")
     for action in s.choices.values():
-        action.add_argument("--json", action="store_true", help="machine-readable output")
+        action.add_argument("--json", action="store_true", help=_("machine-readable output"))
     return p
 
 
@@ -58,10 +59,10 @@ def _size_mib(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of MiB") from None
+        raise argparse.ArgumentTypeError(_("{text!r} is not a number of MiB", text=text)) from None
     if not math.isfinite(value) or value <= 0 or value > MAX_FILE_MIB:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a size: give MiB above 0, like 20 or 0.5")
+            _("{text!r} is not a size: give MiB above 0, like 20 or 0.5", text=text))
     return value
 
 
@@ -84,7 +85,8 @@ def _report(report: IngestReport, name: str, as_json: bool, out: TextIO, err: Te
         out.write(json.dumps({"name": name, **asdict(report)}, ensure_ascii=False) + "\n")
         return
     for line in report.problems:
-        err.write(f"skipped: {printable(line)}\n")  # a file name may hold escapes
+        err.write(_("skipped: {printable}\n",
+                    printable=printable(line)))  # a file name may hold escapes
     out.write(f"{name}: {report.summary()}\n")
 
 
@@ -108,7 +110,7 @@ def cmd_kb(args: argparse.Namespace, settings: Settings | None, paths: Paths,
                 report = kb.reindex(progress=_progress_printer(err),
                                     max_bytes=int(args.max_mb * 2**20))
             except KeyboardInterrupt:
-                err.write("\ninterrupted: the previous index is kept\n")
+                err.write(_("\ninterrupted: the previous index is kept\n"))
                 return 130
             _report(report, kb.name, as_json, out, err)
         elif action == "list":
@@ -117,7 +119,7 @@ def cmd_kb(args: argparse.Namespace, settings: Settings | None, paths: Paths,
                 out.write(json.dumps([asdict(i) for i in infos], ensure_ascii=False) + "\n")
                 return 0
             if not infos:
-                out.write("no knowledge bases yet: lmdesk kb add NAME PATH...\n")
+                out.write(_("no knowledge bases yet: lmdesk kb add NAME PATH...\n"))
             for i in infos:
                 dense = f", dense: {i.dense}" if i.dense else ""
                 out.write(f"{i.name}\t{count(i.files, 'file')}\t{count(i.chunks, 'chunk')}{dense}\t"
@@ -132,7 +134,7 @@ def cmd_kb(args: argparse.Namespace, settings: Settings | None, paths: Paths,
                      "text": h.chunk.text} for h in hits], ensure_ascii=False) + "\n")
                 return 0
             if not hits:
-                out.write("no matches\n")
+                out.write(_("no matches\n"))
             for n, h in enumerate(hits, 1):
                 loc = ("p. " if h.chunk.page else ":") + h.chunk.location
                 out.write(f"[{n}] {h.chunk.path}{loc}  ({h.score:.2f})"
@@ -144,13 +146,14 @@ def cmd_kb(args: argparse.Namespace, settings: Settings | None, paths: Paths,
             if as_json:
                 out.write(json.dumps({"removed": args.name}) + "\n")
             else:
-                out.write(f"removed knowledge base {args.name} (your files are untouched)\n")
+                out.write(_("removed knowledge base {name} (your files are untouched)\n",
+                            name=args.name))
         else:
-            err.write("usage: lmdesk kb {add,reindex,list,search,rm} ...\n")
+            err.write(_("usage: lmdesk kb {add,reindex,list,search,rm} ...\n"))
             return 2
     except KBError as exc:
         if as_json:
             out.write(json.dumps({"error": str(exc)}) + "\n")
-        err.write(f"lmdesk: {exc}\n")
+        err.write(_("lmdesk: {exc}\n", exc=exc))
         return 1
     return 0

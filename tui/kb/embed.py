@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tui.i18n import _
+
 
 class EmbedderError(Exception):
     """The embedding model could not be loaded or failed."""
@@ -65,7 +67,8 @@ class LlamaEmbedder:
         status, err = self._recv()
         if status != "ok":
             self.close()
-            raise EmbedderError(f"cannot load embedding model {self._name}: {err}")
+            raise EmbedderError(_("cannot load embedding model {name}: {err}",
+                                  name=self._name, err=err))
 
     @property
     def name(self) -> str:
@@ -75,7 +78,8 @@ class LlamaEmbedder:
         try:
             msg: tuple[str, Any] = self._conn.recv()
         except (EOFError, OSError):
-            raise EmbedderError(f"the embedding worker for {self._name} died") from None
+            raise EmbedderError(_("the embedding worker for {name} died",
+                                  name=self._name)) from None
         return msg
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:

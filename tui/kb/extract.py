@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from tui.i18n import _
+
 MARKDOWN_EXT = frozenset({".md", ".markdown", ".mdx", ".rst", ".adoc", ".org"})
 HTML_EXT = frozenset({".html", ".htm", ".xhtml"})
 PDF_EXT = frozenset({".pdf"})
@@ -70,16 +72,16 @@ def decode(data: bytes) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError:
-            raise SkipFile("undecodable UTF-16 text") from None
+            raise SkipFile(_("undecodable UTF-16 text")) from None
     if b"\x00" in data[:SNIFF_BYTES]:
-        raise SkipFile("binary file")
+        raise SkipFile(_("binary file"))
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("utf-8", errors="replace")
         bad = text.count("\ufffd")
         if bad > max(8, len(text) * MAX_BAD_CHAR_RATIO):
-            raise SkipFile("undecodable text (not UTF-8)") from None
+            raise SkipFile(_("undecodable text (not UTF-8)")) from None
         return text
 
 
@@ -87,7 +89,7 @@ def extract(path: Path, data: bytes) -> tuple[str, list[Unit]]:
     """The units of one file, and its kind. ``data`` is the file's bytes."""
     kind = kind_of(path)
     if kind == "binary":
-        raise SkipFile("binary file")
+        raise SkipFile(_("binary file"))
     if kind == "pdf":
         return kind, pdf_units(data)
     text = decode(data)
@@ -311,7 +313,7 @@ def pdf_units(data: bytes) -> list[Unit]:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
-            raise SkipFile("encrypted PDF")
+            raise SkipFile(_("encrypted PDF"))
         units: list[Unit] = []
         for n, page in enumerate(reader.pages, 1):
             text = page.extract_text() or ""
@@ -320,7 +322,7 @@ def pdf_units(data: bytes) -> list[Unit]:
     except SkipFile:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise SkipFile(f"unreadable PDF ({type(exc).__name__})") from None
+        raise SkipFile(_("unreadable PDF ({name})", name=type(exc).__name__)) from None
     if not units:
-        raise SkipFile("PDF has no text layer (scanned?)")
+        raise SkipFile(_("PDF has no text layer (scanned?)"))
     return units

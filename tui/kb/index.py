@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from tui.i18n import _
 from tui.kb.chunking import Chunk, tokenize
 
 RRF_K = 60
@@ -253,7 +254,7 @@ class ChunkIndex:
                 logging.getLogger("bm25s").setLevel(logging.ERROR)
                 index._bm25 = bm25s.BM25.load(str(cur / "bm25"), show_progress=False)
                 if int(index._bm25.scores["num_docs"]) != len(chunks):
-                    raise ValueError("stale BM25 index")
+                    raise ValueError(_("stale BM25 index"))
             except (OSError, ValueError, KeyError):
                 index.build_bm25()  # rebuilt from the stored tokens
         return index

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tui.display import count, printable
+from tui.i18n import _
 from tui.kb import segments
 from tui.kb.chunking import Chunk, chunk_units, tokenize
 from tui.kb.extract import SkipFile, extract, kind_of
@@ -71,7 +72,8 @@ class IngestReport:
             if n:
                 parts.append(f"{n} {label}")
         rate = self.chunks_new / self.seconds if self.seconds > 0 else 0.0
-        parts.append(f"{self.seconds:.1f} s ({rate:.0f} new chunks/s)")
+        parts.append(_("{seconds:.1f} s ({rate:.0f} new chunks/s)",
+                       seconds=self.seconds, rate=rate))
         if self.cancelled:
             parts.append("cancelled")
         return ", ".join(parts)
@@ -118,36 +120,40 @@ def walk(roots: Sequence[Path], *, follow_links: bool = False) -> Walk:
         target = os.path.realpath(p)
         if _inside(target, root):
             return False
-        out.problems.append(f"{printable(str(p))}: a link out of {printable(root)} (to "
-                            f"{printable(target)}), skipped (--follow-links follows it)")
+        out.problems.append(_("{printable}: a link out of {printable2} (to {printable3}), "
+                              "skipped (--follow-links follows it)",
+                              printable=printable(str(p)), printable2=printable(root),
+                              printable3=printable(target)))
         return True
 
     def visit_dir(d: Path, root: str) -> None:
         try:
             st = d.stat()
         except FileNotFoundError:
-            out.problems.append(f"{printable(str(d))}: folder vanished during ingest")
+            out.problems.append(_("{printable}: folder vanished during ingest",
+                                  printable=printable(str(d))))
             return
         except OSError as exc:
-            out.problems.append(f"{printable(str(d))}: cannot open folder "
-                                f"({exc.strerror or exc})")
+            out.problems.append(_("{printable}: cannot open folder ({value})",
+                                  printable=printable(str(d)), value=exc.strerror or exc))
             out.incomplete.append(str(d))
             return
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:
-            out.problems.append(f"{printable(str(d))}: symlink loop or folder seen twice, "
-                                "skipped")
+            out.problems.append(_("{printable}: symlink loop or folder seen twice, skipped",
+                                  printable=printable(str(d))))
             return
         seen_dirs.add(key)
         try:
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except FileNotFoundError:
-            out.problems.append(f"{printable(str(d))}: folder vanished during ingest")
+            out.problems.append(_("{printable}: folder vanished during ingest",
+                                  printable=printable(str(d))))
             return
         except OSError as exc:
-            out.problems.append(f"{printable(str(d))}: cannot list folder "
-                                f"({exc.strerror or exc})")
+            out.problems.append(_("{printable}: cannot list folder ({value})",
+                                  printable=printable(str(d)), value=exc.strerror or exc))
             out.incomplete.append(str(d))
             return
         for e in entries:
@@ -155,8 +161,8 @@ def walk(roots: Sequence[Path], *, follow_links: bool = False) -> Walk:
                 continue
             p = Path(e.path)
             if not _valid_name(p):
-                out.problems.append(f"{printable(str(p))}: the name is not valid UTF-8, "
-                                    "skipped (rename it to index it)")
+                out.problems.append(_("{printable}: the name is not valid UTF-8, skipped "
+                                      "(rename it to index it)", printable=printable(str(p))))
                 continue
             if escapes(p, root):
                 continue
@@ -174,13 +180,15 @@ def walk(roots: Sequence[Path], *, follow_links: bool = False) -> Walk:
             st = p.stat()
         except FileNotFoundError:
             if p.is_symlink():
-                out.problems.append(f"{printable(str(p))}: broken symlink, skipped")
+                out.problems.append(_("{printable}: broken symlink, skipped",
+                                      printable=printable(str(p))))
             else:
-                out.problems.append(f"{printable(str(p))}: vanished during ingest")
+                out.problems.append(_("{printable}: vanished during ingest",
+                                      printable=printable(str(p))))
             return
         except OSError as exc:  # ELOOP on a self-referencing link, EACCES...
-            out.problems.append(f"{printable(str(p))}: cannot stat "
-                                f"({exc.strerror or exc}), skipped")
+            out.problems.append(_("{printable}: cannot stat ({value}), skipped",
+                                  printable=printable(str(p)), value=exc.strerror or exc))
             return
         if stat.S_ISDIR(st.st_mode):
             visit_dir(p, root)
@@ -193,8 +201,8 @@ def walk(roots: Sequence[Path], *, follow_links: bool = False) -> Walk:
     for given in roots:
         path = Path(given).expanduser().absolute()
         if not _valid_name(path):
-            out.problems.append(f"{printable(str(path))}: the name is not valid UTF-8, "
-                                "skipped (rename it to index it)")
+            out.problems.append(_("{printable}: the name is not valid UTF-8, skipped (rename it "
+                                  "to index it)", printable=printable(str(path))))
             continue
         # the folder given is the boundary, wherever it really is (it may be a link itself)
         visit_file(path, os.path.realpath(path))
@@ -205,27 +213,27 @@ def read_bytes(path: Path, st: os.stat_result, max_bytes: int) -> bytes:
     """The file's bytes. ``SkipFile`` for what is never indexed (not a regular file, over the
     size limit), ``ReadError`` for what cannot be read now, ``FileNotFoundError`` if gone."""
     if not stat.S_ISREG(st.st_mode):
-        raise SkipFile("not a regular file (FIFO, socket or device)")
+        raise SkipFile(_("not a regular file (FIFO, socket or device)"))
     if st.st_size > max_bytes:
-        raise SkipFile(f"too large ({st.st_size / 2**20:.0f} MiB > "
-                       f"{max_bytes / 2**20:.0f} MiB limit)")
+        raise SkipFile(_("too large ({value:.0f} MiB > {value2:.0f} MiB limit)",
+                         value=st.st_size / 2**20, value2=max_bytes / 2**20))
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise ReadError(f"unreadable ({exc.strerror or exc})") from None
+        raise ReadError(_("unreadable ({value})", value=exc.strerror or exc)) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SkipFile("not a regular file (FIFO, socket or device)")
+            raise SkipFile(_("not a regular file (FIFO, socket or device)"))
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(max_bytes + 1)
     except OSError as exc:
-        raise ReadError(f"unreadable ({exc.strerror or exc})") from None
+        raise ReadError(_("unreadable ({value})", value=exc.strerror or exc)) from None
     finally:
         os.close(fd)
     if len(data) > max_bytes:
-        raise SkipFile(f"too large (over the {max_bytes / 2**20:.0f} MiB limit)")
+        raise SkipFile(_("too large (over the {value:.0f} MiB limit)", value=max_bytes / 2**20))
     return data
 
 
@@ -246,13 +254,13 @@ def process_file(path: Path, st: os.stat_result, old_sha1: str | None,
     """Read, hash, extract and chunk one file. Raises ``SkipFile``/``ReadError``/OSError."""
     kind = kind_of(path)
     if kind == "binary":
-        raise SkipFile("binary file")
+        raise SkipFile(_("binary file"))
     if kind in segments.EXTRACTORS and st.st_size > segments.SEGMENT_BYTES:
         if not stat.S_ISREG(st.st_mode):
-            raise SkipFile("not a regular file (FIFO, socket or device)")
+            raise SkipFile(_("not a regular file (FIFO, socket or device)"))
         if st.st_size > max_bytes:
-            raise SkipFile(f"too large ({st.st_size / 2**20:.0f} MiB > "
-                           f"{max_bytes / 2**20:.0f} MiB limit)")
+            raise SkipFile(_("too large ({value:.0f} MiB > {value2:.0f} MiB limit)",
+                             value=st.st_size / 2**20, value2=max_bytes / 2**20))
         try:
             if old_sha1 is not None:  # indexed before: maybe only its mtime changed
                 sha1 = segments.file_sha1(path, max_bytes)
@@ -301,7 +309,8 @@ def iter_results(
             except (SkipFile, ReadError, OSError) as exc:
                 result = exc
             except Exception as exc:  # a parser bug must not stop the whole ingest
-                result = SkipFile(f"failed to extract ({type(exc).__name__}: {exc})"[:160])
+                result = SkipFile(_("failed to extract ({name}: {exc})",
+                                    name=type(exc).__name__, exc=exc)[:160])
         yield path, st, result
         now = time.perf_counter()
         if progress is not None and (now - last >= 0.05 or n == total):

@@ -24,6 +24,7 @@ from typing import Any
 
 from tui.config import ensure_private_dir
 from tui.display import printable
+from tui.i18n import _
 from tui.kb.chunking import Chunk
 from tui.kb.extract import SkipFile
 from tui.kb.index import ChunkIndex, Embedder, FileState, Hit, write_json_atomic
@@ -112,8 +113,8 @@ class KnowledgeBase:
             try:
                 ap.encode("utf-8")
             except UnicodeEncodeError:
-                raise KBError(f"{printable(ap)}: the name is not valid UTF-8 (rename it to "
-                              "index it)") from None
+                raise KBError(_("{printable}: the name is not valid UTF-8 (rename it to index "
+                                "it)", printable=printable(ap))) from None
             if ap not in current:
                 current.append(ap)
                 added.append(ap)
@@ -145,7 +146,7 @@ class KnowledgeBase:
         roots = self.paths
         missing_roots = [r for r in roots if not os.path.lexists(r)]
         for r in missing_roots:
-            report.problems.append(f"{r}: not found; its files are kept from the last index")
+            report.problems.append(_("{r}: not found; its files are kept from the last index", r=r))
         w = walk([Path(r) for r in roots if r not in missing_roots],
                  follow_links=self.follow_links)
         report.problems.extend(w.problems)
@@ -197,11 +198,11 @@ class KnowledgeBase:
                 report.problems.append(f"{path}: {res}, skipped")
                 files[key] = FileState(st.st_mtime_ns, st.st_size, "", 0, "", str(res))
             elif isinstance(res, FileNotFoundError):
-                report.problems.append(f"{path}: vanished during ingest")
+                report.problems.append(_("{path}: vanished during ingest", path=path))
             else:  # ReadError or another OSError: keep what was indexed before
                 report.files_skipped += 1
                 reason = str(res) if isinstance(res, ReadError) else f"unreadable ({res})"
-                kept = " (previous index kept)" if prev is not None and prev.chunks else ""
+                kept = _(" (previous index kept)") if prev is not None and prev.chunks else ""
                 report.problems.append(f"{path}: {reason}, skipped{kept}")
                 if prev is not None:
                     files[key] = prev
@@ -241,7 +242,7 @@ class KnowledgeBase:
         if embedder is not None or old.vectors is not None:
             emb = embedder
             if emb is None:
-                report.problems.append("dense vectors dropped: no embedding model given")
+                report.problems.append(_("dense vectors dropped: no embedding model given"))
             else:
                 index.embed_missing(emb, old, should_stop=None)
         index.save(self.dir)
@@ -278,19 +279,22 @@ class KBLibrary:
 
         path = self.root / name / "kb.json"
         if not _NAME_OK.match(name) or not path.is_file():
-            have = ", ".join(self.names()) or "none yet"
-            raise KBError(f"no knowledge base named {name!r} (have: {have})")
+            have = ", ".join(self.names()) or _("none yet")
+            raise KBError(_("no knowledge base named {name!r} (have: {have})",
+                            name=name, have=have))
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise KBError(f"knowledge base {name!r} is damaged: {exc}") from None
+            raise KBError(_("knowledge base {name!r} is damaged: {exc}",
+                            name=name, exc=exc)) from None
         return KnowledgeBase(path.parent, meta)
 
     def create(self, name: str, paths: Sequence[str | Path] = ()) -> KnowledgeBase:
         if not _NAME_OK.match(name):
-            raise KBError(f"bad knowledge base name {name!r}: use letters, digits, - _ .")
+            raise KBError(_("bad knowledge base name {name!r}: use letters, digits, - _ .",
+                            name=name))
         if self.exists(name):
-            raise KBError(f"a knowledge base named {name!r} already exists")
+            raise KBError(_("a knowledge base named {name!r} already exists", name=name))
         ensure_private_dir(self.root)  # kb/ itself too, not only the knowledge base in it
         directory = ensure_private_dir(self.root / name)
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -304,7 +308,7 @@ class KBLibrary:
 
     def remove(self, name: str) -> None:
         if not self.exists(name):
-            raise KBError(f"no knowledge base named {name!r}")
+            raise KBError(_("no knowledge base named {name!r}", name=name))
         target = self.root / name
         trash = self.root / f".{name}.removing"
         os.replace(target, trash)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from tui.display import count
+from tui.i18n import _
 from tui.kb.chunking import tokenize
 from tui.kb.index import Embedder, Hit, rrf
 
@@ -163,7 +164,8 @@ def retrieve_for_prompt(
         if used + cost > token_budget:
             room = token_budget - used
             if room < 64:
-                notes.append(f"{count(len(hits) - len(taken), 'passage')} left out (token budget)")
+                notes.append(_("{count} left out (token budget)",
+                               count=count(len(hits) - len(taken), 'passage')))
                 break
             text = text[: max(0, int(len(text) * room / cost) - 8)].rstrip() + " ..."
             cost = _count(engine, text + "\n\n")
@@ -173,7 +175,7 @@ def retrieve_for_prompt(
         texts.append(text)
         used += cost
     if not taken:
-        return RetrievedContext((), (), "", 0, tuple(notes) or ("no passages found",))
+        return RetrievedContext((), (), "", 0, tuple(notes) or (_("no passages found"),))
     indexed = {kb.name: kb.index.files for kb in kbs}
     sources = tuple(Source(i, h.chunk.path, h.chunk.start, h.chunk.end, h.chunk.page,
                            h.chunk.heading, h.kb, _indexed_sha1(indexed, h))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from tui.i18n import _
 from tui.kb.chunking import Chunk, chunk_units, tokenize
 from tui.kb.extract import (
     MAX_BAD_CHAR_RATIO,
@@ -52,21 +53,22 @@ def _blocks(path: Path, max_bytes: int) -> Iterator[bytes]:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise ReadError(f"unreadable ({exc.strerror or exc})") from None
+        raise ReadError(_("unreadable ({value})", value=exc.strerror or exc)) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SkipFile("not a regular file (FIFO, socket or device)")
+            raise SkipFile(_("not a regular file (FIFO, socket or device)"))
         total = 0
         while True:
             try:
                 block = os.read(fd, BLOCK_BYTES)
             except OSError as exc:
-                raise ReadError(f"unreadable ({exc.strerror or exc})") from None
+                raise ReadError(_("unreadable ({value})", value=exc.strerror or exc)) from None
             if not block:
                 return
             total += len(block)
             if total > max_bytes:
-                raise SkipFile(f"too large (over the {max_bytes / 2**20:.0f} MiB limit)")
+                raise SkipFile(_("too large (over the {value:.0f} MiB limit)",
+                                 value=max_bytes / 2**20))
             yield block
     finally:
         os.close(fd)
@@ -117,7 +119,7 @@ def chunk_file(path: Path, kind: str, max_bytes: int
             if block[:2] in (b"\xff\xfe", b"\xfe\xff"):
                 raise NotStreamable("UTF-16")
             if b"\x00" in block[:SNIFF_BYTES]:
-                raise SkipFile("binary file")
+                raise SkipFile(_("binary file"))
             if block.startswith(codecs.BOM_UTF8):
                 block = block[len(codecs.BOM_UTF8):]
         text = decoder.decode(block)
@@ -130,7 +132,7 @@ def chunk_file(path: Path, kind: str, max_bytes: int
             pending = pending[at:]
     pending += decoder.decode(b"", final=True)
     if bad > max(8, chars * MAX_BAD_CHAR_RATIO):
-        raise SkipFile("undecodable text (not UTF-8)")
+        raise SkipFile(_("undecodable text (not UTF-8)"))
     if pending:
         segment(pending)
     return digest.hexdigest(), chunks, tokens

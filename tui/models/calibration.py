@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tui.i18n import _
 from tui.models.fit import ModelShape
 from tui.models.probe import cpu_label, measure_machine, physical_cores
 from tui.models.speed import (
@@ -66,14 +67,16 @@ class Calibration:
         except FileNotFoundError:
             return cls(path)
         except (OSError, ValueError) as exc:
-            return cls(path, problem=f"{path}: unreadable ({exc}); starting afresh")
+            return cls(path, problem=_("{path}: unreadable ({exc}); starting afresh",
+                                       path=path, exc=exc))
         try:
             if not isinstance(raw, dict) or raw.get("version") != CALIBRATION_VERSION:
-                raise TypeError("unknown version")
+                raise TypeError(_("unknown version"))
             machine = _machine_from(raw.get("machine"))
             runs = [_run_from(r) for r in raw.get("runs") or []]
         except (TypeError, ValueError, KeyError) as exc:
-            return cls(path, problem=f"{path}: unreadable ({exc}); starting afresh")
+            return cls(path, problem=_("{path}: unreadable ({exc}); starting afresh",
+                                       path=path, exc=exc))
         return cls(path, machine, [r for r in runs if r is not None])
 
     def save(self) -> None:
@@ -104,7 +107,7 @@ def _machine_from(data: Any) -> MachineSpeed | None:
     if data is None:
         return None
     if not isinstance(data, dict):
-        raise TypeError("machine is not an object")
+        raise TypeError(_("machine is not an object"))
     names = {f.name for f in fields(MachineSpeed)}
     return MachineSpeed(**{k: v for k, v in data.items() if k in names})
 

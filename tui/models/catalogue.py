@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _
 from tui.models.fit import FitEstimate, ModelShape, Resources, estimate_fit
 
 CATALOGUE_FILE = "catalogue.json"
@@ -108,13 +109,14 @@ class CatalogueEntry:
         """The file for ``quantization`` (case-insensitive); default Q4_K_M or the first.
         ``KeyError`` when it has no such file (or no GGUF file at all)."""
         if not self.files:
-            raise KeyError(f"{self.id} has no GGUF file: {self.notes}")
+            raise KeyError(_("{id} has no GGUF file: {notes}", id=self.id, notes=self.notes))
         if quantization:
             for f in self.files:
                 if f.quantization.lower() == quantization.lower():
                     return f
             known = ", ".join(f.quantization for f in self.files)
-            raise KeyError(f"{self.id} has no {quantization} file (has {known})")
+            raise KeyError(_("{id} has no {quantization} file (has {known})",
+                             id=self.id, quantization=quantization, known=known))
         return next((f for f in self.files if f.quantization == "Q4_K_M"), self.files[0])
 
     def shape(self, quantization: str | None = None) -> ModelShape:
@@ -192,73 +194,83 @@ def _type_ok(value: Any, want: type | tuple[type, ...]) -> bool:
 def validate_catalogue(data: Any) -> list[str]:
     """Every problem with a catalogue document (empty: it is usable)."""
     if not isinstance(data, Mapping):
-        return ["the catalogue is not a JSON object"]
+        return [_("the catalogue is not a JSON object")]
     problems: list[str] = []
     if data.get("version") != SCHEMA_VERSION:
-        problems.append(f"version is {data.get('version')!r}, expected {SCHEMA_VERSION}")
+        problems.append(_("version is {get!r}, expected {SCHEMA_VERSION}",
+                          get=data.get('version'), SCHEMA_VERSION=SCHEMA_VERSION))
     models = data.get("models")
     if not isinstance(models, list) or not models:
-        return [*problems, "models is missing or empty"]
+        return [*problems, _("models is missing or empty")]
     seen: set[str] = set()
     for i, m in enumerate(models):
         where = f"models[{i}]"
         if not isinstance(m, Mapping):
-            problems.append(f"{where} is not an object")
+            problems.append(_("{where} is not an object", where=where))
             continue
         where = f"models[{i}] ({m.get('id', '?')})"
         for key, want in _REQUIRED.items():
             if key not in m:
-                problems.append(f"{where}: {key} is missing")
+                problems.append(_("{where}: {key} is missing", where=where, key=key))
             elif not _type_ok(m[key], want):
-                problems.append(f"{where}: {key} has the wrong type")
+                problems.append(_("{where}: {key} has the wrong type", where=where, key=key))
         for key, want in _OPTIONAL.items():
             if key in m and not _type_ok(m[key], want):
-                problems.append(f"{where}: {key} has the wrong type")
+                problems.append(_("{where}: {key} has the wrong type", where=where, key=key))
         unknown = set(m) - set(_REQUIRED) - set(_OPTIONAL)
         if unknown:
-            problems.append(f"{where}: unknown keys {sorted(unknown)}")
+            problems.append(_("{where}: unknown keys {sorted}",
+                              where=where, sorted=sorted(unknown)))
         mid = m.get("id")
         if isinstance(mid, str):
             if mid in seen:
-                problems.append(f"{where}: id {mid!r} is used twice")
+                problems.append(_("{where}: id {mid!r} is used twice", where=where, mid=mid))
             seen.add(mid)
         for key in ("params", "layers", "heads", "kv_heads", "head_dim", "embedding_length",
                     "vocab_size", "context_length"):
             if _type_ok(m.get(key), int) and m[key] <= 0:
-                problems.append(f"{where}: {key} must be positive")
+                problems.append(_("{where}: {key} must be positive", where=where, key=key))
         repo = m.get("repo_id")
         if isinstance(repo, str) and repo.count("/") != 1:
-            problems.append(f"{where}: repo_id {repo!r} is not owner/name")
+            problems.append(_("{where}: repo_id {repo!r} is not owner/name",
+                              where=where, repo=repo))
         verified = m.get("verified")
         if isinstance(verified, str) and not _DATE.match(verified):
-            problems.append(f"{where}: verified {verified!r} is not a YYYY-MM-DD date")
+            problems.append(_("{where}: verified {verified!r} is not a YYYY-MM-DD date",
+                              where=where, verified=verified))
         if verified is None and not m.get("notes"):
-            problems.append(f"{where}: an unverified entry needs a note saying why")
+            problems.append(_("{where}: an unverified entry needs a note saying why", where=where))
         caps = m.get("capabilities")
         if isinstance(caps, Mapping):
             for key in _CAPABILITIES:
                 if key in caps and not isinstance(caps[key], bool):
-                    problems.append(f"{where}: capabilities.{key} must be true or false")
+                    problems.append(_("{where}: capabilities.{key} must be true or false",
+                                      where=where, key=key))
             langs = caps.get("languages")
             if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs):
-                problems.append(f"{where}: capabilities.languages must be a list of codes")
+                problems.append(_("{where}: capabilities.languages must be a list of codes",
+                                  where=where))
         files = m.get("files")
         if isinstance(files, list):
             if not files and verified is not None:
-                problems.append(f"{where}: files is empty (only an unverified entry, with a "
-                                "note, may list none)")
+                problems.append(_("{where}: files is empty (only an unverified entry, with a "
+                                  "note, may list none)", where=where))
             quants: set[str] = set()
             for j, f in enumerate(files):
                 if not isinstance(f, Mapping) or not isinstance(f.get("quantization"), str) \
                         or not isinstance(f.get("file"), str) or not _type_ok(f.get("size"), int):
-                    problems.append(f"{where}: files[{j}] needs quantization, file and size")
+                    problems.append(_("{where}: files[{j}] needs quantization, file and size",
+                                      where=where, j=j))
                     continue
                 if f["size"] <= 0:
-                    problems.append(f"{where}: files[{j}] size must be positive")
+                    problems.append(_("{where}: files[{j}] size must be positive",
+                                      where=where, j=j))
                 if not f["file"].endswith(".gguf"):
-                    problems.append(f"{where}: files[{j}] {f['file']!r} is not a .gguf")
+                    problems.append(_("{where}: files[{j}] {file!r} is not a .gguf",
+                                      where=where, j=j, file=f['file']))
                 if f["quantization"].upper() in quants:
-                    problems.append(f"{where}: {f['quantization']} is listed twice")
+                    problems.append(_("{where}: {quantization} is listed twice",
+                                      where=where, quantization=f['quantization']))
                 quants.add(f["quantization"].upper())
     return problems
 
@@ -275,10 +287,10 @@ def parse_catalogue(text: str, origin: str) -> tuple[CatalogueEntry, ...]:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise CatalogueError(f"{origin}: not JSON ({exc})") from None
+        raise CatalogueError(_("{origin}: not JSON ({exc})", origin=origin, exc=exc)) from None
     problems = validate_catalogue(data)
     if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        more = _(" (and {value} more)", value=len(problems) - 3) if len(problems) > 3 else ""
         raise CatalogueError(f"{origin}: {'; '.join(problems[:3])}{more}")
     try:
         return tuple(_entry(m) for m in data["models"])
@@ -289,7 +301,7 @@ def parse_catalogue(text: str, origin: str) -> tuple[CatalogueEntry, ...]:
 @lru_cache(maxsize=1)
 def packaged_catalogue() -> tuple[CatalogueEntry, ...]:
     text = resources.files("tui.models").joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
-    return parse_catalogue(text, "the packaged catalogue")
+    return parse_catalogue(text, _("the packaged catalogue"))
 
 
 @dataclass(frozen=True)
@@ -330,10 +342,11 @@ def read_catalogue(config_dir: Path | None = None) -> LoadedCatalogue:
         loaded = LoadedCatalogue(entries, str(path))
     except (OSError, UnicodeDecodeError) as exc:
         loaded = LoadedCatalogue(packaged_catalogue(), "packaged",
-                                 f"{path}: cannot read ({exc}); using the packaged catalogue")
+                                 _("{path}: cannot read ({exc}); using the packaged catalogue",
+                                   path=path, exc=exc))
     except CatalogueError as exc:
         loaded = LoadedCatalogue(packaged_catalogue(), "packaged",
-                                 f"{exc}; using the packaged catalogue")
+                                 _("{exc}; using the packaged catalogue", exc=exc))
     _USER_CACHE[key] = (stamp, loaded)
     return loaded
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tui.i18n import _, format_number
 from tui.models.fit import FitEstimate, ModelShape, Resources, Verdict, estimate_fit
 from tui.models.speed import SpeedModel, SpeedPrediction
 
@@ -60,7 +61,9 @@ def ctx_label(n_ctx: int) -> str:
 
 
 def _gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+    if n >= 2**30:
+        return f"{format_number(n / 2**30, 1)} GiB"
+    return f"{format_number(n / 2**20, 0)} MiB"
 
 
 def _resident(fit: FitEstimate) -> int:
@@ -111,9 +114,10 @@ def choose_n_ctx(
     trained = shape.context_length or 4096
     if requested:
         fit = fit_at(requested)
-        why = f"n_ctx {ctx_label(requested)} as set"
+        why = _("n_ctx {ctx_label} as set", ctx_label=ctx_label(requested))
         if requested > trained:
-            why += f" (beyond the trained {ctx_label(trained)}: quality may drop)"
+            why += _(" (beyond the trained {ctx_label}: quality may drop)",
+                     ctx_label=ctx_label(trained))
         return ContextChoice(requested, fit, why, chosen_automatically=False)
     candidates = context_candidates(trained)
     tried = ", ".join(ctx_label(c) for c in candidates)
@@ -125,12 +129,15 @@ def choose_n_ctx(
             break
     if chosen is not None:
         n_ctx, fit = chosen
-        reason = (f"n_ctx {ctx_label(n_ctx)}: the largest of {tried} that keeps model + KV "
-                  f"cache ({_gib(_resident(fit))}) within the {_gib(resources.ram_available)} "
-                  "free with margin")
+        reason = (_("n_ctx {ctx_label}: the largest of {tried} that keeps model + KV cache "
+                    "({gib}) within the {gib2} free with margin",
+                    ctx_label=ctx_label(n_ctx), tried=tried, gib=_gib(_resident(fit)),
+                    gib2=_gib(resources.ram_available)))
         if n_ctx == trained:
-            reason = (f"n_ctx {ctx_label(n_ctx)}: the trained context fits with margin "
-                      f"({_gib(_resident(fit))} of {_gib(resources.ram_available)} free)")
+            reason = (_("n_ctx {ctx_label}: the trained context fits with margin ({gib} of "
+                        "{gib2} free)",
+                        ctx_label=ctx_label(n_ctx), gib=_gib(_resident(fit)),
+                        gib2=_gib(resources.ram_available)))
     else:
         fallback: tuple[int, FitEstimate] | None = None
         for c in (*candidates, *SHORT_CONTEXTS):
@@ -144,11 +151,13 @@ def choose_n_ctx(
             smallest = min((*candidates, *SHORT_CONTEXTS))
             fit = fit_at(smallest)
             return ContextChoice(smallest, fit, (
-                f"does not fit even at n_ctx {ctx_label(smallest)}: {fit.reason}"))
+                _("does not fit even at n_ctx {ctx_label}: {reason}",
+                  ctx_label=ctx_label(smallest), reason=fit.reason)))
         n_ctx, fit = fallback
-        reason = (f"n_ctx {ctx_label(n_ctx)}: nothing from {tried} fits with margin; "
-                  f"{ctx_label(n_ctx)} fits, tight ({_gib(_resident(fit))} of "
-                  f"{_gib(resources.ram_available)} free)")
+        reason = (_("n_ctx {ctx_label}: nothing from {tried} fits with margin; {ctx_label} "
+                    "fits, tight ({gib} of {gib2} free)",
+                    ctx_label=ctx_label(n_ctx), tried=tried, gib=_gib(_resident(fit)),
+                    gib2=_gib(resources.ram_available)))
     q8 = 0
     for c in candidates:
         if c <= n_ctx:
@@ -157,7 +166,7 @@ def choose_n_ctx(
             q8 = c
             break
     if q8:
-        reason += f"; a q8_0 KV cache would allow {ctx_label(q8)}"
+        reason += _("; a q8_0 KV cache would allow {ctx_label}", ctx_label=ctx_label(q8))
     return ContextChoice(n_ctx, fit, reason, q8_0_n_ctx=q8)
 
 
@@ -181,12 +190,12 @@ class Assessment:
         ctx = ctx_label(self.context.n_ctx)
         speed = f"{fmt_tok_s(self.speed.tok_s)} tok/s"
         if self.verdict == "red":
-            return f"does not fit ({_gib(_resident(self.fit))} needed)"
+            return _("does not fit ({gib} needed)", gib=_gib(_resident(self.fit)))
         if self.verdict == "green":
-            return f"fits with {ctx} at {speed}"
+            return _("fits with {ctx} at {speed}", ctx=ctx, speed=speed)
         if self.fit.verdict == "green":
-            return f"fits with {ctx} but slow: {speed}"
-        return f"fits tight with {ctx} at {speed}"
+            return _("fits with {ctx} but slow: {speed}", ctx=ctx, speed=speed)
+        return _("fits tight with {ctx} at {speed}", ctx=ctx, speed=speed)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,7 +210,7 @@ class Assessment:
 
 
 def fmt_tok_s(tok_s: float) -> str:
-    return f"{tok_s:.0f}" if tok_s >= 10 else f"{tok_s:.1f}"
+    return f"{format_number(tok_s, 0)}" if tok_s >= 10 else f"{format_number(tok_s, 1)}"
 
 
 def assess(
@@ -228,10 +237,11 @@ def assess(
     if verdict == "red":
         reason = fit.reason
     elif verdict == "green":
-        reason = f"fits with margin and about {rate} (reading speed {reading_speed:g})"
+        reason = _("fits with margin and about {rate} (reading speed {reading_speed:g})",
+                   rate=rate, reading_speed=reading_speed)
     elif fit.verdict == "green":
-        reason = (f"fits, but about {rate} is slower than reading speed "
-                  f"({reading_speed:g} tok/s)")
+        reason = (_("fits, but about {rate} is slower than reading speed ({reading_speed:g} "
+                    "tok/s)", rate=rate, reading_speed=reading_speed))
     else:
         reason = f"{fit.reason}; about {rate}"
     return Assessment(verdict, fit, prediction, context, reason, reading_speed)
@@ -294,10 +304,11 @@ class CatalogueChoice:
 
     def line(self) -> str:
         if not self.options:
-            return "no GGUF file listed"
+            return _("no GGUF file listed")
         if self.best is None:
             smallest = min(self.options, key=lambda o: o.size)
-            return f"does not fit, even at {smallest.quantization} ({_gib(smallest.size)})"
+            return _("does not fit, even at {quantization} ({gib})",
+                     quantization=smallest.quantization, gib=_gib(smallest.size))
         return self.best.line()
 
 

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from tui.config import Paths, Settings
 from tui.engine.gguf import GGUFError, read_header
+from tui.i18n import _
 from tui.models.calibration import record_measured, speed_model
 from tui.models.catalogue import (
     CatalogueEntry,
@@ -36,7 +37,7 @@ from tui.models.download import (
     list_gguf_files,
     pick_file,
 )
-from tui.models.fit import FitEstimate, Resources, estimate_fit, measure_rss
+from tui.models.fit import FitEstimate, Resources, estimate_fit, measure_rss, verdict_name
 from tui.models.listing import (
     HeaderCache,
     LocalModel,
@@ -53,41 +54,43 @@ MiB = 1 << 20
 
 
 def add_models_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("models", help="list, describe, download and remove models")
+    p = sub.add_parser("models", help=_("list, describe, download and remove models"))
     msub = p.add_subparsers(dest="models_command")
 
-    ls = msub.add_parser("list", help="local models with their fit on this machine")
+    ls = msub.add_parser("list", help=_("local models with their fit on this machine"))
     ls.add_argument("--dir", action="append", default=[], metavar="FOLDER",
-                    help="also scan this folder for GGUF files (repeatable)")
+                    help=_("also scan this folder for GGUF files (repeatable)"))
     ls.add_argument("--json", action="store_true")
 
-    info = msub.add_parser("info", help="one model's header and fit estimate")
-    info.add_argument("name", help="a name from `lmdesk models list` or a GGUF path")
-    info.add_argument("--n-ctx", type=int, help="context window to size for")
+    info = msub.add_parser("info", help=_("one model's header and fit estimate"))
+    info.add_argument("name", help=_("a name from `lmdesk models list` or a GGUF path"))
+    info.add_argument("--n-ctx", type=int, help=_("context window to size for"))
     info.add_argument("--measure", action="store_true",
-                      help="load it in a worker and print the measured speed and RSS beside "
-                           "the prediction (the run also calibrates the predictions)")
+                      help=_("load it in a worker and print the measured speed and RSS beside "
+                             "the prediction (the run also calibrates the predictions)"))
     info.add_argument("--dir", action="append", default=[], metavar="FOLDER")
     info.add_argument("--rpc", action="append", default=[], metavar="HOST:PORT[,HOST:PORT]",
-                      help="judge it spread over these `lmdesk rpc-worker`s (asks each one its "
-                           "memory, round trip and bandwidth)")
+                      help=_("judge it spread over these `lmdesk rpc-worker`s (asks each one "
+                             "its memory, round trip and bandwidth)"))
     info.add_argument("--json", action="store_true")
 
-    pull = msub.add_parser("pull", help="download a GGUF from the Hugging Face Hub")
-    pull.add_argument("repo", help="a repo id (owner/name) or a catalogue id")
-    pull.add_argument("file", nargs="?", help="the file (default: Q4_K_M or the smallest)")
-    pull.add_argument("--quant", help="pick the catalogue file of this quantization")
+    pull = msub.add_parser("pull", help=_("download a GGUF from the Hugging Face Hub"))
+    pull.add_argument("repo", help=_("a repo id (owner/name) or a catalogue id"))
+    pull.add_argument("file", nargs="?", help=_("the file (default: Q4_K_M or the smallest)"))
+    pull.add_argument("--quant", help=_("pick the catalogue file of this quantization"))
     pull.add_argument("--json", action="store_true")
 
-    rm = msub.add_parser("rm", help="remove a downloaded model from the Hugging Face cache")
+    rm = msub.add_parser("rm", help=_("remove a downloaded model from the Hugging Face cache"))
     rm.add_argument("name")
     rm.add_argument("--json", action="store_true")
 
-    cat = msub.add_parser("catalogue", help="well-known models and whether they fit here")
-    cat.add_argument("id", nargs="?", help="one entry: every quantization with its fit and speed")
-    cat.add_argument("--n-ctx", type=int, help="judge at this context (default: chosen per file)")
+    cat = msub.add_parser("catalogue", help=_("well-known models and whether they fit here"))
+    cat.add_argument("id", nargs="?", help=_("one entry: every quantization with its fit and "
+                                             "speed"))
+    cat.add_argument("--n-ctx", type=int, help=_("judge at this context (default: chosen per "
+                                                 "file)"))
     cat.add_argument("--check", metavar="FILE",
-                     help="check a catalogue file (for the config folder) and say what is wrong")
+                     help=_("check a catalogue file (for the config folder) and say what is wrong"))
     cat.add_argument("--json", action="store_true")
 
 
@@ -109,9 +112,10 @@ def cmd_models(args: argparse.Namespace, settings: Settings, paths: Paths) -> in
     except (DownloadError, GGUFError, _CliError, CatalogueError) as exc:
         if getattr(args, "json", False):
             out.write(json.dumps({"error": str(exc)}) + "\n")
-        print(f"lmdesk: error: models {command}: {exc}", file=sys.stderr)
+        print(_("lmdesk: error: models {command}: {exc}",
+                command=command, exc=exc), file=sys.stderr)
         return 1
-    print(f"lmdesk models: unknown command {command!r}", file=sys.stderr)
+    print(_("lmdesk models: unknown command {command!r}", command=command), file=sys.stderr)
     return 2
 
 
@@ -126,7 +130,7 @@ def _split(args: argparse.Namespace, m: LocalModel, a: Assessment | None, res: R
     try:
         addresses = parse_workers(args.rpc)
     except ValueError as exc:
-        raise _CliError(f"--rpc: {exc}") from None
+        raise _CliError(_("--rpc: {exc}", exc=exc)) from None
     statuses = [probe(address, measure=True) for address in addresses]
     # the workers are taken to compute as fast as this machine does (on loopback they are it)
     return estimate_split(m.shape, statuses, res, local_tok_s=a.speed.tok_s,
@@ -144,7 +148,7 @@ def _network_for_download(args: argparse.Namespace) -> Iterator[None]:
     from tui.offline import HF_HOSTS, allow_network
 
     if getattr(args, "offline", None) is True:
-        raise _CliError("--offline was given, and a download needs the network: drop --offline")
+        raise _CliError(_("--offline was given, and a download needs the network: drop --offline"))
     endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
     saved = os.environ.pop("HF_HUB_OFFLINE", None)
     try:
@@ -209,16 +213,17 @@ def _list(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
                              indent=1) + "\n")
         return 0
     if not models:
-        out.write("no models found: `lmdesk models pull REPO` downloads one, "
-                  "`--dir FOLDER` scans a folder\n")
+        out.write(_("no models found: `lmdesk models pull REPO` downloads one, `--dir FOLDER` "
+                    "scans a folder\n"))
         return 0
     head = f"{'NAME':28} {'ARCH':9} {'PARAMS':>6} {'QUANT':8} {'SIZE':>6} {'N_CTX':>5} "
     out.write(head + f"{'TOK/S':>5} FIT    SOURCE\n")
     for m, a in zip(models, judged, strict=True):
         if m.error:
-            out.write(f"{m.name[:28]:28} unreadable ({m.source}): {m.error}\n")
+            out.write(_("{value:28} unreadable ({source}): {error}\n",
+                        value=m.name[:28], source=m.source, error=m.error))
             continue
-        verdict = f"{a.verdict:6}" if a else "?     "
+        verdict = f"{verdict_name(a.verdict):6}" if a else "?     "
         rate = fmt_tok_s(a.tok_s) if a else "-"
         ctx = ctx_label(a.context.n_ctx) if a else "-"
         out.write(
@@ -227,15 +232,15 @@ def _list(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
             f"{verdict} {m.source}\n"
         )
         if m.note:
-            out.write(f"{'':28} note: {m.note}\n")
+            out.write(_("{blank:28} note: {note}\n", blank="", note=m.note))
     if profiles:
         out.write(f"\n{'PROFILE':28} MODEL\n")
         for p in profiles:
             lora = f" + LoRA {p.lora_path}" if p.lora_path else ""
             out.write(f"{p.nickname[:28]:28} {p.model_name or Path(p.model_path).stem}{lora}\n")
-    out.write(f"\nfit: memory with margin and at least {settings.reading_speed:g} tok/s "
-              f"(green); tok/s predicted for this machine ({speed.fitted().models} model(s) "
-              "measured here so far)\n")
+    out.write(_("\nfit: memory with margin and at least {reading_speed:g} tok/s (green); tok/s "
+                "predicted for this machine ({models} model(s) measured here so far)\n",
+                reading_speed=settings.reading_speed, models=speed.fitted().models))
     return 0
 
 
@@ -251,7 +256,7 @@ def _resolve(name: str, args: argparse.Namespace, settings: Settings, paths: Pat
     found = find_model(models, name)
     if found is None:
         names = ", ".join(m.name for m in models) or "none"
-        raise _CliError(f"no model named {name!r} (known: {names})")
+        raise _CliError(_("no model named {name!r} (known: {names})", name=name, names=names))
     return found
 
 
@@ -286,17 +291,18 @@ def _info(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
     rows = [
         ("name", m.name), ("path", m.path), ("source", m.source),
         ("architecture", m.architecture), ("parameters", f"{m.n_params:,}"),
-        ("quantization", m.quantization), ("file size", f"{m.size_bytes:,} bytes"),
-        ("trained context", f"{m.context_length:,}"), ("layers", m.n_layers),
-        ("heads / kv heads", f"{header.n_heads} / {header.n_kv_heads}"),
-        ("head dim (k/v)", f"{header.key_length} / {header.value_length}"),
+        ("quantization", m.quantization), (_("file size"), f"{m.size_bytes:,} bytes"),
+        (_("trained context"), f"{m.context_length:,}"), ("layers", m.n_layers),
+        (_("heads / kv heads"), f"{header.n_heads} / {header.n_kv_heads}"),
+        (_("head dim (k/v)"), f"{header.key_length} / {header.value_length}"),
         ("vocabulary", f"{header.vocab_size:,}"),
-        ("chat template", "yes" if m.has_chat_template else "no (base model: completion mode)"),
+        (_("chat template"),
+         _("yes") if m.has_chat_template else _("no (base model: completion mode)")),
     ]
     if m.origin:
-        rows.append(("found in", m.origin))
+        rows.append((_("found in"), m.origin))
     if header.sliding_window:
-        rows.append(("sliding window", f"{header.sliding_window} tokens"))
+        rows.append((_("sliding window"), f"{header.sliding_window} tokens"))
     if m.note:
         rows.append(("note", m.note))
     if m.app_parameters:
@@ -306,31 +312,38 @@ def _info(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextI
     for key, value in rows:
         out.write(f"{key:18} {value}\n")
     if a is not None and fit is not None:
-        out.write(f"\nverdict: {a.verdict}: {a.reason}\n")
-        out.write(f"context: {a.context.reason}\n")
-        out.write(f"speed:   predicted {fmt_tok_s(a.speed.tok_s)} tok/s generating, "
-                  f"{a.speed.prompt_tok_s:.0f} tok/s reading the prompt ({a.speed.basis})\n")
-        out.write(f"memory at n_ctx {fit.n_ctx}: {fit.summary()}\n  {fit.reason}\n")
-        out.write(f"  suggested: n_ctx {fit.suggested_n_ctx}, n_gpu_layers "
-                  f"{fit.suggested_n_gpu_layers}\n")
+        out.write(_("\nverdict: {verdict}: {reason}\n", verdict=a.verdict, reason=a.reason))
+        out.write(_("context: {reason}\n", reason=a.context.reason))
+        out.write(_("speed:   predicted {fmt_tok_s} tok/s generating, {prompt_tok_s:.0f} tok/s "
+                    "reading the prompt ({basis})\n",
+                    fmt_tok_s=fmt_tok_s(a.speed.tok_s), prompt_tok_s=a.speed.prompt_tok_s,
+                    basis=a.speed.basis))
+        out.write(_("memory at n_ctx {n_ctx}: {summary}\n  {reason}\n",
+                    n_ctx=fit.n_ctx, summary=fit.summary(), reason=fit.reason))
+        out.write(_("  suggested: n_ctx {suggested_n_ctx}, n_gpu_layers "
+                    "{suggested_n_gpu_layers}\n",
+                    suggested_n_ctx=fit.suggested_n_ctx,
+                    suggested_n_gpu_layers=fit.suggested_n_gpu_layers))
         for note in fit.notes:
-            out.write(f"  note: {note}\n")
+            out.write(_("  note: {note}\n", note=note))
     if split is not None:
         out.write("\n" + "\n".join(split.lines()) + "\n")
     if measured_speed is not None and a is not None:
         ratio = a.speed.tok_s / measured_speed.gen_tok_s if measured_speed.gen_tok_s else 0.0
         out.write(
-            f"\nmeasured speed: {measured_speed.gen_tok_s:.1f} tok/s generating (best of "
-            f"{len(measured_speed.runs)}), {measured_speed.prompt_tok_s:.0f} tok/s prompt; "
-            f"predicted {a.speed.tok_s:.1f} (predicted/measured {ratio:.2f}); kept to "
-            "calibrate later predictions\n"
+            _("\nmeasured speed: {gen_tok_s:.1f} tok/s generating (best of {count}), "
+              "{prompt_tok_s:.0f} tok/s prompt; predicted {tok_s:.1f} (predicted/measured "
+              "{ratio:.2f}); kept to calibrate later predictions\n",
+              gen_tok_s=measured_speed.gen_tok_s, count=len(measured_speed.runs),
+              prompt_tok_s=measured_speed.prompt_tok_s, tok_s=a.speed.tok_s, ratio=ratio)
         )
     if measured is not None and fit is not None:
         err = (fit.ram_bytes / measured.rss_after_reply - 1) * 100
         out.write(
-            f"measured worker RSS: {measured.rss_loaded / MiB:.0f} MiB loaded, "
-            f"{measured.rss_after_reply / MiB:.0f} MiB after a reply; estimate "
-            f"{fit.ram_bytes / MiB:.0f} MiB ({err:+.1f}%)\n"
+            _("measured worker RSS: {value:.0f} MiB loaded, {value2:.0f} MiB after a reply; "
+              "estimate {value3:.0f} MiB ({err:+.1f}%)\n",
+              value=measured.rss_loaded / MiB, value2=measured.rss_after_reply / MiB,
+              value3=fit.ram_bytes / MiB, err=err)
         )
     return 0
 
@@ -344,8 +357,9 @@ def _progress_printer(out: TextIO) -> Any:
             return
         last[0] = pct
         eta = f"{p.eta_s:.0f}s left" if p.eta_s is not None else ""
-        out.write(f"\r{p.filename}: {_size(p.done_bytes)}/{_size(p.total_bytes)} {pct:3d}% "
-                  f"{p.bytes_per_s / MiB:.1f} MiB/s {eta}   ")
+        out.write(_("\r{filename}: {size}/{size2} {pct:3d}% {value:.1f} MiB/s {eta}   ",
+                    filename=p.filename, size=_size(p.done_bytes), size2=_size(p.total_bytes),
+                    pct=pct, value=p.bytes_per_s / MiB, eta=eta))
         out.flush()
 
     return show
@@ -355,8 +369,8 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
     entry = find_entry(args.repo)
     repo = entry.repo_id if entry else args.repo
     if "/" not in repo:
-        raise _CliError(f"{args.repo!r} is neither a repo id (owner/name) nor a catalogue id; "
-                        "see `lmdesk models catalogue`")
+        raise _CliError(_("{repo!r} is neither a repo id (owner/name) nor a catalogue id; see "
+                          "`lmdesk models catalogue`", repo=args.repo))
     filename = args.file
     if filename is None and entry is not None:
         try:
@@ -367,21 +381,23 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
         files = list_gguf_files(repo)
         filename = pick_file(files)
         if filename is None:
-            raise _CliError(f"{repo} has no GGUF files")
+            raise _CliError(_("{repo} has no GGUF files", repo=repo))
         if not args.json:
             listing = ", ".join(f"{n} ({_size(s)})" for n, s in files)
-            print(f"{repo}: {listing}; taking {filename}", file=sys.stderr)
+            print(_("{repo}: {listing}; taking {filename}",
+                    repo=repo, listing=listing, filename=filename), file=sys.stderr)
     if entry is not None and not args.json:
         quant = next((f.quantization for f in entry.files if f.file == filename), None)
         if quant is not None:
-            print(f"fit before download: {entry.fit(quant).summary()}", file=sys.stderr)
+            print(_("fit before download: {summary}",
+                    summary=entry.fit(quant).summary()), file=sys.stderr)
     cancel = threading.Event()
     show = None if args.json else _progress_printer(sys.stderr)
     try:
         result = download(repo, filename, progress=show, cancel=cancel)
     except KeyboardInterrupt:
         cancel.set()
-        raise _CliError("cancelled") from None
+        raise _CliError(_("cancelled")) from None
     finally:
         if show is not None:
             sys.stderr.write("\n")
@@ -390,7 +406,8 @@ def _pull(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps({**asdict(result), "path": str(result.path),
                               "fit": _fit_json(fit)}) + "\n")
     else:
-        state = "already cached" if result.cached else f"downloaded in {result.seconds:.1f} s"
+        state = _("already cached") if result.cached else _("downloaded in {seconds:.1f} s",
+                                                         seconds=result.seconds)
         out.write(f"{result.path} ({_size(result.size_bytes)}, {state})\n{fit.summary()}\n")
     return 0
 
@@ -400,7 +417,8 @@ def remove_cached_file(path: Path, cache_root: Path) -> int:
     snapshot uses it, its blob. Returns the bytes freed."""
     repo_dir = next((p for p in path.parents if p.parent == cache_root), None)
     if repo_dir is None:
-        raise _CliError(f"{path} is not in the Hugging Face cache at {cache_root}")
+        raise _CliError(_("{path} is not in the Hugging Face cache at {cache_root}",
+                          path=path, cache_root=cache_root))
     blob = path.resolve()
     freed = 0
     path.unlink()
@@ -418,16 +436,17 @@ def remove_cached_file(path: Path, cache_root: Path) -> int:
 def _rm(args: argparse.Namespace, settings: Settings, paths: Paths, out: TextIO) -> int:
     m = _resolve(args.name, args, settings, paths)
     if m.source != "hf-cache":
-        hint = {"packaged": "it comes with a pip package: pip uninstall it",
-                "folder": "it is in a folder you added: delete the file yourself"}
-        raise _CliError(f"{m.name} is not a download; {hint.get(m.source, 'delete it yourself')}")
+        hint = {"packaged": _("it comes with a pip package: pip uninstall it"),
+                "folder": _("it is in a folder you added: delete the file yourself")}
+        raise _CliError(_("{name} is not a download; {get}",
+                          name=m.name, get=hint.get(m.source, 'delete it yourself')))
     root = hf_cache_dir()
     real_root = next((p for p in Path(m.path).parents if p.name.startswith("models--")), None)
     freed = remove_cached_file(Path(m.path), real_root.parent if real_root else root)
     if args.json:
         out.write(json.dumps({"removed": m.path, "freed_bytes": freed}) + "\n")
     else:
-        out.write(f"removed {m.name} ({_size(freed)} freed)\n")
+        out.write(_("removed {name} ({size} freed)\n", name=m.name, size=_size(freed)))
     return 0
 
 
@@ -438,20 +457,21 @@ def _catalogue(args: argparse.Namespace, settings: Settings, paths: Paths,
         try:
             checked = parse_catalogue(path.read_text(encoding="utf-8"), str(path))
         except (OSError, UnicodeDecodeError) as exc:
-            raise _CliError(f"{path}: cannot read ({exc})") from None
-        out.write(f"{path}: {len(checked)} entries, usable; copy it to "
-                  f"{paths.config_dir / 'catalogue.json'} to use it\n")
+            raise _CliError(_("{path}: cannot read ({exc})", path=path, exc=exc)) from None
+        out.write(_("{path}: {count} entries, usable; copy it to {value} to use it\n",
+                    path=path, count=len(checked), value=paths.config_dir / 'catalogue.json'))
         return 0
     loaded = read_catalogue(paths.config_dir)
     if loaded.problem:
-        print(f"lmdesk: {loaded.problem}", file=sys.stderr)
+        print(_("lmdesk: {problem}", problem=loaded.problem), file=sys.stderr)
     res = Resources.current()
     speed = speed_model(paths.data_dir)
     entries: list[CatalogueEntry] = list(loaded.entries)
     if args.id:
         entry = find_entry(args.id, paths.config_dir)
         if entry is None:
-            raise _CliError(f"no catalogue entry {args.id!r}; `lmdesk models catalogue` lists them")
+            raise _CliError(_("no catalogue entry {id!r}; `lmdesk models catalogue` lists them",
+                              id=args.id))
         entries = [entry]
     choices = [choose_quantization(e, res, speed, n_ctx=args.n_ctx,
                                    reading_speed=settings.reading_speed) for e in entries]
@@ -480,18 +500,19 @@ def _catalogue(args: argparse.Namespace, settings: Settings, paths: Paths,
     if args.id:
         c = choices[0]
         e = c.entry
-        when = f"checked {e.verified}" if e.verified else "NOT checked"
+        when = f"checked {e.verified}" if e.verified else _("NOT checked")
         out.write(f"{e.name} ({e.repo_id}, {e.license}; {when})\n")
-        out.write(f"can do: {', '.join(e.capabilities.labels()) or '-'}; "
-                  f"languages {', '.join(e.capabilities.languages)}\n")
+        out.write(_("can do: {capabilities}; languages {languages}\n",
+                    capabilities=", ".join(e.capabilities.labels()) or "-",
+                    languages=", ".join(e.capabilities.languages)))
         if e.notes:
-            out.write(f"note: {e.notes}\n")
-        out.write(f"best here: {c.line()}\n\n")
+            out.write(_("note: {notes}\n", notes=e.notes))
+        out.write(_("best here: {line}\n\n", line=c.line()))
         out.write(f"{'QUANT':8} {'SIZE':>6} {'N_CTX':>6} {'TOK/S':>6} FIT    FILE\n")
         for o in c.options:
             a = o.assessment
             out.write(f"{o.quantization:8} {_size(o.size):>6} {ctx_label(a.context.n_ctx):>6} "
-                      f"{fmt_tok_s(a.tok_s):>6} {a.verdict:6} {o.file}\n")
+                      f"{fmt_tok_s(a.tok_s):>6} {verdict_name(a.verdict):6} {o.file}\n")
         return 0
     out.write(f"{'ID':30} {'PARAMS':>6} {'BEST':7} {'SIZE':>6} {'N_CTX':>5} {'TOK/S':>5} "
               "FIT    CAN DO\n")
@@ -504,9 +525,11 @@ def _catalogue(args: argparse.Namespace, settings: Settings, paths: Paths,
         a = c.best.assessment
         out.write(f"{e.id[:30]:30} {_params(e.params):>6} {c.best.quantization:7} "
                   f"{_size(c.best.size):>6} {ctx_label(a.context.n_ctx):>5} "
-                  f"{fmt_tok_s(a.tok_s):>5} {a.verdict:6} {caps}\n")
-    out.write(f"\nbest: the most faithful file that is green here (fits with margin and at "
-              f"least {settings.reading_speed:g} tok/s), else the best that fits; "
-              f"`lmdesk models catalogue ID` shows every file. Against "
-              f"{_size(res.ram_available)} available RAM. Catalogue: {loaded.source}.\n")
+                  f"{fmt_tok_s(a.tok_s):>5} {verdict_name(a.verdict):6} {caps}\n")
+    out.write(_("\nbest: the most faithful file that is green here (fits with margin and at "
+                "least {reading_speed:g} tok/s), else the best that fits; `lmdesk models "
+                "catalogue ID` shows every file. Against {size} available RAM. Catalogue: "
+                "{source}.\n",
+                reading_speed=settings.reading_speed, size=_size(res.ram_available),
+                source=loaded.source))
     return 0

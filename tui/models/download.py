@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from tui.i18n import _
 from tui.models.listing import hf_cache_dir
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -111,7 +112,8 @@ def _online() -> Iterator[None]:
 def _check_offline(offline: bool | None, endpoint: str) -> None:
     if offline if offline is not None else env_offline():
         raise Offline(
-            f"no network: offline mode (HF_HUB_OFFLINE) is on; unset it to download from {endpoint}"
+            _("no network: offline mode (HF_HUB_OFFLINE) is on; unset it to download from "
+              "{endpoint}", endpoint=endpoint)
         )
 
 
@@ -124,28 +126,32 @@ def _translate(exc: BaseException, endpoint: str, repo_id: str, filename: str | 
         return exc
     if isinstance(exc, errors.GatedRepoError):
         return DownloadError(
-            f"{repo_id} is gated: accept its license on the Hub, then set HF_TOKEN and try again"
+            _("{repo_id} is gated: accept its license on the Hub, then set HF_TOKEN and try "
+              "again", repo_id=repo_id)
         )
     if isinstance(exc, errors.RepositoryNotFoundError):
-        return DownloadError(f"no repository {repo_id} on {endpoint} (or it is private)")
+        return DownloadError(_("no repository {repo_id} on {endpoint} (or it is private)",
+                               repo_id=repo_id, endpoint=endpoint))
     if isinstance(exc, errors.RevisionNotFoundError):
-        return DownloadError(f"{repo_id} has no such revision")
+        return DownloadError(_("{repo_id} has no such revision", repo_id=repo_id))
     if isinstance(exc, errors.RemoteEntryNotFoundError):
-        return DownloadError(f"{repo_id} has no file {filename}: `lmdesk models pull {repo_id}` "
-                             "lists its GGUF files")
+        return DownloadError(_("{repo_id} has no file {filename}: `lmdesk models pull "
+                               "{repo_id}` lists its GGUF files",
+                               repo_id=repo_id, filename=filename))
     if isinstance(exc, errors.OfflineModeIsEnabled):
-        return Offline(f"no network: offline mode is on ({exc})")
+        return Offline(_("no network: offline mode is on ({exc})", exc=exc))
     if isinstance(exc, errors.HfHubHTTPError):
-        return DownloadError(f"the Hub refused {what}: {exc}")
+        return DownloadError(_("the Hub refused {what}: {exc}", what=what, exc=exc))
     name = type(exc).__name__
     if name in ("ConnectError", "ConnectTimeout", "ReadTimeout", "TimeoutException",
                 "LocalEntryNotFoundError", "RemoteProtocolError", "ReadError") or isinstance(
         exc, ConnectionError | TimeoutError
     ):
-        return Offline(f"no network: cannot reach {endpoint} ({exc})")
+        return Offline(_("no network: cannot reach {endpoint} ({exc})", endpoint=endpoint, exc=exc))
     if isinstance(exc, OSError):
-        return DownloadError(f"download of {what} failed: {exc}")
-    return DownloadError(f"download of {what} failed: {name}: {exc}")
+        return DownloadError(_("download of {what} failed: {exc}", what=what, exc=exc))
+    return DownloadError(_("download of {what} failed: {name}: {exc}",
+                           what=what, name=name, exc=exc))
 
 
 def remote_size(
@@ -199,7 +205,7 @@ def pick_file(files: list[tuple[str, int]]) -> str | None:
     """The quantization most people want (Q4_K_M first), else the smallest GGUF."""
     ggufs = [f for f in files if "mmproj" not in f[0].lower()]
     for quant in QUANT_PREFERENCE:
-        for name, _ in ggufs:
+        for name, _size in ggufs:
             if quant.lower() in name.lower():
                 return name
     return min(ggufs, key=lambda f: f[1])[0] if ggufs else None
@@ -234,7 +240,7 @@ class _Progress:
     def update(self, n: int | float = 1) -> None:
         self.n += int(n)
         if self.cancel is not None and self.cancel.is_set():
-            raise DownloadCancelled(f"download of {self.filename} cancelled")
+            raise DownloadCancelled(_("download of {filename} cancelled", filename=self.filename))
         self._report()
 
     def _report(self) -> None:
@@ -280,14 +286,15 @@ def download(
         return DownloadResult(path, repo_id, filename, path.stat().st_size, 0.0, cached=True)
     _check_offline(offline, base)
     if cancel is not None and cancel.is_set():
-        raise DownloadCancelled(f"download of {filename} cancelled")
+        raise DownloadCancelled(_("download of {filename} cancelled", filename=filename))
     size = remote_size(repo_id, filename, revision=revision, endpoint=base, token=token)
     if size is not None:
         free = free_disk(cache)
         if free < size + DISK_MARGIN:
             raise NotEnoughDisk(
-                f"not enough disk space for {filename}: it needs {size / 2**30:.2f} GiB, "
-                f"{free / 2**30:.2f} GiB is free at {cache}; free some space or set HF_HUB_CACHE"
+                _("not enough disk space for {filename}: it needs {value:.2f} GiB, {value2:.2f} "
+                  "GiB is free at {cache}; free some space or set HF_HUB_CACHE",
+                  filename=filename, value=size / 2**30, value2=free / 2**30, cache=cache)
             )
 
     def bar(**kwargs: Any) -> _Progress:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from tui.i18n import _
+
 SETTING = "endpoints"
 
 
@@ -69,7 +71,7 @@ def check_url(url: str) -> str:
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EndpointError(f"an endpoint needs an http:// or https:// URL, got {url!r}")
+        raise EndpointError(_("an endpoint needs an http:// or https:// URL, got {url!r}", url=url))
     return url
 
 
@@ -104,7 +106,7 @@ class EndpointLibrary:
         name = name.strip() or (urlsplit(url).netloc or url)
         endpoints = self.list()
         if any(e.name == name for e in endpoints):
-            raise EndpointError(f"there is already an endpoint named {name!r}")
+            raise EndpointError(_("there is already an endpoint named {name!r}", name=name))
         endpoint = Endpoint(uuid.uuid4().hex[:12], name, url, (api_key or "").strip() or None,
                             (default_model or "").strip() or None)
         self.store.set_setting(SETTING, [e.to_row() for e in endpoints] + [endpoint.to_row()])

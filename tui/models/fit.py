@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from tui.engine.gguf import GGML_TYPES, GGUFHeader, read_header
+from tui.i18n import N_, _, format_number
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -56,6 +57,12 @@ _REPACKED_TYPES = frozenset({2, 12, 20})  # Q4_0, Q4_K, IQ4_NL
 _SWA_PATTERN: dict[str, int] = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 2}
 
 Verdict = Literal["green", "amber", "red"]
+VERDICT_NAMES: dict[str, str] = {"green": N_("green"), "amber": N_("amber"), "red": N_("red")}
+
+
+def verdict_name(verdict: str) -> str:
+    """A verdict as a person reads it, in the current language (``verde`` in Spanish)."""
+    return _(VERDICT_NAMES.get(verdict, verdict))
 
 
 @dataclass(frozen=True)
@@ -204,19 +211,24 @@ class FitEstimate:
         return self.ram_bytes + self.vram_bytes
 
     def summary(self) -> str:
-        parts = [f"{self.verdict}: needs {_fmt(self.ram_bytes)} RAM"]
+        parts = [_("{verdict}: needs {fmt} RAM", verdict=verdict_name(self.verdict),
+                   fmt=_fmt(self.ram_bytes))]
         if self.vram_bytes:
-            parts.append(f"+ {_fmt(self.vram_bytes)} VRAM ({self.n_gpu_layers} layers)")
+            parts.append(_("+ {fmt} VRAM ({n_gpu_layers} layers)",
+                           fmt=_fmt(self.vram_bytes), n_gpu_layers=self.n_gpu_layers))
         parts.append(
-            f"(weights {_fmt(self.weights_bytes)}, KV {_fmt(self.kv_bytes)} at n_ctx "
-            f"{self.n_ctx}, compute {_fmt(self.compute_bytes)}, other {_fmt(self.overhead_bytes)})"
+            _("(weights {fmt}, KV {fmt2} at n_ctx {n_ctx}, compute {fmt3}, other {fmt4})",
+              fmt=_fmt(self.weights_bytes), fmt2=_fmt(self.kv_bytes), n_ctx=self.n_ctx,
+              fmt3=_fmt(self.compute_bytes), fmt4=_fmt(self.overhead_bytes))
         )
-        parts.append(f"of {_fmt(self.ram_available)} available")
+        parts.append(_("of {fmt} available", fmt=_fmt(self.ram_available)))
         return " ".join(parts)
 
 
 def _fmt(n: int) -> str:
-    return f"{n / GiB:.1f} GiB" if abs(n) >= GiB else f"{n / MiB:.0f} MiB"
+    if abs(n) >= GiB:
+        return f"{format_number(n / GiB, 1)} GiB"
+    return f"{format_number(n / MiB, 0)} MiB"
 
 
 def _pad(n: int, to: int) -> int:
@@ -387,11 +399,13 @@ def estimate_fit(
             break
     notes: list[str] = []
     if ctx > trained:
-        notes.append(f"n_ctx {ctx} is beyond the trained context {trained}: quality may drop")
+        notes.append(_("n_ctx {ctx} is beyond the trained context {trained}: quality may drop",
+                       ctx=ctx, trained=trained))
     if not swa_full and s.swa_layers:
-        notes.append(f"{s.swa_layers} sliding-window layers cache {s.sliding_window} tokens")
+        notes.append(_("{swa_layers} sliding-window layers cache {sliding_window} tokens",
+                       swa_layers=s.swa_layers, sliding_window=s.sliding_window))
     if layers and not has_gpu:
-        notes.append("no GPU: all layers run on the CPU")
+        notes.append(_("no GPU: all layers run on the CPU"))
     reason = _reason(verdict, need, res, ctx, sug_ctx)
     return FitEstimate(
         model=s.name, verdict=verdict, n_ctx=ctx, n_gpu_layers=layers,
@@ -406,18 +420,22 @@ def estimate_fit(
 
 def _reason(verdict: Verdict, need: _Need, res: Resources, ctx: int, sug_ctx: int) -> str:
     if verdict == "green":
-        return f"fits: {_fmt(need.ram)} of {_fmt(res.ram_available)} available RAM"
+        return _("fits: {fmt} of {fmt2} available RAM",
+                 fmt=_fmt(need.ram), fmt2=_fmt(res.ram_available))
     if need.vram > res.vram_free:
         return (
-            f"needs {_fmt(need.vram)} VRAM but {_fmt(res.vram_free)} is free: "
-            "offload fewer layers"
+            _("needs {fmt} VRAM but {fmt2} is free: offload fewer layers",
+              fmt=_fmt(need.vram), fmt2=_fmt(res.vram_free))
         )
     if verdict == "red":
-        tip = f"; n_ctx {sug_ctx} would fit" if sug_ctx else "; a smaller quantization may fit"
-        return f"needs {_fmt(need.ram)} RAM but {_fmt(res.ram_available)} is available{tip}"
+        tip = _("; n_ctx {sug_ctx} would fit",
+                sug_ctx=sug_ctx) if sug_ctx else _("; a smaller quantization may fit")
+        return _("needs {fmt} RAM but {fmt2} is available{tip}",
+                 fmt=_fmt(need.ram), fmt2=_fmt(res.ram_available), tip=tip)
     return (
-        f"tight: {_fmt(need.ram)} of {_fmt(res.ram_available)} available, up to "
-        f"{_fmt(need.ram + need.peak_extra)} when the {ctx}-token context fills"
+        _("tight: {fmt} of {fmt2} available, up to {fmt3} when the {ctx}-token context fills",
+          fmt=_fmt(need.ram), fmt2=_fmt(res.ram_available), fmt3=_fmt(need.ram + need.peak_extra),
+          ctx=ctx)
     )
 
 
@@ -444,7 +462,7 @@ def measure_rss(path: str | os.PathLike[str], n_ctx: int | None = None) -> Measu
         proc = psutil.Process(info.worker_pid)
         loaded = proc.memory_info().rss
         raw = None if info.chat_template else "Once upon a time"
-        for _ in engine.generate([ChatMessage("user", "Hello! Tell me a short story.")],
+        for _event in engine.generate([ChatMessage("user", "Hello! Tell me a short story.")],
                                  SamplingParams(max_tokens=8, seed=1), raw_prompt=raw):
             pass
         after = proc.memory_info().rss

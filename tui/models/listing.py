@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.engine.gguf import GGUFError, read_header
+from tui.i18n import _
 from tui.models.fit import ModelShape
 from tui.models.registry import ModelRef, folder_models, packaged_models
 
@@ -105,7 +106,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     arch = header.architecture
     note = None
     if arch not in KNOWN_ARCHITECTURES:
-        note = f"unknown architecture {arch!r}: llama.cpp may not run it"
+        note = _("unknown architecture {arch!r}: llama.cpp may not run it", arch=arch)
     try:
         shape: ModelShape | None = ModelShape.from_header(header)
     except (ValueError, ZeroDivisionError, TypeError):
@@ -278,7 +279,8 @@ def list_models(
             st = ref.path.stat()
         except OSError as exc:
             models.append(_local(ref, ref.name, 0,
-                                 {"error": f"{ref.path}: cannot read ({exc.strerror})"}))
+                                 {"error": _("{path}: cannot read ({strerror})",
+                                             path=ref.path, strerror=exc.strerror)}))
             continue
         info = cache.get(str(ref.path), st.st_size, st.st_mtime_ns)
         name = ref.name

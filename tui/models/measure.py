@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tui.i18n import _
 from tui.models.calibration import RunFigures
 
 # -- measuring a model -------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def measure_speeds(
                                                                 n_ctx=n_ctx)))
             engines.append((engine, engine.load()))
         best: list[Any] = [None] * len(engines)
-        rates: list[list[float]] = [[] for _ in engines]
+        rates: list[list[float]] = [[] for _engine in engines]
         for i in range(runs + 1):
             for j, (engine, info) in enumerate(engines):
                 text = MEASURE_PROMPT.format(i=i)
@@ -94,7 +95,8 @@ def measure_speeds(
                         done = event
                 if done is None or done.error:
                     raise RuntimeError(
-                        f"the measuring reply failed: {done.error if done else 'no reply'}")
+                        _("the measuring reply failed: {value}",
+                          value=done.error if done else 'no reply'))
                 if i == 0:
                     continue  # the warm-up run pages the weights in
                 rates[j].append(done.stats.generation_tokens_per_s)

@@ -25,6 +25,7 @@ from tinydb import Query
 
 from tui.engine.errors import InvalidParameter
 from tui.engine.protocol import GenerationStats, LoadParams, SamplingParams
+from tui.i18n import _
 from tui.store.options import ConversationOptions, ProfileModel
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ class Profile:
                 created=float(data.get("created", 0.0)), updated=float(data.get("updated", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ProfileError(f"a profile record is malformed ({exc!r})") from None
+            raise ProfileError(_("a profile record is malformed ({exc!r})", exc=exc)) from None
 
 
 def engine_key(params: LoadParams) -> str:
@@ -157,40 +158,44 @@ def load_params(profile: Profile) -> LoadParams:
     try:
         params.validate()
     except InvalidParameter as exc:
-        raise ProfileError(f"profile {profile.nickname!r}: {exc}") from None
+        raise ProfileError(_("profile {nickname!r}: {exc}",
+                             nickname=profile.nickname, exc=exc)) from None
     return params
 
 
 def check_files(profile: Profile) -> None:
     """A clear ``ProfileError`` when the model or the LoRA adapter file is missing."""
     if not Path(profile.model_path).is_file():
-        raise ProfileError(f"profile {profile.nickname!r}: the model file "
-                           f"{profile.model_path} does not exist")
+        raise ProfileError(_("profile {nickname!r}: the model file {model_path} does not exist",
+                             nickname=profile.nickname, model_path=profile.model_path))
     if profile.lora_path and not Path(profile.lora_path).is_file():
-        raise ProfileError(f"profile {profile.nickname!r}: the LoRA adapter "
-                           f"{profile.lora_path} does not exist (give the path of a LoRA "
-                           "GGUF file, or leave it empty)")
+        raise ProfileError(_("profile {nickname!r}: the LoRA adapter {lora_path} does not exist "
+                             "(give the path of a LoRA GGUF file, or leave it empty)",
+                             nickname=profile.nickname, lora_path=profile.lora_path))
     if profile.chat_template and not Path(profile.chat_template).is_file():
-        raise ProfileError(f"profile {profile.nickname!r}: the chat template file "
-                           f"{profile.chat_template} does not exist")
+        raise ProfileError(_("profile {nickname!r}: the chat template file {chat_template} does "
+                             "not exist",
+                             nickname=profile.nickname, chat_template=profile.chat_template))
 
 
 def _coerce_sampling(sampling: Mapping[str, Any]) -> dict[str, float | int]:
     out: dict[str, float | int] = {}
     for key, value in sampling.items():
         if key not in SAMPLING_KEYS:
-            raise ProfileError(f"unknown sampling setting {key!r} (known: "
-                               f"{', '.join(SAMPLING_KEYS)})")
+            raise ProfileError(_("unknown sampling setting {key!r} (known: {join})",
+                                 key=key, join=', '.join(SAMPLING_KEYS)))
         if value is None or value == "":
             continue
         if isinstance(value, bool):
-            raise ProfileError(f"{key} must be a number, got {value!r}")
+            raise ProfileError(_("{key} must be a number, got {value!r}", key=key, value=value))
         try:
             out[key] = int(value) if key in _INT_SAMPLING else float(value)
         except (TypeError, ValueError):
-            raise ProfileError(f"{key} must be a number, got {value!r}") from None
+            raise ProfileError(_("{key} must be a number, got {value!r}",
+                                 key=key, value=value)) from None
         if key in _INT_SAMPLING and isinstance(value, float) and value != int(value):
-            raise ProfileError(f"{key} must be a whole number, got {value!r}")
+            raise ProfileError(_("{key} must be a whole number, got {value!r}",
+                                 key=key, value=value))
     return out
 
 
@@ -201,7 +206,8 @@ def apply_sampling(profile: Profile, base: SamplingParams) -> SamplingParams:
     try:
         params.validate()
     except InvalidParameter as exc:
-        raise ProfileError(f"profile {profile.nickname!r}: bad sampling: {exc}") from None
+        raise ProfileError(_("profile {nickname!r}: bad sampling: {exc}",
+                             nickname=profile.nickname, exc=exc)) from None
     return params
 
 
@@ -209,17 +215,20 @@ def validate(profile: Profile) -> Profile:
     """The profile with its sampling coerced; ``ProfileError`` says what is wrong."""
     nickname = profile.nickname.strip()
     if not nickname:
-        raise ProfileError("a profile needs a nickname")
+        raise ProfileError(_("a profile needs a nickname"))
     if len(nickname) > MAX_NICKNAME:
-        raise ProfileError(f"the nickname is too long (at most {MAX_NICKNAME} characters)")
+        raise ProfileError(_("the nickname is too long (at most {MAX_NICKNAME} characters)",
+                             MAX_NICKNAME=MAX_NICKNAME))
     if not profile.model_path.strip():
-        raise ProfileError(f"profile {nickname!r} needs a model (a GGUF path)")
+        raise ProfileError(_("profile {nickname!r} needs a model (a GGUF path)",
+                             nickname=nickname))
     from tui.rpc.probe import parse_workers
 
     try:
         rpc = parse_workers(profile.rpc)
     except ValueError as exc:
-        raise ProfileError(f"profile {nickname!r}: RPC workers: {exc}") from None
+        raise ProfileError(_("profile {nickname!r}: RPC workers: {exc}",
+                             nickname=nickname, exc=exc)) from None
     fixed = replace(profile, nickname=nickname, sampling=_coerce_sampling(profile.sampling),
                     lora_path=profile.lora_path.strip() if profile.lora_path else None,
                     rpc=rpc)
@@ -253,7 +262,7 @@ class ProfileLibrary:
         found = next((p for p in profiles if p.id == ref), None) or next(
             (p for p in profiles if p.nickname.lower() == ref.strip().lower()), None)
         if found is None:
-            raise ProfileNotFound(f"no profile {ref!r}")
+            raise ProfileNotFound(_("no profile {ref!r}", ref=ref))
         return found
 
     def find(self, ref: object) -> Profile | None:
@@ -268,7 +277,8 @@ class ProfileLibrary:
         clash = next((p for p in self.list() if p.id != profile.id
                       and p.nickname.lower() == profile.nickname.lower()), None)
         if clash is not None:
-            raise ProfileError(f"there is already a profile called {profile.nickname!r}")
+            raise ProfileError(_("there is already a profile called {nickname!r}",
+                                 nickname=profile.nickname))
 
     def create(self, nickname: str, model_path: str, *, model_name: str = "",
                n_ctx: int | None = None, n_gpu_layers: int | None = None,
@@ -294,7 +304,7 @@ class ProfileLibrary:
         bad = sorted(set(changes) - {f.name for f in dataclasses.fields(Profile)}
                      | (set(changes) & {"id", "usage", "created"}))
         if bad:
-            raise ProfileError(f"cannot change {bad[0]!r}")
+            raise ProfileError(_("cannot change {value!r}", value=bad[0]))
         new = validate(replace(old, **changes, updated=time.time()))
         self._check_unique(new)
         q = Query()

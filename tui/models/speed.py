@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _, n_
 from tui.models.fit import ModelShape
 
 RUNS_PER_MODEL = 20
@@ -372,7 +373,8 @@ class SpeedModel:
         if gens and tok_s > 0:
             w = len(gens) / (len(gens) + 0.5)
             tok_s = math.exp(w * math.log(statistics.median(gens)) + (1 - w) * math.log(tok_s))
-            basis = f"{len(gens)} measured run{'s' if len(gens) != 1 else ''} of this model"
+            basis = n_("{count} measured run of this model",
+                       "{count} measured runs of this model", len(gens))
         prompts = [r.prompt_tok_s for r in own
                    if r.prompt_tok_s > 0 and r.evaluated_prompt_tokens >= MIN_PROMPT_EVALUATED]
         if prompts and prompt_tok_s > 0:
@@ -385,5 +387,6 @@ class SpeedModel:
 
 def _basis(fit: Fitted) -> str:
     if not fit.models:
-        return "physical model (measured bandwidth and compute, no runs yet)"
-    return f"calibrated from {fit.models} model{'s' if fit.models != 1 else ''} run here"
+        return _("physical model (measured bandwidth and compute, no runs yet)")
+    return n_("calibrated from {count} model run here",
+              "calibrated from {count} models run here", fit.models)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _
 from tui.models.registry import ModelRef
 
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
@@ -204,10 +205,12 @@ def read_manifest(path: Path, root: Path) -> OllamaEntry:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return OllamaEntry(name, path, None, error=f"damaged Ollama manifest {path}: {exc}")
+        return OllamaEntry(name, path, None, error=_("damaged Ollama manifest {path}: {exc}",
+                                                     path=path, exc=exc))
     layers = data.get("layers") if isinstance(data, dict) else None
     if not isinstance(layers, list):
-        return OllamaEntry(name, path, None, error=f"damaged Ollama manifest {path}: no layers")
+        return OllamaEntry(name, path, None, error=_("damaged Ollama manifest {path}: no layers",
+                                                     path=path))
     by_type: dict[str, dict[str, Any]] = {}
     for layer in layers:
         if isinstance(layer, dict) and isinstance(layer.get("mediaType"), str):
@@ -215,7 +218,7 @@ def read_manifest(path: Path, root: Path) -> OllamaEntry:
     model = by_type.get(OLLAMA_MODEL_LAYER)
     if model is None or not isinstance(model.get("digest"), str):
         return OllamaEntry(name, path, None,
-                           error=f"Ollama manifest {path} names no model layer")
+                           error=_("Ollama manifest {path} names no model layer", path=path))
     blob = blob_path(root, model["digest"])
     template = _read_text_layer(root, by_type.get(OLLAMA_TEMPLATE_LAYER, {}))
     system = _read_text_layer(root, by_type.get(OLLAMA_SYSTEM_LAYER, {}))
@@ -227,8 +230,9 @@ def read_manifest(path: Path, root: Path) -> OllamaEntry:
             params = got if isinstance(got, dict) else None
     if not blob.is_file():
         return OllamaEntry(name, path, blob, template, system, params,
-                           error=f"Ollama model {name}: its blob {blob.name} is missing from "
-                                 f"{blob.parent} (run `ollama pull {name}` again)")
+                           error=_("Ollama model {name}: its blob {name2} is missing from "
+                                   "{parent} (run `ollama pull {name}` again)",
+                                   name=name, name2=blob.name, parent=blob.parent))
     return OllamaEntry(name, path, blob, template, system, params)
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
+from tui.i18n import _
+
 
 @dataclass(frozen=True)
 class GpuProcess:
@@ -98,7 +100,7 @@ class NvmlSource:
         try:
             import pynvml
         except ImportError as exc:
-            raise GpuUnavailable(f"nvidia-ml-py is not installed ({exc})") from None
+            raise GpuUnavailable(_("nvidia-ml-py is not installed ({exc})", exc=exc)) from None
         return pynvml
 
     def _open(self) -> None:
@@ -116,7 +118,7 @@ class NvmlSource:
             raise
         if not handles:
             self.close()
-            raise GpuUnavailable("no NVIDIA GPU found")
+            raise GpuUnavailable(_("no NVIDIA GPU found"))
         self._handles = handles
 
     def read(self, pids: Collection[int]) -> tuple[GpuSample, ...]:

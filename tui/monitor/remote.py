@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from tui.i18n import _, format_number
+
 Rows = tuple[tuple[str, str], ...]
 
 
@@ -53,7 +55,7 @@ def parse_prometheus(text: str) -> dict[str, float]:
 
 
 def _gib(n: float) -> str:
-    return f"{n / (1 << 30):.1f} GiB"
+    return f"{format_number(n / (1 << 30), 1)} GiB"
 
 
 def llama_server_rows(slots: object, metrics: dict[str, float]) -> Rows:
@@ -98,7 +100,8 @@ def vllm_rows(metrics: dict[str, float]) -> Rows:
     running = metrics.get("vllm:num_requests_running")
     if running is not None:
         waiting = metrics.get("vllm:num_requests_waiting", 0.0)
-        rows.append(("reqs", f"{running:.0f} running, {waiting:.0f} waiting"))
+        rows.append(("reqs", _("{running:.0f} running, {waiting:.0f} waiting",
+                               running=running, waiting=waiting)))
     cache = metrics.get("vllm:gpu_cache_usage_perc", metrics.get("vllm:kv_cache_usage_perc"))
     if cache is not None:
         rows.append(("srv kv", f"{cache * 100:.0f}%"))

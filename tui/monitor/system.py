@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from tui.i18n import N_, _
 from tui.monitor.gpu import GpuSample, GpuSource, default_sources
 
 
@@ -43,7 +44,7 @@ class MonitorSnapshot:
     app_cpu_percent: float
     workers: tuple[ProcessSample, ...] = ()
     gpus: tuple[GpuSample, ...] = ()
-    gpu_status: str = "no GPU"
+    gpu_status: str = N_("no GPU")
     """"ok" when ``gpus`` is filled, otherwise "no GPU (reason)"."""
 
     @property
@@ -145,7 +146,7 @@ class Sampler:
 
     def _read_gpus(self, pids: set[int]) -> tuple[tuple[GpuSample, ...], str]:
         if not self._sources:
-            return (), "no GPU"
+            return (), _("no GPU")
         gpus: list[GpuSample] = []
         reasons: list[str] = []
         for source in self._sources:
@@ -155,7 +156,7 @@ class Sampler:
                 reasons.append(f"{getattr(source, 'name', type(source).__name__)}: {exc}")
         if gpus:
             return tuple(gpus), "ok"
-        return (), f"no GPU ({'; '.join(reasons)})" if reasons else "no GPU"
+        return (), _("no GPU ({join})", join='; '.join(reasons)) if reasons else _("no GPU")
 
     def close(self) -> None:
         for source in self._sources:

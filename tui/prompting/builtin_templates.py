@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import N_, _
 from tui.prompting.templates import (
     PromptingError,
     Template,
@@ -54,8 +55,9 @@ def dumps_templates(templates: Sequence[Template], fmt: str = "json") -> str:
         return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
     yaml = _yaml()
     if fmt != "yaml" or yaml is None:
-        raise PromptingError(f"cannot write {fmt!r} files: use json" +
-                             (" (YAML needs PyYAML installed)" if fmt == "yaml" else ""))
+        raise PromptingError(
+            _("cannot write {fmt!r} files: use json (YAML needs PyYAML installed)", fmt=fmt)
+            if fmt == "yaml" else _("cannot write {fmt!r} files: use json", fmt=fmt))
 
     class Dumper(yaml.SafeDumper):  # type: ignore[misc,name-defined]
         pass
@@ -70,7 +72,7 @@ def dumps_templates(templates: Sequence[Template], fmt: str = "json") -> str:
 
 MAX_FILE_BYTES = 4 * 2**20
 """A template file larger than this is refused before it is read."""
-NESTED_TOO_DEEP = "nested too deeply to be a template file"
+NESTED_TOO_DEEP = N_("nested too deeply to be a template file")
 
 
 def file_format(path: Path) -> str:
@@ -84,26 +86,26 @@ def loads_templates(text: str, *, source: str = "<text>", fmt: str = "json",
     if fmt == "yaml":
         yaml = _yaml()
         if yaml is None:
-            raise TemplateFileError(source, "reading YAML needs PyYAML (pip install pyyaml); "
-                                    "or export the templates as JSON")
+            raise TemplateFileError(source, _("reading YAML needs PyYAML (pip install pyyaml); "
+                                              "or export the templates as JSON"))
         try:
             data = yaml.safe_load(text)
         except RecursionError:
-            raise TemplateFileError(source, NESTED_TOO_DEEP) from None
+            raise TemplateFileError(source, _(NESTED_TOO_DEEP)) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             column = mark.column + 1 if mark is not None else None
             reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
-            raise TemplateFileError(source, f"not valid YAML: {reason}",
+            raise TemplateFileError(source, _("not valid YAML: {reason}", reason=reason),
                                     line=line, column=column) from None
     else:
         try:
             data = json.loads(text)
         except RecursionError:
-            raise TemplateFileError(source, NESTED_TOO_DEEP) from None
+            raise TemplateFileError(source, _(NESTED_TOO_DEEP)) from None
         except json.JSONDecodeError as exc:
-            raise TemplateFileError(source, f"not valid JSON: {exc.msg}",
+            raise TemplateFileError(source, _("not valid JSON: {msg}", msg=exc.msg),
                                     line=exc.lineno, column=exc.colno) from None
     if isinstance(data, dict) and "templates" in data:
         items = data["templates"]
@@ -112,7 +114,7 @@ def loads_templates(text: str, *, source: str = "<text>", fmt: str = "json",
     else:
         items = data
     if not isinstance(items, list):
-        raise TemplateFileError(source, "expected a list of templates (or {\"templates\": [...]})")
+        raise TemplateFileError(source, _('expected a list of templates (or {"templates": [...]})'))
     lines = _item_lines(text, fmt, len(items))
     out: list[Template] = []
     seen: set[str] = set()
@@ -121,11 +123,14 @@ def loads_templates(text: str, *, source: str = "<text>", fmt: str = "json",
         try:
             template = Template.from_dict(item, builtin=builtin)
         except TemplateError as exc:
-            which = f"template {exc.template!r}" if exc.template else f"template #{index + 1}"
-            inner = f" (body line {exc.line}, column {exc.column})" if exc.line else ""
+            which = (_("template {name!r}", name=exc.template) if exc.template
+                     else _("template #{number}", number=index + 1))
+            inner = (_(" (body line {line}, column {column})", line=exc.line, column=exc.column)
+                     if exc.line else "")
             raise TemplateFileError(source, f"{which}: {exc.reason}{inner}", line=line) from None
         if template.name in seen:
-            raise TemplateFileError(source, f"template {template.name!r} appears twice",
+            raise TemplateFileError(source, _("template {name!r} appears twice",
+                                              name=template.name),
                                     line=line)
         seen.add(template.name)
         out.append(template)
@@ -152,7 +157,7 @@ def _json_item_lines(text: str) -> list[int | None]:
         i = skip(i + 1)
         while text[i] != "]":
             found.append(position(text, i)[0])
-            _, i = decoder.raw_decode(text, i)
+            _value, i = decoder.raw_decode(text, i)
             i = skip(i)
             if text[i] == ",":
                 i = skip(i + 1)
@@ -167,7 +172,7 @@ def _json_item_lines(text: str) -> list[int | None]:
         i = skip(skip(i) + 1)  # past ':'
         if key == "templates" and text[i] == "[":
             return array_items(i)
-        _, i = decoder.raw_decode(text, i)
+        _value, i = decoder.raw_decode(text, i)
         i = skip(i)
         if text[i] == ",":
             i = skip(i + 1)
@@ -192,11 +197,13 @@ def read_template_file(path: Path | str, *, builtin: bool = False) -> list[Templ
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise TemplateFileError(str(path), f"{size / 2**20:.1f} MiB is too large for a "
-                                    f"template file (up to {MAX_FILE_BYTES // 2**20} MiB)")
+            raise TemplateFileError(str(path), _("{value:.1f} MiB is too large for a template "
+                                                 "file (up to {value2} MiB)",
+                                                 value=size / 2**20,
+                                                 value2=MAX_FILE_BYTES // 2**20))
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateFileError(str(path), f"cannot read it ({exc})") from None
+        raise TemplateFileError(str(path), _("cannot read it ({exc})", exc=exc)) from None
     return loads_templates(text, source=str(path), fmt=file_format(path), builtin=builtin)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tui.display import for_terminal
+from tui.i18n import _, current_language, format_date
 from tui.prompting.builtin_templates import dumps_templates
 from tui.prompting.memory import MemoryStore
 from tui.prompting.templates import PromptingError, Template, TemplateError, TemplateLibrary
@@ -29,49 +30,50 @@ if TYPE_CHECKING:
 
 def add_templates_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                          ) -> argparse.ArgumentParser:
-    p = sub.add_parser("templates", help="list, show, import and export prompt templates")
+    p = sub.add_parser("templates", help=_("list, show, import and export prompt templates"))
     s = p.add_subparsers(dest="templates_command", metavar="ACTION")
-    ls = s.add_parser("list", help="all templates (built-in and yours)")
-    ls.add_argument("--tag", help="only templates with this tag")
-    ls.add_argument("--lang", help="only templates in this language (en, es...)")
-    ls.add_argument("--search", help="words to look for in names, tags, titles and bodies")
-    show = s.add_parser("show", help="a template's variables and body")
+    ls = s.add_parser("list", help=_("all templates (built-in and yours)"))
+    ls.add_argument("--tag", help=_("only templates with this tag"))
+    ls.add_argument("--lang", help=_("only templates in this language (en, es...; all: every "
+                                     "one; default: Spanish ones when lmdesk speaks Spanish)"))
+    ls.add_argument("--search", help=_("words to look for in names, tags, titles and bodies"))
+    show = s.add_parser("show", help=_("a template's variables and body"))
     show.add_argument("name")
-    render = s.add_parser("render", help="print a template filled with --var key=value")
+    render = s.add_parser("render", help=_("print a template filled with --var key=value"))
     render.add_argument("name")
     render.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
-    imp = s.add_parser("import", help="add the templates in a JSON (or YAML) file")
+    imp = s.add_parser("import", help=_("add the templates in a JSON (or YAML) file"))
     imp.add_argument("file")
-    imp.add_argument("--replace", action="store_true", help="overwrite templates of that name")
-    exp = s.add_parser("export", help="write templates to a file (or stdout) to share them")
-    exp.add_argument("name", help="a template name, or several separated by commas")
-    exp.add_argument("file", nargs="?", help="a .json or .yaml file (default: JSON on stdout)")
-    rm = s.add_parser("rm", help="delete one of your templates")
+    imp.add_argument("--replace", action="store_true", help=_("overwrite templates of that name"))
+    exp = s.add_parser("export", help=_("write templates to a file (or stdout) to share them"))
+    exp.add_argument("name", help=_("a template name, or several separated by commas"))
+    exp.add_argument("file", nargs="?", help=_("a .json or .yaml file (default: JSON on stdout)"))
+    rm = s.add_parser("rm", help=_("delete one of your templates"))
     rm.add_argument("name")
-    copy = s.add_parser("copy", help="duplicate a template (the way to edit a built-in one)")
+    copy = s.add_parser("copy", help=_("duplicate a template (the way to edit a built-in one)"))
     copy.add_argument("name")
     copy.add_argument("new_name", nargs="?")
     for action in (ls, show, render, imp, exp, rm, copy):
-        action.add_argument("--json", action="store_true", help="machine-readable output")
+        action.add_argument("--json", action="store_true", help=_("machine-readable output"))
     return p
 
 
 def add_memory_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                       ) -> argparse.ArgumentParser:
-    p = sub.add_parser("memory", help="facts and preferences the model remembers about you")
+    p = sub.add_parser("memory", help=_("facts and preferences the model remembers about you"))
     s = p.add_subparsers(dest="memory_command", metavar="ACTION")
-    ls = s.add_parser("list", help="what is remembered")
-    add = s.add_parser("add", help="remember something")
+    ls = s.add_parser("list", help=_("what is remembered"))
+    add = s.add_parser("add", help=_("remember something"))
     add.add_argument("text", nargs="+")
-    add.add_argument("--important", action="store_true", help="keep it when the budget is tight")
-    rm = s.add_parser("rm", help="forget a memory (by id or a unique prefix of it)")
+    add.add_argument("--important", action="store_true", help=_("keep it when the budget is tight"))
+    rm = s.add_parser("rm", help=_("forget a memory (by id or a unique prefix of it)"))
     rm.add_argument("id")
-    on = s.add_parser("enable", help="use a memory again")
+    on = s.add_parser("enable", help=_("use a memory again"))
     on.add_argument("id")
-    off = s.add_parser("disable", help="keep a memory but stop using it")
+    off = s.add_parser("disable", help=_("keep a memory but stop using it"))
     off.add_argument("id")
     for action in (ls, add, rm, on, off):
-        action.add_argument("--json", action="store_true", help="machine-readable output")
+        action.add_argument("--json", action="store_true", help=_("machine-readable output"))
     return p
 
 
@@ -82,9 +84,9 @@ def parse_vars(pairs: Sequence[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise TemplateError(f"--var expects key=value, got {pair!r}")
+            raise TemplateError(_("--var expects key=value, got {pair!r}", pair=pair))
         if key in values:
-            raise TemplateError(f"--var {key} is given twice", variable=key)
+            raise TemplateError(_("--var {key} is given twice", key=key), variable=key)
         values[key] = value
     return values
 
@@ -95,7 +97,7 @@ def render_for_ask(store: Store, name: str, vars: Sequence[str]) -> str:
 
 
 def _fail(message: object) -> int:
-    print(f"lmdesk: error: {message}", file=sys.stderr)
+    print(_("lmdesk: error: {message}", message=message), file=sys.stderr)
     return 1
 
 
@@ -111,12 +113,23 @@ def _print_template(t: Template, out: TextIO) -> None:
     if t.description:
         out.write(f"{t.description}\n")
     if t.tags:
-        out.write(f"tags: {', '.join(t.tags)}\n")
-    out.write("variables:\n" if t.variables else "variables: none\n")
+        out.write(_("tags: {join}\n", join=', '.join(t.tags)))
+    out.write("variables:\n" if t.variables else _("variables: none\n"))
     for v in t.variables:
         default = "required" if v.required else f"default: {v.default!r}"
         out.write(f"  {v.name:<14} {v.description} ({default})\n")
     out.write("\n" + t.body.rstrip("\n") + "\n")
+
+
+def _listed_language(args: argparse.Namespace) -> str | None:
+    """--lang, else Spanish when lmdesk speaks Spanish (the built-ins exist in both), else
+    every language; ``--lang all`` lists every one."""
+    lang = getattr(args, "lang", None)
+    if lang == "all":
+        return None
+    if lang is None and current_language().code != "en":
+        return current_language().code
+    return lang
 
 
 def cmd_templates(args: argparse.Namespace, store: Store, out: TextIO | None = None) -> int:
@@ -127,7 +140,7 @@ def cmd_templates(args: argparse.Namespace, store: Store, out: TextIO | None = N
     try:
         if action == "list":
             found = library.list_templates(tag=getattr(args, "tag", None),
-                                           lang=getattr(args, "lang", None),
+                                           lang=_listed_language(args),
                                            query=getattr(args, "search", None))
             if as_json:
                 out.write(json.dumps([_summary(t) for t in found], ensure_ascii=False) + "\n")
@@ -136,7 +149,7 @@ def cmd_templates(args: argparse.Namespace, store: Store, out: TextIO | None = N
                     mark = " " if t.builtin else "*"
                     out.write(f"{mark}{t.name:<26} {t.lang:<3} {t.category:<12} {t.title}\n")
                 if not found:
-                    out.write("no templates match\n")
+                    out.write(_("no templates match\n"))
         elif action == "show":
             t = library.get(args.name)
             if as_json:
@@ -155,7 +168,8 @@ def cmd_templates(args: argparse.Namespace, store: Store, out: TextIO | None = N
             names = [n.strip() for n in args.name.split(",") if n.strip()]
             if args.file:
                 done = library.export_file(names, Path(args.file))
-                _report(out, as_json, [t.name for t in done], f"exported to {args.file}:")
+                _report(out, as_json, [t.name for t in done], _("exported to {file}:",
+                                                                file=args.file))
             else:
                 out.write(dumps_templates([library.get(n) for n in names]))
         elif action == "rm":
@@ -163,9 +177,9 @@ def cmd_templates(args: argparse.Namespace, store: Store, out: TextIO | None = N
             _report(out, as_json, [args.name], "deleted")
         elif action == "copy":
             copy = library.duplicate(args.name, args.new_name)
-            _report(out, as_json, [copy.name], f"copied {args.name} to")
+            _report(out, as_json, [copy.name], _("copied {name} to", name=args.name))
         else:
-            return _fail(f"unknown templates action {action!r}")
+            return _fail(_("unknown templates action {action!r}", action=action))
     except (PromptingError, StoreError, OSError) as exc:
         return _fail(exc)
     return 0
@@ -190,11 +204,11 @@ def cmd_memory(args: argparse.Namespace, store: Store, out: TextIO | None = None
                 out.write(json.dumps([asdict(m) for m in found], ensure_ascii=False) + "\n")
             for m in [] if as_json else found:
                 state = "on " if m.enabled else "off"
-                when = datetime.fromtimestamp(m.created).strftime("%Y-%m-%d")
+                when = format_date(datetime.fromtimestamp(m.created))
                 star = "!" if m.important else " "
                 out.write(f"{m.id}  {state} {when} {star} {m.text}\n")
             if not found and not as_json:
-                out.write("nothing remembered yet: lmdesk memory add \"I prefer metric units\"\n")
+                out.write(_('nothing remembered yet: lmdesk memory add "I prefer metric units"\n'))
             return 0
         if action == "add":
             memory = memories.add(" ".join(args.text), important=args.important)
@@ -203,7 +217,7 @@ def cmd_memory(args: argparse.Namespace, store: Store, out: TextIO | None = None
         elif action in ("enable", "disable"):
             memory = memories.set_enabled(args.id, action == "enable")
         else:
-            return _fail(f"unknown memory action {action!r}")
+            return _fail(_("unknown memory action {action!r}", action=action))
     except (PromptingError, StoreError, OSError) as exc:
         return _fail(exc)
     if as_json:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tui.engine.protocol import ChatMessage, Done, Role, SamplingParams, ToolCall
+from tui.i18n import _, n_
 from tui.prompting.memory import (
     DEFAULT_BUDGET,
     Counter,
@@ -53,7 +54,8 @@ def conversation_policy(meta: ConversationMeta) -> Policy:
 
 def set_conversation_policy(store: Store, cid: str, policy: Policy) -> ConversationMeta:
     if policy not in POLICIES:
-        raise ContextError(f"unknown context policy {policy!r} (use {' or '.join(POLICIES)})")
+        raise ContextError(_("unknown context policy {policy!r} (use {join})",
+                             policy=policy, join=' or '.join(POLICIES)))
     return store.update_options(cid, context_policy=policy)
 
 
@@ -285,11 +287,12 @@ def summarize_turns(engine: Generator, messages: Sequence[ChatMessage], *, previ
     for event in engine.generate(prompt, sampling):
         if isinstance(event, Done):
             if event.error:
-                raise PromptingError(f"could not summarise the earlier turns: {event.error}")
+                raise PromptingError(_("could not summarise the earlier turns: {error}",
+                                       error=event.error))
             reply = event.text
     summary = " ".join(reply.split())
     if not summary:
-        raise PromptingError("could not summarise the earlier turns: the model wrote nothing")
+        raise PromptingError(_("could not summarise the earlier turns: the model wrote nothing"))
     return summary
 
 
@@ -346,10 +349,11 @@ def build_context(
     Persona examples come before ``examples``. A ``ContextError`` when even the newest turn
     and the pinned messages cannot fit."""
     if policy not in POLICIES:
-        raise ContextError(f"unknown context policy {policy!r} (use {' or '.join(POLICIES)})")
+        raise ContextError(_("unknown context policy {policy!r} (use {join})",
+                             policy=policy, join=' or '.join(POLICIES)))
     if not 0 <= reply_reserve < n_ctx:
-        raise ContextError(f"the reply reserve ({reply_reserve}) must be smaller than the "
-                           f"context window ({n_ctx})")
+        raise ContextError(_("the reply reserve ({reply_reserve}) must be smaller than the "
+                             "context window ({n_ctx})", reply_reserve=reply_reserve, n_ctx=n_ctx))
     counter = CachedCounter(engine)
     notes: list[str] = []
     base = _system_text(persona.system_block() if persona else "", system_prompt)
@@ -370,18 +374,19 @@ def build_context(
         cost = counter.count_tokens(text=text) + overhead
         if cost > n_ctx - reply_reserve:
             raise ContextError(
-                f"message {mid} is {cost:,} tokens but the context window holds {n_ctx:,} "
-                f"({reply_reserve:,} kept for the reply): shorten or split it, or load the "
-                "model with a larger n_ctx. Nothing was changed.")
+                _("message {mid} is {cost:,} tokens but the context window holds {n_ctx:,} "
+                  "({reply_reserve:,} kept for the reply): shorten or split it, or load the "
+                  "model with a larger n_ctx. Nothing was changed.",
+                  mid=mid, cost=cost, n_ctx=n_ctx, reply_reserve=reply_reserve))
     cache = summary_cache if summary_cache is not None else _SUMMARIES
     last_chunk = max((t.chunk for t in turns), default=0)
     # what to give up, in order, when even the newest turn does not fit
     variants: list[tuple[tuple[ChatMessage, ...], str, str]] = [(shots, mem.text, "")]
     if shots:
-        variants.append(((), mem.text, "the examples were left out: they don't fit"))
+        variants.append(((), mem.text, _("the examples were left out: they don't fit")))
     if mem.text:
-        variants.append(((), "", "the examples and memory were left out: they don't fit"
-                         if shots else "memory was left out: it doesn't fit"))
+        variants.append(((), "", _("the examples and memory were left out: they don't fit")
+                         if shots else _("memory was left out: it doesn't fit")))
     allowance = summary_tokens + 16 if policy == "summarize" else 0
     for use_shots, mem_text, give_up in variants:
         fixed_msgs = _assemble(_system_text(base, mem_text), use_shots, [])
@@ -397,7 +402,7 @@ def build_context(
                 try:
                     summary, key = _summary_for(engine, turns, cut, cache, summary_tokens)
                 except PromptingError as exc:
-                    note = f"{exc}: they were left out instead"
+                    note = _("{exc}: they were left out instead", exc=exc)
                     if note not in notes:
                         notes.append(note)
             tail = f"{SUMMARY_HEADER}\n{summary}" if summary else ""
@@ -412,10 +417,11 @@ def build_context(
                          mem.included if mem_text else ())
     need = sum(t.tokens for t in turns if t.keep)
     raise ContextError(
-        f"the newest message and the pinned ones need about {need:,} tokens, and with the "
-        f"system prompt and {reply_reserve:,} kept for the reply that is more than the "
-        f"{n_ctx:,}-token context window: unpin some messages, shorten the system prompt, or "
-        "load the model with a larger n_ctx. Nothing was changed.")
+        _("the newest message and the pinned ones need about {need:,} tokens, and with the "
+          "system prompt and {reply_reserve:,} kept for the reply that is more than the "
+          "{n_ctx:,}-token context window: unpin some messages, shorten the system prompt, or "
+          "load the model with a larger n_ctx. Nothing was changed.",
+          need=need, reply_reserve=reply_reserve, n_ctx=n_ctx))
 
 
 def _assemble(system: str, shots: Sequence[ChatMessage],
@@ -439,8 +445,13 @@ def _plan(counter: CachedCounter, messages: tuple[ChatMessage, ...], base: str, 
     dropped = [t for t in turns if t not in kept]
     left_out = tuple(mid for t in dropped for mid in t.ids)
     if dropped:
-        verb = "summarised" if summary else "left out"
-        notes.append(f"{len(left_out)} earlier messages {verb} to fit the {n_ctx:,}-token window")
+        notes.append(
+            n_("{count} earlier message summarised to fit the {n_ctx:,}-token window",
+               "{count} earlier messages summarised to fit the {n_ctx:,}-token window",
+               len(left_out), n_ctx=n_ctx) if summary else
+            n_("{count} earlier message left out to fit the {n_ctx:,}-token window",
+               "{count} earlier messages left out to fit the {n_ctx:,}-token window",
+               len(left_out), n_ctx=n_ctx))
     tokens = TokenCounts(system=t_base, memory=t_mem - t_base, summary=t_sys - t_mem,
                          examples=t_shots - t_sys, history=total - t_shots, reserve=reserve,
                          n_ctx=n_ctx)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tui.i18n import _
+
 
 class PromptingError(Exception):
     """Base of the errors this package reports to the user; the message is the explanation."""
@@ -18,13 +20,14 @@ class TemplateError(PromptingError, ValueError):
         self.variable, self.template = variable, template
         where = [f"template {template!r}"] if template else []
         if line is not None:
-            where.append(f"line {line}, column {column}" if column is not None else f"line {line}")
+            where.append(_("line {line}, column {column}",
+                           line=line, column=column) if column is not None else f"line {line}")
         super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
 
 
 class TemplateNotFound(PromptingError, LookupError):
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "template not found"
+        return str(self.args[0]) if self.args else _("template not found")
 
 
 class ReadOnlyTemplate(PromptingError):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tui.display import count
 from tui.engine.protocol import ChatMessage, Done, EngineEvent, SamplingParams
+from tui.i18n import _
 from tui.prompting.templates import PromptingError
 
 if TYPE_CHECKING:
@@ -91,13 +92,14 @@ class MemoryStore:
         if len(found) == 1:
             return found[0]
         if not found:
-            raise MemoryStoreError(f"no memory {memory_id!r}")
-        raise MemoryStoreError(f"{memory_id!r} matches {len(found)} memories: give more of the id")
+            raise MemoryStoreError(_("no memory {memory_id!r}", memory_id=memory_id))
+        raise MemoryStoreError(_("{memory_id!r} matches {count} memories: give more of the id",
+                                 memory_id=memory_id, count=len(found)))
 
     def add(self, text: str, *, important: bool = False) -> Memory:
         clean = " ".join(text.split())
         if not clean:
-            raise MemoryStoreError("a memory cannot be empty")
+            raise MemoryStoreError(_("a memory cannot be empty"))
         taken = {m.id for m in self.list_memories()}
         memory_id = _new_id(taken)
         memory = Memory(memory_id, clean, True, time.time(), important)
@@ -109,11 +111,11 @@ class MemoryStore:
         old = self.get(memory_id)
         bad = sorted(set(changes) - {"text", "enabled", "important"})
         if bad:
-            raise MemoryStoreError(f"cannot change {bad[0]!r} of a memory")
+            raise MemoryStoreError(_("cannot change {value!r} of a memory", value=bad[0]))
         if "text" in changes:
             changes["text"] = " ".join(str(changes["text"]).split())
             if not changes["text"]:
-                raise MemoryStoreError("a memory cannot be empty")
+                raise MemoryStoreError(_("a memory cannot be empty"))
         new = replace(old, **changes)
         self._table().update(new.to_dict(), _by_id(old.id))
         return new
@@ -187,8 +189,9 @@ def memory_block(engine: Counter, memories: Sequence[Memory],
     for memory in priority:
         cost = engine.count_tokens(text=f"- {memory.text}\n")
         if header + cost > budget:
-            notes.append(f"memory {memory.id} is {count(cost, 'token')}, more than the whole "
-                         f"memory budget of {budget}: left out (shorten it or raise the budget)")
+            notes.append(_("memory {id} is {count}, more than the whole memory budget of "
+                           "{budget}: left out (shorten it or raise the budget)",
+                           id=memory.id, count=count(cost, 'token'), budget=budget))
             too_big.append(memory)
         elif used + cost > budget:
             left.append(memory)
@@ -206,8 +209,8 @@ def memory_block(engine: Counter, memories: Sequence[Memory],
         tokens = engine.count_tokens(text=text) if text else 0
     if left:
         out_of = count(len(candidates), "memory", "memories")
-        notes.append(f"memory over budget: {len(left)} of {out_of} left out "
-                     f"(budget {count(budget, 'token')})")
+        notes.append(_("memory over budget: {count} of {out_of} left out (budget {count2})",
+                       count=len(left), out_of=out_of, count2=count(budget, 'token')))
     return MemoryBlock(text, tuple(m.id for m in ordered),
                        tuple(m.id for m in (*too_big, *left)), tokens, tuple(notes))
 
@@ -271,6 +274,6 @@ def propose_memories(engine: Generator, messages: Sequence[ChatMessage], *,
     for event in engine.generate(prompt, sampling):
         if isinstance(event, Done):
             if event.error:
-                raise PromptingError(f"could not propose memories: {event.error}")
+                raise PromptingError(_("could not propose memories: {error}", error=event.error))
             reply = event.text
     return parse_proposals(reply, existing)

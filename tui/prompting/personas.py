@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tui.engine.errors import InvalidParameter
 from tui.engine.protocol import ChatMessage, SamplingParams
+from tui.i18n import _, current_language
 from tui.prompting.templates import PromptingError
 
 if TYPE_CHECKING:
@@ -38,6 +39,17 @@ TONES: dict[str, str] = {
 SAMPLING_KEYS = frozenset(
     {"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed"}
 )
+TONES_ES: dict[str, str] = {
+    "neutral": "",
+    "technical": "Usa un lenguaje técnico preciso, términos exactos y detalles concretos.",
+    "creative": "Sé imaginativo y vívido; ofrece ideas inesperadas.",
+    "formal": "Escribe en un registro formal y cortés.",
+    "informal": "Escribe en un registro relajado y conversacional.",
+    "friendly": "Sé cálido y alentador.",
+    "concise": "Sé breve: oraciones cortas, sin relleno.",
+    "didactic": "Explica paso a paso, con ejemplos, comprobando que se entiende sobre la marcha.",
+}
+"""The same tones, said to the model in Spanish when lmdesk speaks Spanish."""
 _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
 
 
@@ -47,7 +59,7 @@ class PersonaError(PromptingError, ValueError):
 
 class PersonaNotFound(PromptingError, LookupError):
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "persona not found"
+        return str(self.args[0]) if self.args else _("persona not found")
 
 
 @dataclass(frozen=True)
@@ -75,9 +87,13 @@ class Persona:
 
     def tone_instruction(self) -> str:
         tone = self.tone.strip()
-        if tone.lower() in TONES:
-            return TONES[tone.lower()]
-        return f"Tone: {tone}." if tone else ""
+        spanish = current_language().code == "es"
+        tones = TONES_ES if spanish else TONES
+        if tone.lower() in tones:
+            return tones[tone.lower()]
+        if not tone:
+            return ""
+        return f"Tono: {tone}." if spanish else f"Tone: {tone}."
 
     def system_block(self) -> str:
         """The persona's part of the system message: always the same text for the same
@@ -89,15 +105,15 @@ class Persona:
 
     def validate(self) -> None:
         if not isinstance(self.id, str) or not _SLUG.match(self.id):
-            raise PersonaError(f"bad persona id {self.id!r}: use lowercase letters, digits "
-                               "and '-', like 'technical-writer'")
+            raise PersonaError(_("bad persona id {id!r}: use lowercase letters, digits and '-', "
+                                 "like 'technical-writer'", id=self.id))
         if not self.name.strip():
-            raise PersonaError(f"persona {self.id!r} needs a name")
+            raise PersonaError(_("persona {id!r} needs a name", id=self.id))
         apply_sampling(SamplingParams(), self.sampling)
         for ex in self.examples:
             if not ex.instruction.strip() or not ex.response.strip():
-                raise PersonaError(f"persona {self.id!r}: an example has an empty instruction "
-                                   "or response")
+                raise PersonaError(_("persona {id!r}: an example has an empty instruction or "
+                                     "response", id=self.id))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,7 +139,7 @@ class Persona:
                 updated=float(data.get("updated", 0.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise PersonaError(f"a persona record is malformed ({exc!r})") from None
+            raise PersonaError(_("a persona record is malformed ({exc!r})", exc=exc)) from None
         persona.validate()
         return persona
 
@@ -132,13 +148,13 @@ def apply_sampling(base: SamplingParams, preset: Mapping[str, Any]) -> SamplingP
     """``base`` with the preset's values; unknown keys or bad values are a ``PersonaError``."""
     unknown = sorted(set(preset) - SAMPLING_KEYS)
     if unknown:
-        raise PersonaError(f"unknown sampling setting {unknown[0]!r} (known: "
-                           f"{', '.join(sorted(SAMPLING_KEYS))})")
+        raise PersonaError(_("unknown sampling setting {value!r} (known: {join})",
+                             value=unknown[0], join=', '.join(sorted(SAMPLING_KEYS))))
     params = replace(base, **dict(preset))
     try:
         params.validate()
     except InvalidParameter as exc:
-        raise PersonaError(f"bad sampling preset: {exc}") from None
+        raise PersonaError(_("bad sampling preset: {exc}", exc=exc)) from None
     return params
 
 
@@ -216,14 +232,61 @@ BUILTIN_PERSONAS: tuple[Persona, ...] = (
              "Eres un asistente útil y honesto. Responde siempre en español.", "neutral", {},
              description="Un asistente general que responde en español."),
 )
+"""The shipped personas, in English."""
+
+BUILTIN_PERSONAS_ES: tuple[Persona, ...] = (
+    _builtin("assistant", "Asistente", "Eres un asistente útil y honesto.", "neutral", {},
+             description="Un asistente general con los ajustes de muestreo de la aplicación."),
+    _builtin("technical", "Experto técnico",
+             "Eres un ingeniero sénior. Responde con exactitud, muestra brevemente tu "
+             "razonamiento y di cuándo no estás seguro.", "technical",
+             {"temperature": 0.3, "top_p": 0.9},
+             [("¿Qué significa que un método HTTP sea idempotente?",
+               "Que llamarlo una o varias veces deja el servidor en el mismo estado. GET, PUT y "
+               "DELETE son idempotentes; POST no.")],
+             "Preciso y con temperatura baja, para preguntas técnicas."),
+    _builtin("coder", "Asistente de programación",
+             "Eres un asistente de programación. Prefiere código corto que funcione, con una "
+             "explicación de una línea; señala errores y casos límite.", "concise",
+             {"temperature": 0.2, "top_p": 0.9, "repeat_penalty": 1.05},
+             [("Invierte una lista en Python sin cambiar la original.",
+               "`invertida = items[::-1]` crea una copia invertida; `items` no cambia.")],
+             "Primero el código, poca prosa."),
+    _builtin("creative", "Escritor creativo",
+             "Eres un escritor imaginativo que ayuda con historias, personajes e ideas.",
+             "creative", {"temperature": 1.0, "top_p": 0.98, "min_p": 0.02},
+             description="Temperatura alta para lluvias de ideas y ficción."),
+    _builtin("formal", "Corresponsal formal",
+             "Redactas correspondencia y documentos profesionales.", "formal",
+             {"temperature": 0.5}, description="Cartas, informes, respuestas oficiales."),
+    _builtin("friendly", "Ayudante cercano", "Eres un ayudante cercano y amable.", "informal",
+             {"temperature": 0.8}, description="Informal y cálido."),
+    _builtin("teacher", "Docente",
+             "Eres un docente paciente. Adapta las explicaciones al nivel del estudiante y usa "
+             "ejemplos cotidianos.", "didactic", {"temperature": 0.5},
+             [("¿Qué es la fotosíntesis?",
+               "Es la forma en que las plantas fabrican su alimento: usan la luz del sol para "
+               "convertir agua y dióxido de carbono en azúcar, y liberan oxígeno. Piensa en una "
+               "hoja como una pequeña cocina que funciona con energía solar. ¿Puedes decir qué "
+               "entra y qué sale?")],
+             "Explicaciones con ejemplos y preguntas."),
+    BUILTIN_PERSONAS[-1],
+)
+"""The same personas (same ids), in Spanish: a conversation's persona follows the language."""
+
+
+def builtin_personas() -> tuple[Persona, ...]:
+    """The shipped personas in the current language."""
+    return BUILTIN_PERSONAS_ES if current_language().code == "es" else BUILTIN_PERSONAS
 
 
 class PersonaLibrary:
     """Built-in personas (read-only) and the user's, in the store's "personas" table."""
 
-    def __init__(self, store: Store, builtins: Sequence[Persona] = BUILTIN_PERSONAS) -> None:
+    def __init__(self, store: Store, builtins: Sequence[Persona] | None = None) -> None:
         self._store = store
-        self._builtins = {p.id: p for p in builtins}
+        self._builtins = {p.id: p for p in (builtin_personas() if builtins is None
+                                             else builtins)}
 
     def _user(self) -> dict[str, Persona]:
         out: dict[str, Persona] = {}
@@ -243,7 +306,7 @@ class PersonaLibrary:
     def get(self, persona_id: str) -> Persona:
         found = self._builtins.get(persona_id) or self._user().get(persona_id)
         if found is None:
-            raise PersonaNotFound(f"no persona {persona_id!r}")
+            raise PersonaNotFound(_("no persona {persona_id!r}", persona_id=persona_id))
         return found
 
     def exists(self, persona_id: str) -> bool:
@@ -251,7 +314,7 @@ class PersonaLibrary:
 
     def create(self, persona: Persona) -> Persona:
         if self.exists(persona.id):
-            raise PersonaError(f"a persona {persona.id!r} already exists")
+            raise PersonaError(_("a persona {id!r} already exists", id=persona.id))
         now = time.time()
         persona = replace(persona, builtin=False, created=now, updated=now)
         persona.validate()
@@ -261,14 +324,15 @@ class PersonaLibrary:
     def update(self, persona_id: str, /, **changes: Any) -> Persona:
         old = self._writable(persona_id)
         if "id" in changes and changes["id"] != persona_id:
-            raise PersonaError("a persona's id cannot change: duplicate it instead")
+            raise PersonaError(_("a persona's id cannot change: duplicate it instead"))
         if "examples" in changes:
             changes["examples"] = tuple(
                 e if isinstance(e, Example) else Example(*e) for e in changes["examples"])
         try:
             new = replace(old, **changes, updated=time.time())
         except TypeError as exc:
-            raise PersonaError(f"cannot change persona {persona_id!r}: {exc}") from None
+            raise PersonaError(_("cannot change persona {persona_id!r}: {exc}",
+                                 persona_id=persona_id, exc=exc)) from None
         new.validate()
         self._write(new)
         return new
@@ -303,7 +367,8 @@ class PersonaLibrary:
     def _writable(self, persona_id: str) -> Persona:
         persona = self.get(persona_id)
         if persona.builtin:
-            raise PersonaError(f"{persona_id!r} is built in and cannot be changed: duplicate it")
+            raise PersonaError(_("{persona_id!r} is built in and cannot be changed: duplicate it",
+                                 persona_id=persona_id))
         return persona
 
     def _write(self, persona: Persona) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tui.i18n import _
 from tui.prompting.errors import TemplateError
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -48,22 +49,22 @@ def parse(body: str) -> tuple[str | Slot, ...]:
             close = body.find("%}", i, eol)
             snippet = body[start: close + 2 if close != -1 else eol]
             raise TemplateError(
-                f"{snippet!r}: tags like {{% ... %}} are not supported (nothing was run); "
-                "templates only substitute variables written {{ name }}",
+                _("{snippet!r}: tags like {{% ... %}} are not supported (nothing was run); "
+                  "templates only substitute variables written {{{{ name }}}}", snippet=snippet),
                 line=line, column=column)
         close = body.find("}}", i, eol)
         if close == -1:
-            raise TemplateError("'{{' is not closed with '}}' on the same line "
-                                "(write \\{{ for a literal '{{')", line=line, column=column)
+            raise TemplateError(_("'{{' is not closed with '}}' on the same line (write \\{{ "
+                                  "for a literal '{{')"), line=line, column=column)
         inner = body[i:close].strip()
         if not inner:
-            raise TemplateError("empty '{{ }}': put a variable name inside",
+            raise TemplateError(_("empty '{{ }}': put a variable name inside"),
                                 line=line, column=column)
         if not _NAME.match(inner):
             raise TemplateError(
-                f"'{{{{ {inner} }}}}' is not a variable name (nothing was run): only plain "
-                "names like {{ topic }} are allowed, no attributes, calls, filters or "
-                "expressions", line=line, column=column)
+                _("'{{{{ {inner} }}}}' is not a variable name (nothing was run): only plain "
+                  "names like {{{{ topic }}}} are allowed, no attributes, calls, filters or "
+                  "expressions", inner=inner), line=line, column=column)
         parts.append("".join(text))
         text = []
         parts.append(Slot(inner, line, column))

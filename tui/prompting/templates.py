@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tui.i18n import _, n_
 from tui.prompting.errors import (
     PromptingError,
     ReadOnlyTemplate,
@@ -91,11 +92,13 @@ class Template:
         """A ``TemplateError`` for a bad name, body, or variables that don't match the body."""
         if not isinstance(self.name, str) or not _SLUG.match(self.name):
             raise TemplateError(
-                f"bad template name {self.name!r}: use lowercase letters, digits and '-' "
-                "(up to 64), like 'email-reply'")
+                _("bad template name {name!r}: use lowercase letters, digits and '-' (up to "
+                  "64), like 'email-reply'", name=self.name))
         if len(self.body) > MAX_BODY_CHARS:
-            raise TemplateError(f"the body is {len(self.body):,} characters: a template may "
-                                f"have up to {MAX_BODY_CHARS:,}", template=self.name)
+            raise TemplateError(_("the body is {count:,} characters: a template may have up to "
+                                  "{MAX_BODY_CHARS:,}",
+                                  count=len(self.body),
+                                  MAX_BODY_CHARS=MAX_BODY_CHARS), template=self.name)
         try:
             used = slots(self.body)
         except TemplateError as exc:
@@ -104,21 +107,23 @@ class Template:
         declared: set[str] = set()
         for var in self.variables:
             if not _NAME.match(var.name):
-                raise TemplateError(f"bad variable name {var.name!r}: use letters, digits "
-                                    "and '_'", variable=var.name, template=self.name)
+                raise TemplateError(_("bad variable name {name!r}: use letters, digits and '_'",
+                                      name=var.name), variable=var.name, template=self.name)
             if var.name in declared:
-                raise TemplateError(f"variable {var.name!r} is declared twice",
+                raise TemplateError(_("variable {name!r} is declared twice", name=var.name),
                                     variable=var.name, template=self.name)
             declared.add(var.name)
         for slot in used:
             if slot.name not in declared:
                 raise TemplateError(
-                    f"unknown variable {slot.name!r}: declare it in the template's variables",
+                    _("unknown variable {name!r}: declare it in the template's variables",
+                      name=slot.name),
                     line=slot.line, column=slot.column, variable=slot.name, template=self.name)
         unused = declared - {s.name for s in used}
         if unused:
             name = sorted(unused)[0]
-            raise TemplateError(f"variable {name!r} is declared but never used in the body",
+            raise TemplateError(_("variable {name!r} is declared but never used in the body",
+                                  name=name),
                                 variable=name, template=self.name)
 
     def render(self, values: Mapping[str, str] | None = None) -> str:
@@ -127,11 +132,13 @@ class Template:
         declared = {v.name: v for v in self.variables}
         for key, value in values.items():
             if key not in declared:
-                names = ", ".join(declared) or "no variables"
-                raise TemplateError(f"unknown variable {key!r}: this template takes {names}",
+                names = ", ".join(declared) or _("no variables")
+                raise TemplateError(_("unknown variable {key!r}: this template takes {names}",
+                                      key=key, names=names),
                                     variable=key, template=self.name)
             if not isinstance(value, str):
-                raise TemplateError(f"the value of {key!r} must be text, got {value!r}",
+                raise TemplateError(_("the value of {key!r} must be text, got {value!r}",
+                                      key=key, value=value),
                                     variable=key, template=self.name)
         self.validate()
         out: list[str] = []
@@ -150,9 +157,11 @@ class Template:
             first = missing[0]
             what = declared[first.name].description
             names = ", ".join(repr(m.name) for m in missing)
+            message = n_("missing required variable {names}", "missing required variables {names}",
+                         len(missing), names=names)
             raise TemplateError(
-                f"missing required variable{'s' if len(missing) > 1 else ''} {names}"
-                + (f" ({first.name}: {what})" if what else ""),
+                _("{message} ({name}: {what})", message=message, name=first.name, what=what)
+                if what else message,
                 line=first.line, column=first.column, variable=first.name, template=self.name)
         return "".join(out)
 
@@ -175,21 +184,22 @@ class Template:
         """Parse and validate; ``body`` may be a string or a list of lines, and ``variables``
         may be left out (each slot then becomes a required variable)."""
         if not isinstance(data, dict):
-            raise TemplateError(f"a template must be an object, got {type(data).__name__}")
+            raise TemplateError(_("a template must be an object, got {name}",
+                                  name=type(data).__name__))
         label = data.get("name") if isinstance(data.get("name"), str) else None
         body = data.get("body")
         if isinstance(body, list) and all(isinstance(x, str) for x in body):
             body = "\n".join(body)
         if not isinstance(body, str):
-            raise TemplateError("field 'body' is missing or not text", template=label)
+            raise TemplateError(_("field 'body' is missing or not text"), template=label)
         for key in ("name", "title", "description", "lang", "category"):
             if key in data and not isinstance(data[key], str):
-                raise TemplateError(f"field {key!r} must be text", template=label)
+                raise TemplateError(_("field {key!r} must be text", key=key), template=label)
         if "name" not in data:
-            raise TemplateError("field 'name' is missing")
+            raise TemplateError(_("field 'name' is missing"))
         tags = data.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise TemplateError("field 'tags' must be a list of text", template=label)
+            raise TemplateError(_("field 'tags' must be a list of text"), template=label)
         raw_vars = data.get("variables")
         if raw_vars is None:
             try:
@@ -198,7 +208,7 @@ class Template:
                 raise TemplateError(exc.reason, line=exc.line, column=exc.column,
                                     template=label) from None
         elif not isinstance(raw_vars, list):
-            raise TemplateError("field 'variables' must be a list", template=label)
+            raise TemplateError(_("field 'variables' must be a list"), template=label)
         else:
             variables = tuple(_variable_from(v, label) for v in raw_vars)
         template = cls(
@@ -214,10 +224,10 @@ class Template:
 
 def _variable_from(doc: Any, label: str | None) -> Variable:
     if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
-        raise TemplateError(f"each variable needs a 'name', got {doc!r}", template=label)
+        raise TemplateError(_("each variable needs a 'name', got {doc!r}", doc=doc), template=label)
     default = doc.get("default")
     if default is not None and not isinstance(default, str | int | float):
-        raise TemplateError(f"the default of {doc['name']!r} must be text",
+        raise TemplateError(_("the default of {name!r} must be text", name=doc['name']),
                             variable=doc["name"], template=label)
     desc = doc.get("description", "")
     return Variable(name=doc["name"], description=desc if isinstance(desc, str) else str(desc),
@@ -267,7 +277,7 @@ class TemplateLibrary:
             try:
                 template = Template.from_dict(dict(doc))
             except TemplateError as exc:
-                note = f"a stored template was skipped: {exc}"
+                note = _("a stored template was skipped: {exc}", exc=exc)
                 if note not in self.notices:
                     self.notices.append(note)
                 continue
@@ -309,8 +319,8 @@ class TemplateLibrary:
         found = self._user().get(name) or self._builtins.get(name)
         if found is None:
             near = [t.name for t in self.list_templates(query=name)][:3]
-            hint = f" (did you mean {', '.join(near)}?)" if near else ""
-            raise TemplateNotFound(f"no template named {name!r}{hint}")
+            hint = _(" (did you mean {join}?)", join=', '.join(near)) if near else ""
+            raise TemplateNotFound(_("no template named {name!r}{hint}", name=name, hint=hint))
         return found
 
     def exists(self, name: str) -> bool:
@@ -337,10 +347,10 @@ class TemplateLibrary:
                            updated=template.updated or time.time())
         template.validate()
         if template.name in self._builtins:
-            raise ReadOnlyTemplate(f"{template.name!r} is the name of a built-in template: "
-                                   "choose another name")
+            raise ReadOnlyTemplate(_("{name!r} is the name of a built-in template: choose "
+                                     "another name", name=template.name))
         if self.exists(template.name) and not replace_existing:
-            raise TemplateError(f"a template named {template.name!r} already exists",
+            raise TemplateError(_("a template named {name!r} already exists", name=template.name),
                                 template=template.name)
         self._write(template)
         return template
@@ -352,7 +362,8 @@ class TemplateLibrary:
                    "category"}
         bad = sorted(set(changes) - allowed)
         if bad:
-            raise TemplateError(f"cannot change {bad[0]!r} of a template", template=name)
+            raise TemplateError(_("cannot change {value!r} of a template",
+                                  value=bad[0]), template=name)
         if "variables" in changes:
             changes["variables"] = tuple(changes["variables"])
         if "tags" in changes:
@@ -360,7 +371,7 @@ class TemplateLibrary:
         new = replace(old, **changes, updated=time.time())
         new.validate()
         if new.name != name and self.exists(new.name):
-            raise TemplateError(f"a template named {new.name!r} already exists",
+            raise TemplateError(_("a template named {name!r} already exists", name=new.name),
                                 template=new.name)
         if new.name != name:
             self._table().remove(_by_name(name))
@@ -396,10 +407,12 @@ class TemplateLibrary:
         templates = read_template_file(path)
         for t in templates:
             if t.name in self._builtins:
-                raise ReadOnlyTemplate(f"{path}: {t.name!r} is the name of a built-in template")
+                raise ReadOnlyTemplate(_("{path}: {name!r} is the name of a built-in template",
+                                         path=path, name=t.name))
             if not replace_existing and self.exists(t.name):
-                raise TemplateError(f"{path}: a template named {t.name!r} already exists "
-                                    "(import with replace to overwrite it)", template=t.name)
+                raise TemplateError(_("{path}: a template named {name!r} already exists (import "
+                                      "with replace to overwrite it)", path=path, name=t.name),
+                    template=t.name)
         return [self.add(t, replace_existing=replace_existing) for t in templates]
 
     def export_file(self, names: Sequence[str], path: Path | str) -> list[Template]:
@@ -412,8 +425,8 @@ class TemplateLibrary:
     def _writable(self, name: str) -> Template:
         template = self.get(name)
         if template.builtin:
-            raise ReadOnlyTemplate(f"{name!r} is built in and cannot be changed: duplicate it "
-                                   "and edit the copy")
+            raise ReadOnlyTemplate(_("{name!r} is built in and cannot be changed: duplicate it "
+                                     "and edit the copy", name=name))
         return template
 
     def _write(self, template: Template) -> None:

@@ -16,11 +16,12 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from tui.i18n import N_, _
 from tui.rpc.gate import Gate, parse_allow
 
 WARNING = (
-    "llama.cpp's RPC protocol has no authentication and no encryption: anyone who can reach "
-    "this port can load data into this machine's memory and run work on it."
+    N_("llama.cpp's RPC protocol has no authentication and no encryption: anyone who can reach "
+       "this port can load data into this machine's memory and run work on it.")
 )
 
 
@@ -30,17 +31,17 @@ class RpcError(Exception):
 
 def add_rpc_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
-        "rpc-worker", help="lend this machine's memory to a model running on another one")
+        "rpc-worker", help=_("lend this machine's memory to a model running on another one"))
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: this machine only)")
+                   help=_("address to listen on (default: this machine only)"))
     p.add_argument("--port", type=int, default=50052)
     p.add_argument("--mem", type=float, metavar="GiB",
-                   help="memory to offer for layers (default: what is free now)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+                   help=_("memory to offer for layers (default: what is free now)"))
+    p.add_argument("--threads", type=int, help=_("CPU threads (default: physical cores)"))
     p.add_argument("--expose", action="store_true",
-                   help="listen on an address other machines reach (needs --allow)")
+                   help=_("listen on an address other machines reach (needs --allow)"))
     p.add_argument("--allow", action="append", default=[], metavar="ADDRESS",
-                   help="a client address or network allowed in (repeatable, with --expose)")
+                   help=_("a client address or network allowed in (repeatable, with --expose)"))
     return p
 
 
@@ -48,22 +49,22 @@ def _check(args: argparse.Namespace) -> list[Any]:
     from tui.serve.server import is_loopback
 
     if not 0 < args.port < 65536:
-        raise RpcError(f"--port must be between 1 and 65535, got {args.port}")
+        raise RpcError(_("--port must be between 1 and 65535, got {port}", port=args.port))
     if args.mem is not None and not (args.mem > 0 and args.mem < 1 << 20):
-        raise RpcError(f"--mem must be a positive number of GiB, got {args.mem}")
+        raise RpcError(_("--mem must be a positive number of GiB, got {mem}", mem=args.mem))
     try:
         allow = parse_allow(args.allow)
     except ValueError as exc:
-        raise RpcError(f"--allow: {exc}") from None
+        raise RpcError(_("--allow: {exc}", exc=exc)) from None
     if not is_loopback(args.host):
         if not args.expose:
             raise RpcError(
-                f"refusing to listen on {args.host}: {WARNING} Pass --expose with --allow "
-                "for each client machine, or keep 127.0.0.1 and use an SSH tunnel "
-                "(ssh -L 50052:127.0.0.1:50052 worker-host)")
+                _("refusing to listen on {host}: {WARNING} Pass --expose with --allow for each "
+                  "client machine, or keep 127.0.0.1 and use an SSH tunnel (ssh -L "
+                  "50052:127.0.0.1:50052 worker-host)", host=args.host, WARNING=_(WARNING)))
         if not allow:
-            raise RpcError("--expose needs at least one --allow ADDRESS (the machines that "
-                           "may use this worker)")
+            raise RpcError(_("--expose needs at least one --allow ADDRESS (the machines that "
+                             "may use this worker)"))
     return allow
 
 
@@ -99,7 +100,7 @@ def _start_server(threads: int) -> tuple[subprocess.Popen[str], int]:
     if line != "ready":
         proc.kill()
         proc.wait()
-        raise RpcError(line.removeprefix("error: ") or "the RPC server did not start")
+        raise RpcError(line.removeprefix("error: ") or _("the RPC server did not start"))
     return proc, port
 
 
@@ -117,7 +118,8 @@ def cmd_rpc_worker(args: argparse.Namespace, out: TextIO | None = None) -> int:
         listener.bind((args.host, args.port))
     except OSError as exc:
         listener.close()
-        raise RpcError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        raise RpcError(_("cannot listen on {host}:{port}: {strerror}",
+                         host=args.host, port=args.port, strerror=exc.strerror)) from None
     listener.listen(16)
     proc, port = _start_server(threads)
     server = psutil.Process(proc.pid)
@@ -135,20 +137,21 @@ def cmd_rpc_worker(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 "threads": threads}
 
     def log(line: str) -> None:
-        print(f"lmdesk rpc-worker: {line}", file=out, flush=True)
+        print(_("lmdesk rpc-worker: {line}", line=line), file=out, flush=True)
 
     gate = Gate(listener, ("127.0.0.1", port), allow=allow, status=status, log=log)
     where = f"[{args.host}]:{args.port}" if family == socket.AF_INET6 else \
         f"{args.host}:{args.port}"
-    print(f"lmdesk rpc-worker: listening on {where}", file=out)
-    print(f"  offers {offered / (1 << 30):.1f} GiB of memory, CPU backend, {threads} "
-          "threads", file=out)
+    print(_("lmdesk rpc-worker: listening on {where}", where=where), file=out)
+    print(_("  offers {value:.1f} GiB of memory, CPU backend, {threads} threads",
+            value=offered / (1 << 30), threads=threads), file=out)
     if allow:
-        print("  clients allowed: " + ", ".join(str(n) for n in allow), file=out)
+        print(_("  clients allowed: ") + ", ".join(str(n) for n in allow), file=out)
     else:
-        print("  clients allowed: this machine only", file=out)
-    print(f"  warning: {WARNING}", file=out)
-    print(f"  use it from the main machine: lmdesk ask --rpc {where} ...", file=out, flush=True)
+        print(_("  clients allowed: this machine only"), file=out)
+    print(_("  warning: {WARNING}", WARNING=_(WARNING)), file=out)
+    print(_("  use it from the main machine: lmdesk ask --rpc {where} ...",
+            where=where), file=out, flush=True)
     stop = threading.Event()
 
     def on_signal(_sig: int, _frame: object) -> None:
@@ -168,6 +171,6 @@ def cmd_rpc_worker(args: argparse.Namespace, out: TextIO | None = None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    print(f"lmdesk rpc-worker: stopped ({gate.stats.clients} client connection(s), "
-          f"{len(gate.stats.refused)} refused)", file=out, flush=True)
+    print(_("lmdesk rpc-worker: stopped ({clients} client connection(s), {count} refused)",
+            clients=gate.stats.clients, count=len(gate.stats.refused)), file=out, flush=True)
     return 0

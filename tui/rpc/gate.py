@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from tui.i18n import _
+
 MAGIC = b"LMDESK"
 CHUNK = 1 << 20
 MAX_PROBE_BYTES = 64 << 20
@@ -44,7 +46,7 @@ def parse_allow(entries: Iterable[str]) -> list[Network]:
             try:
                 nets.append(ipaddress.ip_network(part, strict=False))
             except ValueError:
-                raise ValueError(f"{part!r} is not an address or a network") from None
+                raise ValueError(_("{part!r} is not an address or a network", part=part)) from None
     return nets
 
 
@@ -98,7 +100,7 @@ class Gate:
             if not admitted(host, self.allow):
                 with self.stats.lock:
                     self.stats.refused.append(host)
-                self.log(f"refused a connection from {host} (not on the allow list)")
+                self.log(_("refused a connection from {host} (not on the allow list)", host=host))
                 client.close()
                 continue
             threading.Thread(target=self._handle, args=(client, host), daemon=True,
@@ -149,7 +151,7 @@ class Gate:
         try:
             server = socket.create_connection(self.backend, timeout=10)
         except OSError as exc:
-            self.log(f"the model server is not answering ({exc})")
+            self.log(_("the model server is not answering ({exc})", exc=exc))
             client.close()
             return
         server.settimeout(None)
@@ -158,7 +160,7 @@ class Gate:
         with self.stats.lock:
             self.stats.clients += 1
             self.stats.connected += 1
-        self.log(f"client {host} connected")
+        self.log(_("client {host} connected", host=host))
         started = time.monotonic()
         back = threading.Thread(target=_pump, args=(server, client), daemon=True)
         back.start()
@@ -166,7 +168,8 @@ class Gate:
         back.join()
         with self.stats.lock:
             self.stats.connected -= 1
-        self.log(f"client {host} left after {time.monotonic() - started:.0f} s")
+        self.log(_("client {host} left after {value:.0f} s",
+                   host=host, value=time.monotonic() - started))
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from tui.i18n import _
 from tui.rpc.gate import MAGIC
 
 DEFAULT_PORT = 50052
@@ -38,22 +39,22 @@ def parse_address(text: str) -> tuple[str, int]:
     wrong."""
     text = text.strip()
     if not text:
-        raise ValueError("an RPC worker needs an address (host:port)")
+        raise ValueError(_("an RPC worker needs an address (host:port)"))
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, _bracket, rest = text[1:].partition("]")
         port_text = rest.removeprefix(":")
     else:
         host, sep, port_text = text.rpartition(":")
         if not sep:
             host, port_text = text, ""
     if not host:
-        raise ValueError(f"{text!r} has no host")
+        raise ValueError(_("{text!r} has no host", text=text))
     try:
         port = int(port_text) if port_text else DEFAULT_PORT
     except ValueError:
-        raise ValueError(f"{text!r}: the port must be a number") from None
+        raise ValueError(_("{text!r}: the port must be a number", text=text)) from None
     if not 0 < port < 65536:
-        raise ValueError(f"{text!r}: the port must be between 1 and 65535")
+        raise ValueError(_("{text!r}: the port must be between 1 and 65535", text=text))
     return host, port
 
 
@@ -98,7 +99,8 @@ def offline_refusal(addresses: Iterable[str]) -> str | None:
             with _network(address):
                 pass
         except OfflineError as exc:
-            return f"the RPC worker {address} is on another machine: {exc}"
+            return _("the RPC worker {address} is on another machine: {exc}", address=address,
+                     exc=exc)
     return None
 
 
@@ -149,8 +151,9 @@ def probe(address: str, *, timeout: float = 2.0, measure: bool = False) -> Worke
     except ValueError:
         info = None
     if not isinstance(info, dict) or info.get("kind") != "lmdesk-rpc-worker":
-        return WorkerStatus(address, False, f"{address} does not answer like an lmdesk "
-                            "rpc-worker (a bare llama.cpp rpc-server is not supported)")
+        return WorkerStatus(address, False, _("{address} does not answer like an lmdesk "
+                                              "rpc-worker (a bare llama.cpp rpc-server is not "
+                                              "supported)", address=address))
     rtt = bandwidth = None
     if measure:
         try:
@@ -166,7 +169,7 @@ def probe(address: str, *, timeout: float = 2.0, measure: bool = False) -> Worke
 
 def _measure(host: str, port: int, timeout: float) -> tuple[float, float]:
     rtts = []
-    for _ in range(5):
+    for _attempt in range(5):
         start = time.perf_counter()
         _ask(host, port, b"PING", timeout)
         rtts.append((time.perf_counter() - start) * 1000)
@@ -183,9 +186,9 @@ def _describe(exc: BaseException, address: str) -> str:
     if isinstance(exc, OfflineError):
         return str(exc)
     if isinstance(exc, ConnectionRefusedError):
-        return f"nothing listens at {address}: start `lmdesk rpc-worker` there"
+        return _("nothing listens at {address}: start `lmdesk rpc-worker` there", address=address)
     if isinstance(exc, TimeoutError | socket.timeout):
-        return f"{address} did not answer in time"
+        return _("{address} did not answer in time", address=address)
     if isinstance(exc, socket.gaierror):
-        return f"cannot find the host of {address}"
+        return _("cannot find the host of {address}", address=address)
     return f"{address}: {exc}"

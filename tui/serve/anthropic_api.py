@@ -19,6 +19,7 @@ import secrets
 from typing import Any
 
 from tui.engine.protocol import ChatMessage, Done, Role, ToolCall, ToolCallDelta, ToolSpec
+from tui.i18n import _
 from tui.serve.schema import (
     ApiError,
     Body,
@@ -59,12 +60,13 @@ def _result_text(content: Any, where: str) -> str:
     if content is None or isinstance(content, str):
         return content or ""
     if not isinstance(content, list):
-        raise bad(f"{where} must be a string or a list of text blocks", where)
+        raise bad(_("{where} must be a string or a list of text blocks", where=where), where)
     parts = []
     for i, block in enumerate(content):
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(
                 block.get("text"), str):
-            raise bad(f"{where}[{i}]: only text blocks are supported in a tool result", where)
+            raise bad(_("{where}[{i}]: only text blocks are supported in a tool result",
+                        where=where, i=i), where)
         parts.append(block["text"])
     return "".join(parts)
 
@@ -76,7 +78,8 @@ def _message(content: Any, where: str, role: Role) -> list[ChatMessage]:
     if isinstance(content, str):
         return [ChatMessage(role, content)]
     if not isinstance(content, list):
-        raise bad(f"{where} must be a string or a list of content blocks", where)
+        raise bad(_("{where} must be a string or a list of content blocks", where=where),
+                  where)
     text, thinking = [], []
     calls: list[ToolCall] = []
     results: list[ChatMessage] = []
@@ -91,23 +94,26 @@ def _message(content: Any, where: str, role: Role) -> list[ChatMessage]:
         elif kind == "tool_use" and role == "assistant":
             call_id, name = block.get("id"), block.get("name")
             if not isinstance(call_id, str) or not call_id or not isinstance(name, str):
-                raise bad(f"{at}: a tool_use block needs an id and a name", at)
+                raise bad(_("{at}: a tool_use block needs an id and a name", at=at), at)
             calls.append(ToolCall(call_id, name, arguments_text(block.get("input"),
                                                                 f"{at}.input")))
         elif kind == "tool_result" and role == "user":
             call_id = block.get("tool_use_id")
             if not isinstance(call_id, str) or not call_id:
-                raise bad(f"{at}: a tool_result block needs the tool_use_id it answers", at)
+                raise bad(_("{at}: a tool_result block needs the tool_use_id it answers",
+                            at=at), at)
             result = _result_text(block.get("content"), f"{at}.content")
             if block.get("is_error") is True:
                 result = f"Error: {result}"
             results.append(ChatMessage("tool", result, tool_call_id=call_id))
         elif kind in ("tool_use", "tool_result"):
-            owner = "an assistant" if kind == "tool_use" else "a user"
-            raise bad(f"{at}: a {kind} block belongs in {owner} message", at)
+            raise bad(_("{at}: a tool_use block belongs in an assistant message", at=at)
+                      if kind == "tool_use" else
+                      _("{at}: a tool_result block belongs in a user message", at=at), at)
         else:
-            raise bad(f"{at}: only text, thinking, tool_use and tool_result blocks are "
-                      f"supported (got {kind!r}); this server runs text models", where)
+            raise bad(_("{at}: only text, thinking, tool_use and tool_result blocks are "
+                        "supported (got {kind!r}); this server runs text models", at=at,
+                        kind=kind), where)
     joined = "".join(text)
     if role == "user":
         return [*results, ChatMessage("user", joined)] if joined or not results else results
@@ -117,11 +123,12 @@ def _message(content: Any, where: str, role: Role) -> list[ChatMessage]:
 def _tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
     """``tools`` (custom tools), ``tool_choice`` and whether parallel calls are allowed."""
     specs: list[ToolSpec] = []
-    for where, tool in tool_bodies(body, "tools"):
+    for where, tool in tool_bodies(body, _("tools")):
         kind = tool.get("type")
         if kind not in (None, "custom"):
-            raise bad(f"{where}.type {kind!r} is not offered here: only custom tools with an "
-                      "input_schema (the client runs them)", f"{where}.type")
+            raise bad(_("{where}.type {kind!r} is not offered here: only custom tools with an "
+                        "input_schema (the client runs them)", where=where, kind=kind),
+                      f"{where}.type")
         tool.get("cache_control")
         specs.append(tool_spec(tool.get("name"), tool.get("description"),
                                tool.get("input_schema"), where))
@@ -137,7 +144,8 @@ def _tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
         elif kind == "tool":
             name = choice.string("name")
             if not name:
-                raise bad("tool_choice of type tool needs the tool's name", "tool_choice.name")
+                raise bad(_("tool_choice of type tool needs the tool's name"),
+                          "tool_choice.name")
             named = name
         elif kind == "none":
             named = "none"
@@ -159,16 +167,17 @@ def parse(obj: dict[str, Any], *, default_max_tokens: int, max_tokens_limit: int
             messages.append(ChatMessage("system", text))
     items = body.get("messages")
     if not isinstance(items, list) or not items:
-        raise bad("messages must be a non-empty list", "messages")
+        raise bad(_("messages must be a non-empty list"), "messages")
     for i, item in enumerate(items):
         where = f"messages[{i}]"
         if not isinstance(item, dict):
-            raise bad(f"{where} must be an object with role and content", where)
+            raise bad(_("{where} must be an object with role and content", where=where), where)
         msg = Body(item, where)
         body.include(msg)
         role = msg.get("role")
         if role not in ("user", "assistant"):
-            raise bad(f"{where}.role must be user or assistant, got {role!r}", f"{where}.role")
+            raise bad(_("{where}.role must be user or assistant, got {role!r}", where=where,
+                        role=role), f"{where}.role")
         messages.extend(_message(msg.get("content"), f"{where}.content", role))
     values: dict[str, Any] = {"max_tokens": limit,
                               "stop": stop_strings(body.get("stop_sequences"), "stop_sequences")}

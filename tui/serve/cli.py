@@ -18,6 +18,7 @@ from typing import Any
 from tui.config import Paths, Settings
 from tui.engine.errors import EngineError
 from tui.engine.protocol import LoadParams
+from tui.i18n import _
 from tui.models.registry import (
     ModelNotFound,
     ModelRef,
@@ -36,39 +37,41 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` sub-command to ``sub`` (an argparse sub-parsers object)."""
     p: argparse.ArgumentParser = sub.add_parser(
         "serve",
-        help="an OpenAI-compatible API for your local models",
-        description="Serve the local models over an OpenAI-compatible HTTP API: "
-        "POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, "
-        "Anthropic's /v1/messages; GET /v1/models, /health, /metrics, /slots.",
+        help=_("an OpenAI-compatible API for your local models"),
+        description=_("Serve the local models over an OpenAI-compatible HTTP API: POST "
+                      "/v1/chat/completions, /v1/completions, /v1/responses, /v1/embeddings, "
+                      "Anthropic's /v1/messages; GET /v1/models, /health, /metrics, /slots."),
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port ({DEFAULT_PORT})")
+    p.add_argument("--host", default="127.0.0.1", help=_("address to listen on (127.0.0.1)"))
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=_("port ({DEFAULT_PORT})",
+                                                                    DEFAULT_PORT=DEFAULT_PORT))
     p.add_argument(
         "--api-key",
-        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}, else no key; "
-        "prefer the variable: a key on the command line shows in the process list)",
+        help=_("require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV}, else no key; "
+               "prefer the variable: a key on the command line shows in the process list)",
+               API_KEY_ENV=API_KEY_ENV),
     )
     p.add_argument(
         "--expose", action="store_true",
-        help="allow a --host other than loopback (needs an API key)",
+        help=_("allow a --host other than loopback (needs an API key)"),
     )
-    p.add_argument("-m", "--model", help="the default model: a name or a GGUF path")
-    p.add_argument("--n-ctx", type=int, help="context window of loaded models")
-    p.add_argument("--threads", type=int, help="generation threads (default: physical cores)")
-    p.add_argument("--gpu-layers", type=int, help="layers on the GPU (-1: all)")
-    p.add_argument("--queue", type=int, default=8, help="requests that may wait per model (8)")
-    p.add_argument("--max-loaded", type=int, default=2, help="models loaded at once (2)")
+    p.add_argument("-m", "--model", help=_("the default model: a name or a GGUF path"))
+    p.add_argument("--n-ctx", type=int, help=_("context window of loaded models"))
+    p.add_argument("--threads", type=int, help=_("generation threads (default: physical cores)"))
+    p.add_argument("--gpu-layers", type=int, help=_("layers on the GPU (-1: all)"))
+    p.add_argument("--queue", type=int, default=8, help=_("requests that may wait per model (8)"))
+    p.add_argument("--max-loaded", type=int, default=2, help=_("models loaded at once (2)"))
     p.add_argument("--max-connections", type=int, default=64,
-                   help="open connections at once; more are answered 503 (64)")
+                   help=_("open connections at once; more are answered 503 (64)"))
     p.add_argument(
-        "--max-tokens-limit", type=int, default=4096, help="clamp max_tokens to this (4096)"
+        "--max-tokens-limit", type=int, default=4096, help=_("clamp max_tokens to this (4096)")
     )
     p.add_argument(
         "--cors", action="append", default=[], metavar="ORIGIN",
-        help="a browser origin allowed to call the API (repeatable; '*' for any)",
+        help=_("a browser origin allowed to call the API (repeatable; '*' for any)"),
     )
-    p.add_argument("--preload", action="store_true", help="load the default model first")
-    p.add_argument("-q", "--quiet", action="store_true", help="do not log each request")
+    p.add_argument("--preload", action="store_true", help=_("load the default model first"))
+    p.add_argument("-q", "--quiet", action="store_true", help=_("do not log each request"))
     return p
 
 
@@ -116,28 +119,30 @@ def build_pool(args: argparse.Namespace, settings: Settings,
 
 
 def banner(server: ApiServer) -> list[str]:
-    models = [m.name + (" (default)" if m.name == server.pool.default else "")
+    models = [_("{name} (default)", name=m.name) if m.name == server.pool.default else m.name
               for m in server.pool.models()]
     lines = [
         f"lmdesk serve: {server.url}",
-        f"  models   {', '.join(models)}",
-        "  key      " + ("required (Authorization: Bearer ...)" if server.api_key else "none"),
+        _("  models   {names}", names=", ".join(models)),
+        _("  key      required (Authorization: Bearer ...)") if server.api_key
+        else _("  key      none"),
     ]
     if server.exposed:
         lines += [
-            f"  WARNING  listening on {server.host}: other machines that can reach this one "
-            "and know the key can use your models.",
-            "           Traffic is plain HTTP; use a TLS proxy or an SSH tunnel on networks "
-            "you do not trust.",
+            _("  WARNING  listening on {host}: other machines that can reach this one and know "
+              "the key can use your models.", host=server.host),
+            _("           Traffic is plain HTTP; use a TLS proxy or an SSH tunnel on networks "
+              "you do not trust."),
         ]
     else:
-        lines.append("  access   this machine only (--host ADDR --expose --api-key KEY to share)")
+        lines.append(_("  access   this machine only (--host ADDR --expose --api-key KEY to "
+                       "share)"))
     return lines
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings, paths: Paths) -> int:
     def err(message: str) -> None:
-        print(f"lmdesk: error: {message}", file=sys.stderr)
+        print(_("lmdesk: error: {message}", message=message), file=sys.stderr)
 
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     if (args.queue < 0 or args.max_loaded < 1 or args.max_tokens_limit < 1
@@ -171,12 +176,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         try:
             server.start()
         except OSError as exc:
-            err(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+            err(_("cannot listen on {host}:{port}: {reason}", host=args.host, port=args.port,
+                  reason=exc.strerror or exc))
             return 1
         print("\n".join(banner(server)), flush=True)
         if args.preload:  # listening already: /health answers "loading" meanwhile
             with pool.lease(None) as lease:
-                print(f"loaded {lease.name}", file=sys.stderr, flush=True)
+                print(_("loaded {name}", name=lease.name), file=sys.stderr, flush=True)
         return _wait(server)
     except EngineError as exc:
         err(str(exc))
@@ -197,5 +203,5 @@ def _wait(server: ApiServer) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print("lmdesk serve: stopped", file=sys.stderr, flush=True)
+    print(_("lmdesk serve: stopped"), file=sys.stderr, flush=True)
     return 0

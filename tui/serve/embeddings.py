@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from tui.i18n import _
 from tui.serve.schema import Body, bad, ignored_names
 
 MAX_INPUTS = 2048
@@ -56,13 +57,14 @@ def parse(obj: dict[str, Any]) -> EmbeddingRequest:
     elif isinstance(value, list) and value and all(_is_ids(v) for v in value):
         arrays = tuple(tuple(v) for v in value)
     else:
-        raise bad("input must be a string, a list of strings, a token array or a list of "
-                  "token arrays (none empty)", "input")
+        raise bad(_("input must be a string, a list of strings, a token array or a list of "
+                    "token arrays (none empty)"), "input")
     count = len(texts or arrays or ())
     if count > MAX_INPUTS:
-        raise bad(f"input holds {count} items; at most {MAX_INPUTS} per request", "input")
+        raise bad(_("input holds {count} items; at most {MAX_INPUTS} per request", count=count,
+                    MAX_INPUTS=MAX_INPUTS), "input")
     if texts is not None and not all(texts):
-        raise bad("input holds an empty string", "input")
+        raise bad(_("input holds an empty string"), "input")
     fmt = body.choice("encoding_format", ("float", "base64")) or "float"
     dimensions = body.integer("dimensions", low=1)
     return EmbeddingRequest(model, texts, arrays, fmt == "base64", dimensions,
@@ -71,9 +73,9 @@ def parse(obj: dict[str, Any]) -> EmbeddingRequest:
 
 def check_dimensions(req: EmbeddingRequest, size: int) -> None:
     if req.dimensions is not None and req.dimensions != size:
-        raise bad(f"dimensions={req.dimensions} is not offered: this model's vectors have "
-                  f"{size} dimensions and lmdesk does not shorten them (leave dimensions out)",
-                  "dimensions", "unsupported")
+        raise bad(_("dimensions={dimensions} is not offered: this model's vectors have {size} "
+                    "dimensions and lmdesk does not shorten them (leave dimensions out)",
+                    dimensions=req.dimensions, size=size), "dimensions", "unsupported")
 
 
 def encode(vector: list[float], as_base64: bool) -> list[float] | str:

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 from tui.engine.base import Embedder, Engine
 from tui.engine.errors import EngineError
 from tui.engine.protocol import ChatMessage, Done, EngineEvent, ReasoningDelta, TextDelta
+from tui.i18n import _, language_from_accept, speaking
 from tui.serve import (
     anthropic_api,
     embeddings,
@@ -90,6 +91,11 @@ class ApiHandler(JsonHandler):
             self.close_connection = True  # a chunked body cannot be skipped: the answer says so
         route = unquote(urlsplit(self.path).path).rstrip("/")
         route = route.removeprefix("/v1") or "/"
+        # errors in the language the client asks for (Accept-Language: es), this request only
+        with speaking(language_from_accept(self.headers.get("Accept-Language"))):
+            self._route_and_answer(route, start)
+
+    def _route_and_answer(self, route: str, start: float) -> None:
         try:
             self._check_origin_and_host()
             if self.command == "OPTIONS":
@@ -106,7 +112,7 @@ class ApiHandler(JsonHandler):
         except Exception:  # a bug of ours: answer 500 (never echoing the request) and go on
             log.exception("internal error answering %s %s", self.command, self.path)
             self._answer_error(ApiError(
-                500, "internal error in lmdesk serve (the server log has the details)",
+                500, _("internal error in lmdesk serve (the server log has the details)"),
                 type="server_error"))
         finally:
             if self._body_pending and not self.close_connection:
@@ -142,16 +148,18 @@ class ApiHandler(JsonHandler):
         if self.command == "GET" and route.startswith("/models/"):
             return lambda: self._model(route.removeprefix("/models/"))
         if any(path == route for _, path in routes):
-            raise ApiError(405, f"{self.command} is not allowed on {route}", code="bad_method")
-        raise ApiError(404, f"no such endpoint: {self.command} {self.path}", code="not_found")
+            raise ApiError(405, _("{command} is not allowed on {route}",
+                                  command=self.command, route=route), code="bad_method")
+        raise ApiError(404, _("no such endpoint: {command} {path}",
+                              command=self.command, path=self.path), code="not_found")
 
     def _check_origin_and_host(self) -> None:
         origin = self.headers.get("Origin")
         if origin and self._allowed_origin() is None:
             raise ApiError(
                 403,
-                f"requests from web pages are refused (origin {origin}); "
-                "allow this origin with --cors ORIGIN",
+                _("requests from web pages are refused (origin {origin}); allow this origin "
+                  "with --cors ORIGIN", origin=origin),
                 code="origin_not_allowed",
             )
         if not self.api.exposed:
@@ -159,7 +167,8 @@ class ApiHandler(JsonHandler):
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             if host and not is_loopback(name):
                 raise ApiError(
-                    403, f"Host {host!r} refused: this server answers on loopback only",
+                    403, _("Host {host!r} refused: this server answers on loopback only",
+                           host=host),
                     code="host_not_allowed",
                 )
 
@@ -167,14 +176,14 @@ class ApiHandler(JsonHandler):
         key = self.api.api_key
         if not key:
             return
-        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        scheme, _space, token = self.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             token = self.headers.get("x-api-key", "")  # Anthropic's SDK sends the key so
         if not hmac.compare_digest(token.strip().encode(), key.encode()):
             raise ApiError(
                 401,
-                "missing or wrong API key: send the header 'Authorization: Bearer KEY' "
-                "(or 'x-api-key: KEY')",
+                _("missing or wrong API key: send the header 'Authorization: Bearer KEY' (or "
+                  "'x-api-key: KEY')"),
                 code="invalid_api_key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
@@ -192,8 +201,8 @@ class ApiHandler(JsonHandler):
         body = self._read_json()
         where = find_lone_surrogate(body)
         if where is not None:  # never echo the text: it may be a whole prompt
-            raise bad(f"{where} is not valid Unicode text (it holds a lone UTF-16 "
-                      "surrogate); send UTF-8 text", where, "invalid_text")
+            raise bad(_("{where} is not valid Unicode text (it holds a lone UTF-16 "
+                        "surrogate); send UTF-8 text", where=where), where, "invalid_text")
         return body
 
     def _ignoring(self, route: str, names: tuple[str, ...]) -> None:
@@ -244,7 +253,7 @@ class ApiHandler(JsonHandler):
         body = self._body()
         content = body.get("content", "")
         if not isinstance(content, str):
-            raise bad("content must be a string", "content")
+            raise bad(_("content must be a string"), "content")
         messages: tuple[ChatMessage, ...] = ()
         if body.get("messages") is not None:
             messages = openai_api.parse(
@@ -280,8 +289,8 @@ class ApiHandler(JsonHandler):
         with self._lease(name, None) as lease:
             engine = lease.engine
             if not isinstance(engine, Embedder):
-                raise ApiError(400, f"model {lease.name!r} cannot make embeddings here (its "
-                               "engine has no embedding support)", param="model",
+                raise ApiError(400, _("model {name!r} cannot make embeddings here (its engine "
+                                      "has no embedding support)", name=lease.name), param="model",
                                code="embeddings_unsupported")
             texts = list(req.texts or ())
             if req.token_arrays is not None:
@@ -303,7 +312,8 @@ class ApiHandler(JsonHandler):
             vocab = vocabulary(path)
             return [vocab.decode(list(ids)) for ids in arrays]
         except VocabError as exc:
-            raise bad(f"token arrays cannot be read here: {exc}; send text", "input") from None
+            raise bad(_("token arrays cannot be read here: {exc}; send text", exc=exc),
+                      "input") from None
 
     # --- generation ----------------------------------------------------------------------
 
@@ -437,9 +447,10 @@ def _generation(lease: Lease, gen: Generation) -> Iterator[EngineEvent]:
         if gen.tool_choice == "none":
             yield from engine.generate(gen.messages, gen.sampling, raw_prompt=gen.raw_prompt)
             return
-        raise ApiError(400, f"model {lease.name!r} cannot call tools here ({exc}); send the "
-                       "request without tools, or use a model whose chat template has tool "
-                       "support", param="tools", code="tools_unsupported") from None
+        raise ApiError(400, _("model {name!r} cannot call tools here ({exc}); send the request "
+                              "without tools, or use a model whose chat template has tool "
+                              "support", name=lease.name, exc=exc),
+                       param="tools", code="tools_unsupported") from None
     yield first
     yield from events
 
@@ -465,7 +476,7 @@ def _last(events: Iterator[EngineEvent]) -> Done:
         if isinstance(event, Done):
             done = event
     if done is None:
-        raise EngineError("the engine ended a reply without Done")
+        raise EngineError(_("the engine ended a reply without Done"))
     return done
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
+from tui.i18n import _
 from tui.serve.schema import ApiError, Frame, bad, error_body, frames_bytes
 
 if TYPE_CHECKING:
@@ -251,7 +252,7 @@ class JsonHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._body_pending = False
             raise ApiError(
-                411, "send the body with a Content-Length header", code="length_required"
+                411, _("send the body with a Content-Length header"), code="length_required"
             )
         try:
             length = int(self.headers.get("Content-Length", ""))
@@ -261,25 +262,27 @@ class JsonHandler(BaseHTTPRequestHandler):
             self._body_pending = False
             self.close_connection = True
             raise ApiError(
-                411, "a Content-Length header is required", code="length_required"
+                411, _("a Content-Length header is required"), code="length_required"
             ) from None
         limit = self.api.limits.max_body_bytes
         if length > limit:
             raise ApiError(
-                413, f"the request body is {length:,} bytes; the limit is {limit:,}",
+                413, _("the request body is {length:,} bytes; the limit is {limit:,}",
+                       length=length, limit=limit),
                 code="body_too_large",
             )
         raw = self.rfile.read(length)
         self._body_pending = False
         if len(raw) < length:
             self.close_connection = True
-            raise bad("the request body ended before its Content-Length")
+            raise bad(_("the request body ended before its Content-Length"))
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            raise bad(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+            raise bad(_("the body is not valid JSON: {exc}", exc=exc),
+                      code="invalid_json") from None
         if not isinstance(body, dict):
-            raise bad("the body must be a JSON object", code="invalid_json")
+            raise bad(_("the body must be a JSON object"), code="invalid_json")
         return body
 
     def _open_events(self, headers: dict[str, str]) -> None:

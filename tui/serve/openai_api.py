@@ -28,6 +28,7 @@ from tui.engine.protocol import (
     ToolCallDelta,
     ToolSpec,
 )
+from tui.i18n import _
 from tui.serve.schema import (
     MAX_CHOICES,
     Body,
@@ -67,17 +68,17 @@ def chat_tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
     """The tools a chat request offers (``tools`` of type function), its ``tool_choice`` and
     ``parallel_tool_calls``."""
     if body.get("functions") is not None or body.get("function_call") is not None:
-        raise bad("functions / function_call are OpenAI's deprecated form: send tools and "
-                  "tool_choice", "functions", "unsupported")
+        raise bad(_("functions / function_call are OpenAI's deprecated form: send tools and "
+                    "tool_choice"), "functions", "unsupported")
     specs: list[ToolSpec] = []
-    for where, tool in tool_bodies(body, "function tools"):
+    for where, tool in tool_bodies(body, _("function tools")):
         kind = tool.get("type") or "function"
         if kind != "function":
-            raise bad(f"{where}.type {kind!r} is not offered here: only function tools",
-                      f"{where}.type", "unsupported")
+            raise bad(_("{where}.type {kind!r} is not offered here: only function tools",
+                        where=where, kind=kind), f"{where}.type", "unsupported")
         fn = tool.child("function")
         if fn is None:
-            raise bad(f"{where}.function is missing", f"{where}.function")
+            raise bad(_("{where}.function is missing", where=where), f"{where}.function")
         fn.get("strict")
         specs.append(tool_spec(fn.get("name"), fn.get("description"), fn.get("parameters"),
                                f"{where}.function"))
@@ -94,30 +95,30 @@ def _choice(value: Any) -> str:
         return "auto"
     if isinstance(value, str):
         if value not in CHOICES:
-            raise bad(f"tool_choice must be one of {', '.join(CHOICES)} or a function, got "
-                      f"{value!r}", "tool_choice")
+            raise bad(_("tool_choice must be one of {choices} or a function, got {value!r}",
+                        choices=", ".join(CHOICES), value=value), "tool_choice")
         return value
     fn = value.get("function") if isinstance(value, dict) else None
     name = fn.get("name") if isinstance(fn, dict) else None
     if not isinstance(name, str) or not name:
-        raise bad('tool_choice must name a function: {"type": "function", "function": '
-                  '{"name": "..."}}', "tool_choice")
+        raise bad(_("tool_choice must name a function: {example}",
+                    example='{"type": "function", "function": {"name": "..."}}'), "tool_choice")
     return name
 
 
 def _calls(value: Any, where: str) -> tuple[ToolCall, ...]:
     """An assistant message's ``tool_calls`` (OpenAI's shape)."""
     if not isinstance(value, list):
-        raise bad(f"{where} must be a list of tool calls", where)
+        raise bad(_("{where} must be a list of tool calls", where=where), where)
     calls = []
     for i, raw in enumerate(value):
         at = f"{where}[{i}]"
         fn = raw.get("function") if isinstance(raw, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise bad(f"{at} needs a function with a name", at)
+            raise bad(_("{at} needs a function with a name", at=at), at)
         call_id = raw.get("id")
         if not isinstance(call_id, str) or not call_id:
-            raise bad(f"{at}.id must be a non-empty string", f"{at}.id")
+            raise bad(_("{at}.id must be a non-empty string", at=at), f"{at}.id")
         calls.append(ToolCall(call_id, fn["name"],
                               arguments_text(fn.get("arguments"), f"{at}.function.arguments")))
     return tuple(calls)
@@ -128,36 +129,36 @@ def chat_messages(body: Body, key: str = "messages") -> tuple[ChatMessage, ...]:
     assistant messages may carry ``tool_calls``, ``tool`` messages answer them."""
     value = body.get(key)
     if not isinstance(value, list) or not value:
-        raise bad("messages must be a non-empty list", "messages")
+        raise bad(_("messages must be a non-empty list"), "messages")
     out: list[ChatMessage] = []
     for i, item in enumerate(value):
         where = f"{key}[{i}]"
         if not isinstance(item, dict):
-            raise bad(f"{where} must be an object with role and content", where)
+            raise bad(_("{where} must be an object with role and content", where=where), where)
         msg = Body(item, where)
         body.include(msg)
         given = msg.get("role")
         if given == "tool":
             call_id = msg.string("tool_call_id")
             if not call_id:
-                raise bad(f"{where}: a tool message needs the tool_call_id it answers",
-                          f"{where}.tool_call_id")
+                raise bad(_("{where}: a tool message needs the tool_call_id it answers",
+                            where=where), f"{where}.tool_call_id")
             content = text_content(msg.get("content"), f"{where}.content")
             out.append(ChatMessage("tool", content, tool_call_id=call_id,
                                    name=msg.string("name")))
             continue
         if given == "function":
-            raise bad(f"{where}: role function is OpenAI's deprecated form: send tool "
-                      "messages", f"{where}.role", "unsupported")
+            raise bad(_("{where}: role function is OpenAI's deprecated form: send tool "
+                        "messages", where=where), f"{where}.role", "unsupported")
         role = ROLES.get(str(given))
         if role is None:
-            raise bad(f"{where}.role must be system, developer, user, assistant or tool, "
-                      f"got {given!r}", f"{where}.role")
+            raise bad(_("{where}.role must be system, developer, user, assistant or tool, "
+                        "got {given!r}", where=where, given=given), f"{where}.role")
         calls: tuple[ToolCall, ...] = ()
         if msg.has("tool_calls"):
             if role != "assistant":
-                raise bad(f"{where}: only an assistant message carries tool_calls",
-                          f"{where}.tool_calls")
+                raise bad(_("{where}: only an assistant message carries tool_calls",
+                            where=where), f"{where}.tool_calls")
             calls = _calls(msg.get("tool_calls"), f"{where}.tool_calls")
         content = text_content(msg.get("content"), f"{where}.content")
         reasoning = ""
@@ -171,16 +172,17 @@ def chat_messages(body: Body, key: str = "messages") -> tuple[ChatMessage, ...]:
 def _prompts(value: Any) -> list[str]:
     prompts = value if isinstance(value, list) else [value]
     if not prompts:
-        raise bad("prompt is empty", "prompt")
+        raise bad(_("prompt is empty"), "prompt")
     if len(prompts) > MAX_CHOICES:
-        raise bad(f"prompt holds {len(prompts)} prompts; at most {MAX_CHOICES}", "prompt")
+        raise bad(_("prompt holds {count} prompts; at most {MAX_CHOICES}", count=len(prompts),
+                    MAX_CHOICES=MAX_CHOICES), "prompt")
     for p in prompts:
         if isinstance(p, int | list):
-            raise bad("prompt must be text: token-id prompts are not accepted", "prompt")
+            raise bad(_("prompt must be text: token-id prompts are not accepted"), "prompt")
         if not isinstance(p, str):
-            raise bad("prompt must be a string or a list of strings", "prompt")
+            raise bad(_("prompt must be a string or a list of strings"), "prompt")
         if not p:
-            raise bad("prompt is empty", "prompt")
+            raise bad(_("prompt is empty"), "prompt")
     return prompts
 
 
@@ -211,7 +213,7 @@ def parse(kind: str, obj: dict[str, Any], *, default_max_tokens: int, max_tokens
         want_logprobs = bool(body.boolean("logprobs"))
         top = body.integer("top_logprobs", low=0, high=20)
         if top is not None and not want_logprobs:
-            raise bad("top_logprobs needs logprobs: true", "top_logprobs")
+            raise bad(_("top_logprobs needs logprobs: true"), "top_logprobs")
         if want_logprobs:
             values["top_logprobs"] = top or 0
     else:
@@ -224,12 +226,13 @@ def parse(kind: str, obj: dict[str, Any], *, default_max_tokens: int, max_tokens
         echo = bool(body.boolean("echo"))
         best_of = body.integer("best_of", low=1)
         if best_of is not None and best_of != 1:
-            raise bad("best_of other than 1 is not supported: use n", "best_of", "unsupported")
+            raise bad(_("best_of other than 1 is not supported: use n"), "best_of",
+                      "unsupported")
         if body.string("suffix"):
-            raise bad("suffix (text insertion) is not supported", "suffix", "unsupported")
+            raise bad(_("suffix (text insertion) is not supported"), "suffix", "unsupported")
         if len(prompts) * n > MAX_CHOICES:
-            raise bad(f"{len(prompts)} prompts times n={n} is more than {MAX_CHOICES} replies",
-                      "n")
+            raise bad(_("{count} prompts times n={n} is more than {MAX_CHOICES} replies",
+                        count=len(prompts), n=n, MAX_CHOICES=MAX_CHOICES), "n")
     fmt = body.child("response_format")
     if fmt is not None:
         kind_of = fmt.string("type")
@@ -237,7 +240,7 @@ def parse(kind: str, obj: dict[str, Any], *, default_max_tokens: int, max_tokens
         if kind_of == "json_schema":
             spec = fmt.child("json_schema")
             if spec is None:
-                raise bad("response_format.json_schema is missing", "response_format")
+                raise bad(_("response_format.json_schema is missing"), "response_format")
             schema = spec.get("schema")
             spec.get("name")
             spec.get("strict")
@@ -256,7 +259,7 @@ def parse(kind: str, obj: dict[str, Any], *, default_max_tokens: int, max_tokens
                              {"max_tokens": key})
     generations: list[Generation] = []
     for prompt in prompts:
-        for _ in range(n):
+        for _reply in range(n):
             generations.append(Generation(messages, prompt,
                                           seeded(sampling, len(generations)), tools, choice))
     return GenerationRequest(

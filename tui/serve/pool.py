@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from tui.engine.base import Engine
 from tui.engine.errors import EngineError
 from tui.engine.protocol import LoadParams
+from tui.i18n import _
 
 EngineFactory = Callable[[LoadParams], Engine]
 
@@ -122,7 +123,7 @@ class EnginePool:
         engine_factory: EngineFactory = _local_engine,
     ) -> None:
         if queue_depth < 0 or max_loaded < 1:
-            raise ValueError("queue_depth must be >= 0 and max_loaded >= 1")
+            raise ValueError(_("queue_depth must be >= 0 and max_loaded >= 1"))
         self.queue_depth = queue_depth
         self.max_loaded = max_loaded
         self._factory = engine_factory
@@ -154,11 +155,12 @@ class EnginePool:
 
     def _add(self, entry: _Entry, default: bool) -> None:
         if not entry.name or entry.name != entry.name.strip():
-            raise ValueError(f"bad model name {entry.name!r}")
+            raise ValueError(_("bad model name {name!r}", name=entry.name))
         with self._lock:
             old = self._entries.get(entry.name.lower())
             if old is not None and old.in_flight:
-                raise PoolError(f"model {entry.name!r} is in use; cannot replace it now")
+                raise PoolError(_("model {name!r} is in use; cannot replace it now",
+                                  name=entry.name))
             self._entries[entry.name.lower()] = entry
             if default or self._default is None:
                 self._default = entry.name.lower()
@@ -212,7 +214,7 @@ class EnginePool:
     def _find(self, name: str | None) -> _Entry:
         if not name:
             if self._default is None:
-                raise UnknownModel("no model is configured on this server")
+                raise UnknownModel(_("no model is configured on this server"))
             return self._entries[self._default]
         wanted = name.strip().lower()
         if wanted in self._entries:
@@ -220,8 +222,9 @@ class EnginePool:
         matches = [e for key, e in self._entries.items() if key.startswith(wanted)]
         if len(matches) == 1:
             return matches[0]
-        names = ", ".join(e.name for e in self._entries.values()) or "none"
-        raise UnknownModel(f"no model named {name!r} on this server (available: {names})")
+        names = ", ".join(e.name for e in self._entries.values()) or _("none")
+        raise UnknownModel(_("no model named {name!r} on this server (available: {names})",
+                             name=name, names=names))
 
     # --- use -----------------------------------------------------------------------------
 
@@ -238,10 +241,10 @@ class EnginePool:
         with self._lock:
             entry = self._find(name)
             if entry.in_flight > self.queue_depth:
-                raise QueueFull(
-                    f"model {entry.name!r} is busy: one reply generating and "
-                    f"{entry.in_flight - 1} waiting (queue holds {self.queue_depth}); retry later"
-                )
+                raise QueueFull(_(
+                    "model {name!r} is busy: one reply generating and {waiting} waiting (queue "
+                    "holds {queue_depth}); retry later", name=entry.name,
+                    waiting=entry.in_flight - 1, queue_depth=self.queue_depth))
             entry.in_flight += 1
             with self._turns:
                 entry.waiting.append(ticket)
@@ -250,11 +253,11 @@ class EnginePool:
             with self._turns:
                 while entry.waiting[0] is not ticket:
                     if abandoned():
-                        raise ClientGone("the client left while waiting")
+                        raise ClientGone(_("the client left while waiting"))
                     self._turns.wait(0.1)
             while not entry.lock.acquire(timeout=0.1):
                 if abandoned():
-                    raise ClientGone("the client left while waiting")
+                    raise ClientGone(_("the client left while waiting"))
             self._leave(entry, ticket)
             queued = False
             try:

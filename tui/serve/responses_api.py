@@ -29,6 +29,7 @@ from tui.engine.protocol import (
     ToolCall,
     ToolSpec,
 )
+from tui.i18n import _
 from tui.serve.schema import (
     EFFORT_BUDGETS,
     Body,
@@ -65,8 +66,8 @@ def _input_item(item: Body, where: str, pending_reasoning: list[str]) -> ChatMes
     if kind == "message":
         role = ROLES.get(str(item.get("role")))
         if role is None:
-            raise bad(f"{where}.role must be user, system, developer or assistant, got "
-                      f"{item.obj.get('role')!r}", f"{where}.role")
+            raise bad(_("{where}.role must be user, system, developer or assistant, got "
+                        "{role!r}", where=where, role=item.obj.get("role")), f"{where}.role")
         item.get("id")
         item.get("status")
         content = text_content(item.get("content"), f"{where}.content", TEXT_PARTS)
@@ -87,7 +88,8 @@ def _input_item(item: Body, where: str, pending_reasoning: list[str]) -> ChatMes
         call_id = item.string("call_id") or item.string("id")
         name = item.string("name")
         if not call_id or not name:
-            raise bad(f"{where}: a function_call item needs call_id and name", where)
+            raise bad(_("{where}: a function_call item needs call_id and name", where=where),
+                      where)
         item.get("id")
         item.get("status")
         arguments = arguments_text(item.get("arguments"), f"{where}.arguments")
@@ -98,16 +100,17 @@ def _input_item(item: Body, where: str, pending_reasoning: list[str]) -> ChatMes
     if kind == "function_call_output":
         call_id = item.string("call_id")
         if not call_id:
-            raise bad(f"{where}: a function_call_output item needs the call_id it answers",
-                      f"{where}.call_id")
+            raise bad(_("{where}: a function_call_output item needs the call_id it answers",
+                        where=where), f"{where}.call_id")
         item.get("id")
         item.get("status")
         output = item.get("output")
         content = output if isinstance(output, str) else text_content(
             output, f"{where}.output", TEXT_PARTS)
         return ChatMessage("tool", content, tool_call_id=call_id)
-    raise bad(f"{where}.type {kind!r} is not an input item this server takes (message, "
-              "reasoning, function_call or function_call_output)", f"{where}.type")
+    raise bad(_("{where}.type {kind!r} is not an input item this server takes (message, "
+                "reasoning, function_call or function_call_output)", where=where, kind=kind),
+              f"{where}.type")
 
 
 def _merge_calls(messages: list[ChatMessage]) -> list[ChatMessage]:
@@ -129,11 +132,12 @@ def _tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
     """``tools`` (function tools, in the Responses API's flat shape), ``tool_choice`` and
     ``parallel_tool_calls``."""
     specs: list[ToolSpec] = []
-    for where, tool in tool_bodies(body, "function tools"):
+    for where, tool in tool_bodies(body, _("function tools")):
         kind = tool.get("type")
         if kind != "function":
-            raise bad(f"{where}.type {kind!r} is not offered here: only function tools (the "
-                      "client runs them)", f"{where}.type", "unsupported")
+            raise bad(_("{where}.type {kind!r} is not offered here: only function tools (the "
+                        "client runs them)", where=where, kind=kind), f"{where}.type",
+                      "unsupported")
         tool.get("strict")
         specs.append(tool_spec(tool.get("name"), tool.get("description"),
                                tool.get("parameters"), where))
@@ -147,8 +151,9 @@ def _tools(body: Body) -> tuple[tuple[ToolSpec, ...], str, bool]:
             choice.get("name"), str):
         named = choice["name"]
     else:
-        raise bad(f"tool_choice must be one of {', '.join(CHOICES)} or "
-                  '{"type": "function", "name": ...}', "tool_choice")
+        raise bad(_("tool_choice must be one of {choices} or {example}",
+                    choices=", ".join(CHOICES), example='{"type": "function", "name": ...}'),
+                  "tool_choice")
     parallel = body.boolean("parallel_tool_calls")
     return tools, check_choice(named, tools, "tool_choice"), parallel is not False
 
@@ -161,22 +166,22 @@ def _messages(body: Body) -> tuple[ChatMessage, ...]:
     value = body.get("input")
     if isinstance(value, str):
         if not value:
-            raise bad("input is empty", "input")
+            raise bad(_("input is empty"), "input")
         return (*out, ChatMessage("user", value))
     if not isinstance(value, list) or not value:
-        raise bad("input must be a string or a non-empty list of message items", "input")
+        raise bad(_("input must be a string or a non-empty list of message items"), "input")
     pending: list[str] = []
     for i, raw in enumerate(value):
         where = f"input[{i}]"
         if not isinstance(raw, dict):
-            raise bad(f"{where} must be an object (a message item)", where)
+            raise bad(_("{where} must be an object (a message item)", where=where), where)
         item = Body(raw, where)
         body.include(item)
         message = _input_item(item, where, pending)
         if message is not None:
             out.append(message)
     if not any(m.role != "system" for m in out):
-        raise bad("input holds no user or assistant message", "input")
+        raise bad(_("input holds no user or assistant message"), "input")
     return name_results(_merge_calls(out), "input")
 
 
@@ -187,8 +192,8 @@ def parse(obj: dict[str, Any], *, default_max_tokens: int, max_tokens_limit: int
     stream = body.boolean("stream") or False
     for key in ("previous_response_id", "conversation"):
         if body.get(key) is not None:
-            raise bad(f"{key} needs responses stored on the server, and lmdesk keeps none: "
-                      "send the whole conversation in input", key, "unsupported")
+            raise bad(_("{key} needs responses stored on the server, and lmdesk keeps none: "
+                        "send the whole conversation in input", key=key), key, "unsupported")
     tools, choice, parallel = _tools(body)
     messages = _messages(body)
     limit, clamped = max_tokens(body.integer("max_output_tokens"), "max_output_tokens",
@@ -203,7 +208,7 @@ def parse(obj: dict[str, Any], *, default_max_tokens: int, max_tokens_limit: int
         kind = fmt.string("type")
         schema = fmt.get("schema") if kind == "json_schema" else None
         if kind == "json_schema" and schema is None:
-            raise bad("text.format.schema is missing", "text.format.schema")
+            raise bad(_("text.format.schema is missing"), "text.format.schema")
         fmt.get("name")
         fmt.get("strict")
         fmt.get("description")

@@ -27,6 +27,7 @@ from tui.engine.protocol import (
     ToolChoice,
     ToolSpec,
 )
+from tui.i18n import _
 
 
 class ApiError(Exception):
@@ -118,7 +119,7 @@ class Body:
         if value is None:
             return None
         if not isinstance(value, dict):
-            raise bad(f"{self.param(key)} must be an object", self.param(key))
+            raise bad(_("{key} must be an object", key=self.param(key)), self.param(key))
         nested = Body(value, self.param(key))
         self._nested.append(nested)
         return nested
@@ -141,9 +142,11 @@ class Body:
             return None
         if (isinstance(value, bool) or not isinstance(value, int | float)
                 or not math.isfinite(value)):
-            raise bad(f"{self.param(key)} must be a number, got {_short(value)}", self.param(key))
+            raise bad(_("{name} must be a number, got {value}", name=self.param(key),
+                        value=_short(value)), self.param(key))
         if (low is not None and value < low) or (high is not None and value > high):
-            raise bad(f"{self.param(key)} must be between {low:g} and {high:g}, got {value}",
+            raise bad(_("{name} must be between {low:g} and {high:g}, got {value}",
+                        name=self.param(key), low=low, high=high, value=value),
                       self.param(key))
         return float(value)
 
@@ -155,12 +158,14 @@ class Body:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise bad(f"{self.param(key)} must be a whole number, got {_short(value)}",
-                      self.param(key))
+            raise bad(_("{name} must be a whole number, got {value}", name=self.param(key),
+                        value=_short(value)), self.param(key))
         if low is not None and value < low:
-            raise bad(f"{self.param(key)} must be at least {low}, got {value}", self.param(key))
+            raise bad(_("{name} must be at least {minimum}, got {value}", name=self.param(key),
+                        minimum=low, value=value), self.param(key))
         if high is not None and value > high:
-            raise bad(f"{self.param(key)} must be at most {high}, got {value}", self.param(key))
+            raise bad(_("{name} must be at most {maximum}, got {value}", name=self.param(key),
+                        maximum=high, value=value), self.param(key))
         return value
 
     def boolean(self, key: str) -> bool | None:
@@ -168,8 +173,8 @@ class Body:
         if value is None:
             return None
         if not isinstance(value, bool):
-            raise bad(f"{self.param(key)} must be true or false, got {_short(value)}",
-                      self.param(key))
+            raise bad(_("{name} must be true or false, got {value}", name=self.param(key),
+                        value=_short(value)), self.param(key))
         return value
 
     def string(self, key: str) -> str | None:
@@ -177,15 +182,15 @@ class Body:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise bad(f"{self.param(key)} must be a string, got {_short(value)}",
-                      self.param(key))
+            raise bad(_("{name} must be a string, got {value}", name=self.param(key),
+                        value=_short(value)), self.param(key))
         return value
 
     def choice(self, key: str, options: tuple[str, ...]) -> str | None:
         value = self.string(key)
         if value is not None and value not in options:
-            raise bad(f"{self.param(key)} must be one of {', '.join(options)}, got {value!r}",
-                      self.param(key))
+            raise bad(_("{name} must be one of {options}, got {value!r}", name=self.param(key),
+                        options=", ".join(options), value=value), self.param(key))
         return value
 
 
@@ -288,9 +293,11 @@ def logit_bias(value: Any, param: str) -> tuple[tuple[int, float], ...]:
     elif isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value):
         items = [(p[0], p[1]) for p in value]
     else:
-        raise bad(f"{param} must map token ids to biases, e.g. {{\"50256\": -100}}", param)
+        raise bad(_("{param} must map token ids to biases, e.g. {{\"50256\": -100}}",
+                    param=param), param)
     if len(items) > 1024:
-        raise bad(f"{param} holds {len(items)} tokens; at most 1024", param)
+        raise bad(_("{param} holds {count} tokens; at most 1024", param=param,
+                    count=len(items)), param)
     pairs: list[tuple[int, float]] = []
     for token, bias in items:
         try:
@@ -298,13 +305,14 @@ def logit_bias(value: Any, param: str) -> tuple[tuple[int, float], ...]:
         except (TypeError, ValueError):
             token_id = -1
         if token_id < 0:
-            raise bad(f"{param}: {_short(token)} is not a token id (a whole number)", param)
+            raise bad(_("{param}: {token} is not a token id (a whole number)", param=param,
+                        token=_short(token)), param)
         if bias is False:  # llama-server: false bans the token
             bias = -100
         if (isinstance(bias, bool) or not isinstance(bias, int | float)
                 or not math.isfinite(bias) or not -100 <= bias <= 100):
-            raise bad(f"{param}: the bias of token {token_id} must be a number from -100 to 100",
-                      param)
+            raise bad(_("{param}: the bias of token {token_id} must be a number from -100 to "
+                        "100", param=param, token_id=token_id), param)
         pairs.append((token_id, float(bias)))
     return tuple(sorted(pairs))
 
@@ -315,7 +323,8 @@ def stop_strings(value: Any, param: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or len(value) > 16 or not all(isinstance(s, str) for s in value):
-        raise bad(f"{param} must be a string or a list of at most 16 strings", param)
+        raise bad(_("{param} must be a string or a list of at most 16 strings", param=param),
+                  param)
     return tuple(s for s in value if s)
 
 
@@ -344,16 +353,17 @@ def json_format(kind: str | None, schema: Any, param: str) -> str | None:
         return "{}"
     if kind == "json_schema":
         if isinstance(schema, bool) or not isinstance(schema, dict):
-            raise bad(f"{param} must be a JSON schema (an object)", param)
+            raise bad(_("{param} must be a JSON schema (an object)", param=param), param)
         return json.dumps(schema, ensure_ascii=False)
-    raise bad(f"the output format type must be text, json_object or json_schema, got {kind!r}",
-              param)
+    raise bad(_("the output format type must be text, json_object or json_schema, got "
+                "{kind!r}", kind=kind), param)
 
 
 def max_tokens(asked: int | None, key: str, default: int, limit: int) -> tuple[int, bool]:
     """The reply's token bound, clamped to the server's limit, and whether it was clamped."""
     if asked is not None and asked < 1:
-        raise bad(f"{key} must be at least 1, got {asked}", key)
+        raise bad(_("{name} must be at least {minimum}, got {value}", name=key, minimum=1,
+                    value=asked), key)
     return min(asked or default, limit), asked is not None and asked > limit
 
 
@@ -402,13 +412,14 @@ def text_content(content: Any, where: str, part_types: tuple[str, ...] = ("text"
         for i, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") not in part_types:
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise bad(f"{where}[{i}]: only text content is supported (got {kind!r}); this "
-                          "server runs text models", where)
+                raise bad(_("{where}[{i}]: only text content is supported (got {kind!r}); "
+                            "this server runs text models", where=where, i=i, kind=kind), where)
             if not isinstance(part.get("text"), str):
-                raise bad(f"{where}[{i}]: a text part needs a string 'text'", where)
+                raise bad(_("{where}[{i}]: a text part needs a string 'text'", where=where,
+                            i=i), where)
             parts.append(part["text"])
         return "".join(parts)
-    raise bad(f"{where} must be a string or a list of text parts", where)
+    raise bad(_("{where} must be a string or a list of text parts", where=where), where)
 
 
 # --- shaping the answer ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from tui.engine.protocol import Done
+from tui.i18n import _
 from tui.serve.jsonhttp import HeaderDeadlines, canned_answer
 from tui.serve.pool import EnginePool
 
@@ -73,15 +74,14 @@ def check_bind(host: str, expose: bool, api_key: str | None) -> None:
     if is_loopback(host):
         return
     if not expose:
-        raise UnsafeBind(
-            f"refusing to listen on {host}: that lets other machines use your models. "
-            "Pass --expose (and --api-key) if that is what you want, or keep 127.0.0.1"
-        )
+        raise UnsafeBind(_(
+            "refusing to listen on {host}: that lets other machines use your models. "
+            "Pass --expose (and --api-key) if that is what you want, or keep 127.0.0.1",
+            host=host))
     if not api_key:
-        raise UnsafeBind(
-            f"listening on {host} needs an API key: pass --api-key KEY "
-            "(or set LMDESK_API_KEY) so only clients that know it get in"
-        )
+        raise UnsafeBind(_(
+            "listening on {host} needs an API key: pass --api-key KEY "
+            "(or set LMDESK_API_KEY) so only clients that know it get in", host=host))
 
 
 @dataclass(frozen=True)
@@ -388,8 +388,8 @@ class ApiServer:
             new = [n for n in names if (route, n) not in self._ignored_seen]
             self._ignored_seen.update((route, n) for n in new)
         if new:
-            line = (f"lmdesk serve: {route} ignores {', '.join(new)} (no meaning here; "
-                    "named in each answer's x-lmdesk-ignored header)")
+            line = _("lmdesk serve: {route} ignores {fields} (no meaning here; named in each "
+                     "answer's x-lmdesk-ignored header)", route=route, fields=", ".join(new))
             if self.log is not None:
                 self.log(line)
             else:

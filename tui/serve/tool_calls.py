@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tui.engine.protocol import ChatMessage, Done, EngineEvent, ToolCall, ToolCallDelta, ToolSpec
+from tui.i18n import _
 from tui.serve.schema import Body, bad
 
 MAX_TOOLS = 128
@@ -31,11 +32,11 @@ def tool_bodies(body: Body, shape: str) -> Iterator[tuple[str, Body]]:
     request (``shape`` names what the list holds in the message for a bad one)."""
     value = body.get("tools")
     if value is not None and not isinstance(value, list):
-        raise bad(f"tools must be a list of {shape}", "tools")
+        raise bad(_("tools must be a list of {shape}", shape=shape), "tools")
     for i, raw in enumerate(value or []):
         where = f"tools[{i}]"
         if not isinstance(raw, dict):
-            raise bad(f"{where} must be an object", where)
+            raise bad(_("{key} must be an object", key=where), where)
         tool = Body(raw, where)
         body.include(tool)
         yield where, tool
@@ -44,26 +45,30 @@ def tool_bodies(body: Body, shape: str) -> Iterator[tuple[str, Body]]:
 def tool_spec(name: Any, description: Any, parameters: Any, where: str) -> ToolSpec:
     """One offered tool, checked; ``where`` names it in errors (``tools[2]``)."""
     if not isinstance(name, str) or not name.strip():
-        raise bad(f"{where} needs a name (a non-empty string)", f"{where}.name")
+        raise bad(_("{where} needs a name (a non-empty string)", where=where), f"{where}.name")
     if len(name) > MAX_NAME or any(ch.isspace() for ch in name):
-        raise bad(f"{where}.name must be at most {MAX_NAME} characters with no spaces",
-                  f"{where}.name")
+        raise bad(_("{where}.name must be at most {MAX_NAME} characters with no spaces",
+                    where=where, MAX_NAME=MAX_NAME), f"{where}.name")
     if description is not None and not isinstance(description, str):
-        raise bad(f"{where}.description must be a string", f"{where}.description")
+        raise bad(_("{where}.description must be a string", where=where),
+                  f"{where}.description")
     if parameters is None:
         parameters = {"type": "object", "properties": {}}
     if isinstance(parameters, bool) or not isinstance(parameters, dict):
-        raise bad(f"{where}.parameters must be a JSON schema (an object)", f"{where}.parameters")
+        param = f"{where}.parameters"
+        raise bad(_("{param} must be a JSON schema (an object)", param=param), param)
     return ToolSpec(name, description or "", json.dumps(parameters, ensure_ascii=False))
 
 
 def check_tools(tools: Sequence[ToolSpec], param: str) -> tuple[ToolSpec, ...]:
     if len(tools) > MAX_TOOLS:
-        raise bad(f"{param} holds {len(tools)} tools; at most {MAX_TOOLS}", param)
+        raise bad(_("{param} holds {count} tools; at most {MAX_TOOLS}", param=param,
+                    count=len(tools), MAX_TOOLS=MAX_TOOLS), param)
     seen: set[str] = set()
     for spec in tools:
         if spec.name in seen:
-            raise bad(f"{param}: two tools are named {spec.name!r}", param)
+            raise bad(_("{param}: two tools are named {name!r}", param=param, name=spec.name),
+                      param)
         seen.add(spec.name)
     return tuple(tools)
 
@@ -74,10 +79,12 @@ def check_choice(choice: str, tools: Sequence[ToolSpec], param: str) -> str:
     if choice in ("auto", "none"):
         return choice
     if not tools:
-        raise bad(f"{param} {choice!r} needs tools, and the request offers none", param)
+        raise bad(_("{param} {choice!r} needs tools, and the request offers none",
+                    param=param, choice=choice), param)
     if choice != "required" and choice not in {t.name for t in tools}:
         names = ", ".join(t.name for t in tools)
-        raise bad(f"{param} names {choice!r}, which is not among the tools ({names})", param)
+        raise bad(_("{param} names {choice!r}, which is not among the tools ({names})",
+                    param=param, choice=choice, names=names), param)
     return choice
 
 
@@ -89,7 +96,7 @@ def arguments_text(value: Any, where: str) -> str:
         return value
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
-    raise bad(f"{where} must be JSON text (a string) or an object", where)
+    raise bad(_("{where} must be JSON text (a string) or an object", where=where), where)
 
 
 def arguments_object(text: str) -> dict[str, Any]:
@@ -114,8 +121,9 @@ def name_results(messages: Sequence[ChatMessage], param: str) -> tuple[ChatMessa
         if message.role == "tool":
             call_id = message.tool_call_id or ""
             if call_id not in names:
-                raise bad(f"a tool result answers call {call_id!r}, which no earlier assistant "
-                          "message made: send the call before its result", param)
+                raise bad(_("a tool result answers call {call_id!r}, which no earlier "
+                            "assistant message made: send the call before its result",
+                            call_id=call_id), param)
             if not message.name:
                 message = dataclasses.replace(message, name=names[call_id])
         out.append(message)

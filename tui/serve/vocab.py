@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from tui.i18n import _
+
 _STRING, _ARRAY = 8, 9
 _SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 CONTROL = 3
@@ -37,8 +39,8 @@ class Vocabulary:
     def decode(self, ids: list[int]) -> str:
         bad = next((i for i in ids if not 0 <= i < len(self.tokens)), None)
         if bad is not None:
-            raise VocabError(f"token id {bad} is not in this model's vocabulary "
-                             f"(0..{len(self.tokens) - 1})")
+            raise VocabError(_("token id {bad} is not in this model's vocabulary (0..{value})",
+                               bad=bad, value=len(self.tokens) - 1))
         pieces = [self.tokens[i] for i in ids if i not in self.control]
         if self.model == "gpt2":
             table = _byte_decoder()
@@ -77,12 +79,13 @@ def vocabulary(path: str) -> Vocabulary:
         with Path(path).open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             return _read(buf)
     except (OSError, ValueError, struct.error, IndexError) as exc:
-        raise VocabError(f"cannot read the vocabulary of {path}: {exc}") from None
+        raise VocabError(_("cannot read the vocabulary of {path}: {exc}",
+                           path=path, exc=exc)) from None
 
 
 def _read(buf: mmap.mmap) -> Vocabulary:
     if buf[:4] != b"GGUF":
-        raise VocabError("not a GGUF file")
+        raise VocabError(_("not a GGUF file"))
     pos = 8
     (n_tensors, n_kv) = struct.unpack_from("<QQ", buf, pos)
     pos += 16
@@ -101,12 +104,12 @@ def _read(buf: mmap.mmap) -> Vocabulary:
             at += 12
             if etype in _SIZES:
                 return at + _SIZES[etype] * int(count)
-            for _ in range(count):
+            for _index in range(count):
                 at = skip(etype, at)
             return at
         return at + _SIZES[vtype]
 
-    for _ in range(n_kv):
+    for _index in range(n_kv):
         key, pos = string(pos)
         (vtype,) = struct.unpack_from("<I", buf, pos)
         pos += 4
@@ -115,7 +118,7 @@ def _read(buf: mmap.mmap) -> Vocabulary:
         elif key == "tokenizer.ggml.tokens" and vtype == _ARRAY:
             etype, count = struct.unpack_from("<IQ", buf, pos)
             pos += 12
-            for _ in range(count):
+            for _index in range(count):
                 token, pos = string(pos)
                 tokens.append(token)
         elif key == "tokenizer.ggml.add_space_prefix" and vtype == 7:
@@ -130,6 +133,6 @@ def _read(buf: mmap.mmap) -> Vocabulary:
             pos = skip(vtype, pos)
     del n_tensors
     if not tokens:
-        raise VocabError("the GGUF holds no vocabulary")
+        raise VocabError(_("the GGUF holds no vocabulary"))
     control = frozenset(i for i, t in enumerate(types) if t == CONTROL)
     return Vocabulary(model, tuple(tokens), control, space_prefix)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tui.display import printable
 from tui.engine.errors import EngineError
 from tui.engine.protocol import Done, TextDelta, ToolCall, ToolCallDelta
+from tui.i18n import _
 from tui.session.choice import ChoiceError, choice_for_name, read_chat_template, resolve
 from tui.session.model_session import LoadedModel, ModelSession
 from tui.session.params import (
@@ -54,17 +55,17 @@ class AskError(Exception):
 
 def add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model",
-                   help="a GGUF path, a model name or a profile (default: smollm2-135m)")
-    p.add_argument("--n-ctx", type=int, help="context window in tokens")
-    p.add_argument("--threads", type=int, help="generation threads (default: physical cores)")
-    p.add_argument("--gpu-layers", type=int, help="layers on the GPU (-1: all)")
+                   help=_("a GGUF path, a model name or a profile (default: smollm2-135m)"))
+    p.add_argument("--n-ctx", type=int, help=_("context window in tokens"))
+    p.add_argument("--threads", type=int, help=_("generation threads (default: physical cores)"))
+    p.add_argument("--gpu-layers", type=int, help=_("layers on the GPU (-1: all)"))
     p.add_argument("--chat-template", metavar="FILE",
-                   help="a Jinja chat template to use instead of the model's own")
+                   help=_("a Jinja chat template to use instead of the model's own"))
 
 
 def add_rpc_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rpc", action="append", default=[], metavar="HOST:PORT[,HOST:PORT]",
-                   help="`lmdesk rpc-worker`s that take the model's layers (repeatable)")
+                   help=_("`lmdesk rpc-worker`s that take the model's layers (repeatable)"))
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -75,52 +76,53 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat-penalty", type=float, default=None)
     p.add_argument("--max-tokens", type=int, default=None)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--stop", action="append", default=[], help=_("stop string (repeatable)"))
     p.add_argument("--reasoning-budget", type=int, default=None, metavar="N",
-                   help="thinking tokens for reasoning models (0: do not think, -1: no limit)")
+                   help=_("thinking tokens for reasoning models (0: do not think, -1: no limit)"))
 
 
 def add_ask_parser(sub: Any) -> argparse.ArgumentParser:
     ask: argparse.ArgumentParser = sub.add_parser(
-        "ask", help="answer one prompt, streamed to stdout")
-    ask.add_argument("prompt", nargs="*", help="the prompt (read from stdin when absent)")
+        "ask", help=_("answer one prompt, streamed to stdout"))
+    ask.add_argument("prompt", nargs="*", help=_("the prompt (read from stdin when absent)"))
     ask.add_argument("-s", "--system",
-                     help="system prompt (default: the system_prompt setting, as the app uses)")
-    ask.add_argument("--raw", action="store_true", help="plain completion: no chat template")
+                     help=_("system prompt (default: the system_prompt setting, as the app uses)"))
+    ask.add_argument("--raw", action="store_true", help=_("plain completion: no chat template"))
     ask.add_argument("--no-prompt-lookup", action="store_true",
-                     help="no drafts from the context (prompt lookup) for this reply")
-    ask.add_argument("--json", action="store_true", help="print one JSON object with the stats")
+                     help=_("no drafts from the context (prompt lookup) for this reply"))
+    ask.add_argument("--json", action="store_true", help=_("print one JSON object with the stats"))
     ask.add_argument("--schema", metavar="FILE.json",
-                     help="constrain the answer to this JSON schema (the output parses)")
+                     help=_("constrain the answer to this JSON schema (the output parses)"))
     ask.add_argument("--json-output", action="store_true",
-                     help="constrain the answer to a JSON object")
+                     help=_("constrain the answer to a JSON object"))
     ask.add_argument("--no-reasoning", action="store_true",
-                     help="do not print a thinking model's reasoning (stderr)")
+                     help=_("do not print a thinking model's reasoning (stderr)"))
     ask.add_argument("--no-memory", action="store_true",
-                     help="leave your memories out of the prompt")
-    ask.add_argument("-t", "--template", help="fill this prompt template (see `lmdesk templates`)")
+                     help=_("leave your memories out of the prompt"))
+    ask.add_argument("-t", "--template", help=_("fill this prompt template (see `lmdesk "
+                                                "templates`)"))
     ask.add_argument(
-        "--var", action="append", default=[], metavar="KEY=VALUE", help="a template variable"
+        "--var", action="append", default=[], metavar="KEY=VALUE", help=_("a template variable")
     )
     ask.add_argument(
         "--kb", action="append", default=[], metavar="NAME",
-        help="answer from this knowledge base (see `lmdesk kb`); repeatable",
+        help=_("answer from this knowledge base (see `lmdesk kb`); repeatable"),
     )
     ask.add_argument("--tools", default="", metavar="NAMES",
-                     help="tools the model may call: calc,time,files,kb,mcp:NAME "
-                          "(see `lmdesk tools list`)")
+                     help=_("tools the model may call: calc,time,files,kb,mcp:NAME (see `lmdesk "
+                            "tools list`)"))
     ask.add_argument("--tool-choice", default="auto", metavar="NAME",
-                     help="auto (default), required, none, or a tool the model must call")
+                     help=_("auto (default), required, none, or a tool the model must call"))
     ask.add_argument("--yes", action="store_true",
-                     help="run every tool call without asking (for scripts)")
+                     help=_("run every tool call without asking (for scripts)"))
     ask.add_argument(
         "--chat", metavar="ID",
-        help="add this turn to a stored conversation (an id or its start, see `lmdesk chats "
-             "list`): its history, system prompt and model; the prompt and reply are saved")
+        help=_("add this turn to a stored conversation (an id or its start, see `lmdesk chats "
+               "list`): its history, system prompt and model; the prompt and reply are saved"))
     ask.add_argument(
         "--continue", dest="continue_reply", action="store_true",
-        help="with --chat and no prompt: continue the conversation's last reply where it "
-             "stopped (stopped, or cut at its token limit)")
+        help=_("with --chat and no prompt: continue the conversation's last reply where it "
+               "stopped (stopped, or cut at its token limit)"))
     add_load_options(ask)
     add_rpc_option(ask)
     add_sampling_options(ask)
@@ -140,7 +142,7 @@ def load_overrides(args: argparse.Namespace) -> LoadOverrides:
     try:
         rpc = parse_workers(getattr(args, "rpc", None) or ())
     except ValueError as exc:
-        raise AskError(f"--rpc: {exc}") from None
+        raise AskError(_("--rpc: {exc}", exc=exc)) from None
     return LoadOverrides(n_ctx=args.n_ctx, n_threads=args.threads,
                          n_gpu_layers=args.gpu_layers, chat_template=template,
                          rpc_servers=rpc)
@@ -164,14 +166,16 @@ def read_schema(path: str) -> str:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise AskError(f"cannot read the schema {path}: {getattr(exc, 'strerror', None) or exc}"
+        raise AskError(_("cannot read the schema {path}: {value}",
+                         path=path, value=getattr(exc, 'strerror', None) or exc)
                        ) from None
     try:
         schema = json.loads(text)
     except ValueError as exc:
-        raise AskError(f"the schema {path} is not valid JSON: {exc}") from None
+        raise AskError(_("the schema {path} is not valid JSON: {exc}",
+                         path=path, exc=exc)) from None
     if not isinstance(schema, dict):
-        raise AskError(f"the schema {path} must be a JSON object (a JSON schema)")
+        raise AskError(_("the schema {path} must be a JSON object (a JSON schema)", path=path))
     return json.dumps(schema)
 
 
@@ -194,7 +198,7 @@ class TerminalSink:
     def planned(self, built: BuiltPrompt, model: LoadedModel) -> None:
         """What the prompt had to leave out, on stderr before the answer."""
         for note in built.notes:
-            self.err.write(f"lmdesk: {note}\n")
+            self.err.write(_("lmdesk: {note}\n", note=note))
 
     def reasoning(self, text: str, n_tokens: int) -> None:
         if self.quiet or not self.show_reasoning:
@@ -261,7 +265,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
     store = _open_chat_store(paths) if chat else _open_store(paths)
     for notice in store.notices if store is not None else []:
         if "read-only" not in notice:
-            err.write(f"lmdesk: {notice}\n")
+            err.write(_("lmdesk: {notice}\n", notice=notice))
     try:
         meta = _find_chat(store, chat, args) if chat and store is not None else None
         try:
@@ -281,7 +285,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
         except EngineError as exc:
             raise AskError(str(exc)) from None
         for note in [*resolved.notes, *notes]:
-            err.write(f"lmdesk: {note}\n")
+            err.write(_("lmdesk: {note}\n", note=note))
         log = paths.cache_dir / "worker.log"
         session = ModelSession(lambda params: LocalEngine(with_core_share(
             with_kv_states(params, paths.data_dir), paths.cache_dir), log_path=_log(log)))
@@ -315,7 +319,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings, paths: Paths, prompt: 
                     if box is not None:
                         box.close()
                 for note in outcome.notes:
-                    err.write(f"lmdesk: {note}\n")
+                    err.write(_("lmdesk: {note}\n", note=note))
             if sink.broken:
                 raise BrokenPipeError  # main() ends quietly
             sink.close()
@@ -335,12 +339,13 @@ def _open_chat_store(paths: Paths) -> Store:
     try:
         store = Store.open(ensure_private_dir(paths.data_dir))
     except StoreError as exc:
-        raise AskError(f"cannot open the data folder {paths.data_dir}: {exc}") from None
+        raise AskError(_("cannot open the data folder {data_dir}: {exc}",
+                         data_dir=paths.data_dir, exc=exc)) from None
     if store.read_only:
         reason = store.read_only_reason
         store.close()
-        raise AskError(f"{reason}: --chat cannot save the turn (ask without --chat, or close "
-                       "the other lmdesk)")
+        raise AskError(_("{reason}: --chat cannot save the turn (ask without --chat, or close "
+                         "the other lmdesk)", reason=reason))
     return store
 
 
@@ -348,12 +353,12 @@ def _find_chat(store: Store, ref: str, args: argparse.Namespace) -> Conversation
     from tui.store import StoreError
 
     if args.raw or args.system:
-        raise AskError("--chat uses the conversation's own history and system prompt: leave "
-                       "out --raw and --system")
+        raise AskError(_("--chat uses the conversation's own history and system prompt: leave "
+                         "out --raw and --system"))
     try:
         return store.find_conversation(ref)
     except StoreError as exc:
-        raise AskError(f"{exc} (see `lmdesk chats list`)") from None
+        raise AskError(_("{exc} (see `lmdesk chats list`)", exc=exc)) from None
 
 
 def _chat_turn(session: ModelSession, store: Store, meta: ConversationMeta, prompt: str,
@@ -383,7 +388,7 @@ def _chat_turn(session: ModelSession, store: Store, meta: ConversationMeta, prom
     try:
         reply = saving.finish(outcome)
     except (StoredTurnError, StoreError) as exc:
-        sink.err.write(f"lmdesk: {exc}\n")
+        sink.err.write(_("lmdesk: {exc}\n", exc=exc))
     else:
         if reply is not None:
             saved["reply_id"] = reply.id
@@ -404,20 +409,21 @@ def _tools(args: argparse.Namespace, settings: Settings, paths: Paths,
         return None, None
     config = tool_config(settings)
     for problem in config.problems:
-        err.write(f"lmdesk: config.toml: {problem}\n")
+        err.write(_("lmdesk: config.toml: {problem}\n", problem=problem))
     box = ToolBox(config, kb_search=knowledge_search(paths.data_dir, args.kb)
                   if args.kb else None)
     tools, problems = box.resolve(names)
     for problem in problems:
-        err.write(f"lmdesk: {problem}\n")
+        err.write(_("lmdesk: {problem}\n", problem=problem))
     if not tools:
         box.close()
-        raise AskError("none of the tools asked for can be used: " + "; ".join(problems))
+        raise AskError(_("none of the tools asked for can be used: {problems}",
+                         problems="; ".join(problems)))
     choice = args.tool_choice
     if choice not in ("auto", "none", "required") and choice not in {t.name for t in tools}:
         box.close()
-        raise AskError(f"--tool-choice {choice!r} names no enabled tool (enabled: "
-                       f"{', '.join(t.name for t in tools)})")
+        raise AskError(_("--tool-choice {choice!r} names no enabled tool (enabled: {join})",
+                         choice=choice, join=', '.join(t.name for t in tools)))
     always = {t.name for t in tools} if args.yes else set(config.always_allow)
     return box, ToolUse(tools, _terminal_approver(err), always, choice)
 
@@ -427,11 +433,12 @@ def _terminal_approver(err: TextIO) -> Any:
         try:
             tty = open("/dev/tty", "r+", encoding="utf-8")  # noqa: SIM115
         except OSError:
-            err.write(f"lmdesk: {call.name} was not run: no terminal to ask (use --yes)\n")
+            err.write(_("lmdesk: {name} was not run: no terminal to ask (use --yes)\n",
+                        name=call.name))
             return "deny"
         with tty:
-            tty.write(f"Run {call.name}({_short(call.arguments, 200)})? "
-                      "[y] once, [a] always, [N] no: ")
+            tty.write(_("Run {name}({short})? [y] once, [a] always, [N] no: ",
+                        name=call.name, short=_short(call.arguments, 200)))
             tty.flush()
             answer = tty.readline().strip().lower()
         return "once" if answer in ("y", "yes") else ("always" if answer == "a" else "deny")
@@ -482,7 +489,7 @@ def _interruptible(session: ModelSession, run: Any, sink: TerminalSink) -> TurnO
             session.cancel(cancel)
         if sink.broken:
             session.cancel(cancel)
-    outcome = result[0] if result else TurnOutcome(error="the reply thread ended early")
+    outcome = result[0] if result else TurnOutcome(error=_("the reply thread ended early"))
     outcome.cancelled = outcome.cancelled or interrupted
     return outcome
 
@@ -510,7 +517,7 @@ def _report(args: argparse.Namespace, outcome: TurnOutcome, loaded: LoadedModel,
         raise AskError(outcome.context_error)
     done = outcome.done
     if done is None:
-        raise AskError(outcome.error or "the model ended without a reply")
+        raise AskError(outcome.error or _("the model ended without a reply"))
     sources = outcome.sources
     if args.json:
         record = {

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui.engine.protocol import LoadParams
+from tui.i18n import _
 from tui.session.params import LoadOverrides, load_params
 from tui.store import EndpointModel, LocalModel, ModelChoice, ProfileModel
 
@@ -72,9 +73,10 @@ def read_chat_template(path: str) -> str:
     try:
         text = Path(path).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ChoiceError(f"cannot read the chat template {path}: {exc}") from None
+        raise ChoiceError(_("cannot read the chat template {path}: {exc}",
+                            path=path, exc=exc)) from None
     if not text.strip():
-        raise ChoiceError(f"the chat template {path} is empty")
+        raise ChoiceError(_("the chat template {path} is empty", path=path))
     return text
 
 
@@ -88,8 +90,8 @@ def resolve(choice: ModelChoice, *, settings: Settings, store: Store | None,
 
         endpoint = EndpointLibrary(store).get(choice.endpoint_id) if store is not None else None
         if endpoint is None:
-            raise ChoiceError(f"the endpoint {choice.endpoint_name or choice.endpoint_id} is "
-                              "not configured any more")
+            raise ChoiceError(_("the endpoint {value} is not configured any more",
+                                value=choice.endpoint_name or choice.endpoint_id))
         return ResolvedModel(choice, remote_key(endpoint.base_url, choice.model), choice.model,
                              endpoint=endpoint)
     notes: list[str] = []
@@ -102,9 +104,10 @@ def resolve(choice: ModelChoice, *, settings: Settings, store: Store | None,
         profile = ProfileLibrary(store).find(choice.profile_id) if store is not None else None
         if profile is None:
             if not choice.model_path:
-                raise ChoiceError(f"the profile {choice.name or choice.profile_id} was deleted")
-            notes.append(f"the profile {choice.name or choice.profile_id} was deleted: its "
-                         "model runs with the default parameters")
+                raise ChoiceError(_("the profile {value} was deleted",
+                                    value=choice.name or choice.profile_id))
+            notes.append(_("the profile {value} was deleted: its model runs with the default "
+                           "parameters", value=choice.name or choice.profile_id))
             path, name = choice.model_path, Path(choice.model_path).stem
         else:
             try:

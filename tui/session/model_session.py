@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 from tui.engine.errors import EngineError
 from tui.engine.protocol import ChatMessage, EngineEvent, LoadParams, ModelInfo, SamplingParams
+from tui.i18n import _
 
 if TYPE_CHECKING:
     from tui.engine.base import Engine
@@ -117,7 +118,7 @@ class ModelSession:
         self._settled.set()
         self._generating: dict[threading.Event, Engine] = {}
         self.state: LoadState = "failed"
-        self.error = "no model was chosen yet"
+        self.error = _("no model was chosen yet")
         self.loading: str | None = None
         """The name being loaded while ``state`` is "loading"."""
         self.last_error = ""
@@ -235,7 +236,7 @@ class ModelSession:
             if was_current:
                 self._current = None
                 self.state, self.error = "failed", (
-                    "it was unloaded: pick a model with the model switcher")
+                    _("it was unloaded: pick a model with the model switcher"))
         if entry is None:
             return False
         try:
@@ -260,7 +261,7 @@ class ModelSession:
                 return None
         current = self.current
         if current is None:
-            raise EngineError(f"The model is not loaded: {self.error}")
+            raise EngineError(_("The model is not loaded: {error}", error=self.error))
         return current
 
     def acquire(self, cancel: threading.Event) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.engine.protocol import LoadParams, SamplingParams
+from tui.i18n import _
 
 if TYPE_CHECKING:
     from tui.config import Settings
@@ -100,14 +101,14 @@ def sampling_params(
         try:
             sampling = apply_sampling(profile, sampling)
         except ProfileError as exc:
-            notes.append(f"{exc}; the default sampling is used")
+            notes.append(_("{exc}; the default sampling is used", exc=exc))
         if profile.reasoning_budget is not None:
             sampling = dataclasses.replace(sampling, reasoning_budget=profile.reasoning_budget)
     if persona is not None:
         try:
             sampling = persona.apply_sampling(sampling)
         except PersonaError as exc:
-            notes.append(f"the persona's sampling preset was ignored: {exc}")
+            notes.append(_("the persona's sampling preset was ignored: {exc}", exc=exc))
     if options is not None and options.reasoning_budget is not None:
         sampling = dataclasses.replace(sampling, reasoning_budget=options.reasoning_budget)
     if overrides:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.engine.protocol import ChatMessage, SamplingParams
+from tui.i18n import _
 from tui.prompting.context import ContextPlan, Policy, build_context
 from tui.prompting.memory import Memory, MemoryStore
 from tui.prompting.personas import Persona, PersonaError, PersonaLibrary
@@ -84,7 +85,7 @@ def snapshot(store: Store, meta: ConversationMeta, history: Sequence[StoredMessa
         try:
             sampling = persona.apply_sampling(sampling)
         except PersonaError as exc:
-            notes.append(f"the persona's sampling preset was ignored: {exc}")
+            notes.append(_("the persona's sampling preset was ignored: {exc}", exc=exc))
     if meta.options.memory:
         memories, note = enabled_memories(store)
         if note:
@@ -102,7 +103,7 @@ def conversation_persona(store: Store, meta: ConversationMeta) -> tuple[Persona 
     try:
         return PersonaLibrary(store).for_conversation(meta), ""
     except Exception as exc:  # a broken table must not stop the reply
-        return None, f"the persona could not be read: {exc}"
+        return None, _("the persona could not be read: {exc}", exc=exc)
 
 
 def enabled_memories(store: Store) -> tuple[list[Memory], str]:
@@ -110,7 +111,7 @@ def enabled_memories(store: Store) -> tuple[list[Memory], str]:
     try:
         return MemoryStore(store).list_memories(enabled_only=True), ""
     except Exception as exc:
-        return [], f"memory could not be read: {exc}"
+        return [], _("memory could not be read: {exc}", exc=exc)
 
 
 @dataclass(frozen=True)
@@ -178,14 +179,14 @@ def _kb_block(request: PromptRequest, engine: Engine, n_ctx: int) -> _KBBlock:
         try:
             opened.append(library.open(name))
         except Exception as exc:
-            notes.append(f"knowledge base {name!r} left out: {exc}")
+            notes.append(_("knowledge base {name!r} left out: {exc}", name=name, exc=exc))
     if not opened:
         return _KBBlock(notes=notes)
     try:
         found = retrieve_for_prompt(opened, query, _TextCounter(engine),
                                     max(64, n_ctx // KB_SHARE))
     except Exception as exc:
-        notes.append(f"knowledge-base search failed: {exc}")
+        notes.append(_("knowledge-base search failed: {exc}", exc=exc))
         return _KBBlock(notes=notes)
     sources = [{"n": s.n, "path": s.path, "start": s.start, "end": s.end, "label": s.label,
                 "kb": s.kb, "sha1": s.sha1}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tui.engine.protocol import ToolCall, ToolCallDelta
+from tui.i18n import _
 from tui.session.turn import ToolSink
 from tui.store.parts import ToolResultPart, continued_parts
 
@@ -51,8 +52,9 @@ def begin(store: Store, meta: ConversationMeta, prompt: str, *, continue_reply: 
         last = history[-1] if history else None
         if last is None or not last.can_continue:
             raise StoredTurnError(
-                f"the last reply in “{meta.title}” did not stop early: there is nothing to "
-                "continue (only a stopped reply, or one cut at its token limit, can be)")
+                _("the last reply in “{title}” did not stop early: there is nothing to continue "
+                  "(only a stopped reply, or one cut at its token limit, can be)",
+                  title=meta.title))
         return ChatTurn(meta, history, continuing=last)
     parent = history[-1].id if history else None
     history.append(store.append_message(meta.id, "user", prompt, parent=parent))
@@ -127,7 +129,8 @@ class SavingSink:
             else:
                 parts = outcome.parts
             if self.save_error is not None:
-                raise StoredTurnError(f"the reply could not be saved: {self.save_error}")
+                raise StoredTurnError(_("the reply could not be saved: {save_error}",
+                                        save_error=self.save_error))
             stats = outcome.stats()
             if self.saved is None:
                 if not new and not parts:

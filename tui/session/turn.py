@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from tui.engine.errors import EngineError, PromptTooLong
+from tui.engine.errors import EngineError, PromptTooLong, ToolsUnsupported
 from tui.engine.protocol import (
     ChatMessage,
     Done,
@@ -25,6 +25,7 @@ from tui.engine.protocol import (
     ToolCallDelta,
     ToolChoice,
 )
+from tui.i18n import _
 from tui.prompting.templates import PromptingError
 from tui.session.model_session import LoadedModel, ModelSession
 from tui.session.request import BuiltPrompt, PromptRequest, build_prompt
@@ -188,7 +189,8 @@ def run_turn(session: ModelSession, request: PromptRequest, sink: TurnSink,
                 break
             step += 1
             if step > tools.max_steps:
-                outcome.notes.append(f"stopped after {tools.max_steps} tool rounds")
+                outcome.notes.append(_("stopped after {max_steps} tool rounds",
+                                       max_steps=tools.max_steps))
                 break
             outcome.done_before.append(done)
             messages.append(ChatMessage("assistant", done.text, tool_calls=done.tool_calls))
@@ -209,15 +211,15 @@ def run_turn(session: ModelSession, request: PromptRequest, sink: TurnSink,
         elif outcome.done is None:
             outcome.cancelled = cancel.is_set()
             if not outcome.cancelled:
-                outcome.error = "the engine stopped without finishing"
+                outcome.error = _("the engine stopped without finishing")
             elif outcome.done_before:  # stopped between rounds: keep the last answer
                 outcome.done = outcome.done_before.pop()
     except PromptTooLong as exc:
-        outcome.error = f"{exc} Start a new conversation or shorten this one."
+        outcome.error = _("{exc} Start a new conversation or shorten this one.", exc=exc)
     except EngineError as exc:
         outcome.error = str(exc)
     except Exception as exc:  # a bug must not take the front end down: report it
-        outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+        outcome.error = _("internal error: {name}: {exc}", name=type(exc).__name__, exc=exc)
     return outcome
 
 
@@ -238,10 +240,11 @@ def _generate(session: ModelSession, loaded: LoadedModel, messages: list[ChatMes
                 done = event
                 outcome.notes.extend(event.notes)
     except EngineError as exc:
-        if not kwargs or "tool" not in str(exc):
+        # a worker or a server says so in English; the engines here raise ToolsUnsupported
+        if not kwargs or not (isinstance(exc, ToolsUnsupported) or "tool" in str(exc)):
             raise
         # this model (or engine) cannot call tools: say so once and answer without them
-        outcome.notes.append(f"{exc}; answering without tools")
+        outcome.notes.append(_("{exc}; answering without tools", exc=exc))
         return _generate(session, loaded, messages, built, sink, cancel, outcome, {})
     return done
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
+
+from tui.i18n import N_, _, format_datetime
 
 from .errors import StoreError
 from .models import ConversationMeta, StoredMessage, message_to_doc
@@ -29,28 +30,28 @@ from .tree import ConversationTree
 WRITES = frozenset({"import", "rm"})
 """The actions that change the data folder."""
 PREVIEW = 60
-ROLE_NAMES = {"user": "you", "assistant": "assistant", "system": "system"}
+ROLE_NAMES = {"user": N_("you"), "assistant": N_("assistant"), "system": N_("system")}
 
 
 def add_chats_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                      ) -> argparse.ArgumentParser:
-    p = sub.add_parser("chats", help="list, show, export, import and remove conversations")
+    p = sub.add_parser("chats", help=_("list, show, export, import and remove conversations"))
     s = p.add_subparsers(dest="chats_command", metavar="ACTION")
-    ls = s.add_parser("list", help="every conversation, pinned first, then the newest")
-    show = s.add_parser("show", help="a conversation: the branch shown, or --tree for all")
-    show.add_argument("id", help="a conversation id, or its start")
-    show.add_argument("--tree", action="store_true", help="every branch (* marks the shown)")
-    exp = s.add_parser("export", help="write a conversation as Markdown or JSON")
+    ls = s.add_parser("list", help=_("every conversation, pinned first, then the newest"))
+    show = s.add_parser("show", help=_("a conversation: the branch shown, or --tree for all"))
+    show.add_argument("id", help=_("a conversation id, or its start"))
+    show.add_argument("--tree", action="store_true", help=_("every branch (* marks the shown)"))
+    exp = s.add_parser("export", help=_("write a conversation as Markdown or JSON"))
     exp.add_argument("id")
     exp.add_argument("--format", choices=("md", "json"), default="md",
-                     help="md: the branch shown; json: every branch (importable)")
-    exp.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
-    imp = s.add_parser("import", help="add a conversation from a JSON export")
+                     help=_("md: the branch shown; json: every branch (importable)"))
+    exp.add_argument("-o", "--output", metavar="FILE", help=_("write here (default: stdout)"))
+    imp = s.add_parser("import", help=_("add a conversation from a JSON export"))
     imp.add_argument("file")
-    rm = s.add_parser("rm", help="delete a conversation and all its messages")
+    rm = s.add_parser("rm", help=_("delete a conversation and all its messages"))
     rm.add_argument("id")
     for action in (ls, show, imp, rm):
-        action.add_argument("--json", action="store_true", help="machine-readable output")
+        action.add_argument("--json", action="store_true", help=_("machine-readable output"))
     return p
 
 
@@ -80,7 +81,7 @@ def cmd_chats(args: argparse.Namespace, store: Store, out: TextIO | None = None)
             store.delete_conversation(meta.id)
             _said(out, as_json, "deleted", meta)
         else:
-            raise ChatsError(f"unknown chats action {action!r}")
+            raise ChatsError(_("unknown chats action {action!r}", action=action))
     except StoreError as exc:
         raise ChatsError(str(exc)) from None
     return 0
@@ -90,11 +91,14 @@ def _find(store: Store, ref: str) -> ConversationMeta:
     try:
         return store.find_conversation(ref)
     except StoreError as exc:
-        raise ChatsError(f"{exc} (see `lmdesk chats list`)") from None
+        raise ChatsError(_("{exc} (see `lmdesk chats list`)", exc=exc)) from None
 
 
 def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    """The local date and time in the locale's short form (``2026-12-01 23:24`` in English)."""
+    from datetime import datetime
+
+    return format_datetime(datetime.fromtimestamp(ts))
 
 
 def _meta_doc(meta: ConversationMeta) -> dict[str, Any]:
@@ -109,11 +113,13 @@ def _list(store: Store, out: TextIO, as_json: bool) -> None:
         out.write(json.dumps([_meta_doc(m) for m in metas], ensure_ascii=False) + "\n")
         return
     if not metas:
-        out.write("no conversations yet: start one in the app, or `lmdesk chats import FILE`\n")
+        out.write(_("no conversations yet: start one in the app, or `lmdesk chats import FILE`\n"))
         return
     for m in metas:
         pin = "*" if m.pinned else " "
-        out.write(f"{m.id}  {_when(m.updated)} {m.message_count:>5} msgs {pin} {m.title}\n")
+        out.write(_("{id}  {when} {message_count:>5} msgs {pin} {title}\n",
+                    id=m.id, when=_when(m.updated), message_count=m.message_count, pin=pin,
+                    title=m.title))
 
 
 def _one_line(text: str, width: int = PREVIEW) -> str:
@@ -133,10 +139,11 @@ def _show(meta: ConversationMeta, conv: ConversationTree, out: TextIO, *, as_jso
             doc["shown"] = [m.id for m in branch]
         out.write(json.dumps(doc, ensure_ascii=False) + "\n")
         return
-    out.write(f"# {meta.title}\n{meta.id} · {meta.message_count} messages · updated "
-              f"{_when(meta.updated)}\n")
+    out.write(_("# {title}\n{id} · {message_count} messages · updated {when}\n",
+                title=meta.title, id=meta.id, message_count=meta.message_count,
+                when=_when(meta.updated)))
     if meta.system_prompt:
-        out.write(f"system: {_one_line(meta.system_prompt)}\n")
+        out.write(_("system: {one_line}\n", one_line=_one_line(meta.system_prompt)))
     if tree:
         _print_tree(conv, {m.id for m in branch}, out)
         return
@@ -144,7 +151,8 @@ def _show(meta: ConversationMeta, conv: ConversationTree, out: TextIO, *, as_jso
         n, count = conv.position(m.id)
         version = f" ({n}/{count})" if count > 1 else ""
         status = "" if m.status == "done" else f" [{m.status}]"
-        out.write(f"\n{ROLE_NAMES.get(m.role, m.role)}{version}{status}:\n")
+        role = _(ROLE_NAMES.get(m.role, m.role))
+        out.write(f"\n{role}{version}{status}:\n")
         out.write(m.content.rstrip("\n") + "\n")
 
 
@@ -158,7 +166,8 @@ def _print_tree(conv: ConversationTree, shown: set[str], out: TextIO) -> None:
         n, count = conv.position(m.id)
         version = f" [{n}/{count}]" if count > 1 else ""
         mark = "*" if m.id in shown else " "
-        out.write(f"{mark} {'  ' * depth}{m.id} {ROLE_NAMES.get(m.role, m.role)}{version}: "
+        role = _(ROLE_NAMES.get(m.role, m.role))
+        out.write(f"{mark} {'  ' * depth}{m.id} {role}{version}: "
                   f"{_one_line(m.content)}\n")
         children = conv.children(m.id)
         step = 1 if len(children) > 1 else 0
@@ -178,19 +187,22 @@ def _export(store: Store, meta: ConversationMeta, fmt: str, output: str | None,
     try:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise ChatsError(f"cannot write {path} ({exc.strerror})") from None
-    out.write(f"exported “{meta.title}” to {path}\n")
+        raise ChatsError(_("cannot write {path} ({strerror})",
+                           path=path, strerror=exc.strerror)) from None
+    out.write(_("exported “{title}” to {path}\n", title=meta.title, path=path))
 
 
 def _read_export(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.expanduser().read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ChatsError(f"cannot read {path} ({exc.strerror})") from None
+        raise ChatsError(_("cannot read {path} ({strerror})",
+                           path=path, strerror=exc.strerror)) from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ChatsError(f"{path} is not a JSON export ({exc})") from None
+        raise ChatsError(_("{path} is not a JSON export ({exc})", path=path, exc=exc)) from None
     if not isinstance(data, dict):
-        raise ChatsError(f"{path} is not a conversation export (expected a JSON object)")
+        raise ChatsError(_("{path} is not a conversation export (expected a JSON object)",
+                           path=path))
     return data
 
 
@@ -198,4 +210,5 @@ def _said(out: TextIO, as_json: bool, verb: str, meta: ConversationMeta) -> None
     if as_json:
         out.write(json.dumps({"result": verb, **_meta_doc(meta)}, ensure_ascii=False) + "\n")
     else:
-        out.write(f"{verb} {meta.id}: {meta.title} ({meta.message_count} messages)\n")
+        out.write(_("{verb} {id}: {title} ({message_count} messages)\n",
+                    verb=verb, id=meta.id, title=meta.title, message_count=meta.message_count))

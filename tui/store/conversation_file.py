@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _
+
 from .errors import NotFoundError
 from .models import StoredMessage, message_from_doc
 from .storage import AtomicJSONStorage, Signature
@@ -161,7 +163,7 @@ class ConversationFile:
         for key, doc in reversed(docs.items()):
             if doc.get("id") == mid:
                 return key
-        raise NotFoundError(f"no message {mid!r} in conversation {self.cid!r}")
+        raise NotFoundError(_("no message {mid!r} in conversation {cid!r}", mid=mid, cid=self.cid))
 
     # -- writing (each method is one atomic write; a failed write leaves the file as it was) ----
 
@@ -268,7 +270,8 @@ class ConversationFile:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                problems.append(f"could not remove {victim} ({exc.strerror})")
+                problems.append(_("could not remove {victim} ({strerror})",
+                                  victim=victim, strerror=exc.strerror))
         self.storage.close()
         self._leaf = None
         return problems

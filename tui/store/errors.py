@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tui.i18n import _
+
 
 class StoreError(Exception):
     """Something could not be read or saved; the message is meant for the user."""
@@ -11,7 +13,7 @@ class UnreadableFile(StoreError):
     """A file is there but cannot be read (its permissions, a disk error): left as it is."""
 
     def __init__(self, path: object, reason: str) -> None:
-        super().__init__(f"cannot read {path} ({reason})")
+        super().__init__(_("cannot read {path} ({strerror})", path=path, strerror=reason))
         self.path = str(path)
         self.reason = reason
 
@@ -25,4 +27,4 @@ class NotFoundError(StoreError, KeyError):
 
     def __str__(self) -> str:
         # KeyError quotes its argument; keep the plain message of StoreError.
-        return str(self.args[0]) if self.args else "not found"
+        return str(self.args[0]) if self.args else _("not found")

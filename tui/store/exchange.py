@@ -9,6 +9,7 @@ from dataclasses import asdict
 from typing import Any
 
 from tui.display import count
+from tui.i18n import _
 
 from .errors import StoreError
 from .models import (
@@ -39,9 +40,9 @@ def export_markdown(meta: ConversationMeta, messages: list[StoredMessage]) -> st
     about = [f"created {_iso(meta.created)}"]
     if meta.model:
         about.append(f"model {meta.model}")
-    lines += [f"_Exported from lmdesk · {' · '.join(about)}_", ""]
+    lines += [_("_Exported from lmdesk · {join}_", join=' · '.join(about)), ""]
     if meta.system_prompt:
-        lines += ["## System prompt", "", meta.system_prompt, ""]
+        lines += [_("## System prompt"), "", meta.system_prompt, ""]
     for msg in messages:
         heading = msg.role.capitalize()
         if msg.role == "assistant" and msg.model and msg.model != meta.model:
@@ -49,9 +50,9 @@ def export_markdown(meta: ConversationMeta, messages: list[StoredMessage]) -> st
         lines += [f"## {heading}", ""]
         for part in msg.parts:
             if isinstance(part, ReasoningPart) and part.text:
-                lines += [f"<details><summary>Reasoning ({count(part.tokens, 'token')}, "
-                          f"{part.seconds:.1f} s)</summary>", "", part.text.strip(), "",
-                          "</details>", ""]
+                lines += [_("<details><summary>Reasoning ({tokens}, {seconds:.1f} s)</summary>",
+                            tokens=count(part.tokens, "token"), seconds=part.seconds), "",
+                          part.text.strip(), "", "</details>", ""]
         lines.append(close_fences(msg.content))
         if msg.status == "stopped":
             lines += ["", "_(stopped)_"]
@@ -97,20 +98,20 @@ def export_json(meta: ConversationMeta, tree: ConversationTree) -> dict[str, Any
 
 
 def _bad(why: str) -> StoreError:
-    return StoreError(f"not an lmdesk conversation export: {why}")
+    return StoreError(_("not an lmdesk conversation export: {why}", why=why))
 
 
 def _number(value: Any, default: float, what: str) -> float:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _bad(f"{what} should be a number of seconds, got {value!r}")
+        raise _bad(_("{what} should be a number of seconds, got {value!r}", what=what, value=value))
     return float(value)
 
 
 def _opt_str(value: Any, what: str) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise _bad(f"{what} should be text, got {value!r}")
+        raise _bad(_("{what} should be text, got {value!r}", what=what, value=value))
     return value
 
 
@@ -118,30 +119,32 @@ def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage], str | 
     """Check an export; return the conversation's fields, its messages (ids kept if sane,
     parents checked) and the message whose branch is shown."""
     if not isinstance(data, dict):
-        raise _bad("expected a JSON object")
+        raise _bad(_("expected a JSON object"))
     if data.get("format") != EXPORT_FORMAT:
-        raise _bad(f"format is {data.get('format')!r}, expected {EXPORT_FORMAT!r}")
+        raise _bad(_("format is {get!r}, expected {EXPORT_FORMAT!r}",
+                     get=data.get('format'), EXPORT_FORMAT=EXPORT_FORMAT))
     version = data.get("version")
     if not isinstance(version, int) or not 1 <= version <= EXPORT_VERSION:
-        raise _bad(f"unsupported version {version!r} (this lmdesk reads {EXPORT_VERSION})")
+        raise _bad(_("unsupported version {version!r} (this lmdesk reads {EXPORT_VERSION})",
+                     version=version, EXPORT_VERSION=EXPORT_VERSION))
     conv = data.get("conversation")
     if not isinstance(conv, dict):
-        raise _bad("'conversation' is missing or not an object")
+        raise _bad(_("'conversation' is missing or not an object"))
     raw_messages = data.get("messages")
     if not isinstance(raw_messages, list):
-        raise _bad("'messages' is missing or not a list")
+        raise _bad(_("'messages' is missing or not a list"))
     now = time.time()
     title = conv.get("title", "Imported conversation")
     if not isinstance(title, str):
-        raise _bad("the title should be text")
+        raise _bad(_("the title should be text"))
     options = conv.get("options")
     if options is None:  # an export from lmdesk 0.1
         extra = conv.get("extra", {})
         if not isinstance(extra, dict):
-            raise _bad("'extra' should be an object")
+            raise _bad(_("'extra' should be an object"))
         options, _rest = options_from_legacy_extra(extra)
     if not isinstance(options, dict):
-        raise _bad("'options' should be an object")
+        raise _bad(_("'options' should be an object"))
     created = _number(conv.get("created"), now, "created")
     fields: dict[str, Any] = {
         "title": title,
@@ -159,18 +162,18 @@ def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage], str | 
     for n, raw in enumerate(raw_messages, 1):
         where = f"message {n}"
         if not isinstance(raw, dict):
-            raise _bad(f"{where} is not an object")
+            raise _bad(_("{where} is not an object", where=where))
         role, content = raw.get("role"), raw.get("content")
         if role not in ROLES:
-            raise _bad(f"{where} has an unknown role {role!r}")
+            raise _bad(_("{where} has an unknown role {role!r}", where=where, role=role))
         if not isinstance(content, str):
-            raise _bad(f"{where} has no text content")
+            raise _bad(_("{where} has no text content", where=where))
         status = raw.get("status", "done")
         if status not in STATUSES:
-            raise _bad(f"{where} has an unknown status {status!r}")
+            raise _bad(_("{where} has an unknown status {status!r}", where=where, status=status))
         stats = raw.get("stats")
         if stats is not None and not isinstance(stats, dict):
-            raise _bad(f"{where}: 'stats' should be an object")
+            raise _bad(_("{where}: 'stats' should be an object", where=where))
         original = raw.get("id")
         mid = original
         if not isinstance(mid, str) or not _ID_OK.match(mid) or mid in seen:
@@ -186,7 +189,8 @@ def parse_import(data: Any) -> tuple[dict[str, Any], list[StoredMessage], str | 
                 and renamed[raw["parent"]] != mid:
             parent = renamed[raw["parent"]]
         else:
-            raise _bad(f"{where}'s parent {raw['parent']!r} is not an earlier message")
+            raise _bad(_("{where}'s parent {parent!r} is not an earlier message",
+                         where=where, parent=raw['parent']))
         previous = mid
         messages.append(
             StoredMessage(

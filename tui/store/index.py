@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _, n_
+
 from . import schema
 from .conversation_file import ConversationFile, index_row
 from .errors import NotFoundError, UnreadableFile
@@ -35,10 +37,6 @@ ID_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Row = dict[str, Any]
 FileLookup = Callable[[str], ConversationFile | None]
 """The conversation files the store has open (None: read it afresh)."""
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class ConversationIndex:
@@ -96,10 +94,10 @@ class ConversationIndex:
 
     def row(self, cid: str) -> Row:
         if not isinstance(cid, str) or not ID_OK.match(cid):
-            raise NotFoundError(f"no conversation {cid!r}")
+            raise NotFoundError(_("no conversation {cid!r}", cid=cid))
         row = self.rows().get(cid)
         if row is None:
-            raise NotFoundError(f"no conversation {cid!r}")
+            raise NotFoundError(_("no conversation {cid!r}", cid=cid))
         return row
 
     def meta(self, cid: str, row: Row | None = None) -> ConversationMeta:
@@ -150,7 +148,7 @@ class ConversationIndex:
         try:
             fresh = self.row_from_file(cid, row)
         except UnreadableFile as exc:  # listed as the index has it; opening it says why not
-            self._tell_unreadable(cid, exc, "it is listed as it was")
+            self._tell_unreadable(cid, exc, _("it is listed as it was"))
             return None
         if self.read_only and fresh is not None:
             self._derived[cid] = (sig, fresh)
@@ -233,7 +231,7 @@ class ConversationIndex:
             try:
                 listed = self.row_from_file(cid)
             except UnreadableFile as exc:
-                self._tell_unreadable(cid, exc, "it is not listed until it can be read")
+                self._tell_unreadable(cid, exc, _("it is not listed until it can be read"))
                 continue
             if listed is not None:
                 found[cid] = listed
@@ -245,8 +243,9 @@ class ConversationIndex:
 
     def _tell_unreadable(self, cid: str, exc: UnreadableFile, listing: str) -> None:
         self.unreadable.add(cid)
-        line = (f"{exc.path} cannot be read ({exc.reason}): {listing}, left as it is, and "
-                "the other conversations open as usual.")
+        line = _("{path} cannot be read ({reason}): {listing}, left as it is, and the other "
+                 "conversations open as usual.", path=exc.path, reason=exc.reason,
+                 listing=listing)
         if line not in self.notices:
             self.notices.append(line)
 
@@ -255,28 +254,35 @@ class ConversationIndex:
         path = self.storage.path
         if found == 0:
             return
-        listed = _plural(found, "conversation")
-        are = "is" if found == 1 else "are"
+        listed = n_("{count} conversation", "{count} conversations", found)
         if recovery is None:
             if not existed and self.read_only:
-                self.notices.append(f"{path} is missing; {listed} {are} listed from their "
-                                    "files.")
+                self.notices.append(n_(
+                    "{path} is missing; {count} conversation is listed from its file.",
+                    "{path} is missing; {count} conversations are listed from their files.",
+                    found, path=path))
             elif not existed:
-                self.notices.append(f"{path} was missing; the list of {listed} was rebuilt "
-                                    "from their files.")
+                self.notices.append(_("{path} was missing; the list of {listed} was rebuilt "
+                                      "from their files.", path=path, listed=listed))
             return
         if recovery.notice in self.notices:
             self.notices.remove(recovery.notice)
         if self.read_only:
-            line = (f"{path} could not be read ({recovery.reason}); {listed} {are} listed "
-                    "from their files. It is left as it is because this lmdesk is read-only.")
+            line = n_("{path} could not be read ({reason}); {count} conversation is listed from "
+                      "its file. It is left as it is because this lmdesk is read-only.",
+                      "{path} could not be read ({reason}); {count} conversations are listed from "
+                      "their files. It is left as it is because this lmdesk is read-only.",
+                      found, path=path, reason=recovery.reason)
         elif recovery.restored:
-            line = (f"{recovery.notice} {listed} missing from that copy "
-                    f"{'was' if found == 1 else 'were'} listed again from their files.")
+            line = n_("{notice} {count} conversation missing from that copy was listed again "
+                      "from its file.",
+                      "{notice} {count} conversations missing from that copy were listed again "
+                      "from their files.", found, notice=recovery.notice)
         else:
             aside = [name for name in (recovery.aside, recovery.backup_aside) if name]
-            kept = f" (set aside as {' and '.join(aside)})" if aside else ""
-            backup = "its backup neither" if recovery.backup_aside else "there was no backup"
-            line = (f"{path} could not be read ({recovery.reason}) and {backup}{kept}; the "
-                    f"list of {listed} was rebuilt from their files. Nothing was deleted.")
+            kept = _(" (set aside as {names})", names=", ".join(aside)) if aside else ""
+            backup = _("its backup neither") if recovery.backup_aside else _("there was no backup")
+            line = (_("{path} could not be read ({reason}) and {backup}{kept}; the list of "
+                      "{listed} was rebuilt from their files. Nothing was deleted.",
+                      path=path, reason=recovery.reason, backup=backup, kept=kept, listed=listed))
         self.notices.append(line)

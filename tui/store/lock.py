@@ -11,6 +11,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from tui.i18n import _
+
 LOCK_NAME = "lmdesk.lock"
 
 
@@ -43,26 +45,28 @@ def _holder_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def acquire(data_dir: Path) -> tuple[DataLock | None, str]:
+def acquire(data_dir: Path) -> tuple[DataLock | None, str, bool]:
     """Try to take the folder's lock without waiting.
 
-    Returns the lock and "", or None and why not ("another lmdesk is running (pid N)").
+    Returns the lock, "" and False; or None, why not ("another lmdesk is running (pid N)")
+    and whether that is because another lmdesk holds it (the text is in the user's language).
     """
     path = data_dir / LOCK_NAME
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     except OSError as exc:
-        return None, f"the lock file {path} cannot be created ({exc.strerror})"
+        return None, _("the lock file {path} cannot be created ({strerror})",
+                       path=path, strerror=exc.strerror), False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         pid = _holder_pid(fd)
         os.close(fd)
-        who = f"pid {pid}" if pid is not None else "pid unknown"
-        return None, f"another lmdesk is running ({who})"
+        who = f"pid {pid}" if pid is not None else _("pid unknown")
+        return None, _("another lmdesk is running ({who})", who=who), True
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     except OSError:
         pass  # the pid is only informative
-    return DataLock(fd, path), ""
+    return DataLock(fd, path), "", False

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tui.i18n import _
+
 from .errors import StoreError
 from .options import ConversationOptions, options_from_doc
 from .parts import Part, parts_from_docs, parts_to_docs, reasoning_of
@@ -79,13 +81,15 @@ def new_id(prefix: str) -> str:
 
 def check_role(role: str) -> None:
     if role not in ROLES:
-        raise StoreError(f"unknown message role {role!r} (expected one of {', '.join(ROLES)})")
+        raise StoreError(_("unknown message role {role!r} (expected one of {join})",
+                           role=role, join=', '.join(ROLES)))
 
 
 def check_status(status: str) -> None:
     if status not in STATUSES:
         raise StoreError(
-            f"unknown message status {status!r} (expected one of {', '.join(STATUSES)})"
+            _("unknown message status {status!r} (expected one of {join})",
+              status=status, join=', '.join(STATUSES))
         )
 
 

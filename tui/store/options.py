@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tui.i18n import _
+
 ContextPolicy = Literal["drop_oldest", "summarize"]
 CONTEXT_POLICIES: tuple[ContextPolicy, ...] = ("drop_oldest", "summarize")
 
@@ -120,41 +122,42 @@ def options_to_doc(options: ConversationOptions) -> dict[str, Any]:
 def options_from_doc(doc: object) -> tuple[ConversationOptions, list[str]]:
     """Options read from a stored document, and a line per value that had to be dropped."""
     if not isinstance(doc, Mapping):
-        return ConversationOptions(), ([] if doc is None else ["options are not an object"])
+        return ConversationOptions(), ([] if doc is None else [_("options are not an object")])
     problems: list[str] = []
     values: dict[str, Any] = {}
     if doc.get("model") is not None:
         model = model_from_doc(doc["model"])
         if model is None:
-            problems.append(f"the model choice {doc['model']!r} is not understood")
+            problems.append(_("the model choice {model!r} is not understood", model=doc['model']))
         values["model"] = model
     persona = doc.get("persona")
     if isinstance(persona, str) and persona:
         values["persona"] = persona
     elif persona is not None:
-        problems.append(f"persona {persona!r} is not a persona id")
+        problems.append(_("persona {persona!r} is not a persona id", persona=persona))
     memory = doc.get("memory", True)
     if isinstance(memory, bool):
         values["memory"] = memory
     else:
-        problems.append(f"memory should be true or false, got {memory!r}")
+        problems.append(_("memory should be true or false, got {memory!r}", memory=memory))
     policy = doc.get("context_policy", "drop_oldest")
     if policy in CONTEXT_POLICIES:
         values["context_policy"] = policy
     else:
-        problems.append(f"unknown context policy {policy!r}")
+        problems.append(_("unknown context policy {policy!r}", policy=policy))
     for key in ("knowledge_bases", "tools"):
         raw = doc.get(key, [])
         if isinstance(raw, list | tuple) and all(isinstance(x, str) for x in raw):
             values[key] = tuple(dict.fromkeys(raw))
         else:
-            problems.append(f"{key} should be a list of names, got {raw!r}")
+            problems.append(_("{key} should be a list of names, got {raw!r}", key=key, raw=raw))
     budget = doc.get("reasoning_budget")
     if budget is None or (isinstance(budget, int) and not isinstance(budget, bool)
                           and budget >= -1):
         values["reasoning_budget"] = budget
     else:
-        problems.append(f"reasoning_budget should be a whole number from -1, got {budget!r}")
+        problems.append(_("reasoning_budget should be a whole number from -1, got {budget!r}",
+                          budget=budget))
     return ConversationOptions(**values), problems
 
 

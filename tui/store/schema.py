@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _
+
 from .storage import AtomicJSONStorage
 
 Index = dict[str, dict[str, Any]]
@@ -150,14 +152,14 @@ def prepare(storage: AtomicJSONStorage, data_dir: Path, notices: list[str]) -> s
             storage.write(fresh)
     elif version > current:
         return (
-            f"{storage.path.name} was written by a newer lmdesk (schema {version}; this one "
-            f"knows {current})"
+            _("{name} was written by a newer lmdesk (schema {version}; this one knows {current})",
+              name=storage.path.name, version=version, current=current)
         )
     elif version < current:
         if storage.read_only:
             notices.append(
-                f"{storage.path} uses an older schema ({version}); it will be upgraded when "
-                "lmdesk opens it without another instance running."
+                _("{path} uses an older schema ({version}); it will be upgraded when lmdesk "
+                  "opens it without another instance running.", path=storage.path, version=version)
             )
         else:
             keep = storage.path.with_name(f"{storage.path.name}.schema-v{version}")

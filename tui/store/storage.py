@@ -25,6 +25,8 @@ from typing import Any
 
 from tinydb.storages import Storage
 
+from tui.i18n import _
+
 from .errors import StoreError, StoreReadOnly, UnreadableFile
 
 TMP_MARK = ".tmp-"
@@ -57,8 +59,10 @@ def save_error(path: Path, exc: OSError) -> StoreError:
     """A StoreError for a failed write; a full disk says so first."""
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return StoreError(f"disk full: could not save {path} ({reason}); nothing was changed")
-    return StoreError(f"could not save {path} ({reason}); nothing was changed")
+        return StoreError(_("disk full: could not save {path} ({reason}); nothing was changed",
+                            path=path, reason=reason))
+    return StoreError(_("could not save {path} ({reason}); nothing was changed",
+                        path=path, reason=reason))
 
 
 def remove_stale_temp_files(folder: Path) -> int:
@@ -100,19 +104,19 @@ class Damaged(Exception):
 def parse(payload: bytes) -> dict[str, dict[str, Any]]:
     """Parse and check a TinyDB JSON file: {table: {"<int id>": {document}}}."""
     if not payload.strip():
-        raise Damaged("the file is empty")
+        raise Damaged(_("the file is empty"))
     try:
         data = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise Damaged(f"not valid JSON: {exc}") from exc
+        raise Damaged(_("not valid JSON: {exc}", exc=exc)) from exc
     if not isinstance(data, dict):
-        raise Damaged("not a database (top level is not an object)")
+        raise Damaged(_("not a database (top level is not an object)"))
     for name, table in data.items():
         if not isinstance(table, dict):
-            raise Damaged(f"table {name!r} is not an object")
+            raise Damaged(_("table {name!r} is not an object", name=name))
         for key, doc in table.items():
             if not key.isdigit() or not isinstance(doc, dict):
-                raise Damaged(f"table {name!r} has a bad document {key!r}")
+                raise Damaged(_("table {name!r} has a bad document {key!r}", name=name, key=key))
     return data
 
 
@@ -177,7 +181,7 @@ class AtomicJSONStorage(Storage):
             self._good = None
             if os.path.exists(self.backup_path):
                 # Only a failed restore (or a person) leaves a backup without its file.
-                return self._recover(None, "the file is missing")
+                return self._recover(None, _("the file is missing"))
             return None
         except OSError as exc:
             raise UnreadableFile(self.path, exc.strerror or str(exc)) from exc
@@ -227,10 +231,10 @@ class AtomicJSONStorage(Storage):
         self._backup_aside = None
         backup = self._read_backup()
         if self.read_only:
-            what = "showing its last good copy" if backup is not None else "showing nothing"
+            what = _("showing its last good copy") if backup is not None else _("showing nothing")
             notice = (
-                f"{self.path} could not be read ({reason}); {what}. It is left as it is "
-                "because this lmdesk is read-only."
+                _("{path} could not be read ({reason}); {what}. It is left as it is because "
+                  "this lmdesk is read-only.", path=self.path, reason=reason, what=what)
             )
             if sig is not None:
                 self._cache = (sig, backup if backup is not None else {})
@@ -247,20 +251,22 @@ class AtomicJSONStorage(Storage):
                 aside = self._set_aside(self.path)
             except OSError as exc:
                 raise StoreError(
-                    f"{self.path} could not be read ({reason}) and could not be set aside "
-                    f"({exc.strerror})"
+                    _("{path} could not be read ({reason}) and could not be set aside "
+                      "({strerror})", path=self.path, reason=reason, strerror=exc.strerror)
                 ) from exc
             aside_name = aside.name
-            aside_note = f" It was set aside as {aside_name}."
+            aside_note = _(" It was set aside as {aside_name}.", aside_name=aside_name)
         if backup is None:
-            notice = (f"{self.path} could not be read ({reason}).{aside_note} There was no "
-                      "usable backup, so it starts empty.")
+            notice = (_("{path} could not be read ({reason}).{aside_note} There was no usable "
+                        "backup, so it starts empty.",
+                        path=self.path, reason=reason, aside_note=aside_note))
             self.notices.append(notice)
             self.recovery = Recovery(reason, aside_name, self._backup_aside, False, notice)
             return None
         self._write_payload(dumps(backup), backup, keep_backup=False)
-        notice = (f"{self.path} could not be read ({reason}).{aside_note} The last good copy "
-                  "was restored; the most recent change may be missing.")
+        notice = (_("{path} could not be read ({reason}).{aside_note} The last good copy was "
+                    "restored; the most recent change may be missing.",
+                    path=self.path, reason=reason, aside_note=aside_note))
         self.notices.append(notice)
         self.recovery = Recovery(reason, aside_name, None, True, notice)
         return backup
@@ -270,12 +276,13 @@ class AtomicJSONStorage(Storage):
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         if self.read_only:
             self._cache = None  # TinyDB changed the cached dict in place before calling us
-            raise StoreReadOnly(self.read_only_reason or f"{self.path} is open read-only")
+            raise StoreReadOnly(self.read_only_reason or _("{path} is open read-only",
+                                                           path=self.path))
         try:
             payload = dumps(data)
         except (TypeError, ValueError) as exc:
             self._cache = None
-            raise StoreError(f"cannot save {self.path.name}: {exc}") from exc
+            raise StoreError(_("cannot save {name}: {exc}", name=self.path.name, exc=exc)) from exc
         self._write_payload(payload, data, keep_backup=True)
 
     def _temp_path(self, what: str) -> Path:
@@ -351,11 +358,12 @@ class AtomicJSONStorage(Storage):
     def write_raw(self, data: dict[str, dict[str, Any]]) -> None:
         """Write without making a backup (a brand-new file, e.g. an import or a benchmark)."""
         if self.read_only:
-            raise StoreReadOnly(self.read_only_reason or f"{self.path} is open read-only")
+            raise StoreReadOnly(self.read_only_reason or _("{path} is open read-only",
+                                                           path=self.path))
         try:
             payload = dumps(data)
         except (TypeError, ValueError) as exc:
-            raise StoreError(f"cannot save {self.path.name}: {exc}") from exc
+            raise StoreError(_("cannot save {name}: {exc}", name=self.path.name, exc=exc)) from exc
         self._write_payload(payload, data, keep_backup=False)
 
     def close(self) -> None:

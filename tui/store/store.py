@@ -32,6 +32,7 @@ from tinydb import where
 from tinydb.table import Table
 
 from tui.config import ensure_private_dir
+from tui.i18n import _
 
 from . import schema
 from .conversation_file import MSG_TABLE, ConversationFile, index_row
@@ -83,7 +84,7 @@ def locked(fn: F) -> F:
     def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
         with self._mutex:
             if self._closed:
-                raise StoreError("the store is closed")
+                raise StoreError(_("the store is closed"))
             return fn(self, *args, **kwargs)
 
     return cast(F, wrapper)
@@ -103,6 +104,8 @@ class Store:
         self.data_dir = data_dir
         self.read_only = False
         self.notices = []
+        self.read_only_notice: str | None = None
+        """The notice that says this store is read-only and why (also in ``notices``)."""
         self._reason = ""
         self._lock = lock
         self._mutex = threading.RLock()
@@ -121,19 +124,21 @@ class Store:
         """Open the folder; take its lock, or open read-only (see ``notices``) if it is held."""
         data_dir = Path(data_dir).expanduser()
         lock: DataLock | None = None
-        cause = "it was opened read-only on purpose"
+        cause = _("it was opened read-only on purpose")
+        held = False
         if not read_only:
             try:
                 for folder in (data_dir, data_dir / CONV_DIR, data_dir / TABLES_DIR):
                     ensure_private_dir(folder)
             except OSError as exc:
-                cause = f"the data folder {data_dir} cannot be created ({exc.strerror})"
+                cause = _("the data folder {data_dir} cannot be created ({strerror})",
+                          data_dir=data_dir, strerror=exc.strerror)
             else:
-                lock, cause = acquire(data_dir)
+                lock, cause, held = acquire(data_dir)
         store = cls(data_dir, lock=lock)
         try:
             if lock is None:
-                store._make_read_only(cause, tell=not read_only)
+                store._make_read_only(cause, tell=not read_only, held_by_other=held)
             else:
                 for folder in (data_dir, data_dir / CONV_DIR, data_dir / TABLES_DIR):
                     remove_stale_temp_files(folder)
@@ -170,18 +175,20 @@ class Store:
             return None
         return data
 
-    def _make_read_only(self, cause: str, *, tell: bool) -> None:
+    def _make_read_only(self, cause: str, *, tell: bool, held_by_other: bool = False) -> None:
         self.read_only = True
-        self._reason = f"cannot save: this lmdesk is read-only because {cause}"
+        self._reason = _("cannot save: this lmdesk is read-only because {cause}", cause=cause)
         if tell:
             until = (
-                "you close the other one and restart lmdesk"
-                if cause.startswith("another lmdesk")
-                else "the problem is fixed and lmdesk restarted"
+                _("you close the other one and restart lmdesk")
+                if held_by_other
+                else _("the problem is fixed and lmdesk restarted")
             )
-            self.notices.append(
-                f"{cause}; opened read-only: changes will not be saved until {until}."
+            self.read_only_notice = (
+                _("{cause}; opened read-only: changes will not be saved until {until}.",
+                  cause=cause, until=until)
             )
+            self.notices.append(self.read_only_notice)
         self._index.set_read_only(self._reason)
         self._release()
 
@@ -320,9 +327,9 @@ class Store:
         if len(matches) == 1:
             return self._meta(matches[0])
         if matches:
-            raise StoreError(f"{ref!r} is the start of {len(matches)} conversations' ids: give "
-                             "more of it")
-        raise NotFoundError(f"no conversation {ref!r}")
+            raise StoreError(_("{ref!r} is the start of {count} conversations' ids: give more "
+                               "of it", ref=ref, count=len(matches)))
+        raise NotFoundError(_("no conversation {ref!r}", ref=ref))
 
     _CHANGEABLE: ClassVar[dict[str, tuple[type[Any], ...]]] = {
         "title": (str,), "pinned": (bool,), "system_prompt": (str,),
@@ -339,9 +346,10 @@ class Store:
         for key, value in changes.items():
             kinds = self._CHANGEABLE.get(key)
             if kinds is None:
-                raise StoreError(f"cannot change {key!r} of a conversation")
+                raise StoreError(_("cannot change {key!r} of a conversation", key=key))
             if not isinstance(value, kinds):
-                raise StoreError(f"{key} should be {kinds[0].__name__}, got {value!r}")
+                raise StoreError(_("{key} should be {name}, got {value!r}",
+                                   key=key, name=kinds[0].__name__, value=value))
         if "options" in changes:
             changes = {**changes, "options": options_to_doc(changes["options"])}
         if not changes:
@@ -366,7 +374,8 @@ class Store:
         problems = file.unlink()
         self._convs.pop(cid, None)
         if file.path.exists():
-            raise StoreError(problems[-1] if problems else f"could not remove {file.path}")
+            raise StoreError(problems[-1] if problems else _("could not remove {path}",
+                                                             path=file.path))
         self.notices.extend(problems)
         self._index.save(drop=[cid])
         if self._last_opened is not None and self._last_opened[0] == cid:
@@ -396,7 +405,7 @@ class Store:
         self._check_writable()
         path = self._file(cid).tree().path_to(mid)
         if not path:
-            raise NotFoundError(f"no message {mid!r} in conversation {cid!r}")
+            raise NotFoundError(_("no message {mid!r} in conversation {cid!r}", mid=mid, cid=cid))
         meta = self._meta(cid)
         docs: dict[str, dict[str, Any]] = {}
         previous: str | None = None
@@ -465,13 +474,15 @@ class Store:
         check_role(role)
         check_status(status)
         if not isinstance(content, str):
-            raise StoreError(f"message content should be text, got {type(content).__name__}")
+            raise StoreError(_("message content should be text, got {name}",
+                               name=type(content).__name__))
         if parent is LEAF:
             parent_id = file.leaf_id()
         else:
             parent_id = parent
             if parent_id is not None and not file.has(parent_id):
-                raise NotFoundError(f"no message {parent_id!r} in conversation {cid!r}")
+                raise NotFoundError(_("no message {parent_id!r} in conversation {cid!r}",
+                                      parent_id=parent_id, cid=cid))
         msg = StoredMessage(
             id=new_id("m"), role=role, content=content, created=time.time(), model=model,
             stats=copy.deepcopy(stats), status=status, error=error, parts=tuple(parts),
@@ -548,7 +559,7 @@ class Store:
         reserved.
         """
         if not isinstance(name, str) or not name or name in RESERVED_TABLES:
-            raise StoreError(f"table name {name!r} is reserved or empty")
+            raise StoreError(_("table name {name!r} is reserved or empty", name=name))
         return self._tables.table(name)
 
     # -- search ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tui.engine.protocol import ToolSpec
+from tui.i18n import _
 
 MAX_RESULT_CHARS = 16_000
 """A longer result is cut (the model's window is small; say so in the text)."""
@@ -38,9 +39,9 @@ def parse_arguments(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ToolError(f"the arguments are not valid JSON ({exc.msg})") from None
+        raise ToolError(_("the arguments are not valid JSON ({msg})", msg=exc.msg)) from None
     if not isinstance(value, dict):
-        raise ToolError("the arguments must be a JSON object")
+        raise ToolError(_("the arguments must be a JSON object"))
     return value
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _
 from tui.tools.base import Tool, ToolError, clip
 
 MAX_FILE_BYTES = 256 * 1024
@@ -40,11 +41,12 @@ _CONSTANTS = {"pi": math.pi, "e": math.e}
 def calculate(expression: str) -> float | int:
     """The value of an arithmetic expression; ToolError for anything else."""
     if len(expression) > 500:
-        raise ToolError("the expression is too long (500 characters at most)")
+        raise ToolError(_("the expression is too long (500 characters at most)"))
     try:
         tree = ast.parse(expression.replace("^", "**"), mode="eval")
     except SyntaxError:
-        raise ToolError(f"{expression!r} is not an arithmetic expression") from None
+        raise ToolError(_("{expression!r} is not an arithmetic expression",
+                          expression=expression)) from None
 
     def value(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -55,7 +57,7 @@ def calculate(expression: str) -> float | int:
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             left, right = value(node.left), value(node.right)
             if isinstance(node.op, ast.Pow) and abs(right) > 10_000:
-                raise ToolError("that power is too large")
+                raise ToolError(_("that power is too large"))
             return _BINARY[type(node.op)](left, right)
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](value(node.operand))
@@ -64,18 +66,18 @@ def calculate(expression: str) -> float | int:
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                 and node.func.id in _FUNCTIONS and not node.keywords):
             return _FUNCTIONS[node.func.id](*(value(a) for a in node.args))
-        raise ToolError(f"{ast.unparse(node)!r} is not allowed in a calculation")
+        raise ToolError(_("{unparse!r} is not allowed in a calculation", unparse=ast.unparse(node)))
 
     try:
         result = value(tree)
     except ZeroDivisionError:
-        raise ToolError("division by zero") from None
+        raise ToolError(_("division by zero")) from None
     except (OverflowError, ValueError, TypeError) as exc:
-        raise ToolError(f"cannot calculate that: {exc}") from None
+        raise ToolError(_("cannot calculate that: {exc}", exc=exc)) from None
     if isinstance(result, float) and result.is_integer() and abs(result) < 1e15:
         return int(result)
     if not isinstance(result, int | float):
-        raise ToolError("that is not a number")
+        raise ToolError(_("that is not a number"))
     return result
 
 
@@ -83,7 +85,7 @@ def calculator_tool() -> Tool:
     def run(args: dict[str, Any]) -> str:
         expression = args.get("expression")
         if not isinstance(expression, str):
-            raise ToolError("give the expression as text in 'expression'")
+            raise ToolError(_("give the expression as text in 'expression'"))
         return str(calculate(expression))
 
     return Tool("calculator", "Evaluate an arithmetic expression exactly, e.g. "
@@ -103,8 +105,8 @@ def time_tool(now: Callable[[], dt.datetime] = lambda: dt.datetime.now().astimez
             try:
                 moment = moment.astimezone(ZoneInfo(zone.strip()))
             except (ZoneInfoNotFoundError, ValueError):
-                raise ToolError(f"unknown time zone {zone!r} (use names like "
-                                "'Europe/Madrid')") from None
+                raise ToolError(_("unknown time zone {zone!r} (use names like 'Europe/Madrid')",
+                                  zone=zone)) from None
         return moment.strftime("%A %Y-%m-%d %H:%M:%S %Z (UTC%z)")
 
     return Tool("current_time", "The current date and time, here or in a time zone.",
@@ -121,8 +123,8 @@ class Folders:
 
     def resolve(self, wanted: str) -> Path:
         if not self.roots:
-            raise ToolError("no folder is allowed for the file tools (add one in the tools "
-                            "screen or config.toml's tool_folders)")
+            raise ToolError(_("no folder is allowed for the file tools (add one in the tools "
+                              "screen or config.toml's tool_folders)"))
         raw = Path(wanted).expanduser()
         candidates = [raw] if raw.is_absolute() else [root / raw for root in self.roots]
         for candidate in candidates:
@@ -131,18 +133,18 @@ class Folders:
             if inside and real.exists():
                 return real
         if any(c.resolve().exists() for c in candidates):
-            raise ToolError(f"{wanted} is outside the allowed folders")
-        raise ToolError(f"{wanted} does not exist in the allowed folders")
+            raise ToolError(_("{wanted} is outside the allowed folders", wanted=wanted))
+        raise ToolError(_("{wanted} does not exist in the allowed folders", wanted=wanted))
 
 
 def file_tools(folders: Folders) -> list[Tool]:
     def read(args: dict[str, Any]) -> str:
         path = folders.resolve(str(args.get("path", "")))
         if not path.is_file():
-            raise ToolError(f"{args.get('path')} is not a file")
+            raise ToolError(_("{get} is not a file", get=args.get('path')))
         data = path.read_bytes()[:MAX_FILE_BYTES]
         if b"\x00" in data[:4096]:
-            raise ToolError(f"{args.get('path')} is not a text file")
+            raise ToolError(_("{get} is not a text file", get=args.get('path')))
         return clip(data.decode("utf-8", "replace"))
 
     def listing(args: dict[str, Any]) -> str:
@@ -151,7 +153,7 @@ def file_tools(folders: Folders) -> list[Tool]:
             return "\n".join(str(root) + "/" for root in folders.roots)
         path = folders.resolve(wanted)
         if not path.is_dir():
-            raise ToolError(f"{wanted} is not a folder")
+            raise ToolError(_("{wanted} is not a folder", wanted=wanted))
         rows = []
         for entry in sorted(path.iterdir())[:MAX_LIST]:
             rows.append(entry.name + ("/" if entry.is_dir() else ""))
@@ -171,7 +173,7 @@ def knowledge_tool(search: Callable[[str], str]) -> Tool:
     def run(args: dict[str, Any]) -> str:
         query = args.get("query")
         if not isinstance(query, str) or not query.strip():
-            raise ToolError("give what to look for in 'query'")
+            raise ToolError(_("give what to look for in 'query'"))
         return clip(search(query.strip()))
 
     return Tool("search_knowledge", "Search the knowledge bases attached to this "

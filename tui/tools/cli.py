@@ -9,16 +9,17 @@ import argparse
 import json
 from typing import Any, TextIO
 
+from tui.i18n import _
 from tui.tools.base import ToolError
 from tui.tools.toolbox import BUILTIN_NAMES, ToolBox, ToolConfig
 
 
 def add_tools_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
-        "tools", help="tools the model may call: built-in ones and MCP servers'")
+        "tools", help=_("tools the model may call: built-in ones and MCP servers'"))
     actions = p.add_subparsers(dest="tools_command")
-    listing = actions.add_parser("list", help="list every tool")
-    listing.add_argument("--json", action="store_true", help="one JSON object")
+    listing = actions.add_parser("list", help=_("list every tool"))
+    listing.add_argument("--json", action="store_true", help=_("one JSON object"))
     return p
 
 
@@ -27,7 +28,7 @@ def cmd_tools(args: argparse.Namespace, config: ToolConfig, out: TextIO) -> int:
     rows: list[dict[str, Any]] = []
     try:
         for name in BUILTIN_NAMES:
-            tools, _ = box.resolve([name])
+            tools, _problems = box.resolve([name])
             for tool in tools:
                 rows.append({"enable": name, "name": tool.name, "source": "builtin",
                              "description": tool.description,
@@ -55,9 +56,9 @@ def cmd_tools(args: argparse.Namespace, config: ToolConfig, out: TextIO) -> int:
         out.write(f"{row['name']:<{width}}  {row['enable']:<14} {row['description']}\n")
     for listed in servers:
         if listed["error"]:
-            out.write(f"mcp:{listed['name']}: {listed['error']}\n")
+            out.write(_("mcp:{name}: {error}\n", name=listed['name'], error=listed['error']))
     for problem in config.problems:
-        out.write(f"config.toml: {problem}\n")
+        out.write(_("config.toml: {problem}\n", problem=problem))
     if not config.mcp_servers:
-        out.write("No MCP server is configured ([mcp.servers.NAME] in config.toml).\n")
+        out.write(_("No MCP server is configured ([mcp.servers.NAME] in config.toml).\n"))
     return 0

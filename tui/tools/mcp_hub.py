@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from tui.i18n import _
 from tui.tools.base import Tool, ToolError, clip
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -56,28 +57,29 @@ def parse_servers(raw: object) -> tuple[list[McpServerConfig], list[str]]:
     problems: list[str] = []
     tables = raw.get("servers", {}) if isinstance(raw, Mapping) else {}
     if not isinstance(tables, Mapping):
-        return [], ["mcp.servers should be a table of servers"]
+        return [], [_("mcp.servers should be a table of servers")]
     for name, table in tables.items():
         if not isinstance(table, Mapping):
-            problems.append(f"mcp.servers.{name} should be a table")
+            problems.append(_("mcp.servers.{name} should be a table", name=name))
             continue
         command, url = table.get("command", ""), table.get("url", "")
         args, env = table.get("args", []), table.get("env", {})
         timeout = table.get("timeout", DEFAULT_TIMEOUT_S)
         if not isinstance(command, str) or not isinstance(url, str) or bool(command) == bool(url):
-            problems.append(f"mcp.servers.{name} needs either command or url")
+            problems.append(_("mcp.servers.{name} needs either command or url", name=name))
             continue
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            problems.append(f"mcp.servers.{name}.args should be a list of strings")
+            problems.append(_("mcp.servers.{name}.args should be a list of strings", name=name))
             continue
         if not isinstance(env, Mapping) or not all(isinstance(v, str) for v in env.values()):
-            problems.append(f"mcp.servers.{name}.env should map names to strings")
+            problems.append(_("mcp.servers.{name}.env should map names to strings", name=name))
             continue
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            problems.append(f"mcp.servers.{name}.timeout should be a number of seconds")
+            problems.append(_("mcp.servers.{name}.timeout should be a number of seconds",
+                              name=name))
             continue
         if url and urlsplit(url).scheme not in ("http", "https"):
-            problems.append(f"mcp.servers.{name}.url should be an http(s) URL")
+            problems.append(_("mcp.servers.{name}.url should be an http(s) URL", name=name))
             continue
         servers.append(McpServerConfig(str(name), command, tuple(args), dict(env), url,
                                        float(timeout)))
@@ -188,14 +190,15 @@ class McpHub:
 
         host = urlsplit(config.url).hostname or ""
         if guard_installed() and not is_local_host(host):
-            raise ToolError(f"the MCP server {config.name} is on another machine ({host}) and "
-                            "lmdesk is offline: start it with --online to use it")
+            raise ToolError(_("the MCP server {name} is on another machine ({host}) and lmdesk "
+                              "is offline: start it with --online to use it",
+                              name=config.name, host=host))
 
     def _connection(self, name: str) -> _Connection:
         config = self.servers.get(name)
         if config is None:
-            raise ToolError(f"no MCP server called {name!r} in config.toml "
-                            f"(configured: {', '.join(self.servers) or 'none'})")
+            raise ToolError(_("no MCP server called {name!r} in config.toml (configured: "
+                              "{value})", name=name, value=', '.join(self.servers) or _('none')))
         self._check_network(config)
         conn = self._connections.get(name)
         if conn is not None and conn.client is not None:
@@ -205,13 +208,15 @@ class McpHub:
         try:
             self._run(self._opened(conn, config), START_TIMEOUT_S)
         except TimeoutError:
-            raise ToolError(f"the MCP server {name} did not start within "
-                            f"{START_TIMEOUT_S:.0f} s ({config.where})") from None
+            raise ToolError(_("the MCP server {name} did not start within {START_TIMEOUT_S:.0f} "
+                              "s ({where})",
+                              name=name, START_TIMEOUT_S=START_TIMEOUT_S,
+                              where=config.where)) from None
         except ToolError:
             raise
         except BaseException as exc:
-            raise ToolError(f"the MCP server {name} could not start ({config.where}): "
-                            f"{_one_line(exc)}") from None
+            raise ToolError(_("the MCP server {name} could not start ({where}): {one_line}",
+                              name=name, where=config.where, one_line=_one_line(exc))) from None
         self._connections[name] = conn
         return conn
 
@@ -236,11 +241,12 @@ class McpHub:
             listed = self._run(conn.client.list_tools(), config.timeout_s)
         except TimeoutError:
             self._drop(name)
-            raise ToolError(f"the MCP server {name} did not list its tools within "
-                            f"{config.timeout_s:g} s") from None
+            raise ToolError(_("the MCP server {name} did not list its tools within "
+                              "{timeout_s:g} s", name=name, timeout_s=config.timeout_s)) from None
         except BaseException as exc:
             self._drop(name)
-            raise ToolError(f"the MCP server {name} failed: {_one_line(exc)}") from None
+            raise ToolError(_("the MCP server {name} failed: {one_line}",
+                              name=name, one_line=_one_line(exc))) from None
         tools = [self._tool(name, t) for t in listed.tools]
         with self._lock:
             self._tools[name] = tools
@@ -261,15 +267,16 @@ class McpHub:
             result = self._run(conn.client.call_tool(tool, args), timeout + 1)
         except TimeoutError:
             self._drop(server)
-            raise ToolError(f"{tool} on the MCP server {server} gave no answer within "
-                            f"{timeout:g} s") from None
+            raise ToolError(_("{tool} on the MCP server {server} gave no answer within "
+                              "{timeout:g} s", tool=tool, server=server, timeout=timeout)) from None
         except BaseException as exc:
             self._drop(server)
-            raise ToolError(f"{tool} on the MCP server {server} failed: "
-                            f"{_one_line(exc)}") from None
+            raise ToolError(_("{tool} on the MCP server {server} failed: {one_line}",
+                              tool=tool, server=server, one_line=_one_line(exc))) from None
         text = "\n".join(getattr(c, "text", "") or "" for c in getattr(result, "content", []))
         if getattr(result, "is_error", False):
-            raise ToolError(f"{tool} answered an error: {_one_line(text) or 'no detail'}")
+            raise ToolError(_("{tool} answered an error: {value}",
+                              tool=tool, value=_one_line(text) or _('no detail')))
         return clip(text)
 
     def _drop(self, name: str) -> None:

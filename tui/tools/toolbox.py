@@ -10,15 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tui.i18n import N_, _
 from tui.tools.base import Tool, ToolError
 from tui.tools.builtin import Folders, calculator_tool, file_tools, knowledge_tool, time_tool
 from tui.tools.mcp_hub import McpHub, McpServerConfig, parse_servers
 
 BUILTIN_NAMES: dict[str, str] = {
-    "calc": "calculator: exact arithmetic",
-    "time": "current_time: the date and time, here or in a time zone",
-    "files": "read_file, list_folder: text files in the folders you allowed",
-    "kb": "search_knowledge: the knowledge bases attached to the conversation",
+    "calc": N_("calculator: exact arithmetic"),
+    "time": N_("current_time: the date and time, here or in a time zone"),
+    "files": N_("read_file, list_folder: text files in the folders you allowed"),
+    "kb": N_("search_knowledge: the knowledge bases attached to the conversation"),
 }
 
 
@@ -65,7 +66,8 @@ class ToolBox:
         unique = []
         for tool in tools:
             if tool.name in seen:
-                problems.append(f"two tools are called {tool.name}: the second is left out")
+                problems.append(_("two tools are called {name}: the second is left out",
+                                  name=tool.name))
                 continue
             seen.add(tool.name)
             unique.append(tool)
@@ -80,12 +82,13 @@ class ToolBox:
             return file_tools(Folders(self.config.folders))
         if name == "kb":
             if self.kb_search is None:
-                raise ToolError("search_knowledge needs a knowledge base attached to the "
-                                "conversation")
+                raise ToolError(_("search_knowledge needs a knowledge base attached to the "
+                                  "conversation"))
             return [knowledge_tool(self.kb_search)]
         if name.startswith("mcp:"):
             return self.hub.tools(name.removeprefix("mcp:"))
-        raise ToolError(f"unknown tool {name!r} (known: {', '.join(self.names())})")
+        raise ToolError(_("unknown tool {name!r} (known: {join})",
+                          name=name, join=', '.join(self.names())))
 
     def close(self) -> None:
         self.hub.close()

@@ -14,6 +14,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tui.config import Paths, Settings
+from tui.i18n import _
 from tui.tune.errors import TuneError
 from tui.tune.protocol import (
     Cancelled,
@@ -34,42 +35,44 @@ _DEFAULTS = TrainParams()
 
 def add_tune_parser(sub: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = sub.add_parser(
-        "tune", help="fine-tune a model on your own instruction/response pairs (LoRA)",
-        description="Train a LoRA adapter on instruction/response pairs, offline on the CPU, "
-        "and register base model + adapter as a model profile. Needs the optional training "
-        "packages: pip install 'lmdesk[tune]'.",
+        "tune", help=_("fine-tune a model on your own instruction/response pairs (LoRA)"),
+        description=_("Train a LoRA adapter on instruction/response pairs, offline on the CPU, "
+                      "and register base model + adapter as a model profile. Needs the optional "
+                      "training packages: pip install 'lmdesk[tune]'."),
     )
-    p.add_argument("--base", metavar="MODEL", help="the base model: a name or a GGUF path "
-                   "(default: the configured model)")
+    p.add_argument("--base", metavar="MODEL", help=_("the base model: a name or a GGUF path "
+                                                     "(default: the configured model)"))
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--pairs", metavar="FILE", help="a JSONL or CSV file of pairs "
-                     "(instruction/response fields or columns)")
-    src.add_argument("--persona", metavar="ID", help="the example pairs of this persona")
+    src.add_argument("--pairs", metavar="FILE", help=_("a JSONL or CSV file of pairs "
+                                                       "(instruction/response fields or columns)"))
+    src.add_argument("--persona", metavar="ID", help=_("the example pairs of this persona"))
     src.add_argument("--marked", action="store_true",
-                     help="the replies you marked good in the app, with their questions")
-    p.add_argument("--name", help="the tuned model's name (its profile's nickname)")
+                     help=_("the replies you marked good in the app, with their questions"))
+    p.add_argument("--name", help=_("the tuned model's name (its profile's nickname)"))
     p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs,
-                   help=f"passes over the pairs ({_DEFAULTS.epochs})")
+                   help=_("passes over the pairs ({epochs})", epochs=_DEFAULTS.epochs))
     p.add_argument("--rank", type=int, default=_DEFAULTS.rank,
-                   help=f"LoRA rank ({_DEFAULTS.rank})")
-    p.add_argument("--alpha", type=float, default=None, help="LoRA alpha (twice the rank)")
+                   help=_("LoRA rank ({rank})", rank=_DEFAULTS.rank))
+    p.add_argument("--alpha", type=float, default=None, help=_("LoRA alpha (twice the rank)"))
     p.add_argument("--lr", type=float, default=_DEFAULTS.learning_rate,
-                   help=f"learning rate ({_DEFAULTS.learning_rate:g})")
+                   help=_("learning rate ({learning_rate:g})",
+                          learning_rate=_DEFAULTS.learning_rate))
     p.add_argument("--batch", type=int, default=_DEFAULTS.batch_size,
-                   help=f"pairs per step ({_DEFAULTS.batch_size})")
+                   help=_("pairs per step ({batch_size})", batch_size=_DEFAULTS.batch_size))
     p.add_argument("--holdout", type=float, default=_DEFAULTS.holdout,
-                   help=f"share of pairs kept out to measure the loss ({_DEFAULTS.holdout:g})")
+                   help=_("share of pairs kept out to measure the loss ({holdout:g})",
+                          holdout=_DEFAULTS.holdout))
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed)
-    p.add_argument("--threads", type=int, default=None, help="training threads "
-                   "(default: physical cores)")
+    p.add_argument("--threads", type=int, default=None, help=_("training threads (default: "
+                                                               "physical cores)"))
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", metavar="NAME",
-                       help="go on with a stopped run from its last checkpoint")
+                       help=_("go on with a stopped run from its last checkpoint"))
     again.add_argument("--restart", action="store_true",
-                       help="discard a stopped run of the same --name and start over")
+                       help=_("discard a stopped run of the same --name and start over"))
     p.add_argument("--plan", action="store_true",
-                   help="only check the input and print the estimate; train nothing")
-    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+                   help=_("only check the input and print the estimate; train nothing"))
+    p.add_argument("--json", action="store_true", help=_("print one JSON object at the end"))
     return p
 
 
@@ -85,7 +88,7 @@ def cmd_tune(args: argparse.Namespace, settings: Settings, paths: Paths) -> int:
     except TuneError as exc:
         if getattr(args, "json", False):
             out.write(json.dumps({"error": str(exc)}) + "\n")
-        print(f"lmdesk: error: {exc}", file=err)
+        print(_("lmdesk: error: {exc}", exc=exc), file=err)
         return 1
 
 
@@ -95,11 +98,12 @@ def _open_store(paths: Paths) -> Store:
     try:
         store = Store.open(paths.data_dir)
     except StoreError as exc:
-        raise TuneError(f"cannot open the data folder {paths.data_dir}: {exc}") from None
+        raise TuneError(_("cannot open the data folder {data_dir}: {exc}",
+                          data_dir=paths.data_dir, exc=exc)) from None
     if store.read_only:
         store.close()
-        raise TuneError(f"the data folder {paths.data_dir} is in use by another lmdesk (the "
-                        "app?): close it, or tune from the app's Tune screen")
+        raise TuneError(_("the data folder {data_dir} is in use by another lmdesk (the app?): "
+                          "close it, or tune from the app's Tune screen", data_dir=paths.data_dir))
     return store
 
 
@@ -112,8 +116,8 @@ def _source(args: argparse.Namespace, store: Store) -> PairsSource:
     if args.persona:
         return persona_source(store, args.persona)
     if args.marked:
-        return PairsSource.from_pairs("replies marked good", GoodReplies(store).pairs())
-    raise TuneError("say what to train on: --pairs FILE, --persona ID or --marked")
+        return PairsSource.from_pairs(_("replies marked good"), GoodReplies(store).pairs())
+    raise TuneError(_("say what to train on: --pairs FILE, --persona ID or --marked"))
 
 
 def persona_source(store: Store, persona_id: str) -> PairsSource:
@@ -136,7 +140,7 @@ def _spec(args: argparse.Namespace, settings: Settings, store: Store) -> Any:
     from tui.tune.run import TuneSpec
 
     if not args.name:
-        raise TuneError("give the tuned model a --name, like --name ada-style")
+        raise TuneError(_("give the tuned model a --name, like --name ada-style"))
     try:
         base = resolve_model(args.base or settings.model, settings.model_dirs)
     except ModelNotFound as exc:
@@ -163,8 +167,9 @@ def _run(args: argparse.Namespace, settings: Settings, paths: Paths, store: Stor
     plan = tuner.plan(spec, resuming=resume)
     est = plan.estimate
     if not args.json:
-        out.write(f"{spec.name}: {spec.base_name} + LoRA rank {spec.params.rank} on "
-                  f"{spec.source.label}\n  {est.summary()}\n")
+        out.write(_("{name}: {base_name} + LoRA rank {rank} on {label}\n  {summary}\n",
+                    name=spec.name, base_name=spec.base_name, rank=spec.params.rank,
+                    label=spec.source.label, summary=est.summary()))
         out.flush()
     if args.plan:
         if args.json:
@@ -173,8 +178,8 @@ def _run(args: argparse.Namespace, settings: Settings, paths: Paths, store: Stor
     job = tuner.start(plan, resume=resume)
     done = _follow(job, err, quiet=args.json)
     if isinstance(done, Cancelled):
-        print(f"lmdesk: stopped after step {done.step}: `lmdesk tune --resume {spec.name}` "
-              "goes on from there", file=err)
+        print(_("lmdesk: stopped after step {step}: `lmdesk tune --resume {name}` goes on from "
+                "there", step=done.step, name=spec.name), file=err)
         return 130
     if isinstance(done, Failed):
         raise TuneError(done.message)
@@ -208,7 +213,7 @@ def _follow(job: Any, err: TextIO, *, quiet: bool) -> Any:
         except KeyboardInterrupt:
             job.cancel()
             if not quiet:
-                err.write("\n  stopping after this step (writing a checkpoint)...\n")
+                err.write(_("\n  stopping after this step (writing a checkpoint)...\n"))
             continue
         last = event
         if quiet:
@@ -216,15 +221,17 @@ def _follow(job: Any, err: TextIO, *, quiet: bool) -> Any:
         if isinstance(event, Stage):
             err.write(f"  {event.text}\n")
         elif isinstance(event, Progress):
-            line = (f"  step {event.step}/{event.total_steps}  epoch {event.epoch}  "
-                    f"loss {event.loss:.3f}  {event.tokens_per_s:,.0f} tok/s  "
-                    f"ETA {_eta(event.eta_s)}")
+            line = (_("  step {step}/{total_steps}  epoch {epoch}  loss {loss:.3f}  "
+                      "{tokens_per_s:,.0f} tok/s  ETA {eta}",
+                      step=event.step, total_steps=event.total_steps, epoch=event.epoch,
+                      loss=event.loss, tokens_per_s=event.tokens_per_s, eta=_eta(event.eta_s)))
             err.write(f"\r{line:<78}" if tty else line + "\n")
             if tty and event.step == event.total_steps:
                 err.write("\n")
         elif isinstance(event, Evaluated):
             end = "\n" if tty and event.step else ""
-            err.write(f"{end}  held-out loss {event.holdout_loss:.3f} after step {event.step}\n")
+            err.write(_("{end}  held-out loss {holdout_loss:.3f} after step {step}\n",
+                        end=end, holdout_loss=event.holdout_loss, step=event.step))
         err.flush()
     return last
 
@@ -238,22 +245,25 @@ def _report(result: TuneResult, plan: TunePlan, out: TextIO) -> None:
     losses = result.record["losses"]
     training = result.record["training"]
     before, after = losses["holdout_before"], losses["holdout_after"]
-    out.write(f"done in {training['seconds']:.0f} s ({training['tokens_per_s']:.0f} tok/s, "
-              f"peak {training['peak_rss_bytes'] / 2**20:.0f} MiB)\n")
+    out.write(_("done in {seconds:.0f} s ({tokens_per_s:.0f} tok/s, peak {value:.0f} MiB)\n",
+                seconds=training['seconds'], tokens_per_s=training['tokens_per_s'],
+                value=training['peak_rss_bytes'] / 2**20))
     if before is not None and after is not None:
-        out.write(f"held-out loss {before:.3f} -> {after:.3f}\n")
+        out.write(_("held-out loss {before:.3f} -> {after:.3f}\n", before=before, after=after))
     width = shutil.get_terminal_size((100, 24)).columns
     col = max(30, (width - 3) // 2)
     for sample in result.samples:
         out.write(f"\nQ: {sample.question}\n")
         left = textwrap.wrap(sample.base, col) or [""]
         right = textwrap.wrap(sample.tuned, col) or [""]
-        out.write(f"{'base':<{col}} | tuned\n")
+        base, tuned = _("base"), _("tuned")
+        out.write(f"{base:<{col}} | {tuned}\n")
         for i in range(max(len(left), len(right))):
             a = left[i] if i < len(left) else ""
             b = right[i] if i < len(right) else ""
             out.write(f"{a:<{col}} | {b}\n")
-    out.write(f"\nadapter {result.adapter_path} ({result.record['adapter']['bytes'] / 2**20:.1f}"
-              f" MiB)\nrecord  {result.record_path}\nprofile {result.profile.nickname}: "
-              f"`lmdesk ask --model {result.profile.nickname}`, the model switcher's profiles "
-              "(p), or `lmdesk serve`\n")
+    out.write(_("\nadapter {adapter_path} ({value:.1f} MiB)\nrecord  {record_path}\nprofile "
+                "{nickname}: `lmdesk ask --model {nickname}`, the model switcher's profiles "
+                "(p), or `lmdesk serve`\n",
+                adapter_path=result.adapter_path, value=result.record['adapter']['bytes'] / 2**20,
+                record_path=result.record_path, nickname=result.profile.nickname))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _
 from tui.tune.errors import TuneError
 
 PERMUTED_ARCHS = frozenset({"llama"})
@@ -49,11 +50,12 @@ def gguf_tensor_name(arch: str, n_layers: int, module: str) -> str:
 
     by_name = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}
     if arch not in by_name:
-        raise TuneError(f"gguf does not know the architecture {arch!r}")
+        raise TuneError(_("gguf does not know the architecture {arch!r}", arch=arch))
     names = gguf.get_tensor_name_map(by_name[arch], n_layers)
     mapped = names.get_name(module + ".weight", try_suffixes=(".weight",))
     if mapped is None:
-        raise TuneError(f"no llama.cpp tensor name for {module!r} ({arch})")
+        raise TuneError(_("no llama.cpp tensor name for {module!r} ({arch})",
+                          module=module, arch=arch))
     return str(mapped)
 
 
@@ -94,5 +96,6 @@ def write_lora_gguf(
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise TuneError(f"cannot write the adapter {target} ({exc.strerror})") from None
+        raise TuneError(_("cannot write the adapter {target} ({strerror})",
+                          target=target, strerror=exc.strerror)) from None
     return count

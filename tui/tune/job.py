@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from tui.i18n import _
 from tui.spawn import stdio_with_file_descriptors
 from tui.tune.errors import TuneError
 from tui.tune.protocol import (
@@ -36,20 +37,21 @@ def _log_tail(path: str, lines: int = 3) -> str:
             tail = [line.strip() for line in fh.read().splitlines()[-lines:] if line.strip()]
     except OSError:
         return ""
-    return f"; its log ends: {' | '.join(tail)[:300]}" if tail else ""
+    return _("; its log ends: {value}", value=' | '.join(tail)[:300]) if tail else ""
 
 
 def _died(proc: BaseProcess, log_path: str) -> str:
     code = proc.exitcode
     if code is not None and code < 0:
         try:
-            how = f"killed by {signal.Signals(-code).name}"
+            how = _("killed by {name}", name=signal.Signals(-code).name)
         except ValueError:
-            how = f"killed by signal {-code}"
+            how = _("killed by signal {value}", value=-code)
     else:
-        how = f"exit status {code}"
-    hint = " (SIGKILL is often the system running out of memory)" if code == -9 else ""
-    return f"the training process died ({how}){hint}{_log_tail(log_path)}"
+        how = _("exit status {code}", code=code)
+    hint = _(" (SIGKILL is often the system running out of memory)") if code == -9 else ""
+    return _("the training process died ({how}){hint}{log_tail}",
+             how=how, hint=hint, log_tail=_log_tail(log_path))
 
 
 class TuneProcess:
@@ -80,7 +82,7 @@ class TuneProcess:
         """Events until the last one (``Finished``, ``Cancelled``, ``Failed`` or ``Measured``);
         a process that dies without saying why yields one ``Failed``."""
         if self._conn is None or self._proc is None:
-            raise TuneError("the training process was not started")
+            raise TuneError(_("the training process was not started"))
         try:
             while True:
                 try:
@@ -133,4 +135,4 @@ def measure(request: MeasureRequest, log_dir: str) -> Measured:
         return last
     if isinstance(last, Failed):
         raise TuneError(last.message)
-    raise TuneError(f"measuring the pairs gave no answer ({last!r})")
+    raise TuneError(_("measuring the pairs gave no answer ({last!r})", last=last))

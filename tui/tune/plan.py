@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from tui.engine.gguf import GGUFError, GGUFHeader, read_header
+from tui.i18n import _, format_number
 from tui.tune.errors import INSTALL_COMMAND, TRAINING_PACKAGES, ExtraMissing, TuneError
 from tui.tune.protocol import TrainParams
 
@@ -47,8 +48,9 @@ def require_extra() -> None:
     """``ExtraMissing`` (one line with the install command) when the extra is not installed."""
     missing = missing_packages()
     if missing:
-        raise ExtraMissing(f"fine-tuning needs the optional training packages "
-                           f"({', '.join(missing)} missing): {INSTALL_COMMAND}")
+        raise ExtraMissing(_("fine-tuning needs the optional training packages ({join} "
+                             "missing): {INSTALL_COMMAND}",
+                             join=', '.join(missing), INSTALL_COMMAND=INSTALL_COMMAND))
 
 
 def read_base(path: str | Path) -> GGUFHeader:
@@ -56,14 +58,16 @@ def read_base(path: str | Path) -> GGUFHeader:
     try:
         header = read_header(path)
     except GGUFError as exc:
-        raise TuneError(f"cannot read the base model: {exc}") from None
+        raise TuneError(_("cannot read the base model: {exc}", exc=exc)) from None
     arch = header.architecture
     if arch not in SUPPORTED_ARCHS:
-        raise TuneError(f"the trainer cannot read {Path(path).name}: it is a {arch or 'unknown'}"
-                        f" model, and lmdesk tunes {' and '.join(SUPPORTED_ARCHS)} models")
+        raise TuneError(_("the trainer cannot read {name}: it is a {value} model, and lmdesk "
+                          "tunes {join} models",
+                          name=Path(path).name, value=arch or _('unknown'),
+                          join=' and '.join(SUPPORTED_ARCHS)))
     if str(header.get("general.type", "model")) != "model":
-        raise TuneError(f"{Path(path).name} is not a base model (it is a "
-                        f"{header.get('general.type')} file)")
+        raise TuneError(_("{name} is not a base model (it is a {get} file)",
+                          name=Path(path).name, get=header.get('general.type')))
     return header
 
 
@@ -106,14 +110,17 @@ class Estimate:
     reason: str
 
     def summary(self) -> str:
-        return (f"{self.n_pairs} pairs ({self.n_train} to train, {self.n_holdout} held out), "
-                f"{self.tokens:,} tokens; {self.steps} steps, about {_duration(self.seconds)}, "
-                f"{_size(self.ram_bytes)} RAM, {_size(self.disk_bytes)} disk: "
-                f"{self.verdict} ({self.reason})")
+        return (_("{n_pairs} pairs ({n_train} to train, {n_holdout} held out), {tokens:,} "
+                  "tokens; {steps} steps, about {duration}, {size} RAM, {size2} disk: {verdict} "
+                  "({reason})",
+                  n_pairs=self.n_pairs, n_train=self.n_train, n_holdout=self.n_holdout,
+                  tokens=self.tokens, steps=self.steps, duration=_duration(self.seconds),
+                  size=_size(self.ram_bytes), size2=_size(self.disk_bytes), verdict=self.verdict,
+                  reason=self.reason))
 
 
 def _size(n: float) -> str:
-    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+    return f"{format_number(n / GiB, 1)} GiB" if n >= GiB else f"{format_number(n / MiB, 0)} MiB"
 
 
 def _duration(seconds: float) -> str:
@@ -160,16 +167,16 @@ def estimate(header: GGUFHeader, tokens: list[int], response_tokens: list[int],
     disk = 6 * adapter + 8 * MiB  # the adapter, a checkpoint with Adam's two moments, a temp
     if ram > resources.ram_available:
         verdict: Verdict = "red"
-        reason = (f"needs about {_size(ram)} of memory and {_size(resources.ram_available)} is "
-                  "free")
+        reason = (_("needs about {size} of memory and {size2} is free",
+                    size=_size(ram), size2=_size(resources.ram_available)))
     elif disk > resources.disk_free:
-        verdict, reason = "red", (f"needs {_size(disk)} of disk and "
-                                  f"{_size(resources.disk_free)} is free")
+        verdict, reason = "red", (_("needs {size} of disk and {size2} is free",
+                                    size=_size(disk), size2=_size(resources.disk_free)))
     elif ram > 0.7 * resources.ram_available or seconds > 3 * 3600:
-        verdict, reason = "amber", ("tight on memory" if ram > 0.7 * resources.ram_available
-                                    else "a long run")
+        verdict, reason = "amber", (_("tight on memory") if ram > 0.7 * resources.ram_available
+                                    else _("a long run"))
     else:
-        verdict, reason = "green", "fits this machine"
+        verdict, reason = "green", _("fits this machine")
     return Estimate(len(tokens), n_train, n_hold, sum(tokens), sum(response_tokens), longest,
                     steps, per_epoch * params.epochs, seconds, ram, adapter, disk, verdict,
                     reason)
@@ -178,25 +185,29 @@ def estimate(header: GGUFHeader, tokens: list[int], response_tokens: list[int],
 def check_fits(est: Estimate, resources: Resources) -> None:
     """``TuneError`` when the run cannot fit: not enough memory or disk."""
     if est.ram_bytes > resources.ram_available:
-        raise TuneError(f"not enough memory: training needs about {_size(est.ram_bytes)} and "
-                        f"{_size(resources.ram_available)} is free; close other programs, or "
-                        "use shorter pairs or a smaller base model")
+        raise TuneError(_("not enough memory: training needs about {size} and {size2} is free; "
+                          "close other programs, or use shorter pairs or a smaller base model",
+                          size=_size(est.ram_bytes), size2=_size(resources.ram_available)))
     if est.disk_bytes > resources.disk_free:
-        raise TuneError(f"not enough disk: the adapter and its checkpoint need about "
-                        f"{_size(est.disk_bytes)} and {_size(resources.disk_free)} is free in "
-                        "the data folder")
+        raise TuneError(_("not enough disk: the adapter and its checkpoint need about {size} "
+                          "and {size2} is free in the data folder",
+                          size=_size(est.disk_bytes), size2=_size(resources.disk_free)))
 
 
 def check_params(params: TrainParams) -> None:
     if not 1 <= params.epochs <= 1000:
-        raise TuneError(f"--epochs must be between 1 and 1000, got {params.epochs}")
+        raise TuneError(_("--epochs must be between 1 and 1000, got {epochs}",
+                          epochs=params.epochs))
     if not 1 <= params.rank <= 512:
-        raise TuneError(f"--rank must be between 1 and 512, got {params.rank}")
+        raise TuneError(_("--rank must be between 1 and 512, got {rank}", rank=params.rank))
     if not 0 < params.learning_rate < 1:
-        raise TuneError(f"--lr must be between 0 and 1, got {params.learning_rate}")
+        raise TuneError(_("--lr must be between 0 and 1, got {learning_rate}",
+                          learning_rate=params.learning_rate))
     if not 0 <= params.holdout < 1:
-        raise TuneError(f"--holdout must be at least 0 and below 1, got {params.holdout}")
+        raise TuneError(_("--holdout must be at least 0 and below 1, got {holdout}",
+                          holdout=params.holdout))
     if not 1 <= params.batch_size <= 256:
-        raise TuneError(f"--batch must be between 1 and 256, got {params.batch_size}")
+        raise TuneError(_("--batch must be between 1 and 256, got {batch_size}",
+                          batch_size=params.batch_size))
     if params.alpha is not None and params.alpha <= 0:
-        raise TuneError(f"--alpha must be positive, got {params.alpha}")
+        raise TuneError(_("--alpha must be positive, got {alpha}", alpha=params.alpha))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.engine.protocol import DEFAULT_CTX_CAP, ChatMessage
+from tui.i18n import _
 from tui.tune import plan as planning
 from tui.tune.errors import TuneError
 from tui.tune.job import LOG_NAME, TuneProcess, measure
@@ -63,7 +64,7 @@ class PairsSource:
     @classmethod
     def from_pairs(cls, label: str, pairs: Sequence[Pair]) -> PairsSource:
         if not pairs:
-            raise TuneError(f"{label}: no pairs")
+            raise TuneError(_("{label}: no pairs", label=label))
         return cls(label, tuple(pairs), sha256_text(pairs_jsonl(pairs)))
 
     def where(self, index: int) -> str:
@@ -141,18 +142,18 @@ class Tuner:
         from tui.models.profiles import ProfileLibrary
 
         if not _NAME.match(name) or name.endswith(PARTIAL_SUFFIX):
-            raise TuneError(f"bad name {name!r}: use letters, digits, '.', '_' and '-' "
-                            "(at most 64), like 'ada-style'")
+            raise TuneError(_("bad name {name!r}: use letters, digits, '.', '_' and '-' (at "
+                              "most 64), like 'ada-style'", name=name))
         if self.final_dir(name).exists():
-            raise TuneError(f"there is already a tuned model called {name!r} "
-                            f"({self.final_dir(name)}): choose another --name")
+            raise TuneError(_("there is already a tuned model called {name!r} ({final_dir}): "
+                              "choose another --name", name=name, final_dir=self.final_dir(name)))
         if ProfileLibrary(self.store).find(name) is not None:
-            raise TuneError(f"there is already a model profile called {name!r}: choose "
-                            "another --name")
+            raise TuneError(_("there is already a model profile called {name!r}: choose another "
+                              "--name", name=name))
         if not resuming and self.partial_dir(name).exists():
-            raise TuneError(f"a run called {name!r} was stopped before it finished: "
-                            f"`lmdesk tune --resume {name}` goes on from its last checkpoint, "
-                            "--restart starts it over")
+            raise TuneError(_("a run called {name!r} was stopped before it finished: `lmdesk "
+                              "tune --resume {name}` goes on from its last checkpoint, "
+                              "--restart starts it over", name=name))
 
     def discard(self, name: str) -> None:
         """Remove a stopped run (``--restart``)."""
@@ -182,9 +183,9 @@ class Tuner:
         context = min(header.context_length or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
         for i, n in enumerate(measured.tokens):
             if n > context:
-                raise TuneError(f"{spec.source.where(i)}: {n:,} tokens in the chat template, "
-                                f"longer than the context ({context:,} tokens): shorten or "
-                                "split that pair")
+                raise TuneError(_("{where}: {n:,} tokens in the chat template, longer than the "
+                                  "context ({context:,} tokens): shorten or split that pair",
+                                  where=spec.source.where(i), n=n, context=context))
         est = planning.estimate(header, list(measured.tokens), list(measured.response_tokens),
                                 spec.params, resources)
         planning.check_fits(est, resources)
@@ -200,7 +201,8 @@ class Tuner:
         folder = self.partial_dir(plan.spec.name)
         if resume:
             if not (folder / PLAN_FILE).is_file():
-                raise TuneError(f"there is no stopped run called {plan.spec.name!r} to resume")
+                raise TuneError(_("there is no stopped run called {name!r} to resume",
+                                  name=plan.spec.name))
         else:
             ensure_private_dir(self.root)
             tmp = self.root / f".{plan.spec.name}.new"
@@ -228,15 +230,16 @@ class Tuner:
             base = data["base"]
         except FileNotFoundError:
             known = ", ".join(self.stopped_runs()) or "none"
-            raise TuneError(f"there is no stopped run called {name!r} (stopped runs: {known})"
+            raise TuneError(_("there is no stopped run called {name!r} (stopped runs: {known})",
+                              name=name, known=known)
                             ) from None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise TuneError(f"the stopped run {name!r} cannot be read ({exc}); "
-                            "--restart starts it over") from None
+            raise TuneError(_("the stopped run {name!r} cannot be read ({exc}); --restart "
+                              "starts it over", name=name, exc=exc)) from None
         st = _stat(base["path"])
         if st != (base["size"], base["mtime_ns"]):
-            raise TuneError(f"the base model {base['path']} changed since the run stopped: "
-                            "--restart starts it over")
+            raise TuneError(_("the base model {path} changed since the run stopped: --restart "
+                              "starts it over", path=base['path']))
         src = data["pairs"]
         source = PairsSource(src["label"], tuple(pairs), src["sha256"], src.get("path"))
         return TuneSpec(name, base["path"], base["name"], source, params)
@@ -253,12 +256,12 @@ class Tuner:
         folder = self.partial_dir(spec.name)
         final = self.final_dir(spec.name)
         say = status or (lambda _text: None)
-        say("answering held-out questions with the base and the tuned model (llama.cpp)")
+        say(_("answering held-out questions with the base and the tuned model (llama.cpp)"))
         samples = compare_samples(spec.base_path, done.adapter_path, plan)
         if all(s.base == s.tuned for s in samples):
-            raise TuneError("the adapter loads but changes none of the sample answers: "
-                            "--restart with more --epochs or a higher --lr")
-        say("writing the record")
+            raise TuneError(_("the adapter loads but changes none of the sample answers: "
+                              "--restart with more --epochs or a higher --lr"))
+        say(_("writing the record"))
         record = _record(plan, done, samples, final)
         (folder / RECORD_FILE).write_text(json.dumps(record, indent=1, ensure_ascii=False)
                                           + "\n", encoding="utf-8")
@@ -295,8 +298,9 @@ def compare_samples(base_path: str, adapter_path: str, plan: TunePlan,
             engine.load()
             answers[label] = [_reply(engine, _messages(p), sampling) for p in chosen]
         except EngineError as exc:
-            what = "the tuned model (base + adapter)" if lora else "the base model"
-            raise TuneError(f"llama.cpp could not run {what}: {exc}") from None
+            what = _("the tuned model (base + adapter)") if lora else _("the base model")
+            raise TuneError(_("llama.cpp could not run {what}: {exc}",
+                              what=what, exc=exc)) from None
         finally:
             engine.unload()
     return tuple(Sample(p.instruction, p.response, b, t)
@@ -312,7 +316,7 @@ def _reply(engine: Any, messages: list[ChatMessage], sampling: Any) -> str:
             if event.error:
                 raise EngineError(event.error)
             return str(event.text).strip()
-    raise EngineError("the model ended without a reply")
+    raise EngineError(_("the model ended without a reply"))
 
 
 def _messages(pair: Pair) -> list[ChatMessage]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tui.engine.protocol import ChatMessage
+from tui.i18n import _
 from tui.tune.errors import TuneError
 from tui.tune.pairs import Pair
 
@@ -43,11 +44,13 @@ class ChatTokenizer:
             import llama_cpp
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as exc:
-            raise TuneError(f"llama-cpp-python is missing ({exc}): run scripts/install") from None
+            raise TuneError(_("llama-cpp-python is missing ({exc}): run scripts/install",
+                              exc=exc)) from None
         try:
             self.llm: Any = llama_cpp.Llama(model_path=base_path, vocab_only=True, verbose=False)
         except Exception as exc:  # llama_cpp raises ValueError and friends
-            raise TuneError(f"llama.cpp cannot read the base model {base_path} ({exc})") from None
+            raise TuneError(_("llama.cpp cannot read the base model {base_path} ({exc})",
+                              base_path=base_path, exc=exc)) from None
         meta = dict(self.llm.metadata)
         self.eos = int(self.llm.token_eos())
         self.n_ctx_train = int(self.llm._model.n_ctx_train())
@@ -89,7 +92,7 @@ class ChatTokenizer:
 
         messages = tuple(ChatMessage(m["role"], m["content"])  # type: ignore[arg-type]
                          for m in _messages(pair))
-        text, _ = plain_transcript(messages)
+        text, _spans = plain_transcript(messages)
         prompt_ids = self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
         sep = "\n" if len(messages) == 1 else " "
         response_ids = list(self.llm.tokenize((sep + pair.response).encode("utf-8"),

@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from tui.i18n import _
 from tui.tune.errors import TuneError
 from tui.tune.protocol import (
     TARGET_MODULES,
@@ -73,11 +74,11 @@ def tune_main(conn: Connection, log_path: str | None = None) -> None:
     except TuneError as exc:
         _send(conn, Failed(str(exc)))
     except MemoryError:
-        _send(conn, Failed("the training ran out of memory: use fewer or shorter pairs, or "
-                           "a smaller base model"))
+        _send(conn, Failed(_("the training ran out of memory: use fewer or shorter pairs, or a "
+                             "smaller base model")))
     except Exception as exc:  # a bug of ours: one line for the user, the traceback in the log
         traceback.print_exc()
-        _send(conn, Failed(f"internal error in the training process: {exc!r}"))
+        _send(conn, Failed(_("internal error in the training process: {exc!r}", exc=exc)))
 
 
 def _send(conn: Connection, event: object) -> None:
@@ -124,7 +125,8 @@ def load_base(base_path: str) -> Any:
         raise
     except Exception as exc:  # transformers raises ValueError, KeyError, OSError...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TuneError(f"the trainer cannot read the base model {base_path} ({first[:200]})"
+        raise TuneError(_("the trainer cannot read the base model {base_path} ({value})",
+                          base_path=base_path, value=first[:200])
                         ) from None
     model.config.use_cache = False
     return model
@@ -178,12 +180,12 @@ class _Training:
 
     def run(self) -> None:
         p = self.params
-        self.stage("reading the pairs in the model's chat template")
+        self.stage(_("reading the pairs in the model's chat template"))
         tokenizer = ChatTokenizer(self.req.base_path)
         train = [tokenizer.example(x) for x in self.req.train]
         holdout = [tokenizer.example(x) for x in self.req.holdout]
         tokenizer.close()
-        self.stage("loading the base model")
+        self.stage(_("loading the base model"))
         import torch
 
         self.torch = torch
@@ -199,7 +201,7 @@ class _Training:
         if self.req.resume:
             self._load_checkpoint()
         elif holdout:
-            self.stage("measuring the held-out loss before training")
+            self.stage(_("measuring the held-out loss before training"))
             self.state.holdout_before = self.evaluate(holdout)
             self.send(Evaluated(0, self.state.holdout_before))
         resumed_from = self.state.step
@@ -233,7 +235,7 @@ class _Training:
             elif self.state.step % max(1, self.req.checkpoint_every) == 0:
                 self._checkpoint()
         seconds = time.perf_counter() - started
-        self.stage("writing the GGUF adapter")
+        self.stage(_("writing the GGUF adapter"))
         adapter = self.run_dir / ADAPTER
         n_tensors = self.export(adapter)
         self.send(Finished(
@@ -253,8 +255,8 @@ class _Training:
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         targets = [t for t in TARGET_MODULES if t in present]
         if not targets:
-            raise TuneError("the base model has none of the projections a LoRA trains here "
-                            f"({', '.join(TARGET_MODULES)})")
+            raise TuneError(_("the base model has none of the projections a LoRA trains here "
+                              "({join})", join=', '.join(TARGET_MODULES)))
         config = LoraConfig(r=self.params.rank, lora_alpha=self.params.lora_alpha,
                             lora_dropout=0.0, target_modules=targets, bias="none",
                             task_type="CAUSAL_LM")
@@ -355,7 +357,8 @@ class _Training:
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise TuneError(f"cannot write the checkpoint in {self.run_dir} ({exc.strerror})"
+            raise TuneError(_("cannot write the checkpoint in {run_dir} ({strerror})",
+                              run_dir=self.run_dir, strerror=exc.strerror)
                             ) from None
         self.send(Checkpointed(self.state.step))
 
@@ -365,20 +368,22 @@ class _Training:
         torch = self.torch
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
-            raise TuneError(f"there is no checkpoint to resume from in {self.run_dir}")
+            raise TuneError(_("there is no checkpoint to resume from in {run_dir}",
+                              run_dir=self.run_dir))
         try:
             data = torch.load(path, weights_only=False)
         except Exception as exc:
-            raise TuneError(f"the checkpoint {path} cannot be read ({exc!r}); start over"
+            raise TuneError(_("the checkpoint {path} cannot be read ({exc!r}); start over",
+                              path=path, exc=exc)
                             ) from None
         if data.get("params") != self.params.to_dict():
-            raise TuneError("the checkpoint was written with other parameters; start over")
+            raise TuneError(_("the checkpoint was written with other parameters; start over"))
         set_peft_model_state_dict(self.model, data["lora"])
         self.optimizer.load_state_dict(data["optimizer"])
         torch.set_rng_state(data["rng"])
         self.state = _State(int(data["step"]), list(data["losses"]), data["holdout_before"],
                             list(data["per_epoch"]))
-        self.stage(f"resuming after step {self.state.step}")
+        self.stage(_("resuming after step {step}", step=self.state.step))
 
     def lora_weights(self) -> list[Any]:
         from tui.tune.export import LoraWeights

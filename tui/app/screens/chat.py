@@ -27,6 +27,7 @@ from tui.app.widgets.chat_pane import READ_ONLY_SEND, ChatPane
 from tui.app.widgets.message_view import LiveReply, MessageView, code_blocks
 from tui.app.widgets.monitor_panel import MonitorPanel, reply_figures
 from tui.app.widgets.sidebar import ConversationList, Sidebar
+from tui.i18n import _, n_
 from tui.store import ConversationMeta, SearchHit, StoredMessage, StoreError
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class ChatScreen(Screen[None]):
         monitor.model_name = app.model_label
         self.watch(app, "model_state", self._model_state_changed)
         cid = None
-        with app.guard("Could not read the conversations"):
+        with app.guard(_("Could not read the conversations")):
             cid = app.store.last_conversation_id()
         if cid is not None:
             await self.open_conversation(cid)
@@ -106,7 +107,7 @@ class ChatScreen(Screen[None]):
 
     def refresh_sidebar(self) -> list[ConversationMeta]:
         metas: list[ConversationMeta] = []
-        with self.lmdesk.guard("Could not list the conversations"):
+        with self.lmdesk.guard(_("Could not list the conversations")):
             metas = self.lmdesk.store.list_conversations()
         self.conversations.set_conversations(metas, self.meta.id if self.meta else None)
         return metas
@@ -119,12 +120,13 @@ class ChatScreen(Screen[None]):
             meta = store.get_conversation(cid)
             tree = store.tree(cid)
         except StoreError as exc:
-            self.lmdesk.notify(f"Could not open the conversation: {exc}", severity="error")
+            self.lmdesk.notify(_("Could not open the conversation: {exc}",
+                                 exc=exc), severity="error")
             return False
         if around is not None and around in tree and around not in {m.id for m in tree.branch}:
             tree = tree.show(around)
             if not self.lmdesk.read_only:
-                with self.lmdesk.guard("Could not keep the branch shown"):
+                with self.lmdesk.guard(_("Could not keep the branch shown")):
                     tree = store.show(cid, around)
         self.meta = meta
         self._follow_model(meta)
@@ -157,7 +159,7 @@ class ChatScreen(Screen[None]):
         if self.meta is not None and not self.pane.history:
             self.pane.prompt.focus()
             return
-        with app.guard("Could not create a conversation"):
+        with app.guard(_("Could not create a conversation")):
             meta = app.store.create_conversation(
                 system_prompt=app.settings.system_prompt, model=app.model_name
             )
@@ -251,12 +253,13 @@ class ChatScreen(Screen[None]):
         if self.meta is None or not self._writable() or self.pane.busy():
             return
         if target is None or target.id.startswith(("unsaved-", "streaming")):
-            self.lmdesk.notify("Nothing to fork yet: send a prompt first.")
+            self.lmdesk.notify(_("Nothing to fork yet: send a prompt first."))
             return
-        with self.lmdesk.guard("Could not fork the conversation"):
+        with self.lmdesk.guard(_("Could not fork the conversation")):
             meta = self.lmdesk.store.fork(self.meta.id, target.id)
             await self.open_conversation(meta.id)
-            self.lmdesk.notify(f"Forked into “{meta.title}” ({meta.message_count} messages).")
+            self.lmdesk.notify(_("Forked into “{title}” ({message_count} messages).",
+                                 title=meta.title, message_count=meta.message_count))
 
     def action_delete_message(self) -> None:
         """Delete the selected message and everything after it, in every branch (asks)."""
@@ -265,24 +268,26 @@ class ChatScreen(Screen[None]):
         if self.meta is None or not self._writable() or self.pane.busy():
             return
         if target is None or target.id.startswith(("unsaved-", "streaming")):
-            self.lmdesk.notify("Select a message to delete first: f4, then ↑/↓.")
+            self.lmdesk.notify(_("Select a message to delete first: f4, then ↑/↓."))
             return
         cid = self.meta.id
         later = len(self.pane.conv_tree.subtree(target.id)) - 1
-        after = (f" and the {later} message{'s' if later != 1 else ''} after it (in every "
-                 "branch)" if later else "")
 
         async def delete(yes: bool | None) -> None:
             if not yes or self.meta is None or self.meta.id != cid:
                 return
-            with self.lmdesk.guard("Could not delete the message"):
+            with self.lmdesk.guard(_("Could not delete the message")):
                 gone = self.lmdesk.store.delete_subtree(cid, target.id)
                 await self.pane.show_stored_branch()
                 self.pane.refresh_tree()
-                self.lmdesk.notify(f"Deleted {len(gone)} message{'s' if len(gone) != 1 else ''}.")
+                self.lmdesk.notify(n_("Deleted {count} message.", "Deleted {count} messages.",
+                                     len(gone)))
                 self.refresh_sidebar()
 
-        self.app.push_screen(ConfirmScreen("Delete message", f"Delete this message{after}?"),
+        self.app.push_screen(ConfirmScreen(_("Delete message"), n_(
+            "Delete this message and the {count} message after it (in every branch)?",
+            "Delete this message and the {count} messages after it (in every branch)?",
+            later) if later else _("Delete this message?")),
                              delete)
 
     def action_focus_prompt(self) -> None:
@@ -300,8 +305,8 @@ class ChatScreen(Screen[None]):
         for view in views:
             if isinstance(view, MessageView | LiveReply) and view.toggle_reasoning():
                 return
-        self.lmdesk.notify("That reply has no reasoning or tool calls." if log.has_focus
-                           else "No reply here has reasoning or tool calls.")
+        self.lmdesk.notify(_("That reply has no reasoning or tool calls.") if log.has_focus
+                           else _("No reply here has reasoning or tool calls."))
 
     def action_toggle_thinking(self) -> None:
         """Thinking on or off for this conversation (a reasoning model's budget: its default
@@ -309,17 +314,17 @@ class ChatScreen(Screen[None]):
         if self.meta is None or not self._writable():
             return
         off = self.meta.options.reasoning_budget == 0
-        with self.lmdesk.guard("Could not change thinking for this conversation"):
+        with self.lmdesk.guard(_("Could not change thinking for this conversation")):
             new = self.lmdesk.store.update_options(self.meta.id,
                                                    reasoning_budget=None if off else 0)
             self.lmdesk.conversation_options_changed(self.meta.id, new.options)
-            self.lmdesk.notify("Thinking on in this conversation." if off else
-                               "Thinking off in this conversation: reasoning models are asked "
-                               "to answer directly.")
+            self.lmdesk.notify(_("Thinking on in this conversation.") if off else
+                               _("Thinking off in this conversation: reasoning models are asked "
+                                 "to answer directly."))
 
     async def action_load_earlier(self) -> None:
         if not await self.pane.log_view.load_earlier():
-            self.lmdesk.notify("All messages are shown.")
+            self.lmdesk.notify(_("All messages are shown."))
 
     def action_models(self) -> None:
         from tui.app.screens.models import ModelsScreen
@@ -332,17 +337,18 @@ class ChatScreen(Screen[None]):
     def action_copy_message(self) -> None:
         message = self.pane.copy_source()
         if message is None or not message.content:
-            self.lmdesk.notify("Nothing to copy yet.")
+            self.lmdesk.notify(_("Nothing to copy yet."))
             return
         self.lmdesk.copy_to_clipboard(message.content)
-        who = "your prompt" if message.role == "user" else "the reply"
-        self.lmdesk.notify(f"Copied {who} ({len(message.content)} characters).")
+        who = _("your prompt") if message.role == "user" else _("the reply")
+        self.lmdesk.notify(_("Copied {who} ({count} characters).",
+                             who=who, count=len(message.content)))
 
     def action_copy_code(self, number: int | None = None) -> None:
         message = self.pane.copy_source()
         blocks = code_blocks(message.content) if message is not None else []
         if not blocks:
-            self.lmdesk.notify("That message has no code block.")
+            self.lmdesk.notify(_("That message has no code block."))
             return
         if number is None and len(blocks) == 1:
             number = 1
@@ -352,10 +358,12 @@ class ChatScreen(Screen[None]):
                     if value.isdigit():
                         self._copy_block(blocks, int(value))
                     else:
-                        self.lmdesk.notify(f"{value!r} is not a number.", severity="warning")
+                        self.lmdesk.notify(_("{value!r} is not a number.",
+                                             value=value), severity="warning")
 
             self.app.push_screen(
-                TextInputScreen("Copy code block", hint=f"A number from 1 to {len(blocks)}."),
+                TextInputScreen(_("Copy code block"), hint=_("A number from 1 to {count}.",
+                                                          count=len(blocks))),
                 chosen,
             )
             return
@@ -363,11 +371,12 @@ class ChatScreen(Screen[None]):
 
     def _copy_block(self, blocks: list[str], number: int) -> None:
         if not 1 <= number <= len(blocks):
-            self.lmdesk.notify(f"There is no code block [{number}] (1 to {len(blocks)}).",
+            self.lmdesk.notify(_("There is no code block [{number}] (1 to {count}).",
+                                 number=number, count=len(blocks)),
                                severity="warning")
             return
         self.lmdesk.copy_to_clipboard(blocks[number - 1])
-        self.lmdesk.notify(f"Copied code block [{number}].")
+        self.lmdesk.notify(_("Copied code block [{number}].", number=number))
 
     def action_system_prompt(self) -> None:
         if self.meta is None or not self._writable():
@@ -377,10 +386,10 @@ class ChatScreen(Screen[None]):
         def save(text: str | None) -> None:
             if text is None or text == meta.system_prompt:
                 return
-            with self.lmdesk.guard("Could not save the system prompt"):
+            with self.lmdesk.guard(_("Could not save the system prompt")):
                 self.lmdesk.store.update_conversation(meta.id, system_prompt=text)
                 meta.system_prompt = text
-                self.lmdesk.notify("System prompt saved: the next reply uses it.")
+                self.lmdesk.notify(_("System prompt saved: the next reply uses it."))
 
         self.app.push_screen(SystemPromptScreen(meta.system_prompt), save)
 
@@ -389,31 +398,31 @@ class ChatScreen(Screen[None]):
         if cid is None or not self._writable():
             return
         title = ""
-        with self.lmdesk.guard("Could not read the conversation"):
+        with self.lmdesk.guard(_("Could not read the conversation")):
             title = self.lmdesk.store.get_conversation(cid).title
 
         def rename(value: str | None) -> None:
             if not value:
                 return
-            with self.lmdesk.guard("Could not rename the conversation"):
+            with self.lmdesk.guard(_("Could not rename the conversation")):
                 self.lmdesk.store.update_conversation(cid, title=value)
                 if self.meta is not None and self.meta.id == cid:
                     self.meta.title = value
             self.refresh_sidebar()
             self._update_titles()
 
-        self.app.push_screen(TextInputScreen("Rename conversation", title), rename)
+        self.app.push_screen(TextInputScreen(_("Rename conversation"), title), rename)
 
     def action_pin_conversation(self) -> None:
         cid = self._target_id()
         if cid is None or not self._writable():
             return
-        with self.lmdesk.guard("Could not pin the conversation"):
+        with self.lmdesk.guard(_("Could not pin the conversation")):
             pinned = not self.lmdesk.store.get_conversation(cid).pinned
             self.lmdesk.store.update_conversation(cid, pinned=pinned)
             if self.meta is not None and self.meta.id == cid:
                 self.meta.pinned = pinned
-            self.lmdesk.notify("Pinned to the top." if pinned else "Unpinned.")
+            self.lmdesk.notify(_("Pinned to the top.") if pinned else "Unpinned.")
         self.refresh_sidebar()
 
     def action_delete_conversation(self) -> None:
@@ -421,7 +430,7 @@ class ChatScreen(Screen[None]):
         if cid is None or not self._writable():
             return
         title = cid
-        with self.lmdesk.guard("Could not read the conversation"):
+        with self.lmdesk.guard(_("Could not read the conversation")):
             title = self.lmdesk.store.get_conversation(cid).title
 
         async def delete(yes: bool | None) -> None:
@@ -429,9 +438,9 @@ class ChatScreen(Screen[None]):
                 return
             if self.meta is not None and self.meta.id == cid:
                 await self.pane.leave_reply()
-            with self.lmdesk.guard("Could not delete the conversation"):
+            with self.lmdesk.guard(_("Could not delete the conversation")):
                 self.lmdesk.store.delete_conversation(cid)
-                self.lmdesk.notify(f"Deleted “{title}”.")
+                self.lmdesk.notify(_("Deleted “{title}”.", title=title))
             if self.meta is not None and self.meta.id == cid:
                 self.meta = None
                 metas = self.refresh_sidebar()
@@ -443,7 +452,8 @@ class ChatScreen(Screen[None]):
                 self.refresh_sidebar()
 
         self.app.push_screen(
-            ConfirmScreen("Delete conversation", f"Delete “{title}” and all its messages?"),
+            ConfirmScreen(_("Delete conversation"), _("Delete “{title}” and all its messages?",
+                                                   title=title)),
             delete,
         )
 
@@ -466,9 +476,9 @@ class ChatScreen(Screen[None]):
 
         self.app.push_screen(
             TextInputScreen(
-                "Export conversation", str(export_dir() / f"{slug(meta.title)}{suffix}"),
-                hint=f"A path ending in .md (Markdown) or .json (JSON, can be imported); "
-                     f"a relative one goes under {export_dir()}.",
+                _("Export conversation"), str(export_dir() / f"{slug(meta.title)}{suffix}"),
+                hint=_("A path ending in .md (Markdown) or .json (JSON, can be imported); a "
+                       "relative one goes under {export_dir}.", export_dir=export_dir()),
             ),
             export,
         )
@@ -477,9 +487,9 @@ class ChatScreen(Screen[None]):
         try:
             path = export_conversation(self.lmdesk.store, cid, path)
         except (OSError, StoreError) as exc:
-            self.lmdesk.notify(f"Could not export: {exc}", severity="error", timeout=10)
+            self.lmdesk.notify(_("Could not export: {exc}", exc=exc), severity="error", timeout=10)
             return None
-        self.lmdesk.notify(f"Exported to {path}", title="Export")
+        self.lmdesk.notify(_("Exported to {path}", path=path), title=_("Export"))
         return path
 
     def action_import_conversation(self) -> None:
@@ -490,8 +500,9 @@ class ChatScreen(Screen[None]):
         try:
             meta = import_conversation(self.lmdesk.store, path)
         except (OSError, UnicodeDecodeError, ValueError, StoreError) as exc:
-            self.lmdesk.notify(f"Could not import {path}: {exc}", severity="error", timeout=10)
+            self.lmdesk.notify(_("Could not import {path}: {exc}",
+                                 path=path, exc=exc), severity="error", timeout=10)
             return None
         await self.open_conversation(meta.id)
-        self.lmdesk.notify(f"Imported “{meta.title}”.")
+        self.lmdesk.notify(_("Imported “{title}”.", title=meta.title))
         return meta

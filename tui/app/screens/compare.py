@@ -32,6 +32,7 @@ from tui.display import count
 from tui.engine.base import Engine
 from tui.engine.errors import EngineError
 from tui.engine.protocol import ChatMessage, Done, SamplingParams, TextDelta
+from tui.i18n import N_, _
 from tui.session.params import load_params
 
 if TYPE_CHECKING:
@@ -64,9 +65,11 @@ class Side:
             return f"error: {self.error}"
         if self.done is not None:
             s = self.done.stats
-            return (f"{count(s.generated_tokens, 'token')} · "
-                    f"{s.generation_tokens_per_s:.1f} tok/s · "
-                    f"ttft {s.time_to_first_token_s:.2f} s · {s.stop_reason}")
+            return (_("{count} · {generation_tokens_per_s:.1f} tok/s · ttft "
+                      "{time_to_first_token_s:.2f} s · {stop_reason}",
+                      count=count(s.generated_tokens, 'token'),
+                      generation_tokens_per_s=s.generation_tokens_per_s,
+                      time_to_first_token_s=s.time_to_first_token_s, stop_reason=s.stop_reason))
         if self.tokens and self.started:
             rate = self.tokens / max(time.perf_counter() - self.started, 1e-6)
             return f"{count(self.tokens, 'token')} · {rate:.1f} tok/s…"
@@ -92,13 +95,14 @@ def decide_mode(path_a: str, path_b: str, n_ctx: int | None,
         if not a_loaded:
             need += estimate_fit(path_a, n_ctx=n_ctx, resources=res).ram_bytes
     except Exception as exc:
-        return "one after the other", f"could not estimate their memory ({exc})"
+        return "one after the other", _("could not estimate their memory ({exc})", exc=exc)
     gib = 1024 ** 3
     if need <= res.ram_available:
-        return "together", (f"both fit: {need / gib:.1f} GiB needed, "
-                            f"{res.ram_available / gib:.1f} GiB available")
-    return "one after the other", (f"they do not fit together: {need / gib:.1f} GiB needed, "
-                                   f"{res.ram_available / gib:.1f} GiB available")
+        return "together", (_("both fit: {value:.1f} GiB needed, {value2:.1f} GiB available",
+                              value=need / gib, value2=res.ram_available / gib))
+    return "one after the other", (_("they do not fit together: {value:.1f} GiB needed, "
+                                     "{value2:.1f} GiB available",
+                                     value=need / gib, value2=res.ram_available / gib))
 
 
 class CompareUpdate(Message):
@@ -159,7 +163,7 @@ class CompareScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "stop_or_close", "Stop / close", id="compare.close"),
+        Binding("escape", "stop_or_close", N_("Stop / close"), id="compare.close"),
     ]
 
     def __init__(self, candidates: Sequence[tuple[str, str]] | None = None, *,
@@ -201,10 +205,11 @@ class CompareScreen(Screen[None]):
         options = [(name, path) for name, path in self.candidates()
                    if Path(path) != Path(self.lmdesk.model_path)] or self.candidates()
         with Horizontal(id="compare-top"):
-            yield Select(options, prompt="model B", id="compare-model",
+            yield Select(options, prompt=_("model B"), id="compare-model",
                          value=options[0][1] if options else Select.BLANK)
-            yield Input(placeholder="a prompt for both models, then enter", id="compare-prompt")
-        yield Static(f"A: {self.lmdesk.model_name} (loaded)   B: choose a model, type a prompt",
+            yield Input(placeholder=_("a prompt for both models, then enter"), id="compare-prompt")
+        yield Static(_("A: {model_name} (loaded)   B: choose a model, type a prompt",
+                       model_name=self.lmdesk.model_name),
                      id="compare-note", markup=False)
         with Horizontal(id="compare-panes"):
             yield ComparePane(self.lmdesk.model_name, id="pane-a")
@@ -235,7 +240,7 @@ class CompareScreen(Screen[None]):
 
     def start(self, prompt: str, model_b: tuple[str, str] | None = None) -> None:
         if self.running:
-            self.lmdesk.notify("Both models are still answering (esc stops them).")
+            self.lmdesk.notify(_("Both models are still answering (esc stops them)."))
             return
         if not prompt:
             return
@@ -243,14 +248,15 @@ class CompareScreen(Screen[None]):
             select = self.query_one("#compare-model", Select)
             path = select.value
             if not isinstance(path, str):
-                self.lmdesk.notify("Choose model B first.", severity="warning")
+                self.lmdesk.notify(_("Choose model B first."), severity="warning")
                 return
             name = next((n for n, p in self.candidates() if p == path), Path(path).stem)
             model_b = (name, path)
         self.sides = (Side(self.lmdesk.model_name), Side(model_b[0]))
         self.running = True
         self._cancel = threading.Event()
-        self._note(f"A: {self.lmdesk.model_name}   B: {model_b[0]}   choosing how to run them…")
+        self._note(_("A: {model_name}   B: {value}   choosing how to run them…",
+                     model_name=self.lmdesk.model_name, value=model_b[0]))
         self._run(prompt, model_b[1], self._cancel)
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
@@ -259,12 +265,14 @@ class CompareScreen(Screen[None]):
         side_a, side_b = self.sides
         app = self.lmdesk
         if self.forced_mode is not None:
-            mode, why = self.forced_mode, "as asked"
+            mode, why = self.forced_mode, _("as asked")
         else:
             current = app.current
             path_a = current.model.params.model_path if current and current.model.params else ""
             mode, why = decide_mode(path_a, path_b, app.settings.n_ctx)
-        self.post_message(CompareUpdate(f"Running {mode}: {why}."))
+        self.post_message(CompareUpdate(
+            _("Running together: {why}.", why=why) if mode == "together"
+            else _("Running one after the other: {why}.", why=why)))
         messages = (ChatMessage("user", prompt),)
         sampling = SamplingParams(temperature=app.settings.temperature,
                                   max_tokens=app.settings.max_tokens)
@@ -320,7 +328,7 @@ class CompareScreen(Screen[None]):
             engine = app.session.factory(load_params(app.settings, path))
             engine.load()
         except Exception as exc:
-            side.error = f"could not load {side.name}: {exc}"
+            side.error = _("could not load {name}: {exc}", name=side.name, exc=exc)
             return None
         self._engine_b, self._engine_b_path = engine, path
         side.state = "waiting"
@@ -357,7 +365,7 @@ class CompareScreen(Screen[None]):
         except Exception as exc:  # shown in the pane; the app goes on
             side.error = f"{type(exc).__name__}: {exc}"
         if side.done is None and not side.error:
-            side.error = "the engine stopped without finishing"
+            side.error = _("the engine stopped without finishing")
         if side.done is not None and side.done.text:
             with side.lock:
                 side.parts = [side.done.text]
@@ -389,12 +397,13 @@ class CompareScreen(Screen[None]):
         )
         stats = {"compare": {"models": [a.name, b.name], "mode": mode,
                              "results": [a.result(), b.result()]}}
-        with app.guard("Could not save the comparison"):
+        with app.guard(_("Could not save the comparison")):
             app.store.append_message(cid, "user", prompt)
             saved = app.store.append_message(cid, "assistant", content,
                                              model=f"{a.name} vs {b.name}", stats=stats)
             self.saved_message_id = saved.id
-            self._note(f"A: {a.name}   B: {b.name}   ran {mode}; kept in the conversation.")
+            self._note(_("A: {name}   B: {name2}   ran {mode}; kept in the conversation.",
+                         name=a.name, name2=b.name, mode=mode))
 
     def action_stop_or_close(self) -> None:
         if self.running:

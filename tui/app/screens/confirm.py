@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tui.i18n import N_, _
+
 MODAL_CSS = """
     align: center middle;
     & > Vertical {
@@ -42,23 +44,23 @@ class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = "ConfirmScreen {" + MODAL_CSS + "}"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
-        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+        Binding("y", "answer(True)", N_("Yes"), id="confirm.yes"),
+        Binding("n,escape", "answer(False)", N_("No"), id="confirm.no"),
     ]
 
-    def __init__(self, title: str, question: str, yes: str = "Delete") -> None:
+    def __init__(self, title: str, question: str, yes: str | None = None) -> None:
         super().__init__()
         self._title = title
         self._question = question
-        self._yes = yes
+        self._yes = yes or _("Delete")
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = self._title
             yield Static(self._question, markup=False)
-            yield Static("y: yes   n / esc: no", classes="modal-hint")
+            yield Static(_("y: yes   n / esc: no"), classes="modal-hint")
             with Horizontal(classes="modal-buttons"):
-                yield Button("Cancel", id="no")
+                yield Button(_("Cancel"), id="no")
                 yield Button(self._yes, id="yes", variant="error")
 
     def on_mount(self) -> None:

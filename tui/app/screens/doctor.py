@@ -20,11 +20,12 @@ from textual.widgets import Static
 from tui.app.screens.confirm import MODAL_CSS
 from tui.app.widgets.markdown_lite import Block, BlocksVisual
 from tui.doctor import DoctorReport, doctor_report, render_text
+from tui.i18n import N_, _
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
 
-CHECKING = "Checking this machine…"
+CHECKING = N_("Checking this machine…")
 _HANG = re.compile(r"^(\s*(?:- |\S+(?: \S+)?\s{2,})?)")
 """What a wrapped line of the report goes on under: its indent, and a "label   " column or
 a "- " bullet."""
@@ -90,9 +91,9 @@ class DoctorScreen(ModalScreen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close", id="doctor.close"),
-        Binding("r", "refresh_report", "Check again", id="doctor.refresh"),
-        Binding("w", "welcome", "Welcome", id="doctor.welcome"),
+        Binding("escape,q", "close", N_("Close"), id="doctor.close"),
+        Binding("r", "refresh_report", N_("Check again"), id="doctor.refresh"),
+        Binding("w", "welcome", N_("Welcome"), id="doctor.welcome"),
     ]
 
     def __init__(self) -> None:
@@ -105,10 +106,10 @@ class DoctorScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "Doctor"
+            box.border_title = _("Doctor")
             with VerticalScroll(id="doctor-scroll"):
-                yield HangingText(CHECKING, id="doctor-text")
-            yield Static("r: check again   w: the welcome note   esc: close",
+                yield HangingText(_(CHECKING), id="doctor-text")
+            yield Static(_("r: check again   w: the welcome note   esc: close"),
                          classes="modal-hint", markup=False)
 
     def on_mount(self) -> None:
@@ -132,7 +133,7 @@ class DoctorScreen(ModalScreen[None]):
     def on_doctor_failed(self, event: DoctorFailed) -> None:
         event.stop()
         self.query_one("#doctor-text", HangingText).update(
-            f"The check failed: {event.error}\nPress r to try again."
+            _("The check failed: {error}\nPress r to try again.", error=event.error)
         )
 
     @property
@@ -140,7 +141,7 @@ class DoctorScreen(ModalScreen[None]):
         return self.query_one("#doctor-text", HangingText).text
 
     def action_refresh_report(self) -> None:
-        self.query_one("#doctor-text", HangingText).update(CHECKING)
+        self.query_one("#doctor-text", HangingText).update(_(CHECKING))
         self._check()
 
     def action_welcome(self) -> None:

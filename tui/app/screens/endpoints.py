@@ -19,6 +19,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from tui.app.screens.confirm import MODAL_CSS, ConfirmScreen
+from tui.i18n import N_, _, n_
 from tui.models.endpoints import Endpoint, EndpointError, EndpointLibrary
 
 if TYPE_CHECKING:
@@ -33,20 +34,20 @@ class EndpointForm(ModalScreen[dict[str, str] | None]):
     DEFAULT_CSS = "EndpointForm {" + MODAL_CSS + "}"
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="endpoint-form.cancel", show=False),
+        Binding("escape", "cancel", N_("Cancel"), id="endpoint-form.cancel", show=False),
     ]
 
-    FIELDS = (("name", "name (e.g. lab-server)", False),
-              ("url", "URL, e.g. http://10.0.0.5:8080/v1", False),
-              ("api_key", "API key (optional)", True),
-              ("default_model", "default model (optional)", False))
+    FIELDS = (("name", N_("name (e.g. lab-server)"), False),
+              ("url", N_("URL, e.g. http://10.0.0.5:8080/v1"), False),
+              ("api_key", N_("API key (optional)"), True),
+              ("default_model", N_("default model (optional)"), False))
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "Add a remote endpoint"
+            box.border_title = _("Add a remote endpoint")
             for field, placeholder, secret in self.FIELDS:
-                yield Input(placeholder=placeholder, password=secret, id=f"ep-{field}")
-            yield Static("Enter: next field, then add · esc: cancel", classes="modal-hint",
+                yield Input(placeholder=_(placeholder), password=secret, id=f"ep-{field}")
+            yield Static(_("Enter: next field, then add · esc: cancel"), classes="modal-hint",
                          markup=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -86,10 +87,10 @@ class EndpointsScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Back", id="endpoints.close"),
-        Binding("a", "add", "Add", id="endpoints.add"),
-        Binding("delete,x", "remove", "Remove", id="endpoints.remove"),
-        Binding("r", "refresh", "Refresh models", id="endpoints.refresh"),
+        Binding("escape", "close", N_("Back"), id="endpoints.close"),
+        Binding("a", "add", N_("Add"), id="endpoints.add"),
+        Binding("delete,x", "remove", N_("Remove"), id="endpoints.remove"),
+        Binding("r", "refresh", N_("Refresh models"), id="endpoints.refresh"),
     ]
 
     class Fetched(Message):
@@ -117,13 +118,13 @@ class EndpointsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield DataTable(id="endpoints", cursor_type="row", zebra_stripes=True)
         yield Static("", id="endpoints-detail", markup=False)
-        yield Static("enter use · a add · r refresh models · del/x remove · esc back",
+        yield Static(_("enter use · a add · r refresh models · del/x remove · esc back"),
                      id="endpoints-hint", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("", "endpoint", "model", "URL")
+        table.add_columns("", _("endpoint"), _("model"), "URL")
         self.refresh_table()
         for endpoint in self.endpoints():
             self.fetch(endpoint)
@@ -133,7 +134,7 @@ class EndpointsScreen(Screen[None]):
         try:
             return self.library.list()
         except Exception as exc:
-            self.lmdesk.notify(f"Could not read the endpoints: {exc}", severity="error")
+            self.lmdesk.notify(_("Could not read the endpoints: {exc}", exc=exc), severity="error")
             return []
 
     # -- the table -----------------------------------------------------------------------------
@@ -187,17 +188,18 @@ class EndpointsScreen(Screen[None]):
         detail = self.query_one("#endpoints-detail", Static)
         picked = self.selected()
         if picked is None:
-            detail.update("No remote endpoint yet: a adds one (an OpenAI-compatible server: "
-                          "llama-server, Ollama, vLLM, lmdesk serve…).")
+            detail.update(_("No remote endpoint yet: a adds one (an OpenAI-compatible server: "
+                            "llama-server, Ollama, vLLM, lmdesk serve…)."))
             return
         endpoint, _model = picked
         lines = [f"{endpoint.name}  {endpoint.base_url}"
-                 + ("  (API key set)" if endpoint.api_key else "")]
+                 + (_("  (API key set)") if endpoint.api_key else "")]
         if endpoint.id in self.errors:
             lines.append(self.errors[endpoint.id])
         elif endpoint.id in self.models:
-            lines.append(f"{len(self.models[endpoint.id])} model(s) at /v1/models")
-        lines.append("Chatting through it sends the conversation to that server.")
+            lines.append(n_("{count} model at /v1/models", "{count} models at /v1/models",
+                            len(self.models[endpoint.id])))
+        lines.append(_("Chatting through it sends the conversation to that server."))
         detail.update("\n".join(lines))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -229,7 +231,7 @@ class EndpointsScreen(Screen[None]):
         if event.error:
             self.errors[event.endpoint_id] = event.error
             self.models.pop(event.endpoint_id, None)
-            self.lmdesk.notify(event.error, title="Endpoint unreachable", severity="error",
+            self.lmdesk.notify(event.error, title=_("Endpoint unreachable"), severity="error",
                                timeout=12)
         else:
             self.errors.pop(event.endpoint_id, None)
@@ -250,7 +252,7 @@ class EndpointsScreen(Screen[None]):
 
     def action_add(self) -> None:
         if self.lmdesk.read_only:
-            self.lmdesk.notify("The data folder is read-only here.", severity="warning")
+            self.lmdesk.notify(_("The data folder is read-only here."), severity="warning")
             return
         self.app.push_screen(EndpointForm(), self._added)
 
@@ -261,22 +263,22 @@ class EndpointsScreen(Screen[None]):
             endpoint = self.add_endpoint(values.get("name", ""), values.get("url", ""),
                                          values.get("api_key"), values.get("default_model"))
         except EndpointError as exc:
-            self.lmdesk.notify(str(exc), title="Endpoint not added", severity="error")
+            self.lmdesk.notify(str(exc), title=_("Endpoint not added"), severity="error")
             return
         if endpoint is not None:
-            self.lmdesk.notify(f"Added {endpoint.name}; asking it for its models…",
-                               title="Endpoints")
+            self.lmdesk.notify(_("Added {name}; asking it for its models…", name=endpoint.name),
+                               title=_("Endpoints"))
 
     def add_endpoint(self, name: str, url: str, api_key: str | None = None,
                      default_model: str | None = None) -> Endpoint | None:
         """Save an endpoint and fetch its models (raises ``EndpointError`` on a bad URL or a
         key no HTTP request can carry)."""
         if api_key and not all(33 <= ord(ch) < 127 for ch in api_key):
-            raise EndpointError("the API key holds characters an HTTP header cannot carry "
-                                "(spaces, accents, other scripts): keys are plain ASCII; "
-                                "check it was pasted whole")
+            raise EndpointError(_("the API key holds characters an HTTP header cannot carry "
+                                  "(spaces, accents, other scripts): keys are plain ASCII; "
+                                  "check it was pasted whole"))
         endpoint = None
-        with self.lmdesk.guard("Could not save the endpoint"):
+        with self.lmdesk.guard(_("Could not save the endpoint")):
             endpoint = self.library.add(name, url, api_key, default_model)
         if endpoint is not None:
             self.fetch(endpoint)
@@ -292,14 +294,15 @@ class EndpointsScreen(Screen[None]):
         def answer(yes: bool | None) -> None:
             if not yes:
                 return
-            with self.lmdesk.guard("Could not remove the endpoint"):
+            with self.lmdesk.guard(_("Could not remove the endpoint")):
                 self.library.remove(endpoint.id)
                 self.models.pop(endpoint.id, None)
                 self.errors.pop(endpoint.id, None)
             self.refresh_table()
 
         self.app.push_screen(ConfirmScreen(
-            "Remove endpoint", f"Remove {endpoint.name} ({endpoint.base_url})?", yes="Remove",
+            _("Remove endpoint"), _("Remove {name} ({base_url})?",
+                                 name=endpoint.name, base_url=endpoint.base_url), yes=_("Remove"),
         ), answer)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
@@ -312,11 +315,12 @@ class EndpointsScreen(Screen[None]):
             return
         endpoint, model = picked
         if model is None:
-            self.lmdesk.notify(f"{endpoint.name}: no model known yet; r asks it for its "
-                               "models.", severity="warning")
+            self.lmdesk.notify(_("{name}: no model known yet; r asks it for its models.",
+                                 name=endpoint.name), severity="warning")
             return
         if self.lmdesk.use_endpoint(endpoint, model):
-            self.lmdesk.notify(f"This conversation now runs on {model} at {endpoint.name} "
-                               f"({endpoint.host}): it is sent over the network.",
-                               title="Remote model")
+            self.lmdesk.notify(_("This conversation now runs on {model} at {name} ({host}): it "
+                                 "is sent over the network.",
+                                 model=model, name=endpoint.name, host=endpoint.host),
+                               title=_("Remote model"))
             self.refresh_table()

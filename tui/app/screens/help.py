@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from tui.app.screens.confirm import MODAL_CSS
+from tui.i18n import N_, _
 
 Row = tuple[str, str, str]
 """(keys, what it does, binding id)"""
@@ -26,7 +27,7 @@ class HelpScreen(ModalScreen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,f1,q", "close", "Close", id="help.close"),
+        Binding("escape,f1,q", "close", N_("Close"), id="help.close"),
     ]
 
     def __init__(self, rows: Sequence[Row]) -> None:
@@ -35,12 +36,11 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "Keys"
+            box.border_title = _("Keys")
             yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
             yield Static(
-                "Remap a key in config.toml: [keymap] then id = \"keys\", e.g. "
-                "regenerate = \"f11\" (a key another action has is refused). "
-                "^p: the command palette.",
+                _('Remap a key in config.toml: [keymap] then id = "keys", e.g. regenerate = '
+                  '"f11" (a key another action has is refused). ^p: the command palette.'),
                 classes="modal-hint", markup=False,
             )
 
@@ -48,7 +48,7 @@ class HelpScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         # the id before the description: the id is what config.toml needs, so it is never the
         # column cut off in a narrow terminal
-        table.add_columns("keys", "id", "does")
+        table.add_columns(_("keys"), "id", _("does"))
         table.add_rows([(keys, binding_id, does) for keys, does, binding_id in self._rows])
         table.focus()
 

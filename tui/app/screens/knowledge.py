@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Input, ProgressBar, Static
 from tui.app.screens.confirm import MODAL_CSS
 from tui.app.widgets.reply_lines import source_label
 from tui.display import count
+from tui.i18n import N_, _
 from tui.kb import IngestReport, KBError, KBInfo, KBLibrary, Progress
 from tui.store import ConversationOptions
 
@@ -68,10 +69,10 @@ class KBIndexed(Message):
 
 def _eta(seconds: float | None) -> str:
     if seconds is None:
-        return "time left: estimating"
+        return _("time left: estimating")
     if seconds < 60:
         return f"{seconds:.0f} s left"
-    return f"{seconds / 60:.0f} min left"
+    return _("{value:.0f} min left", value=seconds / 60)
 
 
 class KBTable(DataTable[str]):
@@ -79,10 +80,10 @@ class KBTable(DataTable[str]):
     focus (in the name and paths boxes they are typed)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "screen.toggle_attach", "Attach", id="kb.attach"),
-        Binding("i", "screen.reindex", "Reindex", id="kb.reindex"),
-        Binding("x", "screen.cancel_index", "Cancel indexing", id="kb.cancel"),
-        Binding("n", "screen.new", "New", id="kb.new"),
+        Binding("a", "screen.toggle_attach", N_("Attach"), id="kb.attach"),
+        Binding("i", "screen.reindex", N_("Reindex"), id="kb.reindex"),
+        Binding("x", "screen.cancel_index", N_("Cancel indexing"), id="kb.cancel"),
+        Binding("n", "screen.new", N_("New"), id="kb.new"),
     ]
 
 
@@ -90,7 +91,7 @@ class KBField(Input):
     """The name or paths box: up goes to the list."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "screen.focus_table", "List", show=False, id="kb.list"),
+        Binding("up", "screen.focus_table", N_("List"), show=False, id="kb.list"),
     ]
 
 
@@ -110,7 +111,7 @@ class KnowledgeScreen(ModalScreen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close", id="kb.close"),
+        Binding("escape", "close", N_("Close"), id="kb.close"),
     ]
 
     def __init__(self, conversation_id: str | None) -> None:
@@ -132,23 +133,23 @@ class KnowledgeScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "Knowledge bases"
+            box.border_title = _("Knowledge bases")
             yield KBTable(id="kb-table", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="kb-new"):
-                yield KBField(placeholder="name of a new one", id="kb-name")
-                yield KBField(placeholder="folders or files to index (separate with ;)",
+                yield KBField(placeholder=_("name of a new one"), id="kb-name")
+                yield KBField(placeholder=_("folders or files to index (separate with ;)"),
                               id="kb-paths")
             yield ProgressBar(id="kb-progress", show_eta=False)
             yield Static("", id="kb-status", markup=False)
             yield Static(
-                "in the list (↑ from the boxes): a attach/detach  i reindex  x cancel indexing"
-                "  n new   in the boxes: name, paths, enter   esc: close",
+                _("in the list (↑ from the boxes): a attach/detach  i reindex  x cancel "
+                  "indexing  n new   in the boxes: name, paths, enter   esc: close"),
                 classes="modal-hint", markup=False,
             )
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("attached", "name", "files", "chunks", "paths")
+        table.add_columns(_("attached"), _("name"), _("files"), _("chunks"), _("paths"))
         self.attached = self._read_attached()
         self.query_one(ProgressBar).display = False
         self._list()
@@ -162,7 +163,7 @@ class KnowledgeScreen(ModalScreen[None]):
     def _read_attached(self) -> list[str]:
         if self.conversation_id is None:
             return []
-        with self.lmdesk.guard("Could not read the conversation"):
+        with self.lmdesk.guard(_("Could not read the conversation")):
             return attached_kbs(self.lmdesk.store.get_conversation(self.conversation_id).options)
         return []
 
@@ -200,7 +201,7 @@ class KnowledgeScreen(ModalScreen[None]):
         if self.infos:
             table.move_cursor(row=min(max(row, 0), len(self.infos) - 1))
         if not self.infos and self.indexing is None:
-            self._status("No knowledge base yet: type a name and a folder below, then enter.")
+            self._status(_("No knowledge base yet: type a name and a folder below, then enter."))
 
     def _selected(self) -> str | None:
         table = self.query_one(DataTable)
@@ -230,15 +231,15 @@ class KnowledgeScreen(ModalScreen[None]):
         """Store the attached knowledge bases in the conversation (its other options kept)."""
         cid = self.conversation_id
         if cid is None:
-            self.lmdesk.notify("Open a conversation first.", severity="warning")
+            self.lmdesk.notify(_("Open a conversation first."), severity="warning")
             return
         app = self.lmdesk
-        with app.guard("Could not attach the knowledge base"):
+        with app.guard(_("Could not attach the knowledge base")):
             new = app.store.update_options(cid, knowledge_bases=tuple(names))
             self.attached = attached_kbs(new.options)
             app.conversation_options_changed(cid, new.options)
             shown = ", ".join(self.attached) or "none"
-            self._status(f"Knowledge bases of this conversation: {shown}")
+            self._status(_("Knowledge bases of this conversation: {shown}", shown=shown))
             self._fill()
 
     # -- create and index ----------------------------------------------------------------------
@@ -260,17 +261,17 @@ class KnowledgeScreen(ModalScreen[None]):
     def create(self, name: str, paths: list[str]) -> None:
         """Create a knowledge base of ``paths``, attach it, and index it."""
         if not name or not paths:
-            self.lmdesk.notify("A knowledge base needs a name and at least one path.",
+            self.lmdesk.notify(_("A knowledge base needs a name and at least one path."),
                                severity="warning")
             return
         missing = [p for p in paths if not Path(p).expanduser().exists()]
         if missing:
-            self.lmdesk.notify(f"Not found: {', '.join(missing)}", severity="warning")
+            self.lmdesk.notify(_("Not found: {join}", join=', '.join(missing)), severity="warning")
             return
         try:
             self.library.create(name, paths)
         except (KBError, OSError) as exc:
-            self.lmdesk.notify(str(exc), title="Knowledge base", severity="error")
+            self.lmdesk.notify(str(exc), title=_("Knowledge base"), severity="error")
             return
         self.query_one("#kb-name", Input).value = ""
         self.query_one("#kb-paths", Input).value = ""
@@ -286,14 +287,15 @@ class KnowledgeScreen(ModalScreen[None]):
 
     def start_index(self, name: str) -> None:
         if self.indexing is not None:
-            self.lmdesk.notify(f"Already indexing {self.indexing} (x cancels it).")
+            self.lmdesk.notify(_("Already indexing {indexing} (x cancels it).",
+                                 indexing=self.indexing))
             return
         self.indexing = name
         self._cancel = threading.Event()
         bar = self.query_one(ProgressBar)
         bar.display = True
         bar.update(total=None, progress=0)
-        self._status(f"Indexing {name}: looking for files…")
+        self._status(_("Indexing {name}: looking for files…", name=name))
         self._index(name, self._cancel)
 
     def action_cancel_index(self) -> None:
@@ -325,9 +327,9 @@ class KnowledgeScreen(ModalScreen[None]):
         bar = self.query_one(ProgressBar)
         bar.update(total=max(p.files_total, 1), progress=p.files_done)
         self._status(
-            f"Indexing {event.name}: {p.files_done}/{count(p.files_total, 'file')}, "
-            f"{count(p.chunks, 'chunk')}, "
-            f"{_eta(p.eta_s)}   (x cancels)"
+            _("Indexing {name}: {files_done}/{count}, {count2}, {eta}   (x cancels)",
+              name=event.name, files_done=p.files_done, count=count(p.files_total, 'file'),
+              count2=count(p.chunks, 'chunk'), eta=_eta(p.eta_s))
         )
 
     def on_kbindexed(self, event: KBIndexed) -> None:
@@ -335,8 +337,8 @@ class KnowledgeScreen(ModalScreen[None]):
         self.indexing = None
         self.query_one(ProgressBar).display = False
         if event.report is None:
-            self._status(f"Indexing {event.name} failed: {event.error}")
-            self.lmdesk.notify(event.error, title=f"Indexing {event.name} failed",
+            self._status(_("Indexing {name} failed: {error}", name=event.name, error=event.error))
+            self.lmdesk.notify(event.error, title=_("Indexing {name} failed", name=event.name),
                                severity="error")
         else:
             self.last_report = event.report
@@ -401,7 +403,7 @@ class SourceScreen(ModalScreen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q", "close", "Close", id="source.close"),
+        Binding("escape,q", "close", N_("Close"), id="source.close"),
     ]
 
     def __init__(self, source: dict[str, Any]) -> None:
@@ -419,8 +421,9 @@ class SourceScreen(ModalScreen[None]):
         with Vertical() as box:
             box.border_title = f"[{self.source.get('n', '?')}] {source_label(self.source)}"
             with VerticalScroll(id="source-scroll"):
-                yield Static("Reading…", id="source-text", markup=False)
-            yield Static(f"{self.path}   esc: close", classes="modal-hint", markup=False)
+                yield Static(_("Reading…"), id="source-text", markup=False)
+            yield Static(_("{path}   esc: close",
+                           path=self.path), classes="modal-hint", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#source-scroll").focus()
@@ -443,9 +446,10 @@ class SourceScreen(ModalScreen[None]):
     def on_passage_read(self, event: PassageRead) -> None:
         event.stop()
         if event.error:
-            text = f"Cannot show {self.path}: {event.error}"
+            text = _("Cannot show {path}: {error}", path=self.path, error=event.error)
         elif not event.lines:
-            text = f"{self.path} has no line {self.start} now (the file changed?)"
+            text = _("{path} has no line {start} now (the file changed?)",
+                     path=self.path, start=self.start)
         else:
             width = len(str(event.first + len(event.lines)))
             rows = []
@@ -455,9 +459,9 @@ class SourceScreen(ModalScreen[None]):
                 rows.append(f"{number:>{width}} {mark} {line}")
             text = "\n".join(rows)
         if event.changed and not event.error:
-            text = (f"⚠ {Path(self.path).name} changed since it was indexed: these are its "
-                    f"lines {self.start}-{self.end} now, not necessarily the passage cited "
-                    "(reindex it with i in alt+k).\n\n" + text)
+            text = (_("⚠ {name} changed since it was indexed: these are its lines {start}-{end} "
+                      "now, not necessarily the passage cited (reindex it with i in alt+k).\n\n",
+                      name=Path(self.path).name, start=self.start, end=self.end) + text)
         self.query_one("#source-text", Static).update(text)
 
     @property

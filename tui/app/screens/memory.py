@@ -20,6 +20,7 @@ from textual.widgets.option_list import Option
 
 from tui.app.screens.confirm import MODAL_CSS
 from tui.engine.errors import EngineError
+from tui.i18n import N_, _
 from tui.prompting import build_messages
 from tui.prompting.memory import Memory, MemoryStore, memory_on, propose_memories
 from tui.prompting.templates import PromptingError
@@ -40,16 +41,16 @@ class MemoriesProposed(Message):
 
 class MemoryList(OptionList):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "screen.toggle_memory", "Enable/disable", id="memory.toggle"),
-        Binding("e", "screen.edit", "Edit", id="memory.edit"),
-        Binding("delete", "screen.delete", "Delete", id="memory.delete"),
-        Binding("p", "screen.propose", "Propose", id="memory.propose"),
+        Binding("space", "screen.toggle_memory", N_("Enable/disable"), id="memory.toggle"),
+        Binding("e", "screen.edit", N_("Edit"), id="memory.edit"),
+        Binding("delete", "screen.delete", N_("Delete"), id="memory.delete"),
+        Binding("p", "screen.propose", N_("Propose"), id="memory.propose"),
     ]
 
 
 class ProposalList(OptionList):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("delete", "screen.reject", "Reject", id="memory.reject"),
+        Binding("delete", "screen.reject", N_("Reject"), id="memory.reject"),
     ]
 
 
@@ -66,7 +67,7 @@ class MemoryScreen(ModalScreen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close", id="memory.close"),
+        Binding("escape", "close", N_("Close"), id="memory.close"),
     ]
 
     def __init__(self, meta: ConversationMeta | None, history: list[StoredMessage],
@@ -91,19 +92,19 @@ class MemoryScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         on = memory_on(self.meta) if self.meta is not None else True
         with Vertical() as box:
-            box.border_title = "Memory"
-            yield Checkbox("Memory on in this conversation", on, id="memory-on",
+            box.border_title = _("Memory")
+            yield Checkbox(_("Memory on in this conversation"), on, id="memory-on",
                            disabled=self.meta is None)
             yield MemoryList(id="memory-list")
-            yield Input(placeholder="A new memory (Enter adds it)", id="memory-text")
-            yield Static("Proposed (enter: accept, delete: reject)", id="memory-proposals-label")
+            yield Input(placeholder=_("A new memory (Enter adds it)"), id="memory-text")
+            yield Static(_("Proposed (enter: accept, delete: reject)"), id="memory-proposals-label")
             yield ProposalList(id="memory-proposals")
-            yield Static("space: enable/disable   e: edit   delete: delete   "
-                         "p: propose from this conversation   esc: close",
+            yield Static(_("space: enable/disable   e: edit   delete: delete   p: propose from "
+                           "this conversation   esc: close"),
                          classes="modal-hint")
             with Horizontal(classes="modal-buttons"):
-                yield Button("Close", id="close")
-                yield Button("Propose from this conversation", id="propose",
+                yield Button(_("Close"), id="close")
+                yield Button(_("Propose from this conversation"), id="propose",
                              variant="primary")
 
     def on_mount(self) -> None:
@@ -114,14 +115,14 @@ class MemoryScreen(ModalScreen[None]):
         try:
             self.memories = self.store.list_memories()
         except StoreError as exc:
-            self.notify(f"Could not read the memory: {exc}", severity="error")
+            self.notify(_("Could not read the memory: {exc}", exc=exc), severity="error")
             self.memories = []
         listing = self.query_one(MemoryList)
         old = listing.highlighted
         listing.clear_options()
         if not self.memories:
-            listing.add_option(Option(Content("No memories yet: type one below, or /remember "
-                                              "in the prompt."), disabled=True))
+            listing.add_option(Option(Content(_("No memories yet: type one below, or /remember "
+                                                "in the prompt.")), disabled=True))
             return
         listing.add_options([Option(Content(f"{'✓' if m.enabled else '✗'} {m.text}"), id=m.id)
                              for m in self.memories])
@@ -155,19 +156,19 @@ class MemoryScreen(ModalScreen[None]):
         done: list[Memory] = []
         if self.editing is not None:
             memory_id = self.editing
-            ok = self._try("Could not save", lambda: done.append(
+            ok = self._try(_("Could not save"), lambda: done.append(
                 self.store.update(memory_id, text=text)))
         else:
-            ok = self._try("Could not add", lambda: done.append(self.store.add(text)))
+            ok = self._try(_("Could not add"), lambda: done.append(self.store.add(text)))
         if ok:
             self.editing = None
             event.input.value = ""
-            event.input.placeholder = "A new memory (Enter adds it)"
+            event.input.placeholder = _("A new memory (Enter adds it)")
             self.refresh_list(select=done[0].id)
 
     def action_toggle_memory(self) -> None:
         m = self.current()
-        if m is not None and self._try("Could not change it",
+        if m is not None and self._try(_("Could not change it"),
                                        lambda: self.store.set_enabled(m.id, not m.enabled)):
             self.refresh_list(select=m.id)
 
@@ -178,13 +179,13 @@ class MemoryScreen(ModalScreen[None]):
         self.editing = m.id
         box = self.query_one("#memory-text", Input)
         box.value = m.text
-        box.placeholder = "Edit the memory (Enter saves)"
+        box.placeholder = _("Edit the memory (Enter saves)")
         box.focus()
 
     def action_delete(self) -> None:
         m = self.current()
-        if m is not None and self._try("Could not delete", lambda: self.store.remove(m.id)):
-            self.notify(f"Forgot: {m.text}")
+        if m is not None and self._try(_("Could not delete"), lambda: self.store.remove(m.id)):
+            self.notify(_("Forgot: {text}", text=m.text))
             self.refresh_list()
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
@@ -202,13 +203,13 @@ class MemoryScreen(ModalScreen[None]):
 
     def action_propose(self) -> None:
         if self.lmdesk.busy_replying():
-            self.notify("A reply is being written: propose once it is done.",
+            self.notify(_("A reply is being written: propose once it is done."),
                         severity="warning")
             return
         if not any(m.role == "user" for m in self.history):
-            self.notify("This conversation is empty: nothing to propose from.")
+            self.notify(_("This conversation is empty: nothing to propose from."))
             return
-        self.notify("Asking the model for memories from this conversation…")
+        self.notify(_("Asking the model for memories from this conversation…"))
         existing = [m.text for m in self.memories]
         self._propose(build_messages("", self.history), existing)
 
@@ -234,10 +235,11 @@ class MemoryScreen(ModalScreen[None]):
     def on_memories_proposed(self, event: MemoriesProposed) -> None:
         event.stop()
         if event.error:
-            self.notify(f"Could not propose memories: {event.error}", severity="error")
+            self.notify(_("Could not propose memories: {error}",
+                          error=event.error), severity="error")
             return
         if not event.proposals:
-            self.notify("The model found nothing new worth remembering.")
+            self.notify(_("The model found nothing new worth remembering."))
             return
         self.proposals = list(event.proposals)
         self._show_proposals()
@@ -261,7 +263,7 @@ class MemoryScreen(ModalScreen[None]):
             index = event.option_index
             if 0 <= index < len(self.proposals):
                 text = self.proposals[index]
-                if self._try("Could not add", lambda: self.store.add(text)):
+                if self._try(_("Could not add"), lambda: self.store.add(text)):
                     del self.proposals[index]
                     self.refresh_list()
                     self._show_proposals()

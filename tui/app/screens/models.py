@@ -30,6 +30,7 @@ from textual.widgets import DataTable, Footer, ProgressBar, Static, TabbedConten
 
 from tui.app.screens.compare import CompareScreen
 from tui.app.screens.confirm import ConfirmScreen
+from tui.i18n import N_, _
 from tui.models.calibration import speed_model
 from tui.models.catalogue import CatalogueEntry, load_catalogue
 from tui.models.choice import (
@@ -41,7 +42,7 @@ from tui.models.choice import (
     fmt_tok_s,
 )
 from tui.models.download import DownloadProgress, DownloadResult
-from tui.models.fit import FitEstimate, Resources
+from tui.models.fit import FitEstimate, Resources, verdict_name
 from tui.models.listing import LocalModel, list_models
 from tui.models.speed import SpeedModel, model_key
 from tui.session.usage import usage_of
@@ -54,6 +55,9 @@ MiB = 1024**2
 FIT_ORDER = {"green": 0, "amber": 1, "red": 2}
 FILTERS = ("all", "fits", "green")
 SORTS = ("fit", "name", "size")
+SHOWN = {"all": N_("all"), "fits": N_("fits"), "green": N_("green"), "fit": N_("fit"),
+         "name": N_("name"), "size": N_("size")}
+"""The filters' and sorts' names as the screen says them."""
 
 
 def size(n: int | None) -> str:
@@ -72,7 +76,7 @@ def fit_cell(a: Assessment | None) -> str:
     if a is None:
         return "?"
     fit = a.fit
-    return f"{a.verdict} {size(fit.ram_bytes - fit.reclaimable_bytes)}" + (
+    return f"{verdict_name(a.verdict)} {size(fit.ram_bytes - fit.reclaimable_bytes)}" + (
         f"+{size(fit.vram_bytes)}V" if fit.vram_bytes else ""
     )
 
@@ -131,15 +135,15 @@ class ModelsScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Back", id="models.close"),
-        Binding("u", "unload", "Unload", id="models.unload"),
-        Binding("f", "cycle_filter", "Filter by fit", id="models.filter"),
-        Binding("s", "cycle_sort", "Sort", id="models.sort"),
-        Binding("d", "download", "Download", id="models.download"),
-        Binding("c", "cancel_download", "Cancel download", id="models.cancel"),
-        Binding("r", "refresh", "Refresh", id="models.refresh"),
-        Binding("e", "endpoints", "Endpoints", id="models.endpoints", show=True),
-        Binding("p", "profiles", "Profiles", id="models.profiles", show=True),
+        Binding("escape", "close", N_("Back"), id="models.close"),
+        Binding("u", "unload", N_("Unload"), id="models.unload"),
+        Binding("f", "cycle_filter", N_("Filter by fit"), id="models.filter"),
+        Binding("s", "cycle_sort", N_("Sort"), id="models.sort"),
+        Binding("d", "download", N_("Download"), id="models.download"),
+        Binding("c", "cancel_download", N_("Cancel download"), id="models.cancel"),
+        Binding("r", "refresh", N_("Refresh"), id="models.refresh"),
+        Binding("e", "endpoints", N_("Endpoints"), id="models.endpoints", show=True),
+        Binding("p", "profiles", N_("Profiles"), id="models.profiles", show=True),
     ]
 
     class Listed(Message):
@@ -186,17 +190,17 @@ class ModelsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="tab-local"):
-            with TabPane("Local models", id="tab-local"):
+            with TabPane(_("Local models"), id="tab-local"):
                 yield DataTable(id="local-models", cursor_type="row", zebra_stripes=True)
-            with TabPane("Catalogue", id="tab-catalogue"):
+            with TabPane(_("Catalogue"), id="tab-catalogue"):
                 yield DataTable(id="catalogue", cursor_type="row", zebra_stripes=True)
-        yield Static("Reading the models…", id="models-detail", markup=False)
+        yield Static(_("Reading the models…"), id="models-detail", markup=False)
         with Vertical(id="download-box"):
             yield Static("", id="download-label", markup=False)
             yield ProgressBar(id="download-bar", show_eta=False)
         yield Static(
-            "enter load/use · d catalogue/download · u unload · f filter · s sort · "
-            "c cancel · esc back",
+            _("enter load/use · d catalogue/download · u unload · f filter · s sort · c cancel "
+              "· esc back"),
             id="models-hint",
         )
         yield Footer()
@@ -205,13 +209,14 @@ class ModelsScreen(Screen[None]):
         local = self.query_one("#local-models", DataTable)
         # names are cut to a width that leaves the verdict and speed on an 80-column screen
         local.add_column("")
-        local.add_column("name", width=22)
-        local.add_columns("fit (RAM)", "tok/s", "n_ctx", "size", "quant", "params", "from",
-                          "arch", "trained", "chat", "gpu", "replies", "measured")
+        local.add_column(_("name"), width=22)
+        local.add_columns(_("fit (RAM)"), "tok/s", "n_ctx", _("size"), _("quant"), _("params"),
+                          _("from"), _("arch"), _("trained"), _("chat"), "gpu", _("replies"),
+                          _("measured"))
         cat = self.query_one("#catalogue", DataTable)
-        cat.add_column("name", width=24)
-        cat.add_columns("best here", "fit", "tok/s", "n_ctx", "size", "can do", "checked",
-                        "repo")
+        cat.add_column(_("name"), width=24)
+        cat.add_columns(_("best here"), _("fit"), "tok/s", "n_ctx", _("size"), _("can do"),
+                        _("checked"), _("repo"))
         self.watch(self.lmdesk, "model_state", self._model_state_changed, init=False)
         self._list()
         local.focus()
@@ -262,7 +267,8 @@ class ModelsScreen(Screen[None]):
     def on_models_screen_listed(self, event: ModelsScreen.Listed) -> None:
         event.stop()
         if event.error:
-            self.lmdesk.notify(f"Could not list the models: {event.error}", severity="error")
+            self.lmdesk.notify(_("Could not list the models: {error}",
+                                 error=event.error), severity="error")
         self.rows, self.catalogue = event.rows, event.catalogue
         self.listed = True
         self.refresh_tables()
@@ -327,11 +333,11 @@ class ModelsScreen(Screen[None]):
                 caps = ",".join(entry.capabilities.labels())
                 checked = entry.verified or "no"
                 if best is None:
-                    cat.add_row(entry.name, "-", "red" if entry.has_files else "no GGUF", "-",
+                    cat.add_row(entry.name, "-", "red" if entry.has_files else _("no GGUF"), "-",
                                 "-", "-", caps, checked, entry.repo_id, key=entry.id)
                     continue
                 b = best.assessment
-                cat.add_row(entry.name, best.quantization, b.verdict, speed_cell(b),
+                cat.add_row(entry.name, best.quantization, verdict_name(b.verdict), speed_cell(b),
                             ctx_label(b.context.n_ctx), size(best.size), caps, checked,
                             entry.repo_id, key=entry.id)
         self._show_detail()
@@ -383,33 +389,38 @@ class ModelsScreen(Screen[None]):
         if self._on_catalogue_tab():
             picked = self.selected_entry()
             if picked is None:
-                detail.update("The catalogue is empty.")
+                detail.update(_("The catalogue is empty."))
                 return
             detail.update(catalogue_detail(picked))
             return
         row = self.selected_row()
         if row is None:
-            detail.update(f"No local model (filter: {self.filter}). "
-                          "Add folders with model_dirs in config.toml, or download one.")
+            detail.update(_("No local model (filter: {filter}). Add folders with model_dirs in "
+                            "config.toml, or download one.", filter=_(SHOWN[self.filter])))
             return
         m = row.model
-        where = f" · from {m.source}" + (f" ({m.origin})" if m.origin else "")
+        where = _(" · from {source}", source=m.source) + (f" ({m.origin})" if m.origin else "")
         lines = [f"{m.name}  {m.path}{where}"]
         a = row.assessment
         if a is not None:
-            lines.append(f"{a.verdict}: {a.reason}")
-            lines.append(f"speed: about {fmt_tok_s(a.speed.tok_s)} tok/s writing, "
-                         f"{a.speed.prompt_tok_s:.0f} tok/s reading ({a.speed.basis})")
-            lines.append(f"context: {a.context.reason}")
+            lines.append(f"{verdict_name(a.verdict)}: {a.reason}")
+            lines.append(_("speed: about {fmt_tok_s} tok/s writing, {prompt_tok_s:.0f} tok/s "
+                           "reading ({basis})",
+                           fmt_tok_s=fmt_tok_s(a.speed.tok_s), prompt_tok_s=a.speed.prompt_tok_s,
+                           basis=a.speed.basis))
+            lines.append(_("context: {reason}", reason=a.context.reason))
             lines.append(a.fit.summary())
         if row.fit_error:
-            lines.append(f"unreadable: {row.fit_error}")
+            lines.append(_("unreadable: {fit_error}", fit_error=row.fit_error))
         if m.app_parameters:
-            lines.append(f"{m.source} parameters (not applied): {m.app_parameters}")
+            lines.append(_("{source} parameters (not applied): {app_parameters}",
+                           source=m.source, app_parameters=m.app_parameters))
         if m.path in self.rss:
             est = size(a.fit.ram_bytes) if a else "?"
-            lines.append(f"loaded: worker RSS {size(self.rss[m.path])} (estimate {est})")
-        lines.append(f"filter {self.filter} · sort {self.sort}")
+            lines.append(_("loaded: worker RSS {size} (estimate {est})",
+                           size=size(self.rss[m.path]), est=est))
+        lines.append(_("filter {filter} · sort {sort}", filter=_(SHOWN[self.filter]),
+                       sort=_(SHOWN[self.sort])))
         detail.update("\n".join(lines))
 
     # -- actions -----------------------------------------------------------------------------
@@ -447,7 +458,8 @@ class ModelsScreen(Screen[None]):
             return
         if row.model.error or row.fit is None:
             why = row.model.error or row.fit_error
-            self.lmdesk.notify(f"{row.model.name} cannot be read: {why}", severity="error")
+            self.lmdesk.notify(_("{name} cannot be read: {why}",
+                                 name=row.model.name, why=why), severity="error")
             return
         if row.fit.verdict == "red" and not insist:
             reason = row.fit.reason
@@ -456,18 +468,20 @@ class ModelsScreen(Screen[None]):
                 if yes:
                     self.choose(row, insist=True)
                 else:
-                    self.lmdesk.notify(f"{row.model.name} not loaded: {reason}",
+                    self.lmdesk.notify(_("{name} not loaded: {reason}",
+                                         name=row.model.name, reason=reason),
                                        severity="warning")
 
             self.app.push_screen(ConfirmScreen(
-                "This model will not fit",
-                f"{row.model.name}: {row.fit.reason}\n{row.fit.summary()}\n\nLoad it anyway?",
-                yes="Load anyway",
+                _("This model will not fit"),
+                _("{name}: {reason}\n{summary}\n\nLoad it anyway?",
+                  name=row.model.name, reason=row.fit.reason, summary=row.fit.summary()),
+                yes=_("Load anyway"),
             ), answer)
             return
         if self.lmdesk.use_model(row.model.path, row.model.name, row.fit):
-            self.lmdesk.notify(f"Loading {row.model.name} for this conversation…",
-                               title="Models")
+            self.lmdesk.notify(_("Loading {name} for this conversation…", name=row.model.name),
+                               title=_("Models"))
 
     def action_profiles(self) -> None:
         """Model profiles; a new one starts from the selected model."""
@@ -484,7 +498,7 @@ class ModelsScreen(Screen[None]):
         keys = [m.key for m in self.lmdesk.session.loaded()
                 if m.model.params is not None and m.model.params.model_path == str(row.model.path)]
         if not keys:
-            self.lmdesk.notify(f"{row.model.name} is not loaded.")
+            self.lmdesk.notify(_("{name} is not loaded.", name=row.model.name))
             return
         for key in keys:
             self.lmdesk.unload_model(key)
@@ -499,18 +513,20 @@ class ModelsScreen(Screen[None]):
         if picked is None:
             return
         if self._cancel is not None:
-            self.lmdesk.notify("A download is already running (c cancels it).")
+            self.lmdesk.notify(_("A download is already running (c cancels it)."))
             return
         entry = picked.entry
         if not entry.has_files:
-            self.lmdesk.notify(f"{entry.name}: no GGUF file to download. {entry.notes}",
+            self.lmdesk.notify(_("{name}: no GGUF file to download. {notes}",
+                                 name=entry.name, notes=entry.notes),
                                severity="warning")
             return
         filename = picked.best.file if picked.best is not None else entry.file().file
         self._cancel = threading.Event()
         box = self.query_one("#download-box")
         box.add_class("-active")
-        self.query_one("#download-label", Static).update(f"Starting {filename}…")
+        self.query_one("#download-label", Static).update(_("Starting {filename}…",
+                                                           filename=filename))
         self.query_one("#download-bar", ProgressBar).update(total=None, progress=0)
         self._download(entry, filename, self._cancel)
 
@@ -551,11 +567,12 @@ class ModelsScreen(Screen[None]):
         p = event.progress
         bar = self.query_one("#download-bar", ProgressBar)
         bar.update(total=p.total_bytes, progress=p.done_bytes)
-        eta = f"{p.eta_s:.0f} s left" if p.eta_s is not None else "time left unknown"
+        eta = f"{p.eta_s:.0f} s left" if p.eta_s is not None else _("time left unknown")
         total = size(p.total_bytes) if p.total_bytes else "?"
         self.query_one("#download-label", Static).update(
-            f"{p.filename}: {size(p.done_bytes)}/{total} · {p.bytes_per_s / MiB:.1f} MiB/s · "
-            f"{eta} · c cancels"
+            _("{filename}: {size}/{total} · {value:.1f} MiB/s · {eta} · c cancels",
+              filename=p.filename, size=size(p.done_bytes), total=total, value=p.bytes_per_s / MiB,
+              eta=eta)
         )
 
     def on_models_screen_download_ended(self, event: ModelsScreen.DownloadEnded) -> None:
@@ -563,29 +580,32 @@ class ModelsScreen(Screen[None]):
         self._cancel = None
         self.query_one("#download-box").remove_class("-active")
         if event.error:
-            self.lmdesk.notify(event.error, title="Download failed", severity="error", timeout=15)
+            self.lmdesk.notify(event.error, title=_("Download failed"), severity="error",
+                               timeout=15)
             return
         if event.result is not None:
-            self.lmdesk.notify(f"{event.result.filename} is in {event.result.path.parent}",
-                               title="Downloaded")
+            self.lmdesk.notify(_("{filename} is in {parent}",
+                                 filename=event.result.filename, parent=event.result.path.parent),
+                               title=_("Downloaded"))
         self._list()
 
 
 def catalogue_detail(choice: CatalogueChoice) -> str:
     """The catalogue entry under the cursor: what to take here, and every other file."""
     e = choice.entry
-    checked = f"checked {e.verified}" if e.verified else "not checked on the Hub"
+    checked = f"checked {e.verified}" if e.verified else _("not checked on the Hub")
     langs = ", ".join(e.capabilities.languages)
     lines = [f"{e.name} · {e.repo_id} · {e.license} · {checked}",
-             f"can do: {', '.join(e.capabilities.labels()) or '-'} · languages: {langs}"]
+             _("can do: {value} · languages: {langs}",
+               value=', '.join(e.capabilities.labels()) or '-', langs=langs)]
     if not choice.options:
         lines.append(e.notes)
         return "\n".join(lines)
     best = choice.best
-    lines.append(f"best here: {choice.line()}" + (f" ({best.file})" if best else ""))
+    lines.append(_("best here: {line}", line=choice.line()) + (f" ({best.file})" if best else ""))
     for o in choice.options:
         if o is best:
             continue
         lines.append(f"  {o.quantization:7} {size(o.size):>6}  {o.assessment.line()}")
-    lines.append("d: download the best here (needs the network) · c: cancel")
+    lines.append(_("d: download the best here (needs the network) · c: cancel"))
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 
 from tui.app.screens.confirm import MODAL_CSS
 from tui.app.screens.text_input import TextInputScreen
+from tui.i18n import N_, _
 from tui.prompting.personas import (
     Example,
     Persona,
@@ -41,11 +42,13 @@ def parse_sampling(text: str) -> dict[str, float | int]:
             continue
         key, sep, value = part.partition("=")
         if not sep:
-            raise PersonaError(f"write the sampling preset as key=value, got {part.strip()!r}")
+            raise PersonaError(_("write the sampling preset as key=value, got {strip!r}",
+                                 strip=part.strip()))
         try:
             number = float(value)
         except ValueError:
-            raise PersonaError(f"{key.strip()}: {value.strip()!r} is not a number") from None
+            raise PersonaError(_("{strip}: {strip2!r} is not a number",
+                                 strip=key.strip(), strip2=value.strip())) from None
         out[key.strip()] = int(number) if number.is_integer() and key.strip() in (
             "top_k", "max_tokens", "seed") else number
     return out
@@ -63,8 +66,8 @@ def parse_examples(text: str) -> tuple[Example, ...]:
             continue
         instruction, sep, response = block.partition("\n=>\n")
         if not sep:
-            raise PersonaError("each example is an instruction, a line '=>', then the response "
-                               "(examples are separated by a line '---')")
+            raise PersonaError(_("each example is an instruction, a line '=>', then the "
+                                 "response (examples are separated by a line '---')"))
         out.append(Example(instruction.strip(), response.strip()))
     return tuple(out)
 
@@ -85,10 +88,10 @@ class PersonasScreen(ModalScreen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", id="personas.save", priority=True),
-        Binding("ctrl+d", "duplicate", "Duplicate", id="personas.duplicate", priority=True),
-        Binding("ctrl+x", "export", "Export examples", id="personas.export", priority=True),
-        Binding("escape", "close", "Close", id="personas.close"),
+        Binding("ctrl+s", "save", N_("Save"), id="personas.save", priority=True),
+        Binding("ctrl+d", "duplicate", N_("Duplicate"), id="personas.duplicate", priority=True),
+        Binding("ctrl+x", "export", N_("Export examples"), id="personas.export", priority=True),
+        Binding("escape", "close", N_("Close"), id="personas.close"),
     ]
 
     def __init__(self, meta: ConversationMeta | None,
@@ -108,29 +111,30 @@ class PersonasScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "Personas"
+            box.border_title = _("Personas")
             with Horizontal(id="personas-main"):
                 yield OptionList(id="persona-list")
                 with Vertical(id="persona-detail"):
                     yield Static(id="persona-about", markup=False)
-                    yield Static("System prompt", classes="persona-label")
+                    yield Static(_("System prompt"), classes="persona-label")
                     yield TextArea(id="persona-prompt", soft_wrap=True)
-                    yield Static("Tone (neutral, technical, creative, formal, friendly, "
-                                 "concise, didactic, or your own words)", classes="persona-label")
+                    yield Static(_("Tone (neutral, technical, creative, formal, friendly, "
+                                   "concise, didactic, or your own words)"),
+                                 classes="persona-label")
                     yield Input(id="persona-tone")
-                    yield Static("Sampling preset (temperature=0.3, top_p=0.9, …)",
+                    yield Static(_("Sampling preset (temperature=0.3, top_p=0.9, …)"),
                                  classes="persona-label")
                     yield Input(id="persona-sampling")
-                    yield Static("Examples: instruction, a line '=>', the response; '---' "
-                                 "between examples", classes="persona-label")
+                    yield Static(_("Examples: instruction, a line '=>', the response; '---' "
+                                   "between examples"), classes="persona-label")
                     yield TextArea(id="persona-examples", soft_wrap=True)
-            yield Static("enter: use in this conversation   ctrl+s: save   ctrl+d: duplicate   "
-                         "ctrl+x: export examples (JSONL)   esc: close", classes="modal-hint")
+            yield Static(_("enter: use in this conversation   ctrl+s: save   ctrl+d: duplicate  "
+                           " ctrl+x: export examples (JSONL)   esc: close"), classes="modal-hint")
             with Horizontal(classes="modal-buttons"):
-                yield Button("Close", id="close")
-                yield Button("Duplicate", id="duplicate")
-                yield Button("Save", id="save")
-                yield Button("Use", id="use", variant="primary")
+                yield Button(_("Close"), id="close")
+                yield Button(_("Duplicate"), id="duplicate")
+                yield Button(_("Save"), id="save")
+                yield Button(_("Use"), id="use", variant="primary")
 
     def on_mount(self) -> None:
         self.refresh_list()
@@ -145,17 +149,17 @@ class PersonasScreen(ModalScreen[None]):
         try:
             self.personas = self.library.list_personas()
         except StoreError as exc:
-            self.notify(f"Could not read the personas: {exc}", severity="error")
+            self.notify(_("Could not read the personas: {exc}", exc=exc), severity="error")
             self.personas = []
         current = self._current_id()
         listing = self.query_one("#persona-list", OptionList)
         listing.clear_options()
-        options = [Option(Content(("● " if current is None else "  ") + "No persona"),
+        options = [Option(Content(("● " if current is None else "  ") + _("No persona")),
                           id=NONE_ID)]
         for p in self.personas:
             mark = "● " if p.id == current else "  "
-            options.append(Option(Content(f"{mark}{p.name}{' · built in' if p.builtin else ''}"),
-                                  id=p.id))
+            built_in = _(" · built in") if p.builtin else ""
+            options.append(Option(Content(f"{mark}{p.name}{built_in}"), id=p.id))
         listing.add_options(options)
         ids = [NONE_ID, *(p.id for p in self.personas)]
         wanted = select or current or NONE_ID
@@ -170,9 +174,9 @@ class PersonasScreen(ModalScreen[None]):
 
     def show_detail(self) -> None:
         p = self.selected()
-        about = "No persona: the conversation's own system prompt only."
+        about = _("No persona: the conversation's own system prompt only.")
         if p is not None:
-            about = f"{p.name} ({p.id})" + (" · built in: duplicate to edit" if p.builtin
+            about = f"{p.name} ({p.id})" + (_(" · built in: duplicate to edit") if p.builtin
                                             else "")
             if p.description:
                 about += f"\n{p.description}"
@@ -208,7 +212,8 @@ class PersonasScreen(ModalScreen[None]):
         if p is None:
             return
         if p.builtin:
-            self.notify(f"{p.name} is built in: ctrl+d duplicates it, then edit the copy.",
+            self.notify(_("{name} is built in: ctrl+d duplicates it, then edit the copy.",
+                          name=p.name),
                         severity="warning")
             return
         try:
@@ -218,9 +223,10 @@ class PersonasScreen(ModalScreen[None]):
                 sampling=parse_sampling(self.query_one("#persona-sampling", Input).value),
                 examples=parse_examples(self.query_one("#persona-examples", TextArea).text))
         except (PromptingError, StoreError) as exc:
-            self.notify(f"Could not save {p.name}: {exc}", severity="error", timeout=10)
+            self.notify(_("Could not save {name}: {exc}",
+                          name=p.name, exc=exc), severity="error", timeout=10)
             return
-        self.notify(f"Saved persona {p.name}.")
+        self.notify(_("Saved persona {name}.", name=p.name))
         self.refresh_list(select=p.id)
 
     def action_duplicate(self) -> None:
@@ -230,9 +236,10 @@ class PersonasScreen(ModalScreen[None]):
         try:
             copy = self.library.duplicate(p.id)
         except (PromptingError, StoreError) as exc:
-            self.notify(f"Could not duplicate {p.name}: {exc}", severity="error")
+            self.notify(_("Could not duplicate {name}: {exc}",
+                          name=p.name, exc=exc), severity="error")
             return
-        self.notify(f"Duplicated as {copy.name}: edit it, then ctrl+s.")
+        self.notify(_("Duplicated as {name}: edit it, then ctrl+s.", name=copy.name))
         self.refresh_list(select=copy.id)
 
     def action_export(self) -> None:
@@ -240,7 +247,7 @@ class PersonasScreen(ModalScreen[None]):
         if p is None:
             return
         if not p.examples:
-            self.notify(f"{p.name} has no examples to export.", severity="warning")
+            self.notify(_("{name} has no examples to export.", name=p.name), severity="warning")
             return
 
         def chosen(path: str | None) -> None:
@@ -251,13 +258,13 @@ class PersonasScreen(ModalScreen[None]):
             try:
                 n = export_examples(p, Path(path).expanduser())
             except OSError as exc:
-                self.notify(f"Could not export: {exc}", severity="error")
+                self.notify(_("Could not export: {exc}", exc=exc), severity="error")
                 return
-            self.notify(f"Wrote {n} examples to {path}.")
+            self.notify(_("Wrote {n} examples to {path}.", n=n, path=path))
 
         self.app.push_screen(TextInputScreen(
-            f"Export {p.name}'s examples", f"{p.id}-examples.jsonl",
-            hint="A JSONL file (chat format for fine-tuning). Enter: write   esc: cancel"),
+            _("Export {name}'s examples", name=p.name), f"{p.id}-examples.jsonl",
+            hint=_("A JSONL file (chat format for fine-tuning). Enter: write   esc: cancel")),
             chosen)
 
     def action_close(self) -> None:

@@ -21,6 +21,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from tui.app.screens.confirm import ConfirmScreen
 from tui.display import count
+from tui.i18n import N_, _
 from tui.models.profiles import SAMPLING_KEYS, Profile, ProfileError, ProfileLibrary
 
 if TYPE_CHECKING:
@@ -36,13 +37,14 @@ def _opt_int(name: str, text: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise ProfileError(f"{name} must be a whole number, got {text!r}") from None
+        raise ProfileError(_("{name} must be a whole number, got {text!r}",
+                             name=name, text=text)) from None
 
 
 def _placeholder(key: str) -> str:
     if key == "rpc":
-        return "host:port, host:port (lmdesk rpc-worker; none: this machine only)"
-    return "(engine default)" if key in LOAD_FIELDS or key in SAMPLING_KEYS else ""
+        return _("host:port, host:port (lmdesk rpc-worker; none: this machine only)")
+    return _("(engine default)") if key in LOAD_FIELDS or key in SAMPLING_KEYS else ""
 
 
 def _cell(value: object) -> str:
@@ -67,8 +69,8 @@ class ProfileFormScreen(ModalScreen[Profile | None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", show=False, id="profile_form.save"),
-        Binding("escape", "cancel", "Cancel", show=False, id="profile_form.cancel"),
+        Binding("ctrl+s", "save", N_("Save"), show=False, id="profile_form.save"),
+        Binding("escape", "cancel", N_("Cancel"), show=False, id="profile_form.cancel"),
     ]
 
     def __init__(self, profile: Profile) -> None:
@@ -79,13 +81,14 @@ class ProfileFormScreen(ModalScreen[Profile | None]):
         p = self.profile
         rows = [
             ("nickname", "nickname", p.nickname),
-            ("model_path", "model (GGUF)", p.model_path),
-            ("model_name", "model name", p.model_name),
+            ("model_path", _("model (GGUF)"), p.model_path),
+            ("model_name", _("model name"), p.model_name),
             ("n_ctx", "n_ctx", _cell(p.n_ctx).replace("-", "")),
-            ("n_gpu_layers", "GPU layers", "" if p.n_gpu_layers is None else str(p.n_gpu_layers)),
+            ("n_gpu_layers", _("GPU layers"),
+             "" if p.n_gpu_layers is None else str(p.n_gpu_layers)),
             ("n_threads", "threads", _cell(p.n_threads).replace("-", "")),
-            ("lora_path", "LoRA GGUF", p.lora_path or ""),
-            ("rpc", "RPC workers", ", ".join(p.rpc)),
+            ("lora_path", _("LoRA GGUF"), p.lora_path or ""),
+            ("rpc", _("RPC workers"), ", ".join(p.rpc)),
         ]
         rows += [(k, k, str(p.sampling.get(k, ""))) for k in SAMPLING_KEYS]
         rows.append(("notes", "notes", p.notes))
@@ -93,8 +96,8 @@ class ProfileFormScreen(ModalScreen[Profile | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Static("New profile" if not self.profile.id else
-                         f"Edit profile {self.profile.nickname}", markup=False)
+            yield Static(_("New profile") if not self.profile.id else
+                         _("Edit profile {nickname}", nickname=self.profile.nickname), markup=False)
             for key, label, value in self._fields():
                 with Horizontal():
                     yield Label(label)
@@ -102,8 +105,8 @@ class ProfileFormScreen(ModalScreen[Profile | None]):
                                 placeholder=_placeholder(key))
             yield Static("", id="profile-form-error", markup=False)
             with Horizontal():
-                yield Button("Save (ctrl+s)", id="pf-save", variant="primary")
-                yield Button("Cancel (esc)", id="pf-cancel")
+                yield Button(_("Save (ctrl+s)"), id="pf-save", variant="primary")
+                yield Button(_("Cancel (esc)"), id="pf-cancel")
 
     def on_mount(self) -> None:
         self.query_one("#pf-nickname", Input).focus()
@@ -123,7 +126,7 @@ class ProfileFormScreen(ModalScreen[Profile | None]):
             model_path=self.value("model_path").strip(),
             model_name=self.value("model_name").strip(),
             n_ctx=_opt_int("n_ctx", self.value("n_ctx")),
-            n_gpu_layers=_opt_int("GPU layers", self.value("n_gpu_layers")),
+            n_gpu_layers=_opt_int(_("GPU layers"), self.value("n_gpu_layers")),
             n_threads=_opt_int("threads", self.value("n_threads")),
             lora_path=self.value("lora_path").strip() or None, sampling=sampling,
             rpc=tuple(a.strip() for a in self.value("rpc").split(",") if a.strip()),
@@ -165,11 +168,11 @@ class ProfilesScreen(Screen[None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Back", show=False, id="profiles.close"),
-        Binding("n", "new", "New", show=False, id="profiles.new"),
-        Binding("e", "edit", "Edit", show=False, id="profiles.edit"),
-        Binding("delete,x", "delete", "Delete", show=False, id="profiles.delete"),
-        Binding("u", "use", "Use", show=False, id="profiles.use"),
+        Binding("escape", "close", N_("Back"), show=False, id="profiles.close"),
+        Binding("n", "new", N_("New"), show=False, id="profiles.new"),
+        Binding("e", "edit", N_("Edit"), show=False, id="profiles.edit"),
+        Binding("delete,x", "delete", N_("Delete"), show=False, id="profiles.delete"),
+        Binding("u", "use", N_("Use"), show=False, id="profiles.use"),
     ]
 
     class SplitJudged(Message):
@@ -200,14 +203,14 @@ class ProfilesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield DataTable(id="profiles-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="profiles-detail", markup=False)
-        yield Static("enter/u use for this conversation · n new · e edit · x delete · esc back",
+        yield Static(_("enter/u use for this conversation · n new · e edit · x delete · esc back"),
                      id="profiles-hint", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("", "nickname", "model", "n_ctx", "gpu", "LoRA", "temp", "replies",
-                          "tok/s", "ttft")
+        table.add_columns("", _("nickname"), _("model"), "n_ctx", "gpu", "LoRA", "temp",
+                          _("replies"), "tok/s", "ttft")
         self.refresh_table()
         self.watch(self.lmdesk, "model_state", self._model_state_changed, init=False)
         table.focus()
@@ -217,7 +220,7 @@ class ProfilesScreen(Screen[None]):
 
     def refresh_table(self) -> None:
         self.profiles = []
-        with self.lmdesk.guard("Could not read the profiles"):
+        with self.lmdesk.guard(_("Could not read the profiles")):
             self.profiles = self.library.list()
         current = self.lmdesk.profile
         table = self.query_one(DataTable)
@@ -255,17 +258,19 @@ class ProfilesScreen(Screen[None]):
         detail = self.query_one("#profiles-detail", Static)
         p = self.selected()
         if p is None:
-            detail.update("No profile yet: n makes one for the model selected in the switcher.")
+            detail.update(_("No profile yet: n makes one for the model selected in the switcher."))
             return
-        sampling = ", ".join(f"{k} {v}" for k, v in p.sampling.items()) or "app defaults"
+        sampling = ", ".join(f"{k} {v}" for k, v in p.sampling.items()) or _("app defaults")
         lines = [f"{p.label}  {p.model_path}",
-                 f"n_ctx {_cell(p.n_ctx)} · GPU layers {_cell(p.n_gpu_layers)} · "
-                 f"threads {_cell(p.n_threads)} · LoRA {p.lora_path or 'none'}"
+                 _("n_ctx {cell} · GPU layers {cell2} · threads {cell3} · LoRA {value}",
+                   cell=_cell(p.n_ctx), cell2=_cell(p.n_gpu_layers), cell3=_cell(p.n_threads),
+                   value=p.lora_path or _("none"))
                  + (f" · RPC {', '.join(p.rpc)}" if p.rpc else ""),
                  f"sampling: {sampling}"]
         if p.usage.replies:
-            lines.append(f"{count(p.usage.replies, 'reply', 'replies')} · "
-                         f"{p.usage.mean_tps:.1f} tok/s · ttft {p.usage.mean_ttft:.2f} s")
+            lines.append(_("{count} · {mean_tps:.1f} tok/s · ttft {mean_ttft:.2f} s",
+                           count=count(p.usage.replies, 'reply', 'replies'),
+                           mean_tps=p.usage.mean_tps, mean_ttft=p.usage.mean_ttft))
         if p.notes:
             lines.append(p.notes)
         if p.rpc:
@@ -309,11 +314,12 @@ class ProfilesScreen(Screen[None]):
             if result is None:
                 return
             try:
-                with self.lmdesk.guard("Could not save the profile"):
+                with self.lmdesk.guard(_("Could not save the profile")):
                     profile = self.library.save(result)
-                    self.lmdesk.notify(f"Saved profile {profile.nickname}.", title="Profiles")
+                    self.lmdesk.notify(_("Saved profile {nickname}.",
+                                         nickname=profile.nickname), title=_("Profiles"))
             except ProfileError as exc:
-                self.lmdesk.notify(str(exc), title="Profile not saved", severity="error",
+                self.lmdesk.notify(str(exc), title=_("Profile not saved"), severity="error",
                                    timeout=12)
                 self.app.push_screen(ProfileFormScreen(result), saved)  # fix and try again
                 return
@@ -323,7 +329,7 @@ class ProfilesScreen(Screen[None]):
 
     def action_new(self) -> None:
         if self.lmdesk.read_only:
-            self.lmdesk.notify("The data folder is read-only here.", severity="warning")
+            self.lmdesk.notify(_("The data folder is read-only here."), severity="warning")
             return
         self._edit(Profile(id="", nickname="", model_path=self.default_path,
                            model_name=self.default_name))
@@ -341,21 +347,22 @@ class ProfilesScreen(Screen[None]):
         def answer(yes: bool | None) -> None:
             if not yes:
                 return
-            with self.lmdesk.guard("Could not delete the profile"):
+            with self.lmdesk.guard(_("Could not delete the profile")):
                 try:
                     self.library.delete(profile.id)
                 except ProfileError as exc:
                     self.lmdesk.notify(str(exc), severity="warning")
             self.refresh_table()
 
-        self.app.push_screen(ConfirmScreen("Delete profile",
-                                           f"Delete the profile {profile.label}?"), answer)
+        self.app.push_screen(ConfirmScreen(_("Delete profile"),
+                                           _("Delete the profile {label}?",
+                                             label=profile.label)), answer)
 
     def action_use(self) -> None:
         profile = self.selected()
         if profile is not None and self.lmdesk.use_profile(profile):
-            self.lmdesk.notify(f"Loading {profile.label} for this conversation…",
-                               title="Profiles")
+            self.lmdesk.notify(_("Loading {label} for this conversation…", label=profile.label),
+                               title=_("Profiles"))
             self.refresh_table()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

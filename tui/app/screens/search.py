@@ -15,6 +15,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.app.screens.confirm import MODAL_CSS
+from tui.i18n import N_, _, n_
 from tui.store import SearchHit, StoreError
 
 SearchFn = Callable[..., list[SearchHit]]
@@ -30,9 +31,9 @@ class SearchScreen(ModalScreen[SearchHit | None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Close", id="search.close"),
-        Binding("down", "focus_results", "Results", show=False, id="search.results"),
-        Binding("ctrl+t", "toggle_reasoning", "Reasoning too", show=False,
+        Binding("escape", "cancel", N_("Close"), id="search.close"),
+        Binding("down", "focus_results", N_("Results"), show=False, id="search.results"),
+        Binding("ctrl+t", "toggle_reasoning", N_("Reasoning too"), show=False,
                 id="search.reasoning"),
     ]
 
@@ -47,10 +48,10 @@ class SearchScreen(ModalScreen[SearchHit | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "Search all conversations"
-            yield Input(self._query, placeholder="words to find", id="search-query")
+            box.border_title = _("Search all conversations")
+            yield Input(self._query, placeholder=_("words to find"), id="search-query")
             yield Static("", id="search-count", classes="modal-hint", markup=False)
-            yield Static("ctrl+t: search the models' reasoning too", id="search-hint",
+            yield Static(_("ctrl+t: search the models' reasoning too"), id="search-hint",
                          classes="modal-hint", markup=False)
             yield OptionList(id="search-results")
 
@@ -77,7 +78,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         try:
             self._hits = self._search(query, reasoning=self.reasoning)
         except StoreError as exc:
-            count.update(f"Search failed: {exc}")
+            count.update(_("Search failed: {exc}", exc=exc))
             return
         options = []
         for index, hit in enumerate(self._hits):
@@ -88,7 +89,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
             options.append(Option(line, id=str(index)))
         results.add_options(options)
         n = len(self._hits)
-        count.update(f"{n} result{'s' if n != 1 else ''}" if n else "No results")
+        count.update(n_("{count} result", "{count} results", n) if n else _("No results"))
         if n:
             results.highlighted = 0
 
@@ -110,8 +111,8 @@ class SearchScreen(ModalScreen[SearchHit | None]):
     def action_toggle_reasoning(self) -> None:
         self.reasoning = not self.reasoning
         self.query_one("#search-hint", Static).update(
-            "ctrl+t: answers only" if self.reasoning
-            else "ctrl+t: search the models' reasoning too")
+            _("ctrl+t: answers only") if self.reasoning
+            else _("ctrl+t: search the models' reasoning too"))
         self.run_search()
 
     def action_focus_results(self) -> None:

@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static, TextArea
 
 from tui.app.screens.confirm import MODAL_CSS
+from tui.i18n import N_, _
 
 
 class SystemPromptScreen(ModalScreen[str | None]):
@@ -24,24 +25,24 @@ class SystemPromptScreen(ModalScreen[str | None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", id="system_prompt.save", priority=True),
+        Binding("ctrl+s", "save", N_("Save"), id="system_prompt.save", priority=True),
         # priority: a TextArea that indents on tab takes esc to leave itself otherwise
-        Binding("escape", "cancel", "Cancel", id="system_prompt.cancel", priority=True),
+        Binding("escape", "cancel", N_("Cancel"), id="system_prompt.cancel", priority=True),
     ]
 
-    def __init__(self, text: str, title: str = "System prompt") -> None:
+    def __init__(self, text: str, title: str | None = None) -> None:
         super().__init__()
         self._text = text
-        self._title = title
+        self._title = title or _("System prompt")
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = self._title
             yield TextArea(self._text, id="system-text", soft_wrap=True, tab_behavior="indent")
-            yield Static("ctrl+s: save   esc: cancel", classes="modal-hint")
+            yield Static(_("ctrl+s: save   esc: cancel"), classes="modal-hint")
             with Horizontal(classes="modal-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Save", id="save", variant="primary")
+                yield Button(_("Cancel"), id="cancel")
+                yield Button(_("Save"), id="save", variant="primary")
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()

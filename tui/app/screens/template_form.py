@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static, TextArea
 
 from tui.app.screens.confirm import MODAL_CSS
+from tui.i18n import N_, _
 from tui.prompting.templates import Template, TemplateError
 
 
@@ -44,11 +45,11 @@ class TemplateFormScreen(ModalScreen[FilledPrompt | None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "insert", "Put in prompt", id="template_form.insert", priority=True),
-        Binding("ctrl+r", "send", "Send", id="template_form.send", priority=True),
-        Binding("ctrl+l", "fill_selection", "Fill from message", id="template_form.selection",
+        Binding("ctrl+s", "insert", N_("Put in prompt"), id="template_form.insert", priority=True),
+        Binding("ctrl+r", "send", N_("Send"), id="template_form.send", priority=True),
+        Binding("ctrl+l", "fill_selection", N_("Fill from message"), id="template_form.selection",
                 priority=True),
-        Binding("escape", "cancel", "Cancel", id="template_form.cancel"),
+        Binding("escape", "cancel", N_("Cancel"), id="template_form.cancel"),
     ]
 
     def __init__(self, template: Template, selection: str = "") -> None:
@@ -60,12 +61,12 @@ class TemplateFormScreen(ModalScreen[FilledPrompt | None]):
     def compose(self) -> ComposeResult:
         t = self.template
         with Vertical() as box:
-            box.border_title = f"Template: {t.title or t.name}"
+            box.border_title = _("Template: {value}", value=t.title or t.name)
             if t.description:
                 yield Static(t.description, classes="modal-hint", markup=False)
             with VerticalScroll(id="form-fields"):
                 if not t.variables:
-                    yield Static("This template has no variables.", classes="modal-hint")
+                    yield Static(_("This template has no variables."), classes="modal-hint")
                 for var in t.variables:
                     label = var.name + (" (required)" if var.required else "")
                     if var.description:
@@ -78,15 +79,15 @@ class TemplateFormScreen(ModalScreen[FilledPrompt | None]):
                         yield Input(var.default or "", placeholder=var.description,
                                     id=f"var-{var.name}")
             with VerticalScroll(id="form-preview-box") as preview:
-                preview.border_title = "Preview"
+                preview.border_title = _("Preview")
                 yield Static(id="form-preview", markup=False)
-            yield Static("ctrl+s: put in the prompt   ctrl+r: send   ctrl+v: paste the clipboard"
-                         "   ctrl+l: paste the selected message   esc: cancel",
+            yield Static(_("ctrl+s: put in the prompt   ctrl+r: send   ctrl+v: paste the "
+                           "clipboard   ctrl+l: paste the selected message   esc: cancel"),
                          classes="modal-hint")
             with Horizontal(classes="modal-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Put in prompt", id="insert")
-                yield Button("Send", id="send", variant="primary")
+                yield Button(_("Cancel"), id="cancel")
+                yield Button(_("Put in prompt"), id="insert")
+                yield Button(_("Send"), id="send", variant="primary")
 
     def on_mount(self) -> None:
         fields = self._fields()
@@ -148,7 +149,7 @@ class TemplateFormScreen(ModalScreen[FilledPrompt | None]):
     def _finish(self, send: bool) -> None:
         text, error = self.render_prompt()
         if text is None:
-            self.notify(error, title="The template cannot be filled", severity="error")
+            self.notify(error, title=_("The template cannot be filled"), severity="error")
             return
         self.dismiss(FilledPrompt(text, send))
 
@@ -161,13 +162,13 @@ class TemplateFormScreen(ModalScreen[FilledPrompt | None]):
     def action_fill_selection(self) -> None:
         focused = self.focused
         if not self.selection:
-            self.notify("No message is selected in the chat.", severity="warning")
+            self.notify(_("No message is selected in the chat."), severity="warning")
         elif isinstance(focused, Input):
             focused.insert_text_at_cursor(self.selection)
         elif isinstance(focused, TextArea):
             focused.insert(self.selection)
         else:
-            self.notify("Move to a field first (tab).", severity="warning")
+            self.notify(_("Move to a field first (tab)."), severity="warning")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -18,6 +18,7 @@ from textual.widgets.option_list import Option
 from tui.app.screens.confirm import MODAL_CSS, ConfirmScreen
 from tui.app.screens.template_form import FilledPrompt, TemplateFormScreen
 from tui.app.screens.text_input import TextInputScreen
+from tui.i18n import N_, _, current_language, n_
 from tui.prompting.templates import (
     PromptingError,
     Template,
@@ -36,9 +37,9 @@ ALL = "*"
 
 def describe(t: Template) -> str:
     """The preview of a template: what it is, its variables, its body."""
-    lines = [t.title or t.name, f"name: {t.name}   lang: {t.lang}"
+    lines = [t.title or t.name, _("name: {name}   lang: {lang}", name=t.name, lang=t.lang)
              + (f"   tags: {', '.join(t.tags)}" if t.tags else "")
-             + ("   (built in: duplicate to edit)" if t.builtin else "")]
+             + (_("   (built in: duplicate to edit)") if t.builtin else "")]
     if t.description:
         lines += ["", t.description]
     if t.variables:
@@ -56,7 +57,7 @@ class SearchBox(Input):
     highlighted template."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("down", "screen.into_list", "Results", show=False, id="templates.results"),
+        Binding("down", "screen.into_list", N_("Results"), show=False, id="templates.results"),
     ]
 
 
@@ -65,12 +66,12 @@ class TemplateList(OptionList):
     elsewhere they are typed), other letters go to the search box."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "screen.new", "New", id="templates.new"),
-        Binding("e", "screen.edit", "Edit", id="templates.edit"),
-        Binding("d", "screen.duplicate", "Duplicate", id="templates.duplicate"),
-        Binding("delete", "screen.delete", "Delete", id="templates.delete"),
-        Binding("i", "screen.import_file", "Import", id="templates.import"),
-        Binding("x", "screen.export_file", "Export", id="templates.export"),
+        Binding("n", "screen.new", N_("New"), id="templates.new"),
+        Binding("e", "screen.edit", N_("Edit"), id="templates.edit"),
+        Binding("d", "screen.duplicate", N_("Duplicate"), id="templates.duplicate"),
+        Binding("delete", "screen.delete", N_("Delete"), id="templates.delete"),
+        Binding("i", "screen.import_file", N_("Import"), id="templates.import"),
+        Binding("x", "screen.export_file", N_("Export"), id="templates.export"),
     ]
 
     def on_key(self, event: events.Key) -> None:
@@ -102,8 +103,8 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Close", id="templates.close"),
-        Binding("ctrl+n", "new", "New", id="templates.new_any", priority=True),
+        Binding("escape", "close", N_("Close"), id="templates.close"),
+        Binding("ctrl+n", "new", N_("New"), id="templates.new_any", priority=True),
     ]
 
     def __init__(self, query: str = "", selection: str = "") -> None:
@@ -123,21 +124,26 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
     def compose(self) -> ComposeResult:
         library = self.library
         langs = sorted({t.lang for t in library.list_templates()})
+        # the built-in templates exist in English and Spanish: in Spanish, show the Spanish
+        # ones first (the filter goes back to every language with one choice)
+        here = current_language().code
+        shown = here if here != "en" and here in langs else ALL
         tags = library.tags()
-        yield Static("Template library", id="templates-title")
+        yield Static(_("Template library"), id="templates-title")
         with Horizontal(id="templates-filters"):
-            yield SearchBox(self._query, placeholder="Search templates… (↓: the results)",
+            yield SearchBox(self._query, placeholder=_("Search templates… (↓: the results)"),
                             id="templates-search")
-            yield Select([("All languages", ALL), *((lang, lang) for lang in langs)],
-                         value=ALL, allow_blank=False, id="templates-lang")
-            yield Select([("All tags", ALL), *((f"{tag} ({n})", tag) for tag, n in tags.items())],
+            yield Select([(_("All languages"), ALL), *((lang, lang) for lang in langs)],
+                         value=shown, allow_blank=False, id="templates-lang")
+            yield Select([(_("All tags"), ALL),
+                          *((f"{tag} ({n})", tag) for tag, n in tags.items())],
                          value=ALL, allow_blank=False, id="templates-tag")
         with Horizontal(id="templates-main"):
             yield TemplateList(id="template-list")
             with VerticalScroll(id="template-preview-box"):
                 yield Static(id="template-preview", markup=False)
-        yield Static("enter: fill and use   in the list: n new  e edit  d duplicate  delete  "
-                     "i import  x export   esc: close", id="templates-hint")
+        yield Static(_("enter: fill and use   in the list: n new  e edit  d duplicate  delete  "
+                       "i import  x export   esc: close"), id="templates-hint")
 
     def on_mount(self) -> None:
         self.refresh_list()
@@ -158,14 +164,15 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
                 tag=self._filter("#templates-tag"), lang=self._filter("#templates-lang"),
                 query=query or None)
         except (PromptingError, StoreError) as exc:
-            self.notify(f"Could not read the templates: {exc}", severity="error")
+            self.notify(_("Could not read the templates: {exc}", exc=exc), severity="error")
             self.templates = []
         listing = self.query_one(TemplateList)
         current = self.current()
         wanted = select or (current.name if current else None)
         listing.clear_options()
+        built_in = _("  · built in")
         listing.add_options([
-            Option(Content(f"{t.name}{'  · built in' if t.builtin else ''}"), id=t.name)
+            Option(Content(f"{t.name}{built_in if t.builtin else ''}"), id=t.name)
             for t in self.templates])
         if self.templates:
             names = [t.name for t in self.templates]
@@ -181,7 +188,7 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
 
     def show_preview(self) -> None:
         t = self.current()
-        text = describe(t) if t is not None else "No template matches."
+        text = describe(t) if t is not None else _("No template matches.")
         self.query_one("#template-preview", Static).update(Content(text))
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -243,8 +250,8 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
         if t is None:
             return
         if t.builtin:
-            self.notify(f"{t.name!r} is built in and read-only: press d to duplicate it, then "
-                        "edit the copy.", severity="warning")
+            self.notify(_("{name!r} is built in and read-only: press d to duplicate it, then "
+                          "edit the copy.", name=t.name), severity="warning")
             return
 
         def saved(name: str | None) -> None:
@@ -258,38 +265,41 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
         if t is None:
             return
         made: list[Template] = []
-        if self._try("Could not duplicate", lambda: made.append(self.library.duplicate(t.name))):
+        if self._try(_("Could not duplicate"), lambda: made.append(self.library.duplicate(t.name))):
             self.refresh_list(select=made[0].name)
-            self.notify(f"Duplicated as {made[0].name!r}: press e to edit it.")
+            self.notify(_("Duplicated as {name!r}: press e to edit it.", name=made[0].name))
 
     def action_delete(self) -> None:
         t = self.current()
         if t is None:
             return
         if t.builtin:
-            self.notify(f"{t.name!r} is built in and cannot be deleted.", severity="warning")
+            self.notify(_("{name!r} is built in and cannot be deleted.",
+                          name=t.name), severity="warning")
             return
 
         def answer(yes: bool | None) -> None:
-            if yes and self._try("Could not delete", lambda: self.library.delete(t.name)):
+            if yes and self._try(_("Could not delete"), lambda: self.library.delete(t.name)):
                 self.refresh_list()
-                self.notify(f"Deleted template {t.name!r}.")
+                self.notify(_("Deleted template {name!r}.", name=t.name))
 
-        self.app.push_screen(ConfirmScreen("Delete template", f"Delete {t.name!r}?"), answer)
+        self.app.push_screen(ConfirmScreen(_("Delete template"),
+                                           _("Delete {name!r}?", name=t.name)), answer)
 
     def action_import_file(self) -> None:
         def chosen(path: str | None) -> None:
             if not path:
                 return
             added: list[Template] = []
-            if self._try("Could not import",
+            if self._try(_("Could not import"),
                          lambda: added.extend(self.library.import_file(path))):
                 self.refresh_list(select=added[0].name if added else None)
-                self.notify(f"Imported {len(added)} template{'s' if len(added) != 1 else ''}.")
+                self.notify(n_("Imported {count} template.", "Imported {count} templates.",
+                               len(added)))
 
         self.app.push_screen(TextInputScreen(
-            "Import templates", hint="A JSON or YAML file of templates. Enter: import   "
-            "esc: cancel", placeholder="~/templates.json"), chosen)
+            _("Import templates"), hint=_("A JSON or YAML file of templates. Enter: import   esc: "
+                                       "cancel"), placeholder="~/templates.json"), chosen)
 
     def action_export_file(self) -> None:
         t = self.current()
@@ -297,13 +307,13 @@ class TemplatesScreen(Screen[FilledPrompt | None]):
             return
 
         def chosen(path: str | None) -> None:
-            if path and self._try("Could not export", lambda: self.library.export_file(
+            if path and self._try(_("Could not export"), lambda: self.library.export_file(
                     [t.name], _expand(path))):
-                self.notify(f"Exported {t.name!r} to {path}.")
+                self.notify(_("Exported {name!r} to {path}.", name=t.name, path=path))
 
         self.app.push_screen(TextInputScreen(
-            f"Export {t.name}", f"{t.name}.json",
-            hint="The file to write (JSON, or YAML with .yaml). Enter: export   esc: cancel"),
+            _("Export {name}", name=t.name), f"{t.name}.json",
+            hint=_("The file to write (JSON, or YAML with .yaml). Enter: export   esc: cancel")),
             chosen)
 
     def action_close(self) -> None:
@@ -362,8 +372,8 @@ class TemplateEditScreen(ModalScreen[str | None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", id="template_edit.save", priority=True),
-        Binding("escape", "cancel", "Cancel", id="template_edit.cancel"),
+        Binding("ctrl+s", "save", N_("Save"), id="template_edit.save", priority=True),
+        Binding("escape", "cancel", N_("Cancel"), id="template_edit.cancel"),
     ]
 
     def __init__(self, template: Template | None) -> None:
@@ -377,28 +387,28 @@ class TemplateEditScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         t = self.template
         with Vertical() as box:
-            box.border_title = f"Edit template {t.name}" if t else "New template"
+            box.border_title = _("Edit template {name}", name=t.name) if t else _("New template")
             with Horizontal(classes="edit-row"):
-                yield Input(t.name if t else "", placeholder="name, like email-reply",
+                yield Input(t.name if t else "", placeholder=_("name, like email-reply"),
                             id="edit-name")
-                yield Input(t.title if t else "", placeholder="title", id="edit-title")
+                yield Input(t.title if t else "", placeholder=_("title"), id="edit-title")
             with Horizontal(classes="edit-row"):
-                yield Input(", ".join(t.tags) if t else "", placeholder="tags, comma-separated",
+                yield Input(", ".join(t.tags) if t else "", placeholder=_("tags, comma-separated"),
                             id="edit-tags")
-                yield Input(t.lang if t else "en", placeholder="language (en, es…)",
+                yield Input(t.lang if t else "en", placeholder=_("language (en, es…)"),
                             id="edit-lang")
-            yield Input(t.description if t else "", placeholder="description",
+            yield Input(t.description if t else "", placeholder=_("description"),
                         id="edit-description")
-            yield Static("Body: {{ variable }} marks a slot", classes="modal-hint")
+            yield Static(_("Body: {{ variable }} marks a slot"), classes="modal-hint")
             yield TextArea(t.body if t else "", id="edit-body", soft_wrap=True)
-            yield Static("Variables, one a line: name | default | description "
-                         "(no default: required)", classes="modal-hint")
+            yield Static(_("Variables, one a line: name | default | description (no default: "
+                           "required)"), classes="modal-hint")
             yield TextArea(variables_text(t.variables) if t else "", id="edit-variables")
             yield Static(id="edit-error", markup=False)
-            yield Static("ctrl+s: save   esc: cancel", classes="modal-hint")
+            yield Static(_("ctrl+s: save   esc: cancel"), classes="modal-hint")
             with Horizontal(classes="modal-buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Save", id="save", variant="primary")
+                yield Button(_("Cancel"), id="cancel")
+                yield Button(_("Save"), id="save", variant="primary")
 
     def on_mount(self) -> None:
         self.query_one("#edit-name", Input).focus()
@@ -432,7 +442,7 @@ class TemplateEditScreen(ModalScreen[str | None]):
         except (PromptingError, StoreError) as exc:
             self.query_one("#edit-error", Static).update(Content(f"⚠ {exc}"))
             return
-        self.notify(f"Saved template {saved.name!r}.")
+        self.notify(_("Saved template {name!r}.", name=saved.name))
         self.dismiss(saved.name)
 
     def action_cancel(self) -> None:

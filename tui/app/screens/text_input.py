@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from tui.app.screens.confirm import MODAL_CSS
+from tui.i18n import N_, _
 
 
 class TextInputScreen(ModalScreen[str | None]):
@@ -23,7 +24,7 @@ class TextInputScreen(ModalScreen[str | None]):
     }""")
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="input.cancel"),
+        Binding("escape", "cancel", N_("Cancel"), id="input.cancel"),
     ]
 
     def __init__(
@@ -44,7 +45,7 @@ class TextInputScreen(ModalScreen[str | None]):
             box.border_title = self._title
             yield Input(self._value, placeholder=self._placeholder, id="value")
             yield Static("", id="input-error", markup=False)
-            yield Static(self._hint or "Enter: OK   esc: cancel", classes="modal-hint",
+            yield Static(self._hint or _("Enter: OK   esc: cancel"), classes="modal-hint",
                          markup=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -23,6 +23,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.app.screens.confirm import MODAL_CSS
+from tui.i18n import N_, _
 from tui.store import ConversationMeta
 from tui.tools import BUILTIN_NAMES, ToolError
 
@@ -49,9 +50,9 @@ class ToolsScreen(ModalScreen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "switch", "Enable", id="tools.toggle"),
-        Binding("a", "always", "Always allow", id="tools.always"),
-        Binding("escape", "close", "Close", id="tools.close"),
+        Binding("space", "switch", N_("Enable"), id="tools.toggle"),
+        Binding("a", "always", N_("Always allow"), id="tools.always"),
+        Binding("escape", "close", N_("Close"), id="tools.close"),
     ]
 
     class Listed(Message):
@@ -62,7 +63,7 @@ class ToolsScreen(ModalScreen[None]):
     def __init__(self, conversation_id: str | None) -> None:
         super().__init__()
         self.conversation_id = conversation_id
-        self.rows: list[Row] = [Row(name, about, []) for name, about in BUILTIN_NAMES.items()]
+        self.rows: list[Row] = [Row(name, _(about), []) for name, about in BUILTIN_NAMES.items()]
         self.enabled: set[str] = set()
 
     @property
@@ -71,12 +72,12 @@ class ToolsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "Tools"
-            yield Static("What the model may call in this conversation. Each call is shown "
-                         "to you first, unless its tool is always allowed.", markup=False)
+            box.border_title = _("Tools")
+            yield Static(_("What the model may call in this conversation. Each call is shown to "
+                           "you first, unless its tool is always allowed."), markup=False)
             yield OptionList(id="tools-list")
             yield Static(id="tools-detail", markup=False)
-            yield Static("space: on/off here   a: always allow / ask first   esc: close",
+            yield Static(_("space: on/off here   a: always allow / ask first   esc: close"),
                          classes="modal-hint")
 
     def on_mount(self) -> None:
@@ -89,7 +90,7 @@ class ToolsScreen(ModalScreen[None]):
     def _meta(self) -> ConversationMeta | None:
         if self.conversation_id is None:
             return None
-        with self.lmdesk.guard("Could not read the conversation"):
+        with self.lmdesk.guard(_("Could not read the conversation")):
             return self.lmdesk.store.get_conversation(self.conversation_id)
         return None
 
@@ -97,9 +98,9 @@ class ToolsScreen(ModalScreen[None]):
     def _list_servers(self) -> None:
         """Start each configured MCP server to list its tools (a broken one: its error)."""
         app = self.lmdesk
-        rows = [Row(name, about, []) for name, about in BUILTIN_NAMES.items()]
+        rows = [Row(name, _(about), []) for name, about in BUILTIN_NAMES.items()]
         for server in app.tool_config.mcp_servers:
-            row = Row(f"mcp:{server.name}", f"MCP server · {server.where}", [])
+            row = Row(f"mcp:{server.name}", _("MCP server · {where}", where=server.where), [])
             try:
                 row.tools = [t.name for t in app.tool_hub.tools(server.name)]
             except ToolError as exc:
@@ -123,7 +124,7 @@ class ToolsScreen(ModalScreen[None]):
         for row in self.rows:
             mark = "■" if row.enable in self.enabled else "□"
             tools = row.tools or _builtin_tools(row.enable)
-            allowed = " · always allowed" if tools and set(tools) <= always else ""
+            allowed = _(" · always allowed") if tools and set(tools) <= always else ""
             state = f" · {row.error}" if row.error else ""
             listing.add_option(Option(Content(f"{mark} {row.enable:<12} {row.about}"
                                               f"{allowed}{state}"), id=row.enable))
@@ -141,7 +142,7 @@ class ToolsScreen(ModalScreen[None]):
         if row is not None:
             tools = row.tools or _builtin_tools(row.enable)
             text = (row.error or ("Tools: " + ", ".join(tools) if tools else
-                                  "Its tools are listed once the server has started."))
+                                  _("Its tools are listed once the server has started.")))
         self.query_one("#tools-detail", Static).update(text)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -161,7 +162,7 @@ class ToolsScreen(ModalScreen[None]):
         else:
             self.enabled.add(row.enable)
         ordered = tuple(r.enable for r in self.rows if r.enable in self.enabled)
-        with self.lmdesk.guard("Could not change this conversation's tools"):
+        with self.lmdesk.guard(_("Could not change this conversation's tools")):
             new = self.lmdesk.store.update_options(self.conversation_id, tools=ordered)
             self.lmdesk.conversation_options_changed(self.conversation_id, new.options)
         self._fill()
@@ -172,7 +173,7 @@ class ToolsScreen(ModalScreen[None]):
             return
         tools = row.tools or _builtin_tools(row.enable)
         if not tools:
-            self.notify("Its tools are not known yet: wait for the server to start.")
+            self.notify(_("Its tools are not known yet: wait for the server to start."))
             return
         always = self._always()
         if set(tools) <= always:

@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, ProgressBar, Select, Static
 
+from tui.i18n import N_, _, n_
 from tui.tune.errors import TuneError
 from tui.tune.protocol import (
     Cancelled,
@@ -66,29 +67,32 @@ def toggle_good_mark(app: LmdeskApp, chat: ChatScreen) -> None:
     if message is not None and message.role != "assistant":
         message = None
     if message is None or message.status != "done" or not message.content.strip():
-        app.notify("Select a finished reply to mark it good.")
+        app.notify(_("Select a finished reply to mark it good."))
         return
     index = next((i for i, m in enumerate(history) if m.id == message.id), -1)
     question = next((m for m in reversed(history[:index]) if m.role == "user"), None)
     if chat.meta is None or question is None:
-        app.notify("That reply has no question before it.")
+        app.notify(_("That reply has no question before it."))
         return
-    with app.guard("Could not save the mark"):
+    with app.guard(_("Could not save the mark")):
         marks = GoodReplies(app.store)
         marked = marks.toggle(message.id, chat.meta.id, question.content, message.content,
                               system=chat.meta.system_prompt, model=message.model or "")
         count = len(marks.marks())
-        app.notify(f"Marked good: {count} replies to tune a model on ({app.key_for('tune')})."
-                   if marked else f"Unmarked: {count} replies left.")
+        app.notify(n_("Marked good: {count} reply to tune a model on ({key}).",
+                      "Marked good: {count} replies to tune a model on ({key}).",
+                      count, key=app.key_for("tune"))
+                   if marked else n_("Unmarked: {count} reply left.",
+                                     "Unmarked: {count} replies left.", count))
 
 
 class TuneScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "close", "Back", id="tune.close"),
+        Binding("escape", "close", N_("Back"), id="tune.close"),
         # keys a text box does not take (ctrl+k, ctrl+x and friends edit the text)
-        Binding("f5", "check", "Check", id="tune.check"),
-        Binding("f6", "start", "Start", id="tune.start"),
-        Binding("f8", "cancel_run", "Cancel", id="tune.cancel"),
+        Binding("f5", "check", N_("Check"), id="tune.check"),
+        Binding("f6", "start", N_("Start"), id="tune.start"),
+        Binding("f8", "cancel_run", N_("Cancel"), id="tune.cancel"),
     ]
     DEFAULT_CSS = """
     TuneScreen {
@@ -120,11 +124,14 @@ class TuneScreen(Screen[None]):
             self.event = event
 
     class Ended(Message):
-        def __init__(self, result: TuneResult | None, text: str, ok: bool) -> None:
+        def __init__(self, result: TuneResult | None, text: str, ok: bool,
+                     stopped: bool = False) -> None:
             super().__init__()
             self.result = result
             self.text = text
             self.ok = ok
+            self.stopped = stopped
+            """Cancelled by the user (a checkpoint is kept), not failed."""
 
     def __init__(self, runner: Runner | None = None) -> None:
         super().__init__(id="tune-screen")
@@ -152,28 +159,28 @@ class TuneScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="tune-form"):
-            yield Static("Personalise a model: teach it your style from your own questions "
-                         "and answers. Everything stays on this machine.", markup=False)
-            yield Static("1. The base model", classes="tune-step")
+            yield Static(_("Personalise a model: teach it your style from your own questions "
+                           "and answers. Everything stays on this machine."), markup=False)
+            yield Static(_("1. The base model"), classes="tune-step")
             yield Select(self._model_options(), id="tune-base", allow_blank=False)
-            yield Static("2. The pairs to learn from", classes="tune-step")
+            yield Static(_("2. The pairs to learn from"), classes="tune-step")
             yield Select(self._source_options(), id="tune-source", allow_blank=False)
-            yield Input(placeholder="a JSONL or CSV file with instruction and response fields",
+            yield Input(placeholder=_("a JSONL or CSV file with instruction and response fields"),
                         id="tune-file")
-            yield Static("3. A name and the settings", classes="tune-step")
+            yield Static(_("3. A name and the settings"), classes="tune-step")
             with Horizontal():
-                yield Input(placeholder="name, like ada-style", id="tune-name")
+                yield Input(placeholder=_("name, like ada-style"), id="tune-name")
                 defaults = TrainParams()
                 yield Input(str(defaults.epochs), id="tune-epochs", classes="tune-small",
-                            tooltip="epochs: passes over the pairs")
+                            tooltip=_("epochs: passes over the pairs"))
                 yield Input(str(defaults.rank), id="tune-rank", classes="tune-small",
-                            tooltip="LoRA rank")
+                            tooltip=_("LoRA rank"))
                 yield Input(f"{defaults.learning_rate:g}", id="tune-lr", classes="tune-small",
-                            tooltip="learning rate")
+                            tooltip=_("learning rate"))
             with Horizontal():
-                yield Button("Check", id="tune-check", variant="primary")
-                yield Button("Start", id="tune-start", variant="success", disabled=True)
-                yield Button("Cancel", id="tune-cancel", variant="error", disabled=True)
+                yield Button(_("Check"), id="tune-check", variant="primary")
+                yield Button(_("Start"), id="tune-start", variant="success", disabled=True)
+                yield Button(_("Cancel"), id="tune-cancel", variant="error", disabled=True)
             yield Static("", id="tune-estimate", markup=False)
             yield ProgressBar(id="tune-progress", show_eta=False)
             yield Static("", id="tune-status", markup=False)
@@ -187,8 +194,8 @@ class TuneScreen(Screen[None]):
         self.query_one("#tune-name", Input).focus()
         stopped = self._stopped()
         if stopped:
-            self._status(f"Stopped runs that can resume: {', '.join(stopped)} (type the name "
-                         "and press Start).")
+            self._status(_("Stopped runs that can resume: {join} (type the name and press "
+                           "Start).", join=', '.join(stopped)))
 
     def _model_options(self) -> list[tuple[str, str]]:
         from tui.models.registry import folder_models, packaged_models
@@ -205,16 +212,17 @@ class TuneScreen(Screen[None]):
         from tui.prompting.personas import PersonaLibrary
         from tui.tune.marks import GoodReplies
 
-        options = [("A file of pairs (JSONL or CSV)", "file")]
+        options = [(_("A file of pairs (JSONL or CSV)"), "file")]
         try:
             marked = len(GoodReplies(self.lmdesk.store).pairs())
             personas = [p for p in PersonaLibrary(self.lmdesk.store).list_personas()
                         if p.examples]
         except Exception:  # an unreadable table must not keep the screen from opening
             marked, personas = 0, []
-        options.append((f"Replies marked good ({marked}, mark with "
-                        f"{self.lmdesk.key_for('mark_good')})", "marked"))
-        options += [(f"Persona {p.name} ({len(p.examples)} examples)", f"persona:{p.id}")
+        options.append((_("Replies marked good ({marked}, mark with {key_for})",
+                          marked=marked, key_for=self.lmdesk.key_for('mark_good')), "marked"))
+        options += [(_("Persona {name} ({count} examples)",
+                       name=p.name, count=len(p.examples)), f"persona:{p.id}")
                     for p in personas]
         return options
 
@@ -233,25 +241,25 @@ class TuneScreen(Screen[None]):
 
         name = self.query_one("#tune-name", Input).value.strip()
         if not name:
-            raise TuneError("Give the tuned model a name (step 3).")
+            raise TuneError(_("Give the tuned model a name (step 3)."))
         base = str(self.query_one("#tune-base", Select).value or "")
         if not base:
-            raise TuneError("Choose a base model (step 1).")
+            raise TuneError(_("Choose a base model (step 1)."))
         kind = str(self.query_one("#tune-source", Select).value)
         source: PairsSource
         if kind == "file":
             path = self.query_one("#tune-file", Input).value.strip()
             if not path:
-                raise TuneError("Give the path of a JSONL or CSV file of pairs (step 2).")
+                raise TuneError(_("Give the path of a JSONL or CSV file of pairs (step 2)."))
             source = PairsSource.from_file(path)
         elif kind == "marked":
-            source = PairsSource.from_pairs("replies marked good",
+            source = PairsSource.from_pairs(_("replies marked good"),
                                             GoodReplies(self.lmdesk.store).pairs())
         else:
             source = persona_source(self.lmdesk.store, kind.removeprefix("persona:"))
         params = TrainParams(epochs=self._number("#tune-epochs", int, "epochs"),
                              rank=self._number("#tune-rank", int, "rank"),
-                             learning_rate=self._number("#tune-lr", float, "learning rate"))
+                             learning_rate=self._number("#tune-lr", float, _("learning rate")))
         label = next((str(label) for label, value in self._model_options() if value == base),
                      base)
         return TuneSpec(name, base, label, source, params)
@@ -261,13 +269,14 @@ class TuneScreen(Screen[None]):
         try:
             return kind(text)
         except ValueError:
-            raise TuneError(f"The {what} must be a number, got {text!r}.") from None
+            raise TuneError(_("The {what} must be a number, got {text!r}.",
+                              what=what, text=text)) from None
 
     # -- actions ---------------------------------------------------------------------------
 
     def action_close(self) -> None:
         if self.running:
-            self.lmdesk.notify("Training goes on: cancel it first (it keeps a checkpoint).",
+            self.lmdesk.notify(_("Training goes on: cancel it first (it keeps a checkpoint)."),
                                severity="warning")
             return
         self.dismiss()
@@ -283,7 +292,7 @@ class TuneScreen(Screen[None]):
         except TuneError as exc:
             self._estimate(str(exc), "red")
             return
-        self._estimate("Checking the pairs in the model's template…", "")
+        self._estimate(_("Checking the pairs in the model's template…"), "")
         self.query_one("#tune-start", Button).disabled = True
         self._plan(spec, resuming)
 
@@ -304,7 +313,7 @@ class TuneScreen(Screen[None]):
             return
         est = message.plan.estimate
         resume = message.plan.spec.name in self._stopped()
-        note = " A stopped run of this name resumes from its checkpoint." if resume else ""
+        note = _(" A stopped run of this name resumes from its checkpoint.") if resume else ""
         self._estimate(est.summary() + note, est.verdict)
         self.query_one("#tune-start", Button).disabled = False
 
@@ -312,7 +321,7 @@ class TuneScreen(Screen[None]):
     def action_start(self) -> None:
         if self.running or self.plan is None:
             if self.plan is None:
-                self.lmdesk.notify("Check first: it counts the pairs and estimates the run.")
+                self.lmdesk.notify(_("Check first: it counts the pairs and estimates the run."))
             return
         self.running = True
         for button, disabled in (("#tune-start", True), ("#tune-check", True),
@@ -327,7 +336,7 @@ class TuneScreen(Screen[None]):
             job = self.job
         if job is not None:
             job.cancel()
-            self._status("Stopping after this step (writing a checkpoint)…")
+            self._status(_("Stopping after this step (writing a checkpoint)…"))
 
     @work(thread=True, exclusive=True, group="tune-run")
     def _train(self, plan: TunePlan, resume: bool) -> None:
@@ -346,10 +355,11 @@ class TuneScreen(Screen[None]):
                 result = self.runner.finish(plan, last, status=status)
                 self.post_message(self.Ended(result, "", True))
             elif isinstance(last, Cancelled):
-                self.post_message(self.Ended(None, f"Stopped after step {last.step}. Press "
-                                             "Check then Start to resume from there.", False))
+                self.post_message(self.Ended(None, _(
+                    "Stopped after step {step}. Press Check then Start to resume from there.",
+                    step=last.step), False, stopped=True))
             else:
-                error = last.message if isinstance(last, Failed) else "training ended early"
+                error = last.message if isinstance(last, Failed) else _("training ended early")
                 self.post_message(self.Ended(None, error, False))
         except (TuneError, OSError) as exc:
             self.post_message(self.Ended(None, str(exc), False))
@@ -365,12 +375,15 @@ class TuneScreen(Screen[None]):
         elif isinstance(event, Progress):
             self.query_one(ProgressBar).update(total=event.total_steps, progress=event.step)
             minutes, seconds = divmod(max(0, round(event.eta_s)), 60)
-            self._status(f"Step {event.step}/{event.total_steps} · epoch {event.epoch} · "
-                         f"loss {event.loss:.3f} · {event.tokens_per_s:,.0f} tok/s · "
-                         f"ETA {minutes}:{seconds:02d}")
+            self._status(_("Step {step}/{total_steps} · epoch {epoch} · loss {loss:.3f} · "
+                           "{tokens_per_s:,.0f} tok/s · ETA {minutes}:{seconds:02d}",
+                           step=event.step, total_steps=event.total_steps, epoch=event.epoch,
+                           loss=event.loss, tokens_per_s=event.tokens_per_s, minutes=minutes,
+                           seconds=seconds))
         elif isinstance(event, Evaluated):
             self.query_one("#tune-estimate", Static).update(
-                f"Held-out loss {event.holdout_loss:.3f} after step {event.step}.")
+                _("Held-out loss {holdout_loss:.3f} after step {step}.",
+                  holdout_loss=event.holdout_loss, step=event.step))
 
     @on(Ended)
     def _ended(self, message: Ended) -> None:
@@ -381,23 +394,28 @@ class TuneScreen(Screen[None]):
         result = message.result
         if result is None:
             self._status(message.text)
-            self.lmdesk.notify(message.text, title="Tuning",
-                               severity="information" if "Stopped" in message.text
-                               else "error", timeout=12)
+            self.lmdesk.notify(message.text, title=_("Tuning"),
+                               severity="information" if message.stopped else "error",
+                               timeout=12)
             return
         losses = result.record["losses"]
         before, after = losses["holdout_before"], losses["holdout_after"]
-        loss = (f"held-out loss {before:.3f} → {after:.3f}; "
+        loss = (_("held-out loss {before:.3f} → {after:.3f}; ", before=before, after=after)
                 if before is not None and after is not None else "")
-        self._status(f"Done: {loss}profile {result.profile.nickname!r} is in the model "
-                     f"switcher's profiles. Adapter: {result.adapter_path}")
+        self._status(_("Done: {loss}profile {nickname!r} is in the model switcher's profiles. "
+                       "Adapter: {adapter_path}",
+                       loss=loss, nickname=result.profile.nickname,
+                       adapter_path=result.adapter_path))
         base_text = "\n\n".join(f"Q: {s.question}\n{s.base}" for s in result.samples)
         tuned_text = "\n\n".join(f"Q: {s.question}\n{s.tuned}" for s in result.samples)
-        self.query_one("#tune-base-answers", Static).update(f"BASE\n\n{base_text}")
+        self.query_one("#tune-base-answers", Static).update(_("BASE\n\n{base_text}",
+                                                              base_text=base_text))
         self.query_one("#tune-tuned-answers", Static).update(
-            f"TUNED ({result.profile.nickname})\n\n{tuned_text}")
+            _("TUNED ({nickname})\n\n{tuned_text}",
+              nickname=result.profile.nickname, tuned_text=tuned_text))
         self.query_one("#tune-samples").display = True
-        self.lmdesk.notify(f"{result.profile.nickname} is ready.", title="Tuning")
+        self.lmdesk.notify(_("{nickname} is ready.",
+                             nickname=result.profile.nickname), title=_("Tuning"))
 
     def _estimate(self, text: str, verdict: str) -> None:
         widget = self.query_one("#tune-estimate", Static)

@@ -20,6 +20,7 @@ from textual.widgets import Static
 from tui.app.screens.confirm import MODAL_CSS
 from tui.app.screens.doctor import CHECKING, DoctorFailed, DoctorReady, build_report
 from tui.doctor import first_run_text, is_first_run, mark_first_run_done
+from tui.i18n import N_, _
 
 if TYPE_CHECKING:
     from tui.app.app import LmdeskApp
@@ -44,9 +45,9 @@ class WelcomeScreen(ModalScreen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,enter", "close", "Close", id="welcome.close"),
-        Binding("ctrl+o", "models", "Models", id="welcome.models"),
-        Binding("f10", "doctor", "Doctor", id="welcome.doctor"),
+        Binding("escape,enter", "close", N_("Close"), id="welcome.close"),
+        Binding("ctrl+o", "models", N_("Models"), id="welcome.models"),
+        Binding("f10", "doctor", N_("Doctor"), id="welcome.doctor"),
     ]
 
     def __init__(self, *, first_run: bool = False) -> None:
@@ -59,18 +60,18 @@ class WelcomeScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "Welcome to lmdesk"
-            yield Static(CHECKING, id="welcome-text", markup=False)
+            box.border_title = _("Welcome to lmdesk")
+            yield Static(_(CHECKING), id="welcome-text", markup=False)
             yield Static(
-                "Just start typing: your question goes to the prompt.\n"
-                "^o: choose a model   f10: the doctor's full report   enter / esc: close\n"
-                "f1 shows every key; ^p finds every action.",
+                _("Just start typing: your question goes to the prompt.\n^o: choose a model   "
+                  "f10: the doctor's full report   enter / esc: close\nf1 shows every key; ^p "
+                  "finds every action."),
                 classes="modal-hint", markup=False,
             )
 
     def on_mount(self) -> None:
         if self.first_run:
-            with self.lmdesk.guard("Could not remember the welcome"):
+            with self.lmdesk.guard(_("Could not remember the welcome")):
                 mark_first_run_done(self.lmdesk.store)
         self._check()
 
@@ -91,8 +92,10 @@ class WelcomeScreen(ModalScreen[None]):
     def on_doctor_failed(self, event: DoctorFailed) -> None:
         event.stop()
         self.query_one("#welcome-text", Static).update(
-            f"Your conversations are kept on this machine, in {self.lmdesk.paths.data_dir}.\n"
-            f"Loaded model: {self.lmdesk.model_name}.\n(The machine check failed: {event.error})"
+            _("Your conversations are kept on this machine, in {data_dir}.\nLoaded model: "
+              "{model_name}.\n(The machine check failed: {error})",
+              data_dir=self.lmdesk.paths.data_dir, model_name=self.lmdesk.model_name,
+              error=event.error)
         )
 
     @property

@@ -21,10 +21,17 @@ from tui.app.widgets.message_view import (
     MessageWidget,
     size_updated_once,
 )
+from tui.i18n import N_, n_
 from tui.store import StoredMessage
 
 PAGE = 50
 
+
+
+COPY_CODE = (N_("Copy code 1"), N_("Copy code 2"), N_("Copy code 3"), N_("Copy code 4"),
+             N_("Copy code 5"), N_("Copy code 6"), N_("Copy code 7"), N_("Copy code 8"),
+             N_("Copy code 9"))
+"""The keys 1-9's descriptions (a binding's description is a fixed text, each in the catalog)."""
 
 class EarlierMarker(Static):
     """Says how many messages are not shown yet, at the top or the bottom of the log."""
@@ -48,21 +55,21 @@ class ChatLog(VerticalScroll, can_focus=True):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "select(-1)", "Previous", show=False, id="log.previous"),
-        Binding("down", "select(1)", "Next", show=False, id="log.next"),
-        Binding("left", "screen.sibling(-1)", "Previous version", show=False,
+        Binding("up", "select(-1)", N_("Previous"), show=False, id="log.previous"),
+        Binding("down", "select(1)", N_("Next"), show=False, id="log.next"),
+        Binding("left", "screen.sibling(-1)", N_("Previous version"), show=False,
                 id="log.version_previous"),
-        Binding("right", "screen.sibling(1)", "Next version", show=False,
+        Binding("right", "screen.sibling(1)", N_("Next version"), show=False,
                 id="log.version_next"),
-        Binding("e", "screen.edit_last", "Edit from here", show=False, id="log.edit"),
-        Binding("f", "screen.fork_conversation", "Fork from here", show=False, id="log.fork"),
-        Binding("delete", "screen.delete_message", "Delete with what follows", show=False,
+        Binding("e", "screen.edit_last", N_("Edit from here"), show=False, id="log.edit"),
+        Binding("f", "screen.fork_conversation", N_("Fork from here"), show=False, id="log.fork"),
+        Binding("delete", "screen.delete_message", N_("Delete with what follows"), show=False,
                 id="log.delete"),
-        Binding("home", "select_edge(0)", "First", show=False, id="log.first"),
-        Binding("end", "select_edge(1)", "Last", show=False, id="log.last"),
-        Binding("enter", "screen.copy_message", "Copy", show=False, id="log.copy"),
+        Binding("home", "select_edge(0)", N_("First"), show=False, id="log.first"),
+        Binding("end", "select_edge(1)", N_("Last"), show=False, id="log.last"),
+        Binding("enter", "screen.copy_message", N_("Copy"), show=False, id="log.copy"),
         *(
-            Binding(str(n), f"screen.copy_code({n})", f"Copy code {n}", show=False,
+            Binding(str(n), f"screen.copy_code({n})", COPY_CODE[n - 1], show=False,
                     id=f"log.code{n}")
             for n in range(1, 10)
         ),
@@ -116,10 +123,12 @@ class ChatLog(VerticalScroll, can_focus=True):
     def _marker(self, where: str) -> EarlierMarker:
         if where == "top":
             n = self._first
-            text = f"▲ {n} earlier message{'s' if n != 1 else ''} (scroll up or ctrl+l)"
+            text = n_("▲ {count} earlier message (scroll up or ctrl+l)",
+                      "▲ {count} earlier messages (scroll up or ctrl+l)", n)
         else:
             n = len(self.history) - self._last
-            text = f"▼ {n} later message{'s' if n != 1 else ''} (scroll down)"
+            text = n_("▼ {count} later message (scroll down)",
+                      "▼ {count} later messages (scroll down)", n)
         return EarlierMarker(text, classes=f"-{where}", markup=False)
 
     async def _sync_markers(self) -> None:

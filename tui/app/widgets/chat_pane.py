@@ -17,13 +17,14 @@ from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.prompt_input import PromptInput
 from tui.app.widgets.reply_stream import ReplyStreamer
 from tui.app.widgets.tool_approval import ToolApproval
+from tui.i18n import N_, _
 from tui.store import ConversationMeta, ConversationTree, StoredMessage
 
 DEFAULT_TITLE = "New conversation"
 TITLE_CHARS = 40
 READ_ONLY_SEND = (
-    "Read-only: another lmdesk holds the data folder, so nothing can be saved and sending is "
-    "off. Browse, search and export work; close the other lmdesk to chat here."
+    N_("Read-only: another lmdesk holds the data folder, so nothing can be saved and sending is "
+       "off. Browse, search and export work; close the other lmdesk to chat here.")
 )
 
 
@@ -63,26 +64,28 @@ class ChatPane(ReplyStreamer):
         text = ""
         if self.job is not None:
             if app.model_state == "loading" and self.job.first_token_at is None:
-                text = "Waiting for the model to load… (esc cancels)"
+                text = _("Waiting for the model to load… (esc cancels)")
             elif self.job.waiting is not None:
-                text = (f"The model asks to run {self.job.waiting.call.name}: y once, a always, "
-                        "n deny (esc stops the reply)")
+                text = (_("The model asks to run {name}: y once, a always, n deny (esc stops "
+                          "the reply)", name=self.job.waiting.call.name))
             elif self.job.thinking:
-                text = "Thinking… (esc stops)"
+                text = _("Thinking… (esc stops)")
             elif self.job.step:
-                rounds = "1 tool call" if self.job.step == 1 else f"{self.job.step} tool rounds"
-                text = f"Writing the reply… {rounds} so far (esc stops)"
+                rounds = _("1 tool call") if self.job.step == 1 else _("{step} tool rounds",
+                                                                    step=self.job.step)
+                text = _("Writing the reply… {rounds} so far (esc stops)", rounds=rounds)
             else:
-                text = "Writing the reply… (esc stops)"
+                text = _("Writing the reply… (esc stops)")
         elif self.editing is not None:
-            text = ("Editing a prompt: Enter sends it as a new version (the old one and what "
-                    "followed it are kept: ←/→ on it), esc cancels.")
+            text = (_("Editing a prompt: Enter sends it as a new version (the old one and what "
+                      "followed it are kept: ←/→ on it), esc cancels."))
         elif app.read_only:
-            text = "Read-only (another lmdesk is running): browsing, search and export only."
+            text = _("Read-only (another lmdesk is running): browsing, search and export only.")
         elif app.model_state == "loading":
-            text = f"Loading {app.model_name}… you can type now."
+            text = _("Loading {model_name}… you can type now.", model_name=app.model_name)
         elif app.model_state == "failed":
-            text = f"{app.model_name} did not load: {app.model_error}"
+            text = _("{model_name} did not load: {model_error}",
+                     model_name=app.model_name, model_error=app.model_error)
         status = self.query_one("#chat-status", Static)
         if text != self._status_text:  # the same line again: no layout of the screen
             self._status_text = text
@@ -123,10 +126,10 @@ class ChatPane(ReplyStreamer):
             if text.lstrip().startswith("//"):
                 text = text.lstrip()[1:]
         if self.job is not None:
-            app.notify("A reply is still being written: esc stops it.", severity="warning")
+            app.notify(_("A reply is still being written: esc stops it."), severity="warning")
             return False
         if app.read_only:
-            app.notify(READ_ONLY_SEND, severity="warning", timeout=8)
+            app.notify(_(READ_ONLY_SEND), severity="warning", timeout=8)
             return False
         if self.meta is None or not text.strip():
             return False
@@ -150,7 +153,7 @@ class ChatPane(ReplyStreamer):
         self.prompt.clear()
         if first and self.meta.title == DEFAULT_TITLE:
             title = auto_title(text)
-            with app.guard("Could not rename the conversation"):
+            with app.guard(_("Could not rename the conversation")):
                 app.store.update_conversation(self.meta.id, title=title)
                 self.meta.title = title
         self.post_message(self.Changed(self.meta.id))
@@ -174,10 +177,11 @@ class ChatPane(ReplyStreamer):
 
     def busy(self) -> bool:
         if self.job is not None:
-            self.lmdesk.notify("A reply is still being written: esc stops it.", severity="warning")
+            self.lmdesk.notify(_("A reply is still being written: esc stops it."),
+                               severity="warning")
             return True
         if self.lmdesk.read_only:
-            self.lmdesk.notify(READ_ONLY_SEND, severity="warning", timeout=8)
+            self.lmdesk.notify(_(READ_ONLY_SEND), severity="warning", timeout=8)
             return True
         return self.meta is None
 
@@ -201,7 +205,7 @@ class ChatPane(ReplyStreamer):
         if target is not None:
             index = next(i for i, m in enumerate(self.history) if m.id == target.id)
         if index == 0 or self.history[index - 1].role != "user":
-            self.lmdesk.notify("Nothing to regenerate: send a prompt first.")
+            self.lmdesk.notify(_("Nothing to regenerate: send a prompt first."))
             return
         if index < len(self.history):
             await self.show_branch(self.history[:index])
@@ -213,8 +217,8 @@ class ChatPane(ReplyStreamer):
             return
         last = self.history[-1] if self.history else None
         if last is None or not last.can_continue or last.id.startswith("unsaved-"):
-            self.lmdesk.notify("Only a reply that stopped early (esc, or its token limit) "
-                               "can be continued, and only the last one.")
+            self.lmdesk.notify(_("Only a reply that stopped early (esc, or its token limit) can "
+                                 "be continued, and only the last one."))
             return
         await self._start_reply(continuing=last)
 
@@ -227,7 +231,7 @@ class ChatPane(ReplyStreamer):
         if target is None:
             target = next((m for m in reversed(self.history) if m.role == "user"), None)
         if target is None:
-            self.lmdesk.notify("No prompt to edit yet.")
+            self.lmdesk.notify(_("No prompt to edit yet."))
             return
         self.editing = target.id
         self.prompt.set_prompt(target.content)
@@ -238,16 +242,16 @@ class ChatPane(ReplyStreamer):
         """Show the previous (-1) or next (1) version of the selected message, and the
         conversation as it went on from it; kept for the next time it is opened."""
         if self.job is not None:
-            self.lmdesk.notify("A reply is still being written: esc stops it.",
+            self.lmdesk.notify(_("A reply is still being written: esc stops it."),
                                severity="warning")
             return
         selected = self._selected()
         if selected is None or self.meta is None:
-            self.lmdesk.notify("Select a message first: f4, then ↑/↓.")
+            self.lmdesk.notify(_("Select a message first: f4, then ↑/↓."))
             return
         ids = [m.id for m in self.conv_tree.siblings(selected.id)]
         if len(ids) < 2:
-            self.lmdesk.notify("This message has no other version.")
+            self.lmdesk.notify(_("This message has no other version."))
             return
         at = ids.index(selected.id) + step
         if not 0 <= at < len(ids):
@@ -255,7 +259,7 @@ class ChatPane(ReplyStreamer):
         target = ids[at]
         self.conv_tree = self.conv_tree.show(target)
         if not self.lmdesk.read_only:
-            with self.lmdesk.guard("Could not keep the branch shown"):
+            with self.lmdesk.guard(_("Could not keep the branch shown")):
                 self.conv_tree = self.lmdesk.store.show(self.meta.id, target)
         await self.show_branch(self.conv_tree.branch, around=target)
         self.prompt.set_history([m.content for m in self.history if m.role == "user"])

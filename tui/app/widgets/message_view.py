@@ -27,9 +27,10 @@ from textual.widgets import Static
 from tui.app.widgets.markdown_lite import Block, BlocksVisual, ChunkedHighlighter, parse_blocks
 from tui.app.widgets.reply_lines import reasoning_line, sources_line, stats_line
 from tui.engine.protocol import ToolCall
+from tui.i18n import N_, _
 from tui.store import ReasoningPart, StoredMessage, ToolCallPart, ToolResultPart
 
-ROLE_NAMES = {"user": "you", "assistant": "assistant"}
+ROLE_NAMES = {"user": N_("you"), "assistant": N_("assistant")}
 INDENT = Content(" ")
 
 
@@ -136,7 +137,7 @@ class MessageView(MessageWidget):
     def _build(self) -> BlocksVisual:
         message = self.message
         role_style = "bold $text-accent" if message.role == "user" else "bold $text-primary"
-        head = Content.styled(ROLE_NAMES.get(message.role, message.role), role_style)
+        head = Content.styled(_(ROLE_NAMES.get(message.role, message.role)), role_style)
         if self.version is not None:
             n, of = self.version
             head = head + Content.styled(f"  ‹ {n}/{of} ›", "$text-muted")
@@ -399,12 +400,13 @@ class LiveReply(MessageWidget):
         self._steps: list[tuple[int, ToolCall, ToolResultPart]] = []
 
     def compose(self) -> ComposeResult:
-        yield Static("assistant", classes="msg-role", markup=False)
+        yield Static(_("assistant"), classes="msg-role", markup=False)
         yield Static(classes="msg-reasoning", markup=False)
         yield Static(classes="msg-tools", markup=False)
         yield self.tail
         model = self.message.model or ""
-        yield Static(Content(f"{model} · waiting for the first token…".lstrip(" ·")),
+        yield Static(Content(_("{model} · waiting for the first token…",
+                               model=model).lstrip(" ·")),
                      classes="msg-meta")
 
     def _size_updated(self, size: Size, virtual_size: Size, container_size: Size,

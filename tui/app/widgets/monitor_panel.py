@@ -26,6 +26,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Static
 
+from tui.i18n import N_, _, format_number
 from tui.monitor import MonitorSnapshot, RateSnapshot, sparkline
 from tui.monitor.elsewhere import ElsewhereSample
 from tui.monitor.elsewhere import rows as elsewhere_rows
@@ -61,7 +62,7 @@ def _clip(text: str, room: int) -> str:
 def _tokens(n: int) -> str:
     if n >= 1024 and n % 1024 == 0:
         return f"{n // 1024}k"
-    return f"{n / 1000:.1f}k" if n >= 1000 else str(n)
+    return f"{format_number(n / 1000, 1)}k" if n >= 1000 else str(n)
 
 
 def ctx_bar(used: int, total: int, width: int = 8) -> str:
@@ -72,12 +73,22 @@ def ctx_bar(used: int, total: int, width: int = 8) -> str:
 
 
 def size(n: int) -> str:
-    return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+    return f"{format_number(n / GiB, 1)} GiB" if n >= GiB else f"{format_number(n / MiB, 0)} MiB"
 
 
 def _gib(n: int) -> str:
-    return f"{n / GiB:.1f}"
+    return f"{format_number(n / GiB, 1)}"
 
+
+
+ROW_LABELS = (N_("model"), N_(" model"), N_("persona"), N_("status"), N_("app"), N_("gen"),
+              N_("think"), N_("prompt"), N_("ctx"))
+"""The panel's row labels: kept in English as the rows' keys, shown translated."""
+
+
+def _shown_label(label: str) -> str:
+    shown = _(label) if label.strip() else label
+    return f"{shown:<7}"
 
 class MonitorPanel(Vertical):
     DEFAULT_CSS = """
@@ -146,7 +157,7 @@ class MonitorPanel(Vertical):
         return cast("LmdeskApp", self.app)
 
     def compose(self) -> ComposeResult:
-        yield Static("monitor", classes="monitor-title")
+        yield Static(_("monitor"), classes="monitor-title")
         yield Static(id="monitor-body")
 
     def on_mount(self) -> None:
@@ -281,7 +292,7 @@ class MonitorPanel(Vertical):
         model = self.model_name or "--"
         remote = self.lmdesk.remote
         if remote is not None:  # the model runs on a remote endpoint, not here
-            model = f"{model} (remote)"
+            model = _("{model} (remote)", model=model)
         rows: list[tuple[str, str]] = [("model", model)]
         if remote is not None:
             rows.append(("", f"⇄ {remote.host}"))
@@ -293,10 +304,10 @@ class MonitorPanel(Vertical):
         snap = self.snapshot
         if snap is not None:
             rows.append(("RAM", f"{_gib(snap.ram_used)}/{_gib(snap.ram_total)} GiB"))
-            rows.append(("", f"free {size(snap.ram_available)}"))
+            rows.append(("", _("free {size}", size=size(snap.ram_available))))
             rows.append(("app", size(snap.app_rss)))
             for worker in snap.workers:
-                value = size(worker.rss_bytes) if worker.alive else "gone"
+                value = size(worker.rss_bytes) if worker.alive else _("gone")
                 room = ROW_WIDTH - 7 - len(value) - 1
                 rows.append((" model", f"{value} {_clip(worker.label, room)}".rstrip()))
             if snap.gpus:
@@ -305,7 +316,7 @@ class MonitorPanel(Vertical):
                                  f"{_gib(gpu.used_bytes)}/{_gib(gpu.total_bytes)} GiB"))
             else:
                 rows.append(("VRAM", "-- (no GPU)"))
-            rows.append(("CPU", f"{snap.cpu_percent:.0f}%"))
+            rows.append(("CPU", f"{format_number(snap.cpu_percent, 0)}%"))
         if self.elsewhere is not None:
             rows.extend((label, _clip(value, ROW_WIDTH - 7))
                         for label, value in elsewhere_rows(self.elsewhere))
@@ -315,20 +326,22 @@ class MonitorPanel(Vertical):
     def _rate_rows(self, rates: RateSnapshot) -> list[tuple[str, str]]:
         spark = sparkline(rates.history, 6)
         if rates.streaming:
-            gen = f"{rates.live_tokens_per_s:.1f} tok/s"
+            gen = f"{format_number(rates.live_tokens_per_s, 1)} tok/s"
             ttft_s = rates.ttft_s
             ctx_used, n_ctx = rates.context_tokens, rates.n_ctx or (self.n_ctx or 0)
         else:
-            gen = "--" if self.tokens_per_s is None else f"{self.tokens_per_s:.1f} tok/s"
+            gen = ("--" if self.tokens_per_s is None
+                   else f"{format_number(self.tokens_per_s, 1)} tok/s")
             ttft_s = self.ttft_s
             ctx_used, n_ctx = (self.ctx_used or 0), (self.n_ctx or 0)
         rows = [("gen", f"{gen} {spark}".rstrip())]
         rows.append(("ttft", "--" if ttft_s is None else f"{ttft_s:.2f} s"))
         if self.reasoning_tokens and not rates.streaming:
-            rows.append(("think", f"{_tokens(self.reasoning_tokens)} tok · answer "
-                                  f"{_tokens(self.answer_tokens or 0)}"))
+            rows.append(("think", _("{tokens} tok · answer {tokens2}",
+                                    tokens=_tokens(self.reasoning_tokens),
+                                    tokens2=_tokens(self.answer_tokens or 0))))
         if rates.prompt_tokens_per_s:
-            rows.append(("prompt", f"{rates.prompt_tokens_per_s:.0f} tok/s"))
+            rows.append(("prompt", f"{format_number(rates.prompt_tokens_per_s, 0)} tok/s"))
         if n_ctx:
             rows.append(("ctx", f"{_tokens(ctx_used)}/{_tokens(n_ctx)} {ctx_bar(ctx_used, n_ctx)}"))
         else:
@@ -356,7 +369,7 @@ class MonitorPanel(Vertical):
             content = Content.styled(self.status_line(), "$text-muted")
         else:
             content = Content("\n").join(
-                Content.assemble((f"{label:<7}", "$text-muted"), value)
+                Content.assemble((_shown_label(label), "$text-muted"), value)
                 for label, value in self.lines()
             )
         body = self.query_one("#monitor-body", Static)

@@ -10,6 +10,8 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
 
+from tui.i18n import N_, _
+
 
 class _TerminalKey(Enum):
     """Key names for sequences Textual's parser reads as another key (it has ``.value`` like
@@ -46,8 +48,8 @@ class PromptInput(TextArea):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "send", "Send", id="send", show=False),
-        Binding("ctrl+j,alt+enter,shift+enter", "newline", "Newline", id="newline", show=False),
+        Binding("enter", "send", N_("Send"), id="send", show=False),
+        Binding("ctrl+j,alt+enter,shift+enter", "newline", N_("Newline"), id="newline", show=False),
     ]
     _IN_ORDER_ACTIONS: ClassVar[frozenset[str]] = frozenset({"send", "newline"})
 
@@ -68,7 +70,7 @@ class PromptInput(TextArea):
         kwargs.setdefault("show_line_numbers", False)
         kwargs.setdefault("tab_behavior", "focus")
         kwargs.setdefault("highlight_cursor_line", False)
-        kwargs.setdefault("placeholder", "Ask anything. Enter sends, ctrl+j adds a line.")
+        kwargs.setdefault("placeholder", _("Ask anything. Enter sends, ctrl+j adds a line."))
         super().__init__(**kwargs)
         self.prompt_history: list[str] = []
         self._recall_index: int | None = None

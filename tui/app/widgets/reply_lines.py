@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tui.display import count
+from tui.i18n import _, format_number
 from tui.store import StoredMessage
 
 
@@ -15,9 +16,10 @@ def reasoning_line(tokens: int, seconds: float, *, done: bool, expanded: bool = 
     after (▾ when the reasoning is shown in full)."""
     spent = count(tokens, "token")
     if not done:
-        return f"thinking… {spent}, {seconds:.0f} s"
+        return _("thinking… {spent}, {seconds:.0f} s", spent=spent, seconds=seconds)
     mark = "▾" if expanded else "▸"
-    return f"{mark} thought for {seconds:.1f} s · {spent}"
+    return _("{mark} thought for {seconds:.1f} s · {spent}",
+             mark=mark, seconds=seconds, spent=spent)
 
 
 def stats_line(message: StoredMessage) -> str:
@@ -33,16 +35,18 @@ def stats_line(message: StoredMessage) -> str:
         parts.append(compare_stats_line(stats))
     elif stats:
         parts.append(count(int(stats.get("generated_tokens", 0)), "token"))
-        parts.append(f"{float(stats.get('generation_tokens_per_s', 0.0)):.1f} tok/s")
-        parts.append(f"ttft {float(stats.get('time_to_first_token_s', 0.0)):.2f} s")
+        rate = format_number(float(stats.get("generation_tokens_per_s", 0.0)), 1)
+        ttft = format_number(float(stats.get("time_to_first_token_s", 0.0)), 2)
+        parts.append(f"{rate} tok/s")
+        parts.append(f"ttft {ttft} s")
         if stats.get("stop_reason") == "length":
-            parts.append("cut at max tokens")
+            parts.append(_("cut at max tokens"))
     if message.status == "stopped":
-        parts.append("stopped")
+        parts.append(_("stopped"))
     elif message.status == "partial":
-        parts.append("unfinished")
+        parts.append(_("unfinished"))
     elif message.status == "error":
-        parts.append(f"error: {message.error or 'the reply failed'}")
+        parts.append(_("error: {error}", error=message.error or _("the reply failed")))
     return " · ".join(parts)
 
 
@@ -56,11 +60,15 @@ def compare_stats_line(stats: dict[str, Any]) -> str:
         if not isinstance(r, dict):
             continue
         if r.get("error"):
-            parts.append(f"{r.get('model')} error")
+            parts.append(_("{model} error", model=r.get("model")))
         else:
-            parts.append(f"{r.get('model')} {count(int(r.get('generated_tokens', 0)), 'token')} "
-                         f"{float(r.get('generation_tokens_per_s', 0.0)):.1f} tok/s")
-    return f"compare ({info.get('mode', '?')}): " + " · ".join(parts)
+            tokens = count(int(r.get("generated_tokens", 0)), "token")
+            rate = format_number(float(r.get("generation_tokens_per_s", 0.0)), 1)
+            parts.append(f"{r.get('model')} {tokens} {rate} tok/s")
+    mode = info.get("mode", "?")
+    shown = (_("together") if mode == "together" else
+             _("one after the other") if mode == "one after the other" else str(mode))
+    return _("compare ({mode}): {results}", mode=shown, results=" · ".join(parts))
 
 
 def source_dicts(stats: dict[str, Any] | None) -> list[dict[str, Any]]:

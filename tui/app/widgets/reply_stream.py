@@ -35,6 +35,7 @@ from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.markdown_lite import segment_cut
 from tui.app.widgets.tool_approval import ToolApproval
 from tui.display import count
+from tui.i18n import _
 from tui.session.request import snapshot
 from tui.session.turn import ToolUse, TurnOutcome, run_turn
 from tui.store import ConversationMeta, ConversationTree, StoredMessage, StoreError
@@ -109,7 +110,7 @@ class ReplyStreamer(Vertical):
         if cid is None:
             assert self.meta is not None
             cid = self.meta.id
-        with self.lmdesk.guard("Could not save the message"):
+        with self.lmdesk.guard(_("Could not save the message")):
             return self.lmdesk.store.append_message(cid, role, content, **kwargs)
         self._unsaved += 1
         return StoredMessage(
@@ -123,7 +124,7 @@ class ReplyStreamer(Vertical):
         """Show the branch the store shows (after a change that may have moved it)."""
         if self.meta is None:
             return
-        with self.lmdesk.guard("Could not read the conversation"):
+        with self.lmdesk.guard(_("Could not read the conversation")):
             self.conv_tree = self.lmdesk.store.tree(self.meta.id)
         branch = self.conv_tree.branch
         if [m.id for m in branch] != [m.id for m in self.history] or around is not None:
@@ -145,7 +146,7 @@ class ReplyStreamer(Vertical):
         """Read the conversation's tree again (after a save) and redraw the version counts."""
         if self.meta is None:
             return
-        with self.lmdesk.guard("Could not read the conversation"):
+        with self.lmdesk.guard(_("Could not read the conversation")):
             self.conv_tree = self.lmdesk.store.tree(self.meta.id)
         self.log_view.set_versions(versions(self.conv_tree, self.history))
 
@@ -279,7 +280,7 @@ class ReplyStreamer(Vertical):
                 job.stored = stored
         elif job.stored is not None and time.monotonic() - job.last_checkpoint >= CHECKPOINT_S:
             job.last_checkpoint = time.monotonic()
-            with self.lmdesk.guard("Could not checkpoint the reply"):
+            with self.lmdesk.guard(_("Could not checkpoint the reply")):
                 self.lmdesk.store.update_message(
                     job.conversation_id, job.stored.id, content=job.text_so_far,
                     parts=self._live_parts(job),
@@ -369,7 +370,8 @@ class ReplyStreamer(Vertical):
         self._save_reply(job, text, status, outcome.stats(), outcome.error, parts)
         if status == "stopped":
             self.lmdesk.notify(
-                f"The reply in “{title}” was stopped when you left it; what it wrote is kept.",
+                _("The reply in “{title}” was stopped when you left it; what it wrote is kept.",
+                  title=title),
                 timeout=6,
             )
         self.post_message(self.Changed(job.conversation_id))
@@ -409,13 +411,13 @@ class ReplyStreamer(Vertical):
         self.generating = False
         self.set_timer(SETTLE_S, self._settle)
         if outcome.context_error:
-            self.lmdesk.notify(outcome.context_error, title="The prompt does not fit",
+            self.lmdesk.notify(outcome.context_error, title=_("The prompt does not fit"),
                                severity="error", timeout=15)
         if outcome.error:
-            self.lmdesk.notify(outcome.error, title="The reply failed", severity="error",
+            self.lmdesk.notify(outcome.error, title=_("The reply failed"), severity="error",
                                timeout=10)
         for note in outcome.notes:
-            self.lmdesk.notify(note, title="Tools", severity="warning", timeout=10)
+            self.lmdesk.notify(note, title=_("Tools"), severity="warning", timeout=10)
         self.query_one(ToolApproval).clear()
         self.post_message(self.Changed(job.conversation_id, stats))
 
@@ -426,7 +428,7 @@ class ReplyStreamer(Vertical):
             return
         for message in self.history:
             if message.id == job.stored.id:
-                with self.lmdesk.guard("Could not read the reply"):
+                with self.lmdesk.guard(_("Could not read the reply")):
                     fresh = next(m for m in self.lmdesk.store.messages(job.conversation_id)
                                  if m.id == message.id)
                     view = self.log_view.view_for(message.id)
@@ -449,7 +451,7 @@ class ReplyStreamer(Vertical):
         error: str | None, parts: tuple[Part, ...] = (),
     ) -> StoredMessage:
         if job.stored is not None:
-            with self.lmdesk.guard("Could not save the reply"):
+            with self.lmdesk.guard(_("Could not save the reply")):
                 self.lmdesk.store.update_message(
                     job.conversation_id, job.stored.id, content=text, status=status,
                     stats=stats, error=error, parts=parts,

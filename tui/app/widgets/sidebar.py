@@ -13,6 +13,7 @@ from textual.containers import Vertical
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from tui.i18n import N_, _
 from tui.store import ConversationMeta, EndpointModel
 
 PIN = "▪ "
@@ -22,10 +23,10 @@ class ConversationList(OptionList):
     """Enter opens; delete / r / p act on the highlighted conversation."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("delete", "screen.delete_conversation", "Delete", show=False,
+        Binding("delete", "screen.delete_conversation", N_("Delete"), show=False,
                 id="sidebar.delete"),
-        Binding("r", "screen.rename_conversation", "Rename", show=False, id="sidebar.rename"),
-        Binding("p", "screen.pin_conversation", "Pin", show=False, id="sidebar.pin"),
+        Binding("r", "screen.rename_conversation", N_("Rename"), show=False, id="sidebar.rename"),
+        Binding("p", "screen.pin_conversation", N_("Pin"), show=False, id="sidebar.pin"),
     ]
 
     def set_conversations(self, metas: Sequence[ConversationMeta], current: str | None) -> None:
@@ -96,7 +97,7 @@ class Sidebar(Vertical):
         super().__init__(**kwargs)
 
     def compose(self) -> ComposeResult:
-        yield Static("Conversations", classes="sidebar-title")
+        yield Static(_("Conversations"), classes="sidebar-title")
         yield ConversationList(id="conversations")
 
     @property

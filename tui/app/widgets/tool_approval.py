@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from tui.engine.protocol import ToolCall
+from tui.i18n import N_, _
 from tui.session.turn import Decision
 from tui.tools import Tool
 
@@ -77,9 +78,9 @@ class ToolApproval(Static, can_focus=True):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer('once')", "Allow once", id="approval.once"),
-        Binding("a", "answer('always')", "Always allow", id="approval.always"),
-        Binding("n,escape", "answer('deny')", "Deny", id="approval.deny"),
+        Binding("y", "answer('once')", N_("Allow once"), id="approval.once"),
+        Binding("a", "answer('always')", N_("Always allow"), id="approval.always"),
+        Binding("n,escape", "answer('deny')", N_("Deny"), id="approval.deny"),
     ]
 
     class Answered(Message):
@@ -96,9 +97,10 @@ class ToolApproval(Static, can_focus=True):
         self.request = request
         source = "" if request.tool.source == "builtin" else f" ({request.tool.source})"
         self.update(Content.assemble(
-            (f"The model wants to call a tool{source}, step {request.step}:\n", "bold"),
+            (_("The model wants to call a tool{source}, step {step}:\n",
+               source=source, step=request.step), "bold"),
             describe_call(request.call), "\n",
-            ("y allow once   a always allow this tool   n deny", "$text-muted"),
+            (_("y allow once   a always allow this tool   n deny"), "$text-muted"),
         ))
         self.add_class("-on")
         self.focus()

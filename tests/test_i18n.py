@@ -138,7 +138,9 @@ NOT_FOR_PEOPLE = (
     "tui/engine/generation.py",
     # the benchmarks' output (developer figures, `lmdesk bench`)
     "tui/engine/bench.py", "tui/engine/bench_grammar.py", "tui/engine/bench_kv.py",
-    "tui/rpc/bench.py",
+    "tui/engine/bench_lookup.py", "tui/rpc/bench.py",
+    # the draft proposer's check of its own arguments (a programming error, never a user's)
+    "tui/engine/lookup.py",
 )
 
 SINK_CALLS = {"notify", "Label", "Static", "Button", "Checkbox", "Switch", "RadioButton",

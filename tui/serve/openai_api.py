@@ -22,7 +22,6 @@ from tui.engine.protocol import (
     ChatMessage,
     Done,
     GenerationStats,
-    Role,
     TokenLogprob,
     ToolCall,
     ToolCallDelta,
@@ -31,6 +30,7 @@ from tui.engine.protocol import (
 from tui.i18n import _
 from tui.serve.schema import (
     MAX_CHOICES,
+    ROLES,
     Body,
     Frame,
     Generation,
@@ -57,9 +57,6 @@ from tui.serve.tool_calls import (
     tool_spec,
 )
 
-ROLES: dict[str, Role] = {
-    "system": "system", "developer": "system", "user": "user", "assistant": "assistant"
-}
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop", "error": "error",
           "tool_calls": "tool_calls"}
 

@@ -25,13 +25,13 @@ from typing import Any
 
 from tui.engine.protocol import (
     ChatMessage,
-    Role,
     ToolCall,
     ToolSpec,
 )
 from tui.i18n import _
 from tui.serve.schema import (
     EFFORT_BUDGETS,
+    ROLES,
     Body,
     Generation,
     GenerationRequest,
@@ -54,9 +54,6 @@ from tui.serve.tool_calls import (
     tool_spec,
 )
 
-ROLES: dict[str, Role] = {
-    "user": "user", "system": "system", "developer": "system", "assistant": "assistant"
-}
 TEXT_PARTS = ("input_text", "output_text", "text")
 
 

@@ -22,6 +22,7 @@ from tui.engine.errors import InvalidParameter
 from tui.engine.protocol import (
     ChatMessage,
     Done,
+    Role,
     SamplingParams,
     ToolCallDelta,
     ToolChoice,
@@ -241,6 +242,10 @@ class GenerationRequest:
 MAX_CHOICES = 8
 """At most this many replies per request (``n``, or completions' list of prompts)."""
 
+ROLES: dict[str, Role] = {
+    "system": "system", "developer": "system", "user": "user", "assistant": "assistant"
+}
+"""OpenAI's message roles (chat completions and Responses) as the engine's."""
 EFFORT_BUDGETS = {"none": 0, "minimal": 128, "low": 512, "medium": 2048, "high": -1}
 """``reasoning_effort`` as a reasoning budget in tokens (-1: no limit)."""
 

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -84,29 +84,30 @@ def check_bind(host: str, expose: bool, api_key: str | None) -> None:
             "(or set LMDESK_API_KEY) so only clients that know it get in", host=host))
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServerSnapshot:
-    """What the app's monitor shows about the API."""
+    """What the app's monitor shows about the API (a copy of the counters: ``ServerStats``
+    keeps one of these up to date under its lock and hands out copies)."""
 
-    requests: int
+    requests: int = 0
     """HTTP requests answered (any status)."""
-    replies: int
+    replies: int = 0
     """Generations finished (including cancelled ones)."""
-    rejected: int
+    rejected: int = 0
     """Requests refused because a model's queue was full (429)."""
-    errors: int
+    errors: int = 0
     """Answers with a 4xx/5xx status."""
-    failed: int
+    failed: int = 0
     """Generations that ended in an error (streamed ones included, whose status was 200)."""
-    cancelled: int
+    cancelled: int = 0
     """Generations stopped because the client went away (or the server stopped)."""
-    active: int
+    active: int = 0
     """Requests generating or queued now."""
-    tokens_generated: int
-    last_tokens_per_s: float
-    last_ttft_s: float
-    last_model: str | None
-    last_reply_at: float | None
+    tokens_generated: int = 0
+    last_tokens_per_s: float = 0.0
+    last_ttft_s: float = 0.0
+    last_model: str | None = None
+    last_reply_at: float | None = None
     """``time.time()`` of the last finished reply."""
     refused: int = 0
     """Connections answered 503 because the server had ``max_connections`` open."""
@@ -130,30 +131,13 @@ class ModelFigures:
     n_tokens_max: int = 0
 
 
-@dataclass
-class _Counters:
-    requests: int = 0
-    replies: int = 0
-    rejected: int = 0
-    errors: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    active: int = 0
-    tokens_generated: int = 0
-    last_tokens_per_s: float = 0.0
-    last_ttft_s: float = 0.0
-    last_model: str | None = None
-    last_reply_at: float | None = None
-    refused: int = 0
-    models: dict[str, ModelFigures] = field(default_factory=dict)
-
-
 class ServerStats:
     """Counters updated by the request threads; ``snapshot()`` is safe from any thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._c = _Counters()
+        self._c = ServerSnapshot()
+        self._models: dict[str, ModelFigures] = {}
         self.started_at = time.time()
 
     def answered(self, status: int) -> None:
@@ -185,7 +169,7 @@ class ServerStats:
             c.tokens_generated += s.generated_tokens
             if s.stop_reason == "cancelled" or client_gone:
                 c.cancelled += 1
-            figures = c.models.setdefault(model, ModelFigures())
+            figures = self._models.setdefault(model, ModelFigures())
             figures.replies += 1
             figures.prompt_tokens += s.evaluated_prompt_tokens
             figures.prompt_cached += s.reused_tokens
@@ -208,18 +192,11 @@ class ServerStats:
 
     def snapshot(self) -> ServerSnapshot:
         with self._lock:
-            c = self._c
-            return ServerSnapshot(
-                requests=c.requests, replies=c.replies, rejected=c.rejected, errors=c.errors,
-                failed=c.failed, cancelled=c.cancelled, active=c.active,
-                tokens_generated=c.tokens_generated, last_tokens_per_s=c.last_tokens_per_s,
-                last_ttft_s=c.last_ttft_s, last_model=c.last_model,
-                last_reply_at=c.last_reply_at, refused=c.refused,
-            )
+            return replace(self._c)
 
     def model_figures(self) -> dict[str, ModelFigures]:
         with self._lock:
-            return {name: ModelFigures(**vars(f)) for name, f in self._c.models.items()}
+            return {name: replace(f) for name, f in self._models.items()}
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -56,6 +56,11 @@ class Block:
         return replace(self, first=first + self.first, rest=rest + self.rest)
 
 
+def same_content(a: Content, b: Content) -> bool:
+    """Same text and styles (``Content``'s own ``==`` compares the text alone)."""
+    return a.plain == b.plain and a.spans == b.spans
+
+
 def inline_content(token: Token) -> Content:
     """An inline token's text with emphasis, code and links styled (as Textual does)."""
     parts: list[str] = []

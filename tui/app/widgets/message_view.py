@@ -24,7 +24,13 @@ from textual.visual import RenderOptions
 from textual.widget import Widget
 from textual.widgets import Static
 
-from tui.app.widgets.markdown_lite import Block, BlocksVisual, ChunkedHighlighter, parse_blocks
+from tui.app.widgets.markdown_lite import (
+    Block,
+    BlocksVisual,
+    ChunkedHighlighter,
+    parse_blocks,
+    same_content,
+)
 from tui.app.widgets.reply_lines import reasoning_line, sources_line, stats_line
 from tui.engine.protocol import ToolCall
 from tui.i18n import N_, _
@@ -238,11 +244,6 @@ class FrozenGroup(Widget):
     """
 
 
-def _same_line(a: Content, b: Content) -> bool:
-    """Same text and styles (``Content``'s own ``==`` compares the text alone)."""
-    return a.plain == b.plain and a.spans == b.spans
-
-
 class LiveTail(Widget):
     """The end of the reply being streamed, the part that may still change: its Markdown
     parsed again at each update (a dozen lines or so: the caller freezes what is done) and
@@ -293,7 +294,7 @@ class LiveTail(Widget):
             return
         old, new = self._lines, self._visual.lines(width)
         first = next((i for i, (a, b) in enumerate(zip(old, new, strict=False))
-                      if not _same_line(a, b)), min(len(old), len(new)))
+                      if not same_content(a, b)), min(len(old), len(new)))
         end = max(len(old), len(new))
         for y in range(first, end):
             self._strips.pop(y, None)

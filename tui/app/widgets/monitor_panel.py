@@ -26,6 +26,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Static
 
+from tui.app.widgets.markdown_lite import same_content
 from tui.i18n import N_, _, format_number
 from tui.monitor import MonitorSnapshot, RateSnapshot, sparkline
 from tui.monitor.elsewhere import ElsewhereSample
@@ -373,7 +374,7 @@ class MonitorPanel(Vertical):
                 for label, value in self.lines()
             )
         body = self.query_one("#monitor-body", Static)
-        if content == self._shown:
+        if self._shown is not None and same_content(content, self._shown):
             return
         # the same number of lines: only the panel is drawn again, no layout of the screen
         # (a layout pass redraws the whole terminal, at every sample while a reply streams)

@@ -35,7 +35,7 @@ from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.markdown_lite import segment_cut
 from tui.app.widgets.tool_approval import ToolApproval
 from tui.display import count
-from tui.i18n import _
+from tui.i18n import _, format_number
 from tui.session.request import snapshot
 from tui.session.turn import ToolUse, TurnOutcome, run_turn
 from tui.store import ConversationMeta, ConversationTree, StoredMessage, StoreError
@@ -288,7 +288,7 @@ class ReplyStreamer(Vertical):
         if job.shown:
             rate = job.live_rate()
             job.view.set_progress(f"{job.model} · {count(job.tokens_shown, 'token')}"
-                                  + (f" · {rate:.1f} tok/s" if rate else ""))
+                                  + (f" · {format_number(rate, 1)} tok/s" if rate else ""))
         if job.tokens_shown == tokens or (job.reasoning_tokens and not job.shown):
             self.update_status()
 

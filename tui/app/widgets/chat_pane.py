@@ -11,11 +11,11 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.content import Content
 from textual.widget import MountError
-from textual.widgets import Static
 
 from tui.app.widgets.chat_log import ChatLog
 from tui.app.widgets.prompt_input import PromptInput
 from tui.app.widgets.reply_stream import ReplyStreamer
+from tui.app.widgets.steady_static import SteadyStatic
 from tui.app.widgets.tool_approval import ToolApproval
 from tui.i18n import N_, _
 from tui.store import ConversationMeta, ConversationTree, StoredMessage
@@ -39,11 +39,10 @@ class ChatPane(ReplyStreamer):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.editing: str | None = None
-        self._status_text: str | None = None
 
     def compose(self) -> ComposeResult:
         yield ChatLog(id="chat-log")
-        yield Static(id="chat-status", markup=False)
+        yield SteadyStatic(id="chat-status", markup=False)
         yield ToolApproval(id="tool-approval")
         yield PromptInput(id="prompt")
 
@@ -86,10 +85,8 @@ class ChatPane(ReplyStreamer):
         elif app.model_state == "failed":
             text = _("{model_name} did not load: {model_error}",
                      model_name=app.model_name, model_error=app.model_error)
-        status = self.query_one("#chat-status", Static)
-        if text != self._status_text:  # the same line again: no layout of the screen
-            self._status_text = text
-            status.update(Content(text))
+        status = self.query_one("#chat-status", SteadyStatic)
+        status.show(Content(text))
         status.display = bool(text)
 
     def watch_generating(self, generating: bool) -> None:

@@ -26,7 +26,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Static
 
-from tui.app.widgets.markdown_lite import same_content
+from tui.app.widgets.steady_static import SteadyStatic
 from tui.i18n import N_, _, format_number
 from tui.monitor import MonitorSnapshot, RateSnapshot, sparkline
 from tui.monitor.elsewhere import ElsewhereSample
@@ -150,8 +150,6 @@ class MonitorPanel(Vertical):
         self._asking_elsewhere = False
         self._timer: Timer | None = None
         self._streaming = False
-        self._shown: Content | None = None
-        self._shown_rows = 0
 
     @property
     def lmdesk(self) -> LmdeskApp:
@@ -159,7 +157,7 @@ class MonitorPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(_("monitor"), classes="monitor-title")
-        yield Static(id="monitor-body")
+        yield SteadyStatic(id="monitor-body")
 
     def on_mount(self) -> None:
         self._render_body()
@@ -373,12 +371,4 @@ class MonitorPanel(Vertical):
                 Content.assemble((_shown_label(label), "$text-muted"), value)
                 for label, value in self.lines()
             )
-        body = self.query_one("#monitor-body", Static)
-        if self._shown is not None and same_content(content, self._shown):
-            return
-        # the same number of lines: only the panel is drawn again, no layout of the screen
-        # (a layout pass redraws the whole terminal, at every sample while a reply streams)
-        width = body.content_region.width
-        rows = len(content.wrap(width)) if width else -1
-        body.update(content, layout=rows < 0 or rows != self._shown_rows)
-        self._shown, self._shown_rows = content, rows
+        self.query_one("#monitor-body", SteadyStatic).show(content)

@@ -33,12 +33,17 @@ def test_against_another_server_prints_the_ratios(smollm: Path,
     lines: list[str] = []
     with ApiServer(pool, "127.0.0.1", 0) as other:
         results = run_against_bench(LoadParams(model_path=str(smollm), n_ctx=1024),
-                                    other.url, lines.append, reps=1, max_tokens=8)
+                                    other.url, lines.append, reps=1, max_tokens=8,
+                                    history_tokens=300)
     text = "\n".join(lines)
     assert "model other-smollm" in text
-    assert re.search(r"lmdesk/other generation tokens/s = \d+\.\d{3}, time to first token = "
-                     r"\d+\.\d{3}", text), text
+    assert re.search(r"^ratio      lmdesk/other generation tokens/s = \d+\.\d{3}, time to first "
+                     r"token = \d+\.\d{3}", text, re.M), text
+    assert re.search(r"^history    the same after a \d+-token conversation", text, re.M), text
+    assert re.search(r"^ratio      after the conversation, lmdesk/other generation tokens/s = "
+                     r"\d+\.\d{3}", text, re.M), text
     assert results["lmdesk_gen_tps"] > 0 and results["other_gen_tps"] > 0
+    assert results["history_tokens"] >= 300 and results["history_lmdesk_gen_tps"] > 0
 
 
 def test_against_a_url_that_is_not_http_is_one_line() -> None:

@@ -27,6 +27,11 @@ def test_engine_bench_prints_rates_ratios_and_ceiling() -> None:
     assert re.search(r"gen t/s\s+\d+\.\d\s+\d+\.\d\s+\d+\.\d", out), out
     assert re.search(r"engine/native generation tokens/s = \d+\.\d{3}", out), out
     assert re.search(r"engine/old generation tokens/s = \d+\.\d{3}", out), out
+    if re.search(r"gpu_layers=0 flash_attention=on", out):  # the old default was off there
+        assert re.search(r"engine/before generation tokens/s = \d+\.\d{3} \(the old loop with "
+                         r"the old defaults: flash attention off, here on\)", out), out
+    else:
+        assert "engine/before" not in out, out
     assert re.search(r"embed\s+\d+ texts/s", out), out
     assert re.search(r"ceiling\s+\d+\.\d GB/s", out), out
     assert re.search(r"worker RSS \d+ MiB", out), out

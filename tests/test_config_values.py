@@ -70,3 +70,22 @@ async def test_an_api_key_no_header_can_carry_is_refused(tmp_path: Path) -> None
         screen._added({"name": "lab", "url": "http://127.0.0.1:9/v1", "api_key": "sk é"})
         await wait_for(pilot, lambda: any("plain ASCII" in m for _s, m in notifications(app)))
         assert EndpointLibrary(app.store).list() == []
+
+
+def test_flash_attention_is_on_unless_config_turns_it_off(tmp_path: Path,
+                                                          smollm: Path) -> None:
+    from tui.engine.local import LocalEngine
+    from tui.session.params import load_params
+
+    assert load_params(Settings(), str(smollm)).flash_attn is True
+    settings, problems = _settings(tmp_path, "flash_attention = false\n")
+    assert problems == [] and settings.flash_attention is False
+    params = load_params(settings, str(smollm))
+    assert params.flash_attn is False
+    engine = LocalEngine(params)  # the worker loads the model as asked
+    try:
+        assert engine.load().flash_attn is False
+    finally:
+        engine.unload()
+    _, problems = _settings(tmp_path, "flash_attention = \"no\"\n")
+    assert len(problems) == 1 and "flash_attention should be true or false" in problems[0]

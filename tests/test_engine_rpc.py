@@ -37,7 +37,7 @@ def test_a_model_runs_on_an_rpc_worker(smollm: Path, rpc_worker: Worker) -> None
                                     rpc_servers=(rpc_worker.address,)))
     try:
         info = engine.load()
-        assert info.n_gpu_layers == -1 and not info.flash_attn
+        assert info.n_gpu_layers == -1 and not info.gpu_backend
         on_rpc = _reply(engine)
         now = probe(rpc_worker.address)
         assert now.busy  # the model's worker holds the connection

@@ -114,7 +114,9 @@ def test_logit_bias_minus_100_bans_a_token(smollm_engine: LocalEngine) -> None:
 
 
 def test_logprobs_one_per_answer_token_with_alternatives(smollm_engine: LocalEngine) -> None:
-    sampling = SamplingParams(temperature=0.0, max_tokens=12, seed=1, top_logprobs=3)
+    # no repeat penalty: the logprobs are the model's own, and a penalised pick can be another
+    sampling = SamplingParams(temperature=0.0, max_tokens=12, seed=1, top_logprobs=3,
+                              repeat_penalty=1.0)
     done = _done(smollm_engine, sampling, [ChatMessage("user", "Say hello.")])
     assert done.error is None
     assert len(done.logprobs) == done.stats.generated_tokens

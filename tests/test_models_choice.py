@@ -3,6 +3,7 @@ quantization of a catalogue model for a machine."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from pathlib import Path
 
@@ -83,24 +84,29 @@ def test_the_context_is_the_largest_that_fits_with_margin() -> None:
     shape = entry.shape("Q4_K_M")
     assert context_candidates(131072) == [131072, 32768, 16384, 8192, 4096]
     assert context_candidates(2048) == [2048]
-    roomy = choose_n_ctx(shape, Resources(120 * GiB, 128 * GiB))
+    # the figures below are without flash attention (its attention scores need a buffer)
+    choose = functools.partial(choose_n_ctx, flash_attn=False)
+    roomy = choose(shape, Resources(120 * GiB, 128 * GiB))
     assert roomy.n_ctx == 131072 and "trained context fits" in roomy.reason
-    mid = choose_n_ctx(shape, Resources(10 * GiB, 16 * GiB))
+    mid = choose(shape, Resources(10 * GiB, 16 * GiB))
     assert mid.n_ctx == 16384 and mid.fit.verdict == "green"
     assert "the largest of 128k, 32k, 16k, 8k, 4k" in mid.reason
     # one step up would not have fitted with margin
     up = [c for c in context_candidates(131072) if c > mid.n_ctx][-1]
-    assert estimate_fit(shape, n_ctx=up, resources=Resources(10 * GiB, 16 * GiB)).verdict != "green"
+    assert estimate_fit(shape, n_ctx=up, resources=Resources(10 * GiB, 16 * GiB),
+                        flash_attn=False).verdict != "green"
     # nothing fits with margin: the largest that fits at all, said to be tight
-    tight = choose_n_ctx(shape, Resources(6 * GiB, 8 * GiB))
+    tight = choose(shape, Resources(6 * GiB, 8 * GiB))
     assert tight.fit.verdict == "amber" and tight.n_ctx == 8192
     assert "nothing from 128k, 32k, 16k, 8k, 4k fits with margin; 8k fits, tight" in tight.reason
-    tighter = choose_n_ctx(shape, Resources(5 * GiB, 8 * GiB))
+    tighter = choose(shape, Resources(5 * GiB, 8 * GiB))
     assert tighter.n_ctx < 4096 and tighter.fit.verdict == "amber"  # below 4k only now
-    none = choose_n_ctx(shape, Resources(2 * GiB, 4 * GiB))
+    none = choose(shape, Resources(2 * GiB, 4 * GiB))
     assert none.fit.verdict == "red" and none.reason.startswith("does not fit even at")
-    asked = choose_n_ctx(shape, Resources(10 * GiB, 16 * GiB), requested=8192)
+    asked = choose(shape, Resources(10 * GiB, 16 * GiB), requested=8192)
     assert asked.n_ctx == 8192 and not asked.chosen_automatically and "as set" in asked.reason
+    # flash attention on (the default) has no scores buffer: the next step up fits there
+    assert choose_n_ctx(shape, Resources(10 * GiB, 16 * GiB)).n_ctx == 32768
 
 
 def test_a_q8_0_kv_cache_is_offered_when_it_buys_a_larger_context() -> None:

@@ -3,7 +3,9 @@
 - native: the worker's own low-level loop called in one process (no pipe, no protocol, no
   caller): the engine's target is >= 0.97 of it;
 - old: llama-cpp-python's high-level ``create_completion`` on the same prompt tokens, the
-  engine's loop before this one: the engine's target is >= 1.10x of it.
+  engine's loop before this one: the engine's target is >= 1.10x of it;
+- before: that old loop with the old engine's load defaults as well (flash attention only
+  with layers on a GPU), what ``lmdesk`` generated at before; shown when they differ.
 
 Same prompt and greedy parameters; each repetition runs the three back to back in a rotating
 order, so drift in machine load falls on all; ratios are the median of per-repetition ratios.
@@ -163,18 +165,23 @@ def run_engine_bench(
     header = read_header(params.model_path)
     sampling = SamplingParams(temperature=0.0, top_k=1, max_tokens=max_tokens, seed=1)
     out(f"model      {header.name} ({header.quantization}, {header.file_size / 2**20:.0f} MiB)")
-    out(f"params     n_ctx={params.n_ctx} threads={params.n_threads}/{params.n_threads_batch}")
     engine = LocalEngine(params)
     info = engine.load()
+    out(f"params     n_ctx={params.n_ctx} threads={params.n_threads}/{params.n_threads_batch} "
+        f"gpu_layers={info.n_gpu_layers} flash_attention={'on' if info.flash_attn else 'off'}")
     ref_params = replace(params, n_gpu_layers=info.n_gpu_layers, flash_attn=info.flash_attn)
+    old_default_fa = info.gpu_backend and info.n_gpu_layers != 0
+    sides = SIDES if info.flash_attn == old_default_fa else (*SIDES, "before")
     refs: dict[str, Reference] = {}
-    runs: dict[str, list[RunFigures]] = {side: [] for side in SIDES}
+    runs: dict[str, list[RunFigures]] = {side: [] for side in sides}
     try:
         refs["native"] = Reference(ref_params, "native")
         refs["old"] = Reference(ref_params, "old")
+        if "before" in sides:
+            refs["before"] = Reference(replace(ref_params, flash_attn=old_default_fa), "old")
         for i in range(reps + 1):  # run 0 warms all up and is not counted
             prompt = PROMPT.format(i=i)
-            order = SIDES[i % 3:] + SIDES[: i % 3]
+            order = sides[i % len(sides):] + sides[: i % len(sides)]
             for side in order:
                 gc.collect()
                 if side == "engine":
@@ -192,13 +199,15 @@ def run_engine_bench(
         for ref in refs.values():
             ref.close()
     results: dict[str, float] = {"worker_rss_mib": worker_rss / 2**20}
-    for side in SIDES:
+    for side in sides:
         results[f"{side}_prompt_tps"] = _median(runs[side], "prompt_tokens_per_s")
         results[f"{side}_gen_tps"] = _median(runs[side], "generation_tokens_per_s")
         results[f"{side}_ttft_s"] = _median(runs[side], "time_to_first_token_s")
     results["ratio_native"] = _paired_ratio(runs["engine"], runs["native"])
     results["ratio_old"] = _paired_ratio(runs["engine"], runs["old"])
     results["ratio_gen"] = results["ratio_native"]
+    if "before" in sides:
+        results["ratio_before"] = _paired_ratio(runs["engine"], runs["before"])
     bandwidth = memory_bandwidth_gb_s(info.n_threads)
     results["bandwidth_gb_s"] = bandwidth
     results["ceiling_tps"] = bandwidth * 1e9 / header.weights_bytes
@@ -208,10 +217,10 @@ def run_engine_bench(
     results["embed_texts_per_s"] = embed_rate
     tokens = statistics.median(r.tokens for r in runs["engine"])
     out(f"runs       {reps} each, rotated, about {tokens:.0f} tokens per reply (medians below)")
-    out(f"{'':12}" + "".join(f"{side:>10}" for side in SIDES))
+    out(f"{'':12}" + "".join(f"{side:>10}" for side in sides))
     for label, key, fmt in (("prompt t/s", "prompt_tps", ".1f"), ("gen t/s", "gen_tps", ".1f"),
                             ("ttft s", "ttft_s", ".3f")):
-        out(f"{label:12}" + "".join(f"{results[f'{side}_{key}']:>10{fmt}}" for side in SIDES))
+        out(f"{label:12}" + "".join(f"{results[f'{side}_{key}']:>10{fmt}}" for side in sides))
     out(f"worker RSS {results['worker_rss_mib']:.0f} MiB")
     out(
         f"cancel     {', '.join(f'{ms:.1f}' for ms in cancel_ms)} ms from cancel() to the "
@@ -227,6 +236,12 @@ def run_engine_bench(
         f"ratio      engine/old generation tokens/s = {results['ratio_old']:.3f} "
         "(the old high-level loop; target >= 1.10)"
     )
+    if "before" in sides:
+        out(
+            f"ratio      engine/before generation tokens/s = {results['ratio_before']:.3f} "
+            f"(the old loop with the old defaults: flash attention "
+            f"{'on' if old_default_fa else 'off'}, here {'on' if info.flash_attn else 'off'})"
+        )
     if embed_texts:
         out(f"embed      {embed_rate:.0f} texts/s ({embed_texts:,} short texts in one call)")
     out(

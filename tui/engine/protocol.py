@@ -57,7 +57,7 @@ class LoadParams:
     """Layers offloaded to the GPU; default: all when the build has a GPU backend, else 0."""
     n_batch: int = 512
     flash_attn: bool | None = None
-    """Flash attention; default: on when layers run on a GPU."""
+    """Flash attention; default: on (llama.cpp's own default on every backend it supports)."""
     seed: int = 0
     lora_path: str | None = None
     chat_template: str | None = None

@@ -362,7 +362,7 @@ def estimate_fit(
     layers = (-1 if has_gpu else 0) if n_gpu_layers is None else n_gpu_layers
     if not has_gpu:
         layers = 0
-    fa = (layers != 0) if flash_attn is None else flash_attn
+    fa = True if flash_attn is None else flash_attn
 
     def need_at(c: int, n_layers: int) -> _Need:
         return _need(s, c, n_layers, n_ubatch=n_ubatch, flash_attn=fa, swa_full=swa_full,

@@ -62,7 +62,7 @@ def load_params(settings: Settings, model_path: str, *, profile: Profile | None 
     """How to load ``model_path``: settings, then the profile's own values, then overrides."""
     values: dict[str, Any] = {
         "n_ctx": settings.n_ctx, "n_threads": settings.n_threads,
-        "n_gpu_layers": settings.n_gpu_layers,
+        "n_gpu_layers": settings.n_gpu_layers, "flash_attn": settings.flash_attention,
     }
     if profile is not None:
         for key in ("n_ctx", "n_threads", "n_gpu_layers"):

@@ -40,7 +40,8 @@ PROMPTS: dict[str, str] = {
     "prose": "Write a long story about a dragon and a knight, at least 400 words.",
     "list": "List 60 fruits, one per line, numbered, with one short remark for each.",
     "code": "Write a complete Python module with a class for a to-do list: add, remove, "
-            "list, save to JSON and load from JSON, with docstrings and type hints.",
+            "list, save to JSON and load from JSON, with docstrings and type hints, a "
+            "command-line interface using argparse, and unit tests.",
 }
 
 

@@ -153,35 +153,33 @@ def test_batches_give_the_logits_of_one_by_one_here(smollm: Path) -> None:
         model.close()
 
 
-def test_no_drafts_where_a_batch_would_round_differently(smollm: Path) -> None:
-    # without flash attention llama.cpp's attention for a batch sums in another order than
-    # for one token, so a draft could change the reply: the load-time probe turns lookup off
-    engine = LocalEngine(LoadParams(model_path=str(smollm), n_ctx=1024, n_threads=1,
-                                    n_threads_batch=1, flash_attn=False))
+def _drafted_by_own_engine(params: LoadParams) -> tuple[bool, int]:
+    """(flash attention on, tokens drafted) for a rewrite on an engine loaded with
+    ``params``."""
+    engine = LocalEngine(params)
     try:
-        engine.load()
+        info = engine.load()
         sampling = SamplingParams(temperature=0.0, max_tokens=40, seed=1)
         done = list(engine.generate(rewrite_messages(30), sampling))[-1]
         assert isinstance(done, Done) and done.error is None
-        assert done.stats.drafted_tokens == 0
+        return info.flash_attn, done.stats.drafted_tokens
     finally:
         engine.unload()
+
+
+def test_no_drafts_where_a_batch_would_round_differently(smollm: Path) -> None:
+    # without flash attention llama.cpp's attention for a batch sums in another order than
+    # for one token, so a draft could change the reply: the load-time probe turns lookup off
+    assert _drafted_by_own_engine(LoadParams(
+        model_path=str(smollm), n_ctx=1024, n_threads=1, n_threads_batch=1,
+        flash_attn=False)) == (False, 0)
 
 
 def test_no_drafts_on_several_threads(smollm: Path) -> None:
     # flash attention on (the default) but two threads: past a few hundred tokens a batch
     # rounds differently there, so lookup stays off
-    engine = LocalEngine(LoadParams(model_path=str(smollm), n_ctx=1024, n_threads=2,
-                                    n_threads_batch=2))
-    try:
-        info = engine.load()
-        assert info.flash_attn
-        sampling = SamplingParams(temperature=0.0, max_tokens=40, seed=1)
-        done = list(engine.generate(rewrite_messages(30), sampling))[-1]
-        assert isinstance(done, Done) and done.error is None
-        assert done.stats.drafted_tokens == 0
-    finally:
-        engine.unload()
+    assert _drafted_by_own_engine(LoadParams(
+        model_path=str(smollm), n_ctx=1024, n_threads=2, n_threads_batch=2)) == (True, 0)
 
 
 def test_a_rewrite_is_drafted_and_byte_identical(

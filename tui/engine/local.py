@@ -89,9 +89,7 @@ def resolve_load_params(params: LoadParams) -> LoadParams:
     n_ctx = -(-n_ctx // CTX_PAD) * CTX_PAD
     n_threads = params.n_threads or physical_cores()
     n_threads_batch = params.n_threads_batch or os.cpu_count() or n_threads
-    flash_attn = True if params.flash_attn is None else params.flash_attn
-    return replace(params, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch,
-                   flash_attn=flash_attn)
+    return replace(params, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads_batch)
 
 
 def kv_cache_bytes(header: GGUFHeader, n_ctx: int) -> int:

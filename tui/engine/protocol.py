@@ -56,7 +56,7 @@ class LoadParams:
     n_gpu_layers: int | None = None
     """Layers offloaded to the GPU; default: all when the build has a GPU backend, else 0."""
     n_batch: int = 512
-    flash_attn: bool | None = None
+    flash_attn: bool = True
     """Flash attention; default: on (llama.cpp's own default on every backend it supports)."""
     seed: int = 0
     lora_path: str | None = None

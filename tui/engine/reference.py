@@ -58,7 +58,7 @@ def _load(params: LoadParams, n_ctx: int | None = None) -> Any:
     ctx = NativeContext(model, ContextOptions(
         n_ctx=n_ctx or params.n_ctx or 2048, n_batch=params.n_batch,
         n_threads=params.n_threads or 1, n_threads_batch=params.n_threads_batch or 1,
-        flash_attn=bool(params.flash_attn)))
+        flash_attn=params.flash_attn))
     source = params.chat_template or model.chat_template()
     template = None
     if source:
@@ -133,7 +133,7 @@ def reference_main(conn: Connection, params: LoadParams, mode: Mode) -> None:
             model_path=params.model_path, n_ctx=params.n_ctx or 2048,
             n_threads=params.n_threads, n_threads_batch=params.n_threads_batch,
             n_gpu_layers=params.n_gpu_layers or 0, n_batch=params.n_batch,
-            flash_attn=bool(params.flash_attn), seed=params.seed, verbose=False,
+            flash_attn=params.flash_attn, seed=params.seed, verbose=False,
         )
     conn.send("ready")
     rid = 0

@@ -189,7 +189,7 @@ class _Worker:
         n_gpu_layers = params.n_gpu_layers
         if n_gpu_layers is None:
             n_gpu_layers = -1 if gpu or params.rpc_servers else 0
-        flash_attn = True if params.flash_attn is None else params.flash_attn
+        flash_attn = params.flash_attn
         n_threads = params.n_threads or 1
         n_threads_batch = params.n_threads_batch or n_threads
         tensor_split: tuple[float, ...] = ()
@@ -249,7 +249,7 @@ class _Worker:
             n_threads=n_threads,
             n_threads_batch=n_threads_batch,
             n_gpu_layers=n_gpu_layers,
-            flash_attn=bool(flash_attn),
+            flash_attn=flash_attn,
             gpu_backend=gpu,
             load_seconds=time.perf_counter() - start,
             worker_pid=os.getpid(),

@@ -100,7 +100,7 @@ def choose_n_ctx(
     *,
     requested: int | None = None,
     n_gpu_layers: int | None = None,
-    flash_attn: bool | None = None,
+    flash_attn: bool = True,
 ) -> ContextChoice:
     """The context to load ``shape`` with: ``requested`` when set, else the largest of the
     trained context, 32k, 16k, 8k, 4k that keeps model + KV cache within free memory with

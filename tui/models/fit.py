@@ -345,7 +345,7 @@ def estimate_fit(
     n_gpu_layers: int | None = None,
     resources: Resources | None = None,
     n_ubatch: int = 512,
-    flash_attn: bool | None = None,
+    flash_attn: bool = True,
     swa_full: bool = True,
     kv_type_bytes: float = 2.0,
 ) -> FitEstimate:
@@ -362,10 +362,9 @@ def estimate_fit(
     layers = (-1 if has_gpu else 0) if n_gpu_layers is None else n_gpu_layers
     if not has_gpu:
         layers = 0
-    fa = True if flash_attn is None else flash_attn
 
     def need_at(c: int, n_layers: int) -> _Need:
-        return _need(s, c, n_layers, n_ubatch=n_ubatch, flash_attn=fa, swa_full=swa_full,
+        return _need(s, c, n_layers, n_ubatch=n_ubatch, flash_attn=flash_attn, swa_full=swa_full,
                      kv_type_bytes=kv_type_bytes)
 
     def verdict_of(need: _Need) -> Verdict:

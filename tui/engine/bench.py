@@ -41,6 +41,14 @@ class RunFigures:
     tokens: int
 
 
+def reply_rate(done: Done) -> float:
+    """A reply's generation tokens/s from its stats: the tokens after the first over the time
+    after the first."""
+    s = done.stats
+    span = s.total_seconds - s.time_to_first_token_s
+    return (s.generated_tokens - 1) / span if s.generated_tokens > 1 and span > 0 else 0.0
+
+
 def _engine_run(engine: LocalEngine, prompt: str, sampling: SamplingParams) -> RunFigures:
     start = time.perf_counter()
     first = last = 0.0

@@ -16,6 +16,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import replace
 
+from tui.engine.bench import reply_rate
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams, ToolSpec
 
@@ -27,12 +28,6 @@ FRUITS = json.dumps({"type": "object", "properties": {
     "sweetest": {"type": "string"}}, "required": ["fruits", "sweetest"]})
 RECORD = ToolSpec("record_fruits", "Record fruits and their colours.", FRUITS)
 SIDES = ("free", "json", "tool")
-
-
-def _rate(done: Done) -> float:
-    s = done.stats
-    span = s.total_seconds - s.time_to_first_token_s
-    return (s.generated_tokens - 1) / span if s.generated_tokens > 1 and span > 0 else 0.0
 
 
 def run_grammar_bench(params: LoadParams, *, reps: int = 6, max_tokens: int = 128,
@@ -61,7 +56,7 @@ def run_grammar_bench(params: LoadParams, *, reps: int = 6, max_tokens: int = 12
                 done = list(events)[-1]
                 if not isinstance(done, Done) or done.error:
                     raise RuntimeError(f"{side} run failed: {getattr(done, 'error', done)}")
-                got[side] = _rate(done)
+                got[side] = reply_rate(done)
                 rates[side].append(got[side])
                 tokens[side].append(done.stats.generated_tokens)
             for side in ratios:

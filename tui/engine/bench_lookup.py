@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import replace
 
+from tui.engine.bench import reply_rate
 from tui.engine.local import LocalEngine
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
 
@@ -60,12 +61,6 @@ def rewrite_messages(lines: int = 120) -> list[ChatMessage]:
         f"`{NEW_NAME}` everywhere. Output only the code."))]
 
 
-def _rate(done: Done) -> float:
-    s = done.stats
-    span = s.total_seconds - s.time_to_first_token_s
-    return (s.generated_tokens - 1) / span if s.generated_tokens > 1 and span > 0 else 0.0
-
-
 def run_lookup_bench(params: LoadParams, *, reps: int = 3, max_tokens: int = 600,
                      out: Callable[[str], None] = print) -> dict[str, float]:
     tasks = {"rewrite": rewrite_messages(), "free-form": [ChatMessage("user", FREE_PROMPT)]}
@@ -75,8 +70,7 @@ def run_lookup_bench(params: LoadParams, *, reps: int = 3, max_tokens: int = 600
     # on the CPU, one thread with flash attention, unless the caller chose otherwise
     threads = params.n_threads or 1
     run = replace(params, n_ctx=max(params.n_ctx or 0, 4096), n_threads=threads,
-                  n_threads_batch=params.n_threads_batch or threads,
-                  flash_attn=True if params.flash_attn is None else params.flash_attn)
+                  n_threads_batch=params.n_threads_batch or threads)
     with LocalEngine(run) as engine:
         info = engine.info
         assert info is not None
@@ -99,7 +93,7 @@ def run_lookup_bench(params: LoadParams, *, reps: int = 3, max_tokens: int = 600
                     done = list(engine.generate(messages, replace(sampling, prompt_lookup=on)))[-1]
                     if not isinstance(done, Done) or done.error:
                         raise RuntimeError(f"{task} run failed: {getattr(done, 'error', done)}")
-                    got[on] = _rate(done)
+                    got[on] = reply_rate(done)
                     rates[on].append(got[on])
                     texts[on].add(done.text)
                     if on:

@@ -119,12 +119,12 @@ def run_against_bench(
     tokens = statistics.median(r.tokens for r in fresh[0] + fresh[1])
     out(f"against    {url} (model {other_model}); {reps} runs each, alternated, about "
         f"{tokens:.0f} tokens per reply")
-    _print(out, "", results)
+    _print(out, results)
     if history:
         more = _figures(*continuing)
         out(f"history    the same after a {history_size}-token conversation (its prefix "
             "cached on both sides)")
-        _print(out, "history_", more)
+        _print(out, more, continuing=True)
         results.update({f"history_{key}": value for key, value in more.items()})
         results["history_tokens"] = float(history_size)
     return results
@@ -184,10 +184,11 @@ def _figures(ours: list[RunFigures], theirs: list[RunFigures]) -> dict[str, floa
     }
 
 
-def _print(out: Callable[[str], None], phase: str, results: dict[str, float]) -> None:
+def _print(out: Callable[[str], None], results: dict[str, float], *,
+           continuing: bool = False) -> None:
     out(f"{'':12}{'lmdesk':>10}{'other':>10}")
     out(f"{'gen t/s':12}{results['lmdesk_gen_tps']:>10.1f}{results['other_gen_tps']:>10.1f}")
     out(f"{'ttft s':12}{results['lmdesk_ttft_s']:>10.3f}{results['other_ttft_s']:>10.3f}")
-    out(f"ratio      {'after the conversation, ' if phase else ''}lmdesk/other generation "
+    out(f"ratio      {'after the conversation, ' if continuing else ''}lmdesk/other generation "
         f"tokens/s = {results['ratio_gen']:.3f}, time to first token = "
         f"{results['ratio_ttft']:.3f} (medians of the pairs)")

@@ -182,7 +182,7 @@ def _shown(tree: ast.AST) -> Iterator[ast.expr]:
             name = _callee(node)
             if name == "Binding":
                 yield from node.args[2:3]
-            elif name == "_builtin":
+            elif name in ("_builtin", "_spanish"):
                 continue  # the shipped personas: data, written out in each language
             elif name == "bad":
                 yield from node.args[:1]  # serve's 400: the message (then a field, a code)

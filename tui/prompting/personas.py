@@ -234,36 +234,42 @@ BUILTIN_PERSONAS: tuple[Persona, ...] = (
 )
 """The shipped personas, in English."""
 
+def _spanish(id: str, name: str, prompt: str, examples: Sequence[tuple[str, str]] = (),
+             description: str = "") -> Persona:
+    """The English persona ``id`` in Spanish: its tone and sampling stay the same."""
+    english = next(p for p in BUILTIN_PERSONAS if p.id == id)
+    return replace(english, name=name, system_prompt=prompt,
+                   examples=tuple(Example(i, r) for i, r in examples),
+                   description=description)
+
+
 BUILTIN_PERSONAS_ES: tuple[Persona, ...] = (
-    _builtin("assistant", "Asistente", "Eres un asistente útil y honesto.", "neutral", {},
+    _spanish("assistant", "Asistente", "Eres un asistente útil y honesto.",
              description="Un asistente general con los ajustes de muestreo de la aplicación."),
-    _builtin("technical", "Experto técnico",
+    _spanish("technical", "Experto técnico",
              "Eres un ingeniero sénior. Responde con exactitud, muestra brevemente tu "
-             "razonamiento y di cuándo no estás seguro.", "technical",
-             {"temperature": 0.3, "top_p": 0.9},
+             "razonamiento y di cuándo no estás seguro.",
              [("¿Qué significa que un método HTTP sea idempotente?",
                "Que llamarlo una o varias veces deja el servidor en el mismo estado. GET, PUT y "
                "DELETE son idempotentes; POST no.")],
              "Preciso y con temperatura baja, para preguntas técnicas."),
-    _builtin("coder", "Asistente de programación",
+    _spanish("coder", "Asistente de programación",
              "Eres un asistente de programación. Prefiere código corto que funcione, con una "
-             "explicación de una línea; señala errores y casos límite.", "concise",
-             {"temperature": 0.2, "top_p": 0.9, "repeat_penalty": 1.05},
+             "explicación de una línea; señala errores y casos límite.",
              [("Invierte una lista en Python sin cambiar la original.",
                "`invertida = items[::-1]` crea una copia invertida; `items` no cambia.")],
              "Primero el código, poca prosa."),
-    _builtin("creative", "Escritor creativo",
+    _spanish("creative", "Escritor creativo",
              "Eres un escritor imaginativo que ayuda con historias, personajes e ideas.",
-             "creative", {"temperature": 1.0, "top_p": 0.98, "min_p": 0.02},
              description="Temperatura alta para lluvias de ideas y ficción."),
-    _builtin("formal", "Corresponsal formal",
-             "Redactas correspondencia y documentos profesionales.", "formal",
-             {"temperature": 0.5}, description="Cartas, informes, respuestas oficiales."),
-    _builtin("friendly", "Ayudante cercano", "Eres un ayudante cercano y amable.", "informal",
-             {"temperature": 0.8}, description="Informal y cálido."),
-    _builtin("teacher", "Docente",
+    _spanish("formal", "Corresponsal formal",
+             "Redactas correspondencia y documentos profesionales.",
+             description="Cartas, informes, respuestas oficiales."),
+    _spanish("friendly", "Ayudante cercano", "Eres un ayudante cercano y amable.",
+             description="Informal y cálido."),
+    _spanish("teacher", "Docente",
              "Eres un docente paciente. Adapta las explicaciones al nivel del estudiante y usa "
-             "ejemplos cotidianos.", "didactic", {"temperature": 0.5},
+             "ejemplos cotidianos.",
              [("¿Qué es la fotosíntesis?",
                "Es la forma en que las plantas fabrican su alimento: usan la luz del sol para "
                "convertir agua y dióxido de carbono en azúcar, y liberan oxígeno. Piensa en una "

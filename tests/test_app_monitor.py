@@ -42,7 +42,7 @@ async def test_live_rate_then_sparkline_ttft_and_ctx_bar(tmp_path: Path) -> None
         # while it streams, the panel shows a live rate from the reply's deltas
         await wait_for(pilot, lambda: app.rates.snapshot().streaming
                        and app.rates.snapshot().live_tokens_per_s > 0)
-        await wait_for(pilot, lambda: "tok/s" in body(panel) and panel._streaming)
+        await wait_for(pilot, lambda: "tok/s" in body(panel) and chat(app).pane.job is not None)
         await wait_for(pilot, lambda: chat(app).pane.job is None, timeout=20)
         await pilot.pause(0.1)
         text = body(panel)

@@ -115,9 +115,9 @@ class MonitorPanel(Vertical):
     """
 
     class Sampled(Message):
-        """A system sample, taken off the UI thread."""
+        """A system sample, taken off the UI thread (None: it failed)."""
 
-        def __init__(self, snapshot: MonitorSnapshot) -> None:
+        def __init__(self, snapshot: MonitorSnapshot | None) -> None:
             super().__init__()
             self.snapshot = snapshot
 
@@ -149,7 +149,6 @@ class MonitorPanel(Vertical):
         self.elsewhere: ElsewhereSample | None = None
         self._asking_elsewhere = False
         self._timer: Timer | None = None
-        self._streaming = False
 
     @property
     def lmdesk(self) -> LmdeskApp:
@@ -217,11 +216,7 @@ class MonitorPanel(Vertical):
         """Timer (UI thread): start a sample unless nobody can see it."""
         if self.collapsed or not self.display or not self.screen.is_active:
             return
-        rates = self.lmdesk.rates.snapshot()
-        if rates.streaming or self._streaming:
-            self._streaming = rates.streaming
-            self._render_body()
-        self._sample()
+        self._sample()  # the live rates are drawn with it, when it comes back: a frame a tick
         self._poll_elsewhere()
 
     def elsewhere_target(self) -> Target:
@@ -271,14 +266,15 @@ class MonitorPanel(Vertical):
     @work(thread=True, exclusive=True, group="monitor", exit_on_error=False)
     def _sample(self) -> None:
         try:
-            snapshot = self.lmdesk.ensure_sampler().sample()
-        except Exception:  # a failed sample leaves the last figures up
-            return
+            snapshot: MonitorSnapshot | None = self.lmdesk.ensure_sampler().sample()
+        except Exception:  # a failed sample leaves the last figures up (the rates move on)
+            snapshot = None
         self.post_message(self.Sampled(snapshot))
 
     def on_monitor_panel_sampled(self, event: MonitorPanel.Sampled) -> None:
         event.stop()
-        self.snapshot = event.snapshot
+        if event.snapshot is not None:
+            self.snapshot = event.snapshot
         self._render_body()
 
     # -- drawing -----------------------------------------------------------------------------

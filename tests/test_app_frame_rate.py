@@ -15,7 +15,7 @@ from typing import Any
 from tests.app_fixtures import chat, make_app, pilot_test, wait_for
 from tui.app.bench_ui import reply_tokens
 from tui.app.frame_pacer import FASTEST_S, FramePacer
-from tui.app.widgets.message_view import FrozenSegment
+from tui.app.widgets.message_view import LiveReply
 from tui.config import Settings
 from tui.engine.scripted import ScriptedEngine
 
@@ -44,10 +44,10 @@ async def _frames_per_second(tmp_path: Path, delay_s: float) -> tuple[float, int
         assert job is not None
         froze = False
         while pane.job is not None:
-            froze = froze or bool(pane.query(FrozenSegment))
+            froze = froze or any(live.body.frozen for live in pane.query(LiveReply))
             await pilot.pause(0.05)
         ended = time.perf_counter()
-        assert froze  # a long reply: frozen stretches and the tail both drawn
+        assert froze  # a long reply: frozen stretches and the live end both drawn
         assert job.first_token_at is not None
         began = job.first_token_at
         streamed = [t for t in frames if began <= t <= ended]

@@ -7,7 +7,7 @@ from pathlib import Path
 from tests.app_fixtures import chat, make_app, pilot_test, rendered, send, wait_for, wait_idle
 from tui.app.bench_ui import reply_tokens
 from tui.app.widgets.markdown_lite import BlocksVisual, parse_blocks, segment_cut
-from tui.app.widgets.message_view import FrozenSegment, LiveReply, code_blocks
+from tui.app.widgets.message_view import LiveReply, code_blocks
 from tui.config import Settings
 from tui.engine.scripted import ScriptedEngine
 
@@ -88,10 +88,11 @@ async def test_long_reply_streams_in_frozen_segments(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 40)) as pilot:
         await send(pilot, "long please", wait=False)
         pane = chat(app).pane
-        await wait_for(pilot, lambda: bool(pane.query(FrozenSegment)), timeout=30)
+        await wait_for(pilot, lambda: bool(pane.query(LiveReply)), timeout=30)
         live = pane.query_one(LiveReply)
-        # code blocks in the live tail carry on the numbering of the frozen part
-        await wait_for(pilot, lambda: live.tail.first_number > 1, timeout=30)
+        await wait_for(pilot, lambda: bool(live.body.frozen), timeout=30)
+        # code blocks in the live end carry on the numbering of the frozen part
+        await wait_for(pilot, lambda: live.body.first_number > 1, timeout=30)
         await wait_idle(pilot, timeout=60)
         assert not pane.query(LiveReply)
         reply = app.store.messages(chat(app).meta.id)[-1]
@@ -120,7 +121,7 @@ def test_single_line_breaks_are_kept() -> None:
 
 @pilot_test
 async def test_live_reply_keeps_single_line_breaks(tmp_path: Path) -> None:
-    """While the reply streams (the live tail), the lines are the model's lines too."""
+    """While the reply streams (the live end), the lines are the model's lines too."""
     engine = ScriptedEngine(tokens=["Roses are red,\n", "violets are blue\n"] + ["."] * 400,
                             delay_s=0.01)
     app = make_app(tmp_path, engine=engine, settings=Settings(max_tokens=5000))
@@ -129,9 +130,9 @@ async def test_live_reply_keeps_single_line_breaks(tmp_path: Path) -> None:
         pane = chat(app).pane
         await wait_for(pilot, lambda: bool(pane.query(LiveReply)))
         live = pane.query_one(LiveReply)
-        await wait_for(pilot, lambda: "violets" in live.tail.source, timeout=10)
+        await wait_for(pilot, lambda: "violets" in live.body.source, timeout=10)
         await pilot.pause(0.2)
-        shown = [line.plain.strip() for line in live.tail.render().lines(90)]
+        shown = [line.plain.strip() for line in live.body.render().lines(90)]
         assert shown[:2] == ["Roses are red,", "violets are blue"]
         pane.stop()
         await wait_idle(pilot)

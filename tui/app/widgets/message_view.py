@@ -1,17 +1,17 @@
 """Messages in the chat log.
 
 - ``MessageView``: a finished message, drawn by one widget (role, Markdown body, figures).
-- ``LiveReply``: the reply being streamed. Its tail (``LiveTail``) is one widget drawing the
-  same Markdown rendering, re-parsed at each update; once the tail holds a dozen lines and
-  reaches a block boundary, it is frozen into a one-widget ``FrozenSegment`` and the tail starts
-  again. So the work per update stays flat however long the reply grows, and an update is one
-  widget's layout, not a tree of Markdown block widgets mounted and restyled. When the reply
-  ends, the whole of it becomes a ``MessageView`` (what reopening the conversation shows).
+- ``LiveReply``: the reply being streamed. Its text (``LiveBody``) is one widget drawing the
+  same Markdown rendering: the live end re-parsed at each update; once it holds a dozen lines
+  and reaches a block boundary, it is frozen (its lines are kept as they are drawn) and the
+  live end starts again. So the work per update stays flat however long the reply grows, and
+  an update repaints the lines that changed, not a tree of Markdown block widgets mounted and
+  restyled. When the reply ends, the whole of it becomes a ``MessageView`` (what reopening the
+  conversation shows).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, cast
 
 from markdown_it import MarkdownIt
@@ -47,8 +47,24 @@ def size_updated_once(widget: Widget, size: Size, virtual_size: Size, container_
     After a layout that changed a widget's size, Textual stores the new virtual size through a
     reactive that requests another layout of the whole screen; for the widgets of the reply
     being streamed, sized by their content, that pass changes nothing and doubled the cost of
-    every frame where the reply grew by a line."""
-    return Widget._size_updated(widget, size, virtual_size, container_size, layout=False)
+    every frame where the reply grew by a line.
+
+    Nor the repaint Textual queues for the widget's old size when it changes: the layout
+    pass under way repaints the widget's new region whole, and the old region, left queued,
+    was repainted again at the next frame (most of the chat log's height, for nothing)."""
+    changed = Widget._size_updated(widget, size, virtual_size, container_size, layout=False)
+    if changed:
+        widget._repaint_regions.clear()
+    return changed
+
+
+def blank_line(widget: Widget) -> Strip:
+    """A container's own line: blank (its children are drawn over it).
+
+    Textual's ``Widget.render_line`` renders the widget's whole content area once it is
+    dirty; for the containers of the reply being streamed, which change height at every
+    frame where the reply grows, that was every line of the reply rendered as blanks."""
+    return Strip.blank(widget.size.width, widget.visual_style.rich_style)
 
 
 def code_blocks(markdown: str) -> list[str]:
@@ -212,53 +228,23 @@ def tool_step_blocks(name: str, arguments: str, result: ToolResultPart | None, *
     return blocks
 
 
-class FrozenSegment(Widget):
-    """A finished stretch of the reply being streamed, drawn by one widget."""
+class LiveBody(Widget):
+    """The text of the reply being streamed, in one widget: the frozen stretches, drawn as
+    they were when they were frozen, then the live end, the part that may still change, its
+    Markdown parsed again at each update (a dozen lines or so: the caller freezes what is
+    done) and drawn line by line. Code blocks are numbered from ``first_number``.
 
-    DEFAULT_CSS = """
-    FrozenSegment {
-        height: auto;
-        padding: 0 1;
-    }
-    """
-
-    def __init__(self, blocks: list[Block]) -> None:
-        super().__init__()
-        self.blocks = blocks
-        self._visual = BlocksVisual(blocks, trailing=blocks[-1].bottom if blocks else 0)
-
-    def render(self) -> BlocksVisual:
-        return self._visual
-
-
-class FrozenGroup(Widget):
-    """Up to ``SIZE`` frozen segments. A full group becomes one segment: so the live reply
-    holds a handful of widgets however long it grows."""
-
-    SIZE = 8
-    DEFAULT_CSS = """
-    FrozenGroup {
-        height: auto;
-        layout: vertical;
-    }
-    """
-
-
-class LiveTail(Widget):
-    """The end of the reply being streamed, the part that may still change: its Markdown
-    parsed again at each update (a dozen lines or so: the caller freezes what is done) and
-    drawn line by line. Code blocks are numbered from ``first_number``.
-
-    A frame costs what changed, not the whole tail: only the lines that differ from the last
-    frame are rendered and repainted, and the height grows ``RESERVE`` lines at a time (the
-    text fills blank lines below it), so most frames need no layout of the screen, the pass
-    that moves every widget of the chat log and redraws the whole terminal."""
+    A frame costs what changed, not the whole reply: only the lines that differ from the last
+    frame are rendered and repainted, a frozen line never again, freezing mounts nothing, and
+    the height grows ``RESERVE`` lines at a time (the text fills blank lines below it), so
+    most frames need no layout of the screen, the pass that moves every widget of the chat
+    log and redraws the whole terminal."""
 
     RESERVE = 4
     """Lines the height grows by when the text outgrows it, at least."""
 
     DEFAULT_CSS = """
-    LiveTail {
+    LiveBody {
         height: auto;
         padding: 0 1;
     }
@@ -268,9 +254,14 @@ class LiveTail(Widget):
         super().__init__()
         self.first_number = first_number
         self.source = ""
+        """The live end's text (what follows the frozen stretches)."""
+        self.frozen: list[BlocksVisual] = []
+        """The frozen stretches, in order."""
         self._highlighter = ChunkedHighlighter()
         self._visual = BlocksVisual([])
+        self._frozen_lines: list[Content] = []
         self._lines: list[Content] = []
+        """The live end's lines, drawn below the frozen ones."""
         self._width = 0
         self._strips: dict[int, Strip] = {}
         self._reserved = 0
@@ -282,7 +273,7 @@ class LiveTail(Widget):
         return size_updated_once(self, size, virtual_size, container_size)
 
     def show(self, source: str) -> None:
-        """Draw ``source`` (the tail's whole text so far)."""
+        """Draw ``source`` (the live end's whole text so far) after the frozen stretches."""
         self.source = source
         blocks, _count = parse_blocks(source, first_number=self.first_number,
                                       ansi=self.app.native_ansi_color,
@@ -292,27 +283,58 @@ class LiveTail(Widget):
         if not width or width != self._width:
             self._relayout()
             return
-        old, new = self._lines, self._visual.lines(width)
+        self._redraw(self._visual.lines(width))
+
+    def freeze(self, blocks: list[Block], count: int) -> None:
+        """The live end is done up to a block boundary: ``blocks`` (holding ``count`` code
+        blocks) are drawn for good, and the live end starts again, empty, after them. The
+        lines that read the same as a moment ago keep their rendering, and the height stays
+        (the blank room below passes to the new live end)."""
+        visual = BlocksVisual(blocks, trailing=blocks[-1].bottom if blocks else 0)
+        self.frozen.append(visual)
+        self.first_number += count
+        self._highlighter.clear()
+        self.source = ""
+        self._visual = BlocksVisual([])
+        width = self._width
+        if not width:
+            self._relayout()
+            return
+        done = visual.lines(width)
+        self._redraw(done)  # drawn where the live end was, the same as any frame
+        self._frozen_lines.extend(done)
+        self._lines = []
+
+    def _redraw(self, new: list[Content]) -> None:
+        """The live end becomes ``new``: forget the lines that changed, repaint them, and
+        lay the screen out again only when the height kept must grow (or shrink a lot)."""
+        width = self._width
+        base = len(self._frozen_lines)
+        old = self._lines
         first = next((i for i, (a, b) in enumerate(zip(old, new, strict=False))
                       if not same_content(a, b)), min(len(old), len(new)))
         end = max(len(old), len(new))
-        for y in range(first, end):
+        for y in range(base + first, base + end):
             self._strips.pop(y, None)
         self._lines = new
-        if len(new) > self._reserved or len(new) < self._reserved - 2 * self._step():
-            self._reserved = len(new) + self._step() - 1 if new else 0
+        total = base + len(new)
+        if total > self._reserved or total < self._reserved - 2 * self._step():
+            self._reserved = total + self._step() - 1 if total else 0
         if self._reserved != self._laid_out:
             self._laid_out = self._reserved
             self.refresh(layout=True)
         elif end > first:
-            self.refresh(Region(0, first, width, end - first))
+            self.refresh(Region(0, base + first, width, end - first))
 
     def _relayout(self) -> None:
         """Everything again (the first update, a new width)."""
-        self._width = self.size.width
-        self._lines = self._visual.lines(self._width) if self._width else []
+        self._width = width = self.size.width
+        self._frozen_lines = [line for visual in self.frozen for line in visual.lines(width)] \
+            if width else []
+        self._lines = self._visual.lines(width) if width else []
         self._strips.clear()
-        self._reserved = len(self._lines) + self._step() - 1 if self._lines else 0
+        total = len(self._frozen_lines) + len(self._lines)
+        self._reserved = total + self._step() - 1 if total else 0
         self._laid_out = self._reserved
         self.refresh(layout=True)
 
@@ -320,47 +342,52 @@ class LiveTail(Widget):
         """Lines the height grows by: ``RESERVE``, more on a tall screen."""
         return max(self.RESERVE, self.app.size.height // 4)
 
-    def restart(self, first_number: int, *, room: int = 0) -> None:
-        """Empty, for the text after a frozen stretch, keeping ``room`` blank lines (the room
-        the frozen lines leave: the reply keeps its height, no second layout pass)."""
-        self.first_number = first_number
-        self._highlighter.clear()
-        self._reserved = room
-        self.show("")
-
     @property
-    def room(self) -> int:
-        """The height kept (text and blank room below it)."""
-        return self._reserved
+    def text_lines(self) -> int:
+        """Lines of text drawn (frozen and live), at the width laid out."""
+        return len(self._frozen_lines) + len(self._lines)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        lines = len(self._visual.lines(width)) if width else 0
+        if not width:
+            return 0
+        if width != self._width:
+            lines = sum(len(visual.lines(width)) for visual in self.frozen) \
+                + len(self._visual.lines(width))
+        else:
+            lines = self.text_lines
         return max(lines, self._reserved)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if width != self._width:
             self._width = width
+            self._frozen_lines = [line for visual in self.frozen
+                                  for line in visual.lines(width)] if width else []
             self._lines = self._visual.lines(width) if width else []
             self._strips.clear()
         strip = self._strips.get(y)
         if strip is None:
-            if y < len(self._lines):
+            base = len(self._frozen_lines)
+            line = self._frozen_lines[y] if y < base else (
+                self._lines[y - base] if y - base < len(self._lines) else None)
+            if line is not None:
                 # the line alone, without Visual.to_strips' link and selection passes: their
                 # style lookups cost more than the line (a reply's links are not clickable)
                 options = RenderOptions(self._get_style, cast("RulesMap", self.styles))
-                strip = self._lines[y].render_strips(width, 1, self.visual_style, options)[0]
+                strip = line.render_strips(width, 1, self.visual_style, options)[0]
             else:
                 strip = Strip.blank(width, self.visual_style.rich_style)
             self._strips[y] = strip
         return strip
 
     def render(self) -> BlocksVisual:
+        """The live end's rendering (what ``show`` was given, as Markdown)."""
         return self._visual
 
 
 class LiveReply(MessageWidget):
-    """The reply being written: frozen segments, a live Markdown tail, a progress line."""
+    """The reply being written: its text (frozen stretches and a live end), a progress
+    line."""
 
     DEFAULT_CSS = """
     LiveReply {
@@ -395,7 +422,7 @@ class LiveReply(MessageWidget):
 
     def __init__(self, message: StoredMessage, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.tail = LiveTail()
+        self.body = LiveBody()
         self.reasoning_shown = False
         self._reasoning: tuple[str, int, float, bool] | None = None
         self._steps: list[tuple[int, ToolCall, ToolResultPart]] = []
@@ -404,7 +431,7 @@ class LiveReply(MessageWidget):
         yield Static(_("assistant"), classes="msg-role", markup=False)
         yield Static(classes="msg-reasoning", markup=False)
         yield Static(classes="msg-tools", markup=False)
-        yield self.tail
+        yield self.body
         model = self.message.model or ""
         yield Static(Content(_("{model} · waiting for the first token…",
                                model=model).lstrip(" ·")),
@@ -413,6 +440,9 @@ class LiveReply(MessageWidget):
     def _size_updated(self, size: Size, virtual_size: Size, container_size: Size,
                       layout: bool = True) -> bool:
         return size_updated_once(self, size, virtual_size, container_size)
+
+    def render_line(self, y: int) -> Strip:
+        return blank_line(self)
 
     def set_progress(self, text: str) -> None:
         # one line high whatever it says: no layout pass for the whole screen
@@ -457,35 +487,10 @@ class LiveReply(MessageWidget):
             self.set_steps(self._steps)
         return True
 
-    async def freeze(self, source: str, ansi: bool) -> None:
-        """Freeze the tail (whose text is ``source``) and start it again after it."""
-        tail = self.tail
-        blocks, count = parse_blocks(source, first_number=tail.first_number, ansi=ansi)
-        groups = [child for child in self.children if isinstance(child, FrozenGroup)]
-        segment = FrozenSegment(blocks)
-        frozen_lines = segment.render().get_height(RulesMap(), tail.size.width) \
-            if tail.size.width else 0
-        with self.app.batch_update():
-            if groups and len(groups[-1].children) < FrozenGroup.SIZE:
-                await groups[-1].mount(segment)
-            else:
-                if groups:
-                    await self._merge(groups[-1])
-                await self.mount(FrozenGroup(segment), before=tail)
-            tail.restart(tail.first_number + count, room=max(0, tail.room - frozen_lines))
-
-    async def _merge(self, group: FrozenGroup) -> None:
-        """Replace a full group by one segment holding all its blocks."""
-        blocks: list[Block] = []
-        for segment in group.query_children(FrozenSegment).results(FrozenSegment):
-            if blocks and segment.blocks:
-                first = segment.blocks[0]
-                blocks.append(replace(first, top=max(first.top, blocks[-1].bottom)))
-                blocks.extend(segment.blocks[1:])
-            else:
-                blocks.extend(segment.blocks)
-        await self.mount(FrozenSegment(blocks), before=group)
-        await group.remove()
+    def freeze(self, source: str, ansi: bool) -> None:
+        """Freeze the live end (whose text is ``source``) and start it again after it."""
+        blocks, count = parse_blocks(source, first_number=self.body.first_number, ansi=ansi)
+        self.body.freeze(blocks, count)
 
     @property
     def text(self) -> str:

@@ -1,7 +1,7 @@
 """Streaming a reply into the chat log, and keeping the conversation's messages in the store.
 
 The engine runs in a thread worker (group "reply") that only pushes text into the ReplyJob and
-posts ReplyFinished; a timer on the UI thread moves the text into the live tail when the
+posts ReplyFinished; a timer on the UI thread moves the text into the live end when the
 frame pacer says so: at most 25 times a second whatever the token rate, less often when the
 frames cost more than the app's CPU budget (see FramePacer), so the UI's cost per second does
 not grow with the model's speed (see LiveReply for how a long reply stays cheap). While a
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 FLUSH_S = FASTEST_S
 SEGMENT_LINES = 12
-"""Lines the live tail holds before it is frozen at the next block boundary."""
+"""Lines the live end holds before it is frozen at the next block boundary."""
 CHECKPOINT_S = 3.0
 SETTLE_S = 0.5
 """Idle time after a reply before the collector's deferred full pass."""
@@ -237,7 +237,7 @@ class ReplyStreamer(Vertical):
     async def _flush(self) -> None:
         """Timer: move what arrived into the view, then set the timer again for when the pacer
         wants the next frame (a timer ticking faster than the frames wakes the UI for nothing).
-        One at a time (a freeze awaits a mount), and shielded: stopping the timer must not cut
+        One at a time, and shielded: stopping the timer must not cut
         a flush in half."""
         timer = self._timer
         if self.pacer.due():
@@ -310,17 +310,17 @@ class ReplyStreamer(Vertical):
         return tuple(parts)
 
     async def _write(self, job: ReplyJob, text: str) -> None:
-        """Stream ``text`` into the live tail. Once the tail is long enough, the text up to the
-        last block boundary completes it and the whole tail is frozen, so the tail parsed at each
-        update stays short and a burst of tokens costs little more than a trickle."""
+        """Stream ``text`` into the live end. Once the live end is long enough, the text up to
+        the last block boundary completes it and all of it is frozen, so the live end parsed at
+        each update stays short and a burst of tokens costs little more than a trickle."""
         cut = segment_cut(job.segment, text, SEGMENT_LINES)
         if cut is not None:
             head, text = text[:cut], text[cut:]
-            await job.view.freeze(job.segment + head, self.app.native_ansi_color)
+            job.view.freeze(job.segment + head, self.app.native_ansi_color)
             gc_tuning.hold()
             job.segment = ""
         job.segment += text
-        job.view.tail.show(job.segment)
+        job.view.body.show(job.segment)
 
     async def leave_reply(self) -> None:
         """The open conversation is about to change (another one opened, a new one, this one

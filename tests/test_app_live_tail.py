@@ -15,7 +15,7 @@ from textual.geometry import Region
 
 from tests.app_fixtures import pilot_test
 from tui.app.widgets.markdown_lite import BlocksVisual, parse_blocks
-from tui.app.widgets.message_view import LiveBody, LiveReply
+from tui.app.widgets.message_view import LiveBody, LiveReply, MessageView
 from tui.store import StoredMessage
 
 
@@ -213,3 +213,33 @@ async def test_the_reply_renders_no_lines_of_its_own(monkeypatch: Any) -> None:
         screen = "\n".join(_screen_lines(app))
         assert "Paragraph 3.2 is finished." in screen
         assert "And the last one" in screen
+
+
+class _BothHost(App[None]):
+    native_ansi_color = False
+    TEXT = ("Giraffes are large land animals with a long neck that allows them to reach high "
+            "into trees, found in many parts of the world. " * 3 + "\n\n- one\n- two\n")
+
+    def compose(self) -> ComposeResult:
+        yield MessageView(StoredMessage(id="v", role="assistant", content=self.TEXT,
+                                        created=0.0, model="m", status="done"))
+        yield LiveReply(StoredMessage(id="r", role="assistant", content="", created=0.0,
+                                      model="m", status="partial"))
+
+
+@pilot_test
+async def test_the_live_text_wraps_as_the_finished_message_will() -> None:
+    """The reply does not reflow when it ends and becomes a finished message: the live text
+    is as wide as the finished one."""
+    app = _BothHost()
+    async with app.run_test(size=(67, 40)) as pilot:
+        live = app.query_one(LiveReply)
+        live.body.show(_BothHost.TEXT)
+        await pilot.pause()
+        view = app.query_one(MessageView)
+        finished = [text for y in range(view.size.height)
+                    if (text := view.render_line(y).text.strip())]
+        drawn = [line.strip() for line in _drawn(live.body) if line.strip()]
+        assert len(drawn) == 8  # the paragraph on six lines, the list
+        start = finished.index(drawn[0])
+        assert finished[start:start + len(drawn)] == drawn

@@ -246,7 +246,7 @@ class LiveBody(Widget):
     DEFAULT_CSS = """
     LiveBody {
         height: auto;
-        padding: 0 1;
+        padding: 0 0 0 1;  /* as wide as the finished message's text: no reflow at the end */
     }
     """
 

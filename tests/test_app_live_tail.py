@@ -243,3 +243,23 @@ async def test_the_live_text_wraps_as_the_finished_message_will() -> None:
         assert len(drawn) == 8  # the paragraph on six lines, the list
         start = finished.index(drawn[0])
         assert finished[start:start + len(drawn)] == drawn
+
+
+@pilot_test
+async def test_a_new_theme_redraws_the_frozen_lines() -> None:
+    app = _ReplyHost()
+    async with app.run_test(size=(60, 30)) as pilot:
+        app.theme = "textual-dark"
+        reply = app.query_one(LiveReply)
+        done = "Some `code` and **bold** words.\n\n"
+        reply.body.show(done)
+        await pilot.pause()
+        reply.freeze(done, ansi=False)
+        reply.body.show("more")
+        await pilot.pause()
+        before = list(reply.body.render_line(0))
+        app.theme = "textual-light"
+        await pilot.pause()
+        after = list(reply.body.render_line(0))
+        assert [s.text for s in after] == [s.text for s in before]
+        assert [s.style for s in after] != [s.style for s in before]

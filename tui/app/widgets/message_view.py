@@ -342,6 +342,10 @@ class LiveBody(Widget):
         """Lines the height grows by: ``RESERVE``, more on a tall screen."""
         return max(self.RESERVE, self.app.size.height // 4)
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()  # another theme: the lines kept were drawn in the old one
+
     @property
     def text_lines(self) -> int:
         """Lines of text drawn (frozen and live), at the width laid out."""

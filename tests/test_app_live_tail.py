@@ -124,6 +124,15 @@ class _ReplyHost(App[None]):
                                       model="m", status="partial"))
 
 
+async def _freeze_then_show(pilot: Any, reply: LiveReply, done: str, rest: str) -> None:
+    """Stream ``done``, freeze it, then stream ``rest`` after it."""
+    reply.body.show(done)
+    await pilot.pause()
+    reply.freeze(done, ansi=False)
+    reply.body.show(rest)
+    await pilot.pause()
+
+
 @pilot_test
 async def test_freezing_a_stretch_keeps_the_height_and_the_lines_drawn() -> None:
     """The frozen lines stay where they were, rendered once, and their room passes to the
@@ -158,11 +167,7 @@ async def test_a_code_block_after_a_freeze_carries_on_the_numbering() -> None:
     async with app.run_test(size=(60, 40)) as pilot:
         reply = app.query_one(LiveReply)
         done = "```python\nx = 1\n```\n\nThen:\n\n"
-        reply.body.show(done)
-        await pilot.pause()
-        reply.freeze(done, ansi=False)
-        reply.body.show("```python\ny = 2\n```\n")
-        await pilot.pause()
+        await _freeze_then_show(pilot, reply, done, "```python\ny = 2\n```\n")
         shown = "\n".join(_drawn(reply.body))
         assert "[1] python" in shown and "[2] python" in shown
         assert shown.index("x = 1") < shown.index("Then:") < shown.index("y = 2")
@@ -174,11 +179,7 @@ async def test_a_new_width_draws_the_frozen_lines_again() -> None:
     async with app.run_test(size=(60, 40)) as pilot:
         reply = app.query_one(LiveReply)
         done = "word " * 30 + "\n\n"
-        reply.body.show(done)
-        await pilot.pause()
-        reply.freeze(done, ansi=False)
-        reply.body.show("the end")
-        await pilot.pause()
+        await _freeze_then_show(pilot, reply, done, "the end")
         await pilot.resize_terminal(40, 40)
         await pilot.pause()
         width = reply.body.size.width
@@ -252,11 +253,7 @@ async def test_a_new_theme_redraws_the_frozen_lines() -> None:
         app.theme = "textual-dark"
         reply = app.query_one(LiveReply)
         done = "Some `code` and **bold** words.\n\n"
-        reply.body.show(done)
-        await pilot.pause()
-        reply.freeze(done, ansi=False)
-        reply.body.show("more")
-        await pilot.pause()
+        await _freeze_then_show(pilot, reply, done, "more")
         before = list(reply.body.render_line(0))
         app.theme = "textual-light"
         await pilot.pause()

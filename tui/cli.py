@@ -302,8 +302,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
     elif args.what == "app":
         from tui.app.bench_app import run_app_bench
 
-        run_app_bench(reps=args.reps if args.reps != 6 else 3,
-                      max_tokens=args.tokens if args.tokens != 128 else 400)
+        try:
+            run_app_bench(reps=args.reps if args.reps != 6 else 3,
+                          max_tokens=args.tokens if args.tokens != 128 else 400)
+        except RuntimeError as exc:  # the app or `lmdesk ask` would not run: one line
+            raise CliError(str(exc)) from None
     else:
         from tui.store.bench import run_store_bench
 

@@ -78,15 +78,27 @@ def _env(root: Path) -> dict[str, str]:
     return env
 
 
-def ask_run(prompt: str, max_tokens: int, root: Path) -> Run:
-    result = subprocess.run(
-        [*_lmdesk(), "ask", "--json", "--no-memory", "--temperature", "0", "--max-tokens",
-         str(max_tokens), prompt], capture_output=True, text=True, env=_env(root), timeout=600,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"lmdesk ask failed: {result.stderr.strip()[-300:]}")
-    stats = json.loads(result.stdout)["stats"]
-    return Run(float(stats["generation_tokens_per_s"]), int(stats["generated_tokens"]))
+def ask_run(prompt: str, max_tokens: int, root: Path, *, tries: int = 2) -> Run:
+    """One reply from ``lmdesk ask``; asked again once if it printed no answer (seen once in
+    about forty runs, right after the app had quit: exit status 0, nothing on stdout)."""
+    for attempt in range(1, tries + 1):
+        result = subprocess.run(
+            [*_lmdesk(), "ask", "--json", "--no-memory", "--temperature", "0", "--max-tokens",
+             str(max_tokens), prompt], capture_output=True, text=True, env=_env(root),
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"lmdesk ask failed: {result.stderr.strip()[-300:]}")
+        try:
+            stats = json.loads(result.stdout)["stats"]
+            return Run(float(stats["generation_tokens_per_s"]), int(stats["generated_tokens"]))
+        except (ValueError, KeyError, TypeError):
+            if attempt == tries:
+                raise RuntimeError(
+                    f"lmdesk ask printed no answer {tries} times (exit status 0; stderr: "
+                    f"{result.stderr.strip()[-200:] or 'empty'})") from None
+            time.sleep(1.0)
+    raise ValueError("tries must be at least 1")
 
 
 class _Terminal:

@@ -328,15 +328,19 @@ class LiveBody(Widget):
 
     def _relayout(self) -> None:
         """Everything again (the first update, a new width)."""
-        self._width = width = self.size.width
-        self._frozen_lines = [line for visual in self.frozen for line in visual.lines(width)] \
-            if width else []
-        self._lines = self._visual.lines(width) if width else []
-        self._strips.clear()
+        self._wrap(self.size.width)
         total = len(self._frozen_lines) + len(self._lines)
         self._reserved = total + self._step() - 1 if total else 0
         self._laid_out = self._reserved
         self.refresh(layout=True)
+
+    def _wrap(self, width: int) -> None:
+        """The lines (frozen and live) at ``width``, none of them rendered yet."""
+        self._width = width
+        self._frozen_lines = [line for visual in self.frozen for line in visual.lines(width)] \
+            if width else []
+        self._lines = self._visual.lines(width) if width else []
+        self._strips.clear()
 
     def _step(self) -> int:
         """Lines the height grows by: ``RESERVE``, more on a tall screen."""
@@ -364,11 +368,7 @@ class LiveBody(Widget):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if width != self._width:
-            self._width = width
-            self._frozen_lines = [line for visual in self.frozen
-                                  for line in visual.lines(width)] if width else []
-            self._lines = self._visual.lines(width) if width else []
-            self._strips.clear()
+            self._wrap(width)
         strip = self._strips.get(y)
         if strip is None:
             base = len(self._frozen_lines)

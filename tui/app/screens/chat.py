@@ -437,7 +437,7 @@ class ChatScreen(Screen[None]):
             if not yes:
                 return
             if self.meta is not None and self.meta.id == cid:
-                await self.pane.leave_reply()
+                self.pane.leave_reply()
             with self.lmdesk.guard(_("Could not delete the conversation")):
                 self.lmdesk.store.delete_conversation(cid)
                 self.lmdesk.notify(_("Deleted “{title}”.", title=title))

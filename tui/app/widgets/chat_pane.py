@@ -101,7 +101,7 @@ class ChatPane(ReplyStreamer):
         self, meta: ConversationMeta, tree: ConversationTree, around: str | None = None
     ) -> None:
         """Show ``meta``'s branch shown in ``tree`` (a page around message ``around``)."""
-        await self.leave_reply()
+        self.leave_reply()
         self.meta = meta
         self.conv_tree = tree
         self.editing = None

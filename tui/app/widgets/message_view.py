@@ -58,15 +58,6 @@ def size_updated_once(widget: Widget, size: Size, virtual_size: Size, container_
     return changed
 
 
-def blank_line(widget: Widget) -> Strip:
-    """A container's own line: blank (its children are drawn over it).
-
-    Textual's ``Widget.render_line`` renders the widget's whole content area once it is
-    dirty; for the containers of the reply being streamed, which change height at every
-    frame where the reply grows, that was every line of the reply rendered as blanks."""
-    return Strip.blank(widget.size.width, widget.visual_style.rich_style)
-
-
 def code_blocks(markdown: str) -> list[str]:
     """The code blocks of a Markdown text, in the order (and so the numbers) they are shown."""
     tokens = MarkdownIt("gfm-like").parse(markdown)
@@ -446,7 +437,10 @@ class LiveReply(MessageWidget):
         return size_updated_once(self, size, virtual_size, container_size)
 
     def render_line(self, y: int) -> Strip:
-        return blank_line(self)
+        """Blank (the children are drawn over it). Textual's ``Widget.render_line`` renders a
+        container's whole content area once it is dirty: at each frame where the reply grew,
+        every line of the reply rendered as blanks."""
+        return Strip.blank(self.size.width, self.visual_style.rich_style)
 
     def set_progress(self, text: str) -> None:
         # one line high whatever it says: no layout pass for the whole screen

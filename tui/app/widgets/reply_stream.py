@@ -15,7 +15,6 @@ write is reported once per message and the chat goes on with the message kept in
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, cast
@@ -86,7 +85,6 @@ class ReplyStreamer(Vertical):
         self._leaving: set[ReplyJob] = set()
         """Replies stopped because the user left their conversation, not yet ended."""
         self._timer: Timer | None = None
-        self._flush_lock = asyncio.Lock()
         self.pacer = FramePacer()
         self._unsaved = 0
 
@@ -183,7 +181,7 @@ class ReplyStreamer(Vertical):
                        tool_names=self.meta.options.tools if continuing is None else ())
         if continuing is not None:
             job.shown.append(continuing.content)
-            await self._write(job, continuing.content)
+            self._write(job, continuing.content)
         self.job = job
         self.generating = True
         gc_tuning.hold()
@@ -234,23 +232,18 @@ class ReplyStreamer(Vertical):
     def focus_prompt(self) -> None:
         """Put the cursor back in the prompt (the chat pane has one)."""
 
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
         """Timer: move what arrived into the view, then set the timer again for when the pacer
         wants the next frame (a timer ticking faster than the frames wakes the UI for nothing).
-        One at a time, and shielded: stopping the timer must not cut
-        a flush in half."""
+        A flush awaits nothing, so nothing (a stop, the reply left) can come half-way through
+        it."""
         timer = self._timer
         if self.pacer.due():
-
-            async def locked() -> None:
-                async with self._flush_lock:
-                    await self._flush_now()
-
-            await asyncio.shield(locked())
+            self._flush_now()
         if timer is not None and self._timer is timer:  # not stopped or replaced meanwhile
             self._timer = self.set_timer(self.pacer.wait_s(), self._flush)
 
-    async def _flush_now(self) -> None:
+    def _flush_now(self) -> None:
         job = self.job
         if job is None or job.detached:
             return
@@ -266,7 +259,7 @@ class ReplyStreamer(Vertical):
             job.view.set_reasoning(job.reasoning_so_far, job.reasoning_tokens,
                                    job.reasoning_seconds(), done=bool(job.shown))
         if text:
-            await self._write(job, text)
+            self._write(job, text)
         if job.stored is None and not job.save_failed:
             stored = self._append("assistant", job.text_so_far,
                                   conversation_id=job.conversation_id, model=job.model,
@@ -309,7 +302,7 @@ class ReplyStreamer(Vertical):
             parts.append(TextPart(job.text_so_far))
         return tuple(parts)
 
-    async def _write(self, job: ReplyJob, text: str) -> None:
+    def _write(self, job: ReplyJob, text: str) -> None:
         """Stream ``text`` into the live end. Once the live end is long enough, the text up to
         the last block boundary completes it and all of it is frozen, so the live end parsed at
         each update stays short and a burst of tokens costs little more than a trickle."""
@@ -322,23 +315,22 @@ class ReplyStreamer(Vertical):
         job.segment += text
         job.view.body.show(job.segment)
 
-    async def leave_reply(self) -> None:
+    def leave_reply(self) -> None:
         """The open conversation is about to change (another one opened, a new one, this one
         deleted) while its reply streams: stop the reply and let go of its widgets. What it
         wrote is saved into its own conversation once the engine has stopped."""
         job = self.job
         if job is None:
             return
-        # the job changes hands before the first await: a ReplyFinished handled while this
-        # waits must already find it among the replies being left
+        # the job changes hands at once: a ReplyFinished handled next must find it among the
+        # replies being left
         job.detached = True
         self._leaving.add(job)
         self.job = None
         self.lmdesk.session.cancel(job.cancel_event)
-        async with self._flush_lock:  # no flush may be half-way through the widgets
-            if self._timer is not None:
-                self._timer.stop()
-                self._timer = None
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         self.generating = False
 
     def _ending(self, job: ReplyJob, outcome: TurnOutcome) -> tuple[str, str, tuple[Part, ...]]:
@@ -390,11 +382,7 @@ class ReplyStreamer(Vertical):
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
-        async with self._flush_lock:
-            if job is not self.job:  # left while this waited for the lock
-                self._finish_detached(job, outcome)
-                return
-            await self._flush_now()
+        self._flush_now()
         text, status, parts = self._ending(job, outcome)
         stats = outcome.stats()
         self.lmdesk.reply_done(outcome)  # the monitor's rates, the model's usage

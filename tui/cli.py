@@ -81,7 +81,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         choices=["engine", "grammar", "tools", "kv", "lookup", "ui", "app", "store", "serve",
                  "kb", "tune", "speed", "rpc"],
     )
-    bench.add_argument("--reps", type=int, default=6, help=_("repetitions (engine, serve)"))
+    bench.add_argument("--reps", type=int, default=6, help=_("repetitions (engine, serve, lookup)"))
     bench.add_argument("--tokens", type=int, default=128,
                        help=_("tokens per reply (engine, serve)"))
     bench.add_argument("--embed-texts", type=int, default=1000,
@@ -261,8 +261,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings, paths: Paths) -> int
         from tui.engine.bench_lookup import run_lookup_bench
 
         run_lookup_bench(load_params(args, settings, _model(args, settings)),
-                         reps=min(args.reps, 3), max_tokens=args.tokens if args.tokens != 128
-                         else 600)
+                         reps=args.reps, max_tokens=args.tokens if args.tokens != 128 else 600)
     elif args.what == "speed":
         from tui.models.bench import run_speed_bench
 

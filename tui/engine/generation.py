@@ -26,7 +26,7 @@ from tui.engine.chat_prompt import ChatTemplate, TemplateError, continued, plain
 from tui.engine.cores import CoreShare, share_of
 from tui.engine.delivery import DeltaSender, Send, StopMatcher
 from tui.engine.kv_state import MIN_TOKENS, DamagedState, StateStore, common_prefix
-from tui.engine.lookup import AcceptanceGate, PromptLookup
+from tui.engine.lookup import DraftPolicy, PromptLookup, costs_from_environment
 from tui.engine.native import (
     DecodeAborted,
     NativeContext,
@@ -127,6 +127,8 @@ class Generator:
         self.tool_family = family_for_template(template.source if template else None)
         self.rng = random.Random(seed)
         self.lookup_exact = lookup_is_exact(model, ctx)
+        self.batch_costs = costs_from_environment()
+        """Measured by each reply that drafts; kept for the next (same model and context)."""
         self._visible: dict[int, bytes] = {}
         self._markers = frozenset(m.encode() for m in (*self.reasoning.markers,
                                                        *MARKERS[self.tool_family]))
@@ -341,7 +343,7 @@ class _Reply:
         self.n_reasoning = 0
         self.first: float | None = None
         self.reasoning_end: float | None = None
-        self.gate = AcceptanceGate()
+        self.policy = DraftPolicy(gen.batch_costs)
         self.drafted = 0
         self.accepted = 0
         self.carry = 0  # tokens that showed no text yet
@@ -378,10 +380,11 @@ class _Reply:
         sample, decode_one = chain.sample, ctx.decode_one
         route = self.route
         lookup = self.lookup_for(tokens, chain)
-        gate = self.gate
+        policy, costs, clock = self.policy, gen.batch_costs, time.perf_counter
         ahead: list[int] = []  # a draft's tokens in the cache after the last sampled token
         at = -1  # the output whose logits give the next token
         drafted = 0  # the length of the draft being checked
+        draft_kind = False  # whether it continued a copy
         while True:
             if cancel.requested:
                 self.reason = "cancelled"
@@ -415,35 +418,49 @@ class _Reply:
                     break
                 if lookup is not None:
                     lookup.extend(ctx.tokens[len(lookup.tokens):])
+                    policy.forget_watched()
+                continue
+            if lookup is None:
+                decode_one(token)
                 continue
             if matched:  # the draft guessed right: this token is in the cache already
-                assert lookup is not None
                 lookup.push(token)
                 del ahead[0]
                 self.accepted += 1
                 at += 1
                 if not ahead:
-                    gate.record(drafted, drafted)
+                    policy.record(draft_kind, drafted, drafted)
                 continue
             if ahead:  # the draft went wrong here: drop the rest of it
-                gate.record(drafted, drafted - len(ahead))
+                policy.record(draft_kind, drafted, drafted - len(ahead))
                 self.drop_draft(ahead)
                 ahead = []
-            draft: list[int] = []
-            if lookup is not None:
-                lookup.push(token)
-                if gate.open:
-                    room = min(gate.length, max_new - self.n_generated,
-                               ctx.n_ctx - len(ctx.tokens) - 2, ctx.n_batch - 1)
-                    draft = lookup.propose(room)
+            lookup.push(token)
+            if policy.watching:
+                policy.see(token)
+            following = lookup.following
+            room = min(policy.longest, max_new - self.n_generated,
+                       ctx.n_ctx - len(ctx.tokens) - 2, ctx.n_batch - 1)
+            draft = lookup.propose(room)
+            if draft:
+                length = policy.length(following, len(draft))
+                if length:
+                    policy.stop_watching()
+                    del draft[length:]
+                    draft_kind = following
                 else:
-                    gate.tick()
+                    if not policy.watching:
+                        policy.watch(following, draft)
+                    draft = []
+            started = clock()
             if draft:
                 ctx.decode_all_logits([token, *draft])
+                costs.batch(len(draft) + 1, clock() - started)
                 ahead, at, drafted = draft, 0, len(draft)
                 self.drafted += drafted
             else:
                 decode_one(token)
+                costs.single(clock() - started)
                 at = -1
         self.drop_draft(ahead)
         tail = decoder.decode(b"", final=True)  # a character cut off by the end

@@ -9,8 +9,9 @@ copy is drafted without a search per token. The loop verifies a draft in one bat
 a wrong draft costs time, never a different output.
 
 Pure Python over token ids, updated incrementally (a few dictionary operations a token),
-so it is tested without a model. ``AcceptanceGate`` is the policy that pauses lookup in a
-reply whose drafts are mostly rejected, for longer each time.
+so it is tested without a model. ``DraftPolicy`` decides per proposal whether a draft pays
+here, from measured batch costs (``BatchCosts``) and how often the reply's proposals come
+true.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from collections import deque
 from collections.abc import Iterable
 
 MAX_NGRAM = 3
-MIN_NGRAM = 1
+MIN_NGRAM = 2
+"""A single token's last occurrence predicts the next one too seldom to be worth a
+proposal (about one time in eight in free-form chat)."""
 MAX_DRAFT = 10
 CANDIDATES = 8
 """Recent occurrences of the longest n-gram compared by how far back they match."""
@@ -71,6 +74,11 @@ class PromptLookup:
             self._latest[tuple(hist[at - n:at])] = at
         hist.append(token)
 
+    @property
+    def following(self) -> bool:
+        """The last token continued a copy: the next proposal carries on from there."""
+        return self._follow is not None
+
     def propose(self, limit: int | None = None) -> list[int]:
         """Up to ``limit`` (default ``max_draft``) tokens likely to come next; [] when the
         history's tail matches nothing earlier."""
@@ -116,50 +124,142 @@ class PromptLookup:
         return best
 
 
-class AcceptanceGate:
-    """When one reply drafts, and how long. Drafting pauses when fewer than ``threshold`` of
-    the drafted tokens were accepted over the last ``window`` drafts, for ``pause`` tokens at
-    first and twice as long each time after, up to ``MAX_PAUSE`` (a reply that never copies
-    soon drafts almost never; one that starts copying after a preamble still gets its
-    drafts). A draft is as long as the last one that was all accepted, doubled, up to
-    ``MAX_DRAFT``; after a miss, one longer than what was accepted."""
+class BatchCosts:
+    """What checking a draft costs on this context: a batch of n tokens against one token,
+    measured as the loop goes. On a GPU a batch of 11 costs about what one token does; on a
+    small CPU it can cost eight times as much, and a batch of 2 twice (so a short draft
+    never pays there). A size not measured yet is assumed to cost ``1 + PRIOR_SLOPE * (n -
+    1)``: hopeful enough that each length gets tried once, then its own figure rules."""
 
-    MAX_PAUSE = 512
+    PRIOR_SLOPE = 0.5
+    REFRESH = 8
+    """Batches in a row after which one token is decoded alone again: a token's cost grows
+    with the context, and a ratio to an old figure would drift up and stop the drafts."""
 
-    def __init__(self, *, window: int = 8, threshold: float = 0.3, pause: int = 32,
-                 max_draft: int = MAX_DRAFT, first_draft: int = 4) -> None:
-        self.window = window
-        self.threshold = threshold
-        self.pause = pause
-        self.max_draft = max_draft
-        self.length = min(first_draft, max_draft)
-        self.drafted = 0
-        self.accepted = 0
-        self.paused_for = 0
-        self.pauses = 0
-        self._recent: deque[tuple[int, int]] = deque(maxlen=window)
+    def __init__(self, *, flat: bool = False) -> None:
+        self.flat = flat
+        """Take every batch to cost one token's decode (``LMDESK_LOOKUP=always``): every
+        proposal is drafted at the longest length, whatever it costs here."""
+        self.one = 0.0
+        """Seconds one token's decode takes (a moving average: it grows with the context)."""
+        self._ratio: dict[int, float] = {}
+        self._batches_in_a_row = 0
 
     @property
-    def open(self) -> bool:
-        return self.paused_for == 0
+    def stale(self) -> bool:
+        """Time to decode one token alone (see ``REFRESH``)."""
+        return not self.flat and self._batches_in_a_row >= self.REFRESH
 
-    def tick(self) -> None:
-        """One token generated without a draft."""
-        if self.paused_for:
-            self.paused_for -= 1
+    def single(self, seconds: float) -> None:
+        self.one = seconds if self.one <= 0 else self.one * 0.9 + seconds * 0.1
+        self._batches_in_a_row = 0
 
-    def record(self, drafted: int, accepted: int) -> None:
-        self.drafted += drafted
-        self.accepted += accepted
-        if accepted == drafted:
-            self.length = min(max(self.length, drafted) * 2, self.max_draft)
-        else:
-            self.length = max(min(accepted + 1, self.max_draft), 1)
-        recent = self._recent
-        recent.append((drafted, accepted))
-        if len(recent) == self.window:
-            tried = sum(d for d, _ in recent)
-            if tried and sum(a for _, a in recent) < self.threshold * tried:
-                self.paused_for = min(self.pause << self.pauses, self.MAX_PAUSE)
-                self.pauses += 1
-                recent.clear()
+    def batch(self, n: int, seconds: float) -> None:
+        self._batches_in_a_row += 1
+        if self.one <= 0:
+            return
+        ratio = seconds / self.one
+        old = self._ratio.get(n)
+        self._ratio[n] = ratio if old is None else old * 0.8 + ratio * 0.2
+
+    def ratio(self, n: int) -> float:
+        """A batch of ``n`` tokens over one token's decode."""
+        if n <= 1 or self.flat:
+            return 1.0
+        return self._ratio.get(n, 1.0 + self.PRIOR_SLOPE * (n - 1))
+
+
+DRAFT_LENGTHS = (3, 6, 10)
+"""The draft lengths the policy chooses from: few, so each one's cost is soon measured."""
+
+
+def costs_from_environment() -> BatchCosts:
+    """``LMDESK_LOOKUP=always`` drafts every proposal (to check that drafts change nothing,
+    or where the measured costs mislead); otherwise drafts go where they pay."""
+    import os
+
+    return BatchCosts(flat=os.environ.get("LMDESK_LOOKUP", "").strip().lower() == "always")
+
+
+class DraftPolicy:
+    """When one reply drafts, and how long: the draft length whose expected tokens per unit
+    of decode time beat plain decoding by ``MARGIN``, from what a batch costs here
+    (``BatchCosts``) and how often this reply's proposals came true. Proposals it does not
+    draft are watched as the tokens come (free: no decode), so a reply that starts copying
+    after a preamble is noticed, and one that never copies drafts almost never. A draft that
+    continues a copy (the previous token followed one) is judged apart from a fresh match:
+    the first runs long, the second misses often. The chance that each next token of a
+    proposal comes true is taken as one figure per kind (recent outcomes, a uniform prior),
+    so a draft of k tokens is expected to give 1 + q + q^2 + ... + q^k tokens."""
+
+    MARGIN = 1.02
+    WINDOW = 16
+
+    def __init__(self, costs: BatchCosts, lengths: tuple[int, ...] = DRAFT_LENGTHS) -> None:
+        self.costs = costs
+        self.lengths = lengths
+        self.longest = max(lengths)
+        self._outcomes: dict[bool, deque[tuple[int, int]]] = {
+            True: deque(maxlen=self.WINDOW), False: deque(maxlen=self.WINDOW)}
+        """kind (continuing a copy) -> (tokens that came true, 1 if it then missed)."""
+        self._watched: list[int] = []
+        self._watched_kind = False
+        self._watched_hits = 0
+
+    def rate(self, following: bool) -> float:
+        """The chance that the next token of a proposal of this kind comes true."""
+        seen = self._outcomes[following]
+        hits = sum(h for h, _ in seen)
+        misses = sum(m for _, m in seen)
+        return (hits + 1) / (hits + misses + 2)
+
+    def length(self, following: bool, room: int) -> int:
+        """How many tokens of a proposal (``room`` of them at most) to draft; 0: none."""
+        if self.costs.stale:
+            return 0
+        q = self.rate(following)
+        best, best_gain = 0, self.MARGIN
+        expected = chance = 1.0
+        for k in range(1, min(room, self.longest) + 1):
+            chance *= q
+            expected += chance
+            if k in self.lengths:
+                gain = expected / self.costs.ratio(k + 1)
+                if gain > best_gain:
+                    best, best_gain = k, gain
+        return best
+
+    def record(self, following: bool, drafted: int, accepted: int) -> None:
+        """A draft was checked: ``accepted`` of its ``drafted`` tokens were right."""
+        self._outcomes[following].append((accepted, int(accepted < drafted)))
+
+    @property
+    def watching(self) -> bool:
+        return bool(self._watched)
+
+    def watch(self, following: bool, proposal: list[int]) -> None:
+        """A proposal not drafted: score it against the tokens as they come (``see``)."""
+        self._watched = proposal
+        self._watched_kind = following
+        self._watched_hits = 0
+
+    def see(self, token: int) -> None:
+        """The next token of the reply, while a proposal is watched."""
+        watched, hits = self._watched, self._watched_hits
+        if watched[hits] == token:
+            hits += 1
+            if hits < len(watched):
+                self._watched_hits = hits
+                return
+        self._outcomes[self._watched_kind].append((hits, int(hits < len(watched))))
+        self._watched = []
+
+    def stop_watching(self) -> None:
+        """A draft is made while a proposal is watched: what came true of it so far counts."""
+        if self._watched:
+            self._outcomes[self._watched_kind].append((self._watched_hits, 0))
+            self._watched = []
+
+    def forget_watched(self) -> None:
+        """Tokens came that were not sampled (a forced end of reasoning): stop watching."""
+        self._watched = []

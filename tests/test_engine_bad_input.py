@@ -231,3 +231,24 @@ def test_a_fifo_is_not_a_model_file(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     message = _assert_load_fails(fifo, "FIFO", "not a regular file")
     assert "download" not in message
+
+
+def test_an_empty_worker_log_is_gone_when_the_process_exits(smollm: Path, tmp_path: Path
+                                                           ) -> None:
+    # each process's workers share one log in the cache folder (or the temporary folder);
+    # when llama.cpp wrote nothing to it, nothing is left behind once the process exits
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    script = (
+        "from tui.engine.local import LocalEngine\n"
+        "from tui.engine.protocol import LoadParams\n"
+        f"with LocalEngine(LoadParams(model_path={str(smollm)!r}, n_ctx=256)) as e:\n"
+        "    print(e.log_path)\n")
+    env = {**os.environ, "LMDESK_CACHE_DIR": str(cache)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    log = Path(done.stdout.strip())
+    assert log.parent == cache
+    assert cache.is_dir() and not log.exists()

@@ -437,13 +437,30 @@ class LocalEngine:
                 proc.join(timeout=2)
 
 
+_EMPTY_LOGS_LEFT: set[str] = set()
+"""Default log files of this process, removed at its exit if nothing was written to them."""
+
+
 def _default_log_path() -> str:
-    """A private per-process log file for the worker's native output."""
+    """A private per-process log file for the worker's native output (shared by this
+    process's workers; gone at exit when they wrote nothing, kept when they did)."""
+    import atexit
     import tempfile
 
     folder = os.environ.get("LMDESK_CACHE_DIR") or tempfile.gettempdir()
     os.makedirs(folder, mode=0o700, exist_ok=True)
-    return os.path.join(folder, f"lmdesk-worker-{os.getpid()}.log")
+    path = os.path.join(folder, f"lmdesk-worker-{os.getpid()}.log")
+    if not _EMPTY_LOGS_LEFT:
+        atexit.register(_remove_empty_logs)
+    _EMPTY_LOGS_LEFT.add(path)
+    return path
+
+
+def _remove_empty_logs() -> None:
+    for path in _EMPTY_LOGS_LEFT:
+        with contextlib.suppress(OSError):
+            if os.path.getsize(path) == 0:
+                os.unlink(path)
 
 
 def _failed(rid: int, parts: list[str], message: str) -> Done:

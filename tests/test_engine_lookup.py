@@ -304,3 +304,21 @@ def test_cancel_stops_a_drafting_reply(engines: tuple[LocalEngine, LocalEngine])
     again = list(engine.generate([ChatMessage("user", "Say hi.")],
                                  SamplingParams(temperature=0.0, max_tokens=8)))[-1]
     assert isinstance(again, Done) and again.error is None and again.text.strip()
+
+
+def test_the_default_policy_gives_the_reply_of_plain_decoding(
+        smollm: Path, engines: tuple[LocalEngine, LocalEngine]) -> None:
+    # the engine as users get it (drafts only where they pay here, whatever that decides on
+    # this machine) against plain decoding, on a copy that runs long
+    params = LoadParams(model_path=str(smollm), n_ctx=2048, n_threads=1, n_threads_batch=1,
+                        flash_attn=True)
+    sampling = SamplingParams(temperature=0.0, max_tokens=200, seed=1, repeat_penalty=1.0)
+    messages = rewrite_messages(30)
+    with LocalEngine(params) as auto:
+        a = list(auto.generate(messages, sampling))[-1]
+    b = list(engines[1].generate(messages, replace(sampling, prompt_lookup=False)))[-1]
+    assert isinstance(a, Done) and isinstance(b, Done) and a.error is None
+    print(f"drafted {a.stats.drafted_tokens}, accepted {a.stats.accepted_tokens}")
+    assert a.text == b.text
+    assert a.text.count("ledger") + a.text.count("journal") >= 3  # it did copy the file
+    assert a.stats.accepted_tokens <= a.stats.drafted_tokens

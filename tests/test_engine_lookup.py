@@ -236,6 +236,23 @@ def test_no_drafts_on_several_threads(smollm: Path) -> None:
         model_path=str(smollm), n_ctx=1024, n_threads=2, n_threads_batch=2)) == (True, 0)
 
 
+def test_one_generation_thread_drafts_whatever_the_prompts_threads(
+        smollm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--threads 1` alone: the prompt still evaluates on two threads, the drafts are checked
+    # on the one generation thread, and the reply is the one plain decoding gives
+    monkeypatch.setenv("LMDESK_LOOKUP", "always")
+    params = LoadParams(model_path=str(smollm), n_ctx=2048, n_threads=1, n_threads_batch=2)
+    sampling = SamplingParams(temperature=0.0, max_tokens=120, seed=1, repeat_penalty=1.0)
+    messages = rewrite_messages(30)
+    with LocalEngine(params) as engine:
+        plain = list(engine.generate(messages, replace(sampling, prompt_lookup=False)))[-1]
+        drafted = list(engine.generate(messages, sampling))[-1]
+        again = list(engine.generate(messages, replace(sampling, prompt_lookup=False)))[-1]
+    assert isinstance(plain, Done) and isinstance(drafted, Done) and isinstance(again, Done)
+    assert drafted.stats.accepted_tokens > 0
+    assert drafted.text == plain.text == again.text
+
+
 def test_a_rewrite_is_drafted_and_byte_identical(
         engines: tuple[LocalEngine, LocalEngine]) -> None:
     sampling = SamplingParams(temperature=0.0, max_tokens=160, seed=1)

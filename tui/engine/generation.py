@@ -74,14 +74,20 @@ def lookup_is_exact(model: NativeModel, ctx: NativeContext) -> bool:
     """Whether prompt lookup gives the reply plain decoding gives, token for token: the
     cache can drop a rejected draft (not recurrent or hybrid models), and llama.cpp's logits
     for a token are the same in a batch as alone. That holds on the CPU with flash attention
-    on one thread; not without flash attention (checked here on a short text, which catches
-    it), nor with it on several threads past a few hundred tokens (too long to check at
-    every load, so known here: tests/test_engine_lookup.py checks this build)."""
+    on one thread (generation on one thread: a reply that drafts checks its drafts on that
+    one too, whatever the prompt's threads); not without flash attention (checked here on a
+    short text, which catches it), nor with it on several threads past a few hundred tokens
+    (too long to check at every load, so known here: tests/test_engine_lookup.py checks this
+    build)."""
     opts = ctx.options
-    if not model.cache_cuts_anywhere() or max(opts.n_threads, opts.n_threads_batch) > 1:
+    if not model.cache_cuts_anywhere() or opts.n_threads > 1:
         return False
     tokens = model.tokenize(LOOKUP_PROBE, add_special=True, parse_special=False)
-    return ctx.batch_matches_single(tokens[8:14], after=tokens[:8])
+    ctx.set_threads(1, 1)  # drafts are checked on the one generation thread (_Reply.run)
+    try:
+        return ctx.batch_matches_single(tokens[8:14], after=tokens[:8])
+    finally:
+        ctx.set_threads(opts.n_threads, opts.n_threads_batch)
 
 
 class CancelFlag:
@@ -122,6 +128,7 @@ class Generator:
         self.cores = cores
         self.threads = (ctx.options.n_threads, ctx.options.n_threads_batch)
         self.threads_now = self.threads[0]
+        self.batch_threads_now = self.threads[1]
         self.template = template
         self.reasoning = format_for_template(template.source) if template else THINK
         self.tool_family = family_for_template(template.source if template else None)
@@ -229,6 +236,8 @@ class Generator:
             reply.reason, reply.error = "error", f"generation failed: {exc}"
         finally:
             chain.free()
+            if reply.drafts_on_one_thread:
+                self.ctx.set_threads(self.threads_now, self.batch_threads_now)
             if self.cores is not None:
                 self.cores.end()
         return reply.done()
@@ -239,7 +248,8 @@ class Generator:
         active = self.cores.active()
         n = share_of(self.threads[0], active)
         if n != self.threads_now:
-            self.ctx.set_threads(n, share_of(self.threads[1], active))
+            self.batch_threads_now = share_of(self.threads[1], active)
+            self.ctx.set_threads(n, self.batch_threads_now)
             self.threads_now = n
         return n
 
@@ -344,6 +354,7 @@ class _Reply:
         self.first: float | None = None
         self.reasoning_end: float | None = None
         self.policy = DraftPolicy(gen.batch_costs)
+        self.drafts_on_one_thread = False
         self.drafted = 0
         self.accepted = 0
         self.carry = 0  # tokens that showed no text yet
@@ -380,6 +391,10 @@ class _Reply:
         sample, decode_one = chain.sample, ctx.decode_one
         route = self.route
         lookup = self.lookup_for(tokens, chain)
+        if lookup is not None and gen.batch_threads_now > 1:
+            # a batch on several threads rounds unlike one token: check drafts on one
+            ctx.set_threads(gen.threads_now, 1)
+            self.drafts_on_one_thread = True  # Generator.run puts the prompt's threads back
         policy, costs, clock = self.policy, gen.batch_costs, time.perf_counter
         ahead: list[int] = []  # a draft's tokens in the cache after the last sampled token
         at = -1  # the output whose logits give the next token

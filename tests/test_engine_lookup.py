@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tui.engine.bench_lookup import FREE_PROMPT, python_file, rewrite_messages
+from tui.engine.bench_lookup import (
+    COST_SIZES,
+    FREE_PROMPT,
+    batch_cost_ratios_apart,
+    best_case_speedup,
+    python_file,
+    rewrite_messages,
+)
 from tui.engine.local import LocalEngine
 from tui.engine.lookup import DRAFT_LENGTHS, BatchCosts, DraftPolicy, PromptLookup
 from tui.engine.protocol import ChatMessage, Done, LoadParams, SamplingParams
@@ -152,6 +159,12 @@ def test_after_a_run_of_batches_one_token_is_decoded_alone_again() -> None:
     assert not flat.stale and flat.ratio(11) == 1.0  # LMDESK_LOOKUP=always
 
 
+def test_the_best_case_is_the_cheapest_batch_per_token() -> None:
+    assert best_case_speedup(CPU) == pytest.approx(11 / 8.19)  # here: at most 1.34x
+    assert best_case_speedup(FLAT) == pytest.approx(11 / 1.15)
+    assert best_case_speedup({}) == 1.0
+
+
 def test_only_recent_outcomes_count() -> None:
     policy = DraftPolicy(_costs(1.0, CPU))
     _sure(policy, True, hits=0, misses=DraftPolicy.WINDOW)
@@ -190,6 +203,14 @@ def _pair(engines: tuple[LocalEngine, LocalEngine], messages: list[ChatMessage],
     assert a.error is None and b.error is None, (a.error, b.error)
     assert b.stats.drafted_tokens == 0
     return a, b
+
+
+def test_the_bench_measures_what_a_batch_costs_here(smollm: Path) -> None:
+    ratios = batch_cost_ratios_apart(
+        LoadParams(model_path=str(smollm), n_threads=1, flash_attn=True), context=200, reps=3)
+    assert tuple(ratios) == COST_SIZES
+    assert all(0.5 < ratio < 4 * n for n, ratio in ratios.items())
+    assert ratios[11] > ratios[4] * 0.8  # more tokens are not much cheaper than fewer
 
 
 def test_batches_give_the_logits_of_one_by_one_here(smollm: Path) -> None:

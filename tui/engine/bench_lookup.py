@@ -11,15 +11,19 @@ one thread with flash attention, which the bench loads unless told otherwise. Ra
 generated tokens after the first over the time from the first to the last (the worker's
 clock), so the drafts' checking and sampling are in them; ratios are the median of
 per-repetition ratios. The outputs must be byte-identical: that is printed too (every
-measured run starts from the same cache).
+measured run starts from the same cache). First it measures what a draft's batch costs here
+against one token: with every draft right, lookup can gain no more than that allows.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import statistics
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 from tui.engine.bench import reply_rate
@@ -63,6 +67,59 @@ def rewrite_messages(lines: int = 120) -> list[ChatMessage]:
         f"`{NEW_NAME}` everywhere. Output only the code."))]
 
 
+COST_SIZES = (4, 7, 11)
+"""Batches of a draft of 3, 6 and 10 tokens with the token before it."""
+
+
+def batch_cost_ratios(params: LoadParams, *, context: int = 1200,
+                      sizes: Sequence[int] = COST_SIZES, reps: int = 9) -> dict[int, float]:
+    """What a batch of n tokens costs over one token's decode, ``context`` tokens into this
+    bench's file (medians of ``reps``): what bounds lookup's gain on this machine. Loads
+    llama.cpp: call it in a process of its own (``batch_cost_ratios_apart``)."""
+    from tui.engine.native import ContextOptions, NativeContext, NativeModel, backend_init
+
+    backend_init()
+    model = NativeModel(params.model_path, n_gpu_layers=params.n_gpu_layers or 0)
+    threads = params.n_threads or 1
+    ctx = NativeContext(model, ContextOptions(
+        n_ctx=context + max(sizes) + 64, n_batch=max(512, max(sizes)), n_threads=threads,
+        n_threads_batch=threads, flash_attn=params.flash_attn))
+    try:
+        text = python_file()
+        tokens = model.tokenize(text, add_special=True, parse_special=False)
+        while len(tokens) < context + max(sizes):
+            tokens += model.tokenize(text, add_special=False, parse_special=False)
+        ctx.decode_many(tokens[:context])
+        times: dict[int, list[float]] = {n: [] for n in (1, *sizes)}
+        for _ in range(reps):
+            for n, seen in times.items():
+                start = time.perf_counter()
+                if n == 1:
+                    ctx.decode_one(tokens[context])
+                else:
+                    ctx.decode_all_logits(tokens[context:context + n])
+                seen.append(time.perf_counter() - start)
+                ctx.keep_prefix(context)
+        one = statistics.median(times[1])
+        return {n: statistics.median(times[n]) / one for n in sizes}
+    finally:
+        ctx.close()
+        model.close()
+
+
+def batch_cost_ratios_apart(params: LoadParams, *, context: int = 1200,
+                            reps: int = 9) -> dict[int, float]:
+    """``batch_cost_ratios`` in a spawned process (llama.cpp never loads into the caller)."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        job = pool.submit(batch_cost_ratios, params, context=context, reps=reps)
+        return job.result(timeout=600)
+
+
+def best_case_speedup(ratios: dict[int, float]) -> float:
+    """Lookup's gain with every draft right: n tokens for the price of a batch of n."""
+    return max((n / ratio for n, ratio in ratios.items() if ratio > 0), default=1.0)
+
+
 def run_lookup_bench(params: LoadParams, *, reps: int = 3, max_tokens: int = 600,
                      out: Callable[[str], None] = print) -> dict[str, float]:
     greedy = SamplingParams(temperature=0.0, top_k=1, max_tokens=max_tokens, seed=1)
@@ -84,6 +141,12 @@ def run_lookup_bench(params: LoadParams, *, reps: int = 3, max_tokens: int = 600
         out(f"model {info.name}, {info.n_threads} threads, flash attention "
             f"{'on' if info.flash_attn else 'off'}, {reps} reps x up to {max_tokens} tokens, "
             f"load {os.getloadavg()[0]:.2f}")
+        costs = batch_cost_ratios_apart(replace(
+            run, model_path=info.path, n_threads=info.n_threads, flash_attn=info.flash_attn))
+        out("a batch here, 1,200 tokens in, over one token's decode: "
+            + ", ".join(f"{n} tokens {r:.2f}x" for n, r in costs.items())
+            + f"; with every draft right lookup gives at most {best_case_speedup(costs):.2f}x")
+        results["best_case"] = best_case_speedup(costs)
         for key, (task, messages, sampling) in tasks.items():
             ratios: list[float] = []
             rates: dict[bool, list[float]] = {True: [], False: []}

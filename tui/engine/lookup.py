@@ -16,6 +16,7 @@ true.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable
 
@@ -176,8 +177,6 @@ DRAFT_LENGTHS = (3, 6, 10)
 def costs_from_environment() -> BatchCosts:
     """``LMDESK_LOOKUP=always`` drafts every proposal (to check that drafts change nothing,
     or where the measured costs mislead); otherwise drafts go where they pay."""
-    import os
-
     return BatchCosts(flat=os.environ.get("LMDESK_LOOKUP", "").strip().lower() == "always")
 
 

@@ -327,6 +327,9 @@ def test_the_wheel_build_hook_compiles_every_catalog(tmp_path: Path) -> None:
     assert target == "tui/locale/es/LC_MESSAGES/lmdesk.mo"
     with open(source, "rb") as handle:
         assert gettext.GNUTranslations(handle).gettext("Search") == "Buscar"
+    hook.finalize("standard", build_data, str(tmp_path / "lmdesk.whl"))
+    assert not Path(source).exists()  # the compiled catalogs' temporary folder is not left behind
+    assert not Path(source).parents[4].exists()
     editable: dict[str, dict[str, str]] = {"force_include": {}}
     hook.initialize("editable", editable)  # an editable install compiles at run time instead
     assert editable["force_include"] == {}

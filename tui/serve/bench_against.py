@@ -3,29 +3,37 @@
 
 Both are driven the same way, as a client sees them: a streamed chat completion, greedy, the
 same prompt and token bound; tokens/s between the first and the last text piece, and the time
-to the first. Runs alternate which server goes first (a prompt is new to the first one and
-new to the second as well: each keeps its own cache), one warm-up each is not counted, and
-the median of the per-pair ratios is printed (lmdesk / other: above 1 lmdesk is faster, for
-TTFT below 1 is better).
+to the first. lmdesk serve runs in a process of its own, as ``lmdesk serve`` does, so the
+client's work is not done under its interpreter lock. Runs alternate which server goes first,
+one warm-up each is not counted, and the median of the per-pair ratios is printed (lmdesk /
+other: above 1 lmdesk is faster, for TTFT below 1 is better).
+
+Every prompt carries a tag drawn for this run: a server that keeps earlier prompts' states
+(llama-server's prompt cache holds gigabytes of them in memory) would otherwise answer a
+prompt it saw in an earlier run with nothing to evaluate, and its time to first token would
+measure its memory, not its speed. Each prompt is new to both servers.
 
 Two phases: a fresh conversation (one short question), and a continuing one (a long history,
 then a new question each run; the history is the same every time, so both servers can reuse
 its cached prefix as they would in a real chat). They part where attention costs more than
-the weights: llama-server turns flash attention on by default ("auto"), which on a CPU is a
-little faster with nothing before the question and several times slower a few hundred tokens
-into a conversation; lmdesk leaves it off on a CPU.
+the weights.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import multiprocessing
+import secrets
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
 
 from tui.engine.bench import PROMPT, RunFigures
+from tui.engine.errors import EngineError
 from tui.engine.local import LocalEngine, resolve_load_params
 from tui.engine.protocol import ChatMessage, LoadParams
 from tui.serve.bench import stream_run
@@ -90,30 +98,27 @@ def run_against_bench(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     from tui.offline import allow_network
 
+    tag = secrets.token_hex(3)
+    try:
+        params = resolve_load_params(params)
+    except EngineError as exc:
+        raise AgainstError(f"lmdesk serve could not load the model: {exc}") from None
     with allow_network(url):
         other_model = model or _first_model(host, port, base, headers)
-        engine = LocalEngine(resolve_load_params(params))
-        engine.load()
-        pool = EnginePool()
-        pool.register(MODEL, engine)
-        server = ApiServer(pool, "127.0.0.1", 0).start()
-        history: list[ChatMessage] = []
-        history_size = 0
-        try:
-            fresh = _phase(host, port, base, headers, other_model, server.port, reps,
-                           max_tokens, [])
-            info = engine.info
-            room = (info.n_ctx if info else 0) - max_tokens - 256  # the question, the template
-            if min(history_tokens, room) > 0:
-                history = conversation(engine, min(history_tokens, room))
-                history_size = engine.count_tokens(messages=history)
-                continuing = _phase(host, port, base, headers, other_model, server.port,
-                                    reps, max_tokens, history)
-        except (OSError, RuntimeError) as exc:
-            raise AgainstError(f"a run failed: {exc}") from None
-        finally:
-            server.stop()
-            engine.unload()
+        with _lmdesk_serve(params) as ours:
+            history: list[ChatMessage] = []
+            history_size = 0
+            try:
+                fresh = _phase(host, port, base, headers, other_model, ours.port, reps,
+                               max_tokens, [], tag)
+                room = ours.n_ctx - max_tokens - 256  # the question, the template
+                if min(history_tokens, room) > 0:
+                    history = conversation(ours.count_tokens, min(history_tokens, room))
+                    history_size = ours.count_tokens(history)
+                    continuing = _phase(host, port, base, headers, other_model, ours.port,
+                                        reps, max_tokens, history, tag)
+            except (OSError, RuntimeError) as exc:
+                raise AgainstError(f"a run failed: {exc}") from None
 
     results = _figures(*fresh)
     tokens = statistics.median(r.tokens for r in fresh[0] + fresh[1])
@@ -130,11 +135,13 @@ def run_against_bench(
     return results
 
 
-def conversation(engine: LocalEngine, tokens: int) -> list[ChatMessage]:
-    """A chat history of about ``tokens`` tokens, the same every time."""
+def conversation(count_tokens: Callable[[list[ChatMessage]], int],
+                 tokens: int) -> list[ChatMessage]:
+    """A chat history of about ``tokens`` tokens (as ``count_tokens`` counts a history), the
+    same every time."""
     messages: list[ChatMessage] = []
     i = 0
-    while not messages or engine.count_tokens(messages=messages) < tokens:
+    while not messages or count_tokens(messages) < tokens:
         topic = HISTORY_TOPICS[i % len(HISTORY_TOPICS)]
         messages += [ChatMessage("user", f"Tell me about {topic}."),
                      ChatMessage("assistant", ANSWER.format(topic=topic))]
@@ -142,14 +149,76 @@ def conversation(engine: LocalEngine, tokens: int) -> list[ChatMessage]:
     return messages
 
 
+class _Served:
+    """lmdesk serve running in its own process: its port and its model's context, and the
+    token count of a history as its model counts it."""
+
+    def __init__(self, conn: Connection, port: int, n_ctx: int) -> None:
+        self._conn = conn
+        self.port = port
+        self.n_ctx = n_ctx
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        self._conn.send(messages)
+        return int(self._conn.recv())
+
+
+@contextmanager
+def _lmdesk_serve(params: LoadParams) -> Iterator[_Served]:
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    child = multiprocessing.get_context("spawn").Process(
+        target=_serve_apart, args=(params, theirs), name="lmdesk-bench-serve")
+    child.start()
+    theirs.close()
+    try:
+        try:
+            started = ours.recv()
+        except EOFError:
+            raise AgainstError("lmdesk serve could not start (its process ended)") from None
+        if isinstance(started, str):
+            raise AgainstError(started)
+        yield _Served(ours, *started)
+    finally:
+        ours.close()  # the child stops its server and unloads when its end reads EOF
+        child.join(60)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
+def _serve_apart(params: LoadParams, conn: Connection) -> None:
+    """The child: load the model, serve it on a free loopback port, send (port, n_ctx), then
+    count histories' tokens on request until the parent hangs up."""
+    engine = LocalEngine(params)
+    try:
+        engine.load()
+    except EngineError as exc:
+        conn.send(f"lmdesk serve could not load the model: {exc}")
+        return
+    pool = EnginePool()
+    pool.register(MODEL, engine)
+    server = ApiServer(pool, "127.0.0.1", 0).start()
+    try:
+        conn.send((server.port, engine.info.n_ctx if engine.info else 0))
+        while True:
+            try:
+                messages = conn.recv()
+            except (EOFError, OSError):
+                return
+            conn.send(engine.count_tokens(messages=messages))
+    finally:
+        server.stop()
+        engine.unload()
+
+
 def _phase(host: str, port: int, base: str, headers: dict[str, str], other_model: str,
-           our_port: int, reps: int, max_tokens: int, history: list[ChatMessage],
+           our_port: int, reps: int, max_tokens: int, history: list[ChatMessage], tag: str,
            ) -> tuple[list[RunFigures], list[RunFigures]]:
     ours: list[RunFigures] = []
     theirs: list[RunFigures] = []
     before = [{"role": m.role, "content": m.content} for m in history]
     for i in range(reps + 1):
-        prompt = PROMPT.format(i=i)
+        prompt = PROMPT.format(i=f"{tag}-{i}")
         for which in (("lmdesk", "other") if i % 2 == 0 else ("other", "lmdesk")):
             body: dict[str, Any] = {
                 "stream": True, "max_tokens": max_tokens, "temperature": 0,

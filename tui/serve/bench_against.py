@@ -21,6 +21,7 @@ the weights.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -105,17 +106,18 @@ def run_against_bench(
         raise AgainstError(f"lmdesk serve could not load the model: {exc}") from None
     with allow_network(url):
         other_model = model or _first_model(host, port, base, headers)
-        with _lmdesk_serve(params) as ours:
+        with _lmdesk_serve(params) as (our_port, n_ctx):
             history: list[ChatMessage] = []
             history_size = 0
             try:
-                fresh = _phase(host, port, base, headers, other_model, ours.port, reps,
+                fresh = _phase(host, port, base, headers, other_model, our_port, reps,
                                max_tokens, [], tag)
-                room = ours.n_ctx - max_tokens - 256  # the question, the template
+                room = n_ctx - max_tokens - 256  # the question, the template
                 if min(history_tokens, room) > 0:
-                    history = conversation(ours.count_tokens, min(history_tokens, room))
-                    history_size = ours.count_tokens(history)
-                    continuing = _phase(host, port, base, headers, other_model, ours.port,
+                    history = conversation(lambda m: _count_tokens(our_port, m),
+                                           min(history_tokens, room))
+                    history_size = _count_tokens(our_port, history)
+                    continuing = _phase(host, port, base, headers, other_model, our_port,
                                         reps, max_tokens, history, tag)
             except (OSError, RuntimeError) as exc:
                 raise AgainstError(f"a run failed: {exc}") from None
@@ -149,25 +151,29 @@ def conversation(count_tokens: Callable[[list[ChatMessage]], int],
     return messages
 
 
-class _Served:
-    """lmdesk serve running in its own process: its port and its model's context, and the
-    token count of a history as its model counts it."""
-
-    def __init__(self, conn: Connection, port: int, n_ctx: int) -> None:
-        self._conn = conn
-        self.port = port
-        self.n_ctx = n_ctx
-
-    def count_tokens(self, messages: list[ChatMessage]) -> int:
-        self._conn.send(messages)
-        return int(self._conn.recv())
+def _count_tokens(port: int, messages: list[ChatMessage]) -> int:
+    """A history's prompt tokens as lmdesk serve's model counts them (its ``/tokenize``)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", "/tokenize", json.dumps({
+            "model": MODEL, "messages": [{"role": m.role, "content": m.content}
+                                         for m in messages]}),
+            {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200:
+        raise RuntimeError(f"/tokenize failed: {resp.status} {raw[:200]!r}")
+    return int(json.loads(raw)["count"])
 
 
 @contextmanager
-def _lmdesk_serve(params: LoadParams) -> Iterator[_Served]:
-    ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    child = multiprocessing.get_context("spawn").Process(
-        target=_serve_apart, args=(params, theirs), name="lmdesk-bench-serve")
+def _lmdesk_serve(params: LoadParams) -> Iterator[tuple[int, int]]:
+    """lmdesk serve on ``params`` in a process of its own: yields its (port, n_ctx)."""
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    child = spawn.Process(target=_serve_apart, args=(params, theirs), name="lmdesk-bench-serve")
     child.start()
     theirs.close()
     try:
@@ -177,7 +183,7 @@ def _lmdesk_serve(params: LoadParams) -> Iterator[_Served]:
             raise AgainstError("lmdesk serve could not start (its process ended)") from None
         if isinstance(started, str):
             raise AgainstError(started)
-        yield _Served(ours, *started)
+        yield started
     finally:
         ours.close()  # the child stops its server and unloads when its end reads EOF
         child.join(60)
@@ -187,8 +193,8 @@ def _lmdesk_serve(params: LoadParams) -> Iterator[_Served]:
 
 
 def _serve_apart(params: LoadParams, conn: Connection) -> None:
-    """The child: load the model, serve it on a free loopback port, send (port, n_ctx), then
-    count histories' tokens on request until the parent hangs up."""
+    """The child: load the model, serve it on a free loopback port, send (port, n_ctx), and
+    serve until the parent hangs up."""
     engine = LocalEngine(params)
     try:
         engine.load()
@@ -200,12 +206,8 @@ def _serve_apart(params: LoadParams, conn: Connection) -> None:
     server = ApiServer(pool, "127.0.0.1", 0).start()
     try:
         conn.send((server.port, engine.info.n_ctx if engine.info else 0))
-        while True:
-            try:
-                messages = conn.recv()
-            except (EOFError, OSError):
-                return
-            conn.send(engine.count_tokens(messages=messages))
+        with contextlib.suppress(EOFError, OSError):
+            conn.recv()
     finally:
         server.stop()
         engine.unload()

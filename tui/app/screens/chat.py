@@ -24,6 +24,7 @@ from tui.app.transfer import (
     slug,
 )
 from tui.app.widgets.chat_pane import READ_ONLY_SEND, ChatPane
+from tui.app.widgets.markdown_lite import warm_highlighting
 from tui.app.widgets.message_view import LiveReply, MessageView, code_blocks
 from tui.app.widgets.monitor_panel import MonitorPanel, reply_figures
 from tui.app.widgets.sidebar import ConversationList, Sidebar
@@ -77,6 +78,8 @@ class ChatScreen(Screen[None]):
             await self.new_conversation(quiet=True)
         self.pane.prompt.focus()
         self.call_after_refresh(app.mark_first_frame)
+        self.call_after_refresh(self.run_worker, warm_highlighting, thread=True,
+                                group="warm-highlighting", exit_on_error=False)
 
     def _model_state_changed(self, state: str) -> None:
         monitor = self.query_one(MonitorPanel)

@@ -10,16 +10,19 @@ block spacing, numbered code blocks, with wrapping and hanging indents done per 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Literal
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
 from textual.content import Content, Span
 from textual.css.styles import RulesMap
-from textual.highlight import ANSIDarkHighlightTheme, HighlightTheme, highlight
+from textual.highlight import ANSIDarkHighlightTheme, HighlightTheme, guess_language, highlight
 from textual.strip import Strip
 from textual.style import Style
 from textual.visual import RenderOptions, Visual
@@ -107,9 +110,33 @@ Highlighter = Callable[[str, str | None, type[HighlightTheme], int], Content]
 """(code, language, theme, the code block's number) to highlighted text."""
 
 
+@lru_cache(maxsize=256)
+def known_language(language: str) -> str:
+    """The language Pygments will highlight ``language`` as: itself when it has a lexer,
+    "text" otherwise. Pygments looks an unknown name up among its plug-ins' entry points on
+    every call (several milliseconds each), and a fence label is often one it does not know
+    ("console", "output"), so the answer is kept."""
+    try:
+        get_lexer_by_name(language)
+    except ClassNotFound:
+        return "text"
+    return language
+
+
 def highlight_code(code: str, language: str | None, theme: type[HighlightTheme],
                    number: int) -> Content:
-    return highlight(code, language=language, theme=theme)
+    return highlight(code, language=known_language(language) if language else None,
+                     theme=theme)
+
+
+COMMON_LANGUAGES = ("python", "bash", "sh", "javascript", "typescript", "json", "text")
+
+
+def warm_highlighting(languages: Iterable[str] = COMMON_LANGUAGES) -> None:
+    """Build the lexers replies use most, so the first code block of a session does not stall
+    the stream while Pygments imports one (tens of milliseconds each)."""
+    for language in languages:
+        highlight("x", language=known_language(language))
 
 
 @dataclass
@@ -119,21 +146,38 @@ class _GrowingCode:
     lines_done: int = 0
     text_done: str = ""
     chunks: list[Content] = field(default_factory=list)
+    guess: str | None = None
+    """The language guessed for a block without one, once it has enough lines."""
 
 
 class ChunkedHighlighter:
     """Highlights code blocks that grow as a reply streams: each complete run of ``CHUNK``
     lines once, only the lines after the last run again at each update. A construct spanning
     two runs (a long string) may be coloured differently until the reply is finished and
-    drawn whole, which is the price of not re-highlighting a 500-line block per frame."""
+    drawn whole, which is the price of not re-highlighting a 500-line block per frame.
+
+    A block without a language is drawn plain until it has ``GUESS_LINES`` lines, then in
+    the language guessed once from those lines: guessing runs every lexer's heuristics (tens
+    of milliseconds), which per frame would cost more than the rest of the reply."""
 
     CHUNK = 16
+    GUESS_LINES = 4
 
     def __init__(self) -> None:
         self._blocks: dict[int, _GrowingCode] = {}
 
     def clear(self) -> None:
         self._blocks.clear()
+
+    def _lexer(self, state: _GrowingCode, lines: list[str]) -> str:
+        if state.language:
+            return known_language(state.language)
+        if state.guess is None:
+            if len(lines) <= self.GUESS_LINES:
+                return "text"
+            sample = "\n".join(lines[:self.GUESS_LINES])
+            state.guess = known_language(guess_language(sample, None))
+        return state.guess
 
     def __call__(self, code: str, language: str | None, theme: type[HighlightTheme],
                  number: int) -> Content:
@@ -142,14 +186,15 @@ class ChunkedHighlighter:
                 or not code.startswith(state.text_done)):
             state = self._blocks[number] = _GrowingCode(language, theme)
         lines = code.split("\n")
+        lexer = self._lexer(state, lines)
         while len(lines) - state.lines_done > self.CHUNK:
             run = lines[state.lines_done:state.lines_done + self.CHUNK]
-            state.chunks.append(highlight("\n".join(run), language=language, theme=theme))
+            state.chunks.append(highlight("\n".join(run), language=lexer, theme=theme))
             state.lines_done += self.CHUNK
             state.text_done += "\n".join(run) + "\n"
         rest = "\n".join(lines[state.lines_done:])
-        parts = [*state.chunks, highlight(rest, language=language, theme=theme)]
-        return Content("\n").join(parts)
+        tail = highlight(rest, language=lexer, theme=theme) if rest else EMPTY
+        return Content("\n").join([*state.chunks, tail])
 
 
 class _Builder:
